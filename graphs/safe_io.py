@@ -1,0 +1,422 @@
+"""Reading untrusted checkpoint files without trusting them.
+
+Two formats are accepted, recognised by their first bytes (never by file name):
+
+* **safetensors**: the header is length-capped, parsed and checked here (dtypes, shapes,
+  offsets) before a single tensor byte is interpreted; the safetensors library is only used
+  for writing.
+* **PyTorch zip** (``torch.save`` since 1.6, usually ``.pt``/``.pth``/``.bin``): the zip
+  directory is checked first (stored members only, capped counts and sizes, no path
+  tricks), then it is loaded with ``torch.load(weights_only=True)`` and nothing else, so a
+  pickle can never run code. The legacy non-zip pickle format is refused outright.
+
+Every tensor must hold finite values of an allowlisted dtype; any problem raises
+:class:`graphs.errors.CheckpointError` with a one-line message for the user.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import struct
+import warnings
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Literal
+
+import torch
+from safetensors.torch import save as _safetensors_save
+
+from graphs.errors import CheckpointError
+
+__all__ = [
+    "DTYPES",
+    "Limits",
+    "RawCheckpoint",
+    "detect_format",
+    "read_checkpoint",
+    "to_safetensors_bytes",
+]
+
+# safetensors dtype name -> torch dtype; nothing outside this table is ever interpreted.
+DTYPES: dict[str, torch.dtype] = {
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+    "F32": torch.float32,
+    "F64": torch.float64,
+    "I8": torch.int8,
+    "I16": torch.int16,
+    "I32": torch.int32,
+    "I64": torch.int64,
+    "U8": torch.uint8,
+    "BOOL": torch.bool,
+}
+_DTYPE_NAMES = {dtype: name for name, dtype in DTYPES.items()}
+_ITEMSIZE = {name: torch.empty((), dtype=dtype).element_size() for name, dtype in DTYPES.items()}
+
+_ZIP_MAGIC = b"PK\x03\x04"
+_PICKLE_PROTOCOL_OPCODE = 0x80
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Caps that keep a hostile file from exhausting memory or time."""
+
+    max_header_bytes: int = 8 * 2**20
+    max_tensors: int = 10_000
+    max_rank: int = 8
+    max_elements_per_tensor: int = 2**31
+    max_total_bytes: int = 8 * 2**30
+    max_zip_members: int = 10_000 + 16
+    max_pickle_bytes: int = 64 * 2**20
+    max_name_length: int = 1024
+
+
+@dataclass
+class RawCheckpoint:
+    """Validated tensors (CPU, contiguous, owning their memory) and string metadata."""
+
+    tensors: dict[str, torch.Tensor]
+    metadata: dict[str, str] = field(default_factory=dict)
+    format: Literal["safetensors", "pytorch"] = "safetensors"
+
+
+def detect_format(head: bytes) -> Literal["safetensors", "pytorch"]:
+    """Tell the format from the first bytes (at least 9 for safetensors)."""
+    if head.startswith(_ZIP_MAGIC):
+        return "pytorch"
+    if len(head) >= 9 and head[8:9] == b"{":
+        return "safetensors"
+    if head[:1] == bytes([_PICKLE_PROTOCOL_OPCODE]):
+        raise CheckpointError(
+            "legacy (non-zip) PyTorch format is not accepted; re-save it with torch.save "
+            "from PyTorch >= 1.6 or as safetensors"
+        )
+    if not head:
+        raise CheckpointError("empty file")
+    raise CheckpointError("unrecognised file format: expected safetensors or a PyTorch zip")
+
+
+def read_checkpoint(
+    source: bytes | bytearray | memoryview | str | os.PathLike[str],
+    limits: Limits = Limits(),
+) -> RawCheckpoint:
+    """Load a checkpoint from bytes or a file path, validating everything first."""
+    data = _read_source(source, limits)
+    fmt = detect_format(bytes(data[:9]))
+    if fmt == "pytorch":
+        return _read_pytorch(data, limits)
+    return _read_safetensors(data, limits)
+
+
+def to_safetensors_bytes(
+    tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None
+) -> bytes:
+    """Serialise tensors as safetensors (each tensor copied, so shared storage is fine)."""
+    owned = {name: t.detach().to("cpu").contiguous().clone() for name, t in tensors.items()}
+    return _safetensors_save(owned, metadata=dict(metadata) if metadata else None)
+
+
+# --- reading the source ----------------------------------------------------------------
+
+
+def _read_source(
+    source: bytes | bytearray | memoryview | str | os.PathLike[str], limits: Limits
+) -> memoryview:
+    if isinstance(source, bytes | bytearray | memoryview):
+        data = memoryview(source).cast("B")
+    else:
+        path = Path(source)
+        try:
+            size = path.stat().st_size
+            if size > _max_file_bytes(limits):
+                raise CheckpointError(f"file of {size} bytes exceeds the size limit")
+            data = memoryview(path.read_bytes())
+        except OSError as exc:
+            raise CheckpointError(f"cannot read checkpoint file: {exc.strerror}") from None
+    if len(data) > _max_file_bytes(limits):
+        raise CheckpointError(f"file of {len(data)} bytes exceeds the size limit")
+    return data
+
+
+def _max_file_bytes(limits: Limits) -> int:
+    # Room for the header (safetensors) or the pickle and zip directory (PyTorch).
+    return limits.max_total_bytes + max(limits.max_header_bytes, limits.max_pickle_bytes) + 2**20
+
+
+# --- safetensors -----------------------------------------------------------------------
+
+
+def _read_safetensors(data: memoryview, limits: Limits) -> RawCheckpoint:
+    if len(data) < 8:
+        raise CheckpointError("truncated safetensors file: shorter than its 8-byte header length")
+    (header_len,) = struct.unpack("<Q", data[:8])
+    if header_len > limits.max_header_bytes:
+        raise CheckpointError(
+            f"safetensors header of {header_len} bytes exceeds the {limits.max_header_bytes}"
+            "-byte limit"
+        )
+    if 8 + header_len > len(data):
+        raise CheckpointError(
+            f"safetensors header length {header_len} is larger than the file ({len(data)} bytes)"
+        )
+    header = _parse_header(bytes(data[8 : 8 + header_len]))
+    metadata = _parse_metadata(header.pop("__metadata__", None))
+    body = data[8 + header_len :]
+    entries = _check_entries(header, len(body), limits)
+    tensors = {name: _tensor_from_buffer(name, body, *entry) for name, entry in entries.items()}
+    return RawCheckpoint(tensors=tensors, metadata=metadata, format="safetensors")
+
+
+def _parse_header(raw: bytes) -> dict[str, object]:
+    def no_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
+        result: dict[str, object] = {}
+        for key, value in pairs:
+            if key in result:
+                raise CheckpointError(f"safetensors header repeats the key {key!r}")
+            result[key] = value
+        return result
+
+    def no_constants(name: str) -> object:
+        raise CheckpointError(f"safetensors header contains the non-JSON constant {name}")
+
+    try:
+        header = json.loads(
+            raw.decode("utf-8"), object_pairs_hook=no_duplicates, parse_constant=no_constants
+        )
+    except UnicodeDecodeError:
+        raise CheckpointError("safetensors header is not valid UTF-8") from None
+    except RecursionError:
+        raise CheckpointError("safetensors header is nested too deeply") from None
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"safetensors header is not valid JSON ({exc.msg})") from None
+    if not isinstance(header, dict):
+        raise CheckpointError("safetensors header must be a JSON object")
+    return header
+
+
+def _parse_metadata(raw: object) -> dict[str, str]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in raw.items()
+    ):
+        raise CheckpointError("safetensors __metadata__ must map strings to strings")
+    return dict(raw)
+
+
+def _check_entries(
+    header: dict[str, object], body_len: int, limits: Limits
+) -> dict[str, tuple[str, tuple[int, ...], int, int]]:
+    """Validate every tensor entry; returns name -> (dtype, shape, begin, end)."""
+    if len(header) > limits.max_tensors:
+        raise CheckpointError(f"{len(header)} tensors exceed the limit of {limits.max_tensors}")
+    entries: dict[str, tuple[str, tuple[int, ...], int, int]] = {}
+    total = 0
+    for name, info in header.items():
+        _check_name(name, limits)
+        if not isinstance(info, dict) or set(info) != {"dtype", "shape", "data_offsets"}:
+            raise CheckpointError(
+                f"tensor {name!r}: entry must have exactly dtype, shape and data_offsets"
+            )
+        dtype = info["dtype"]
+        if not isinstance(dtype, str) or dtype not in DTYPES:
+            raise CheckpointError(
+                f"tensor {name!r}: dtype {dtype!r} is not allowed (allowed: {', '.join(DTYPES)})"
+            )
+        shape = _check_shape(name, info["shape"], limits)
+        offsets = info["data_offsets"]
+        if not (
+            isinstance(offsets, list) and len(offsets) == 2 and all(type(o) is int for o in offsets)
+        ):
+            raise CheckpointError(f"tensor {name!r}: data_offsets must be two integers")
+        begin, end = offsets
+        if not 0 <= begin <= end <= body_len:
+            raise CheckpointError(
+                f"tensor {name!r}: data_offsets [{begin}, {end}] are outside the "
+                f"{body_len}-byte data section"
+            )
+        expected = math.prod(shape) * _ITEMSIZE[dtype]
+        if end - begin != expected:
+            raise CheckpointError(
+                f"tensor {name!r}: data_offsets span {end - begin} bytes but shape {list(shape)}"
+                f" of {dtype} needs {expected}"
+            )
+        total += expected
+        if total > limits.max_total_bytes:
+            raise CheckpointError(f"tensors exceed the {limits.max_total_bytes}-byte limit")
+        entries[name] = (dtype, shape, begin, end)
+    _check_layout(entries, body_len)
+    return entries
+
+
+def _check_shape(name: str, shape: object, limits: Limits) -> tuple[int, ...]:
+    if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
+        raise CheckpointError(f"tensor {name!r}: shape must be a list of non-negative integers")
+    if len(shape) > limits.max_rank:
+        raise CheckpointError(
+            f"tensor {name!r}: rank {len(shape)} exceeds the limit of {limits.max_rank}"
+        )
+    if math.prod(shape) > limits.max_elements_per_tensor:
+        raise CheckpointError(
+            f"tensor {name!r}: {math.prod(shape)} elements exceed the limit of "
+            f"{limits.max_elements_per_tensor}"
+        )
+    return tuple(shape)
+
+
+def _check_layout(entries: dict[str, tuple[str, tuple[int, ...], int, int]], body_len: int) -> None:
+    """Tensors must tile the data section exactly: ordered, no overlap, no trailing bytes."""
+    position = 0
+    for name, (_, _, begin, end) in sorted(entries.items(), key=lambda e: (e[1][2], e[1][3])):
+        if begin < position:
+            raise CheckpointError(f"tensor {name!r}: data overlaps the previous tensor")
+        if begin > position:
+            raise CheckpointError(f"tensor {name!r}: gap of {begin - position} bytes before it")
+        position = end
+    if position != body_len:
+        raise CheckpointError(
+            f"data section has {body_len - position} bytes not covered by any tensor"
+        )
+
+
+def _tensor_from_buffer(
+    name: str, body: memoryview, dtype: str, shape: tuple[int, ...], begin: int, end: int
+) -> torch.Tensor:
+    torch_dtype = DTYPES[dtype]
+    if begin == end:
+        tensor = torch.empty(shape, dtype=torch_dtype)
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # read-only buffer: we clone before returning
+            tensor = torch.frombuffer(body[begin:end], dtype=torch_dtype).reshape(shape).clone()
+    _check_values(name, tensor)
+    return tensor
+
+
+# --- PyTorch zip -----------------------------------------------------------------------
+
+
+def _read_pytorch(data: memoryview, limits: Limits) -> RawCheckpoint:
+    raw = bytes(data)
+    _check_zip(raw, limits)
+    try:
+        obj = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+    except Exception as exc:  # untrusted bytes: any failure inside torch.load means "bad file"
+        reason = _one_line(exc)
+        raise CheckpointError(f"PyTorch file rejected by the safe loader: {reason}") from None
+    return RawCheckpoint(tensors=_state_dict(obj, limits), metadata={}, format="pytorch")
+
+
+def _check_zip(raw: bytes, limits: Limits) -> None:
+    try:
+        with zipfile.ZipFile(io.BytesIO(raw)) as archive:
+            members = archive.infolist()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError, EOFError) as exc:
+        reason = _one_line(exc)
+        raise CheckpointError(f"PyTorch file is not a valid zip archive: {reason}") from None
+    if len(members) > limits.max_zip_members:
+        raise CheckpointError(
+            f"zip archive has {len(members)} members, more than the limit of "
+            f"{limits.max_zip_members}"
+        )
+    names: set[str] = set()
+    total = 0
+    for member in members:
+        name = member.filename
+        path = PurePosixPath(name)
+        if path.is_absolute() or ".." in path.parts or "\\" in name or ":" in name:
+            raise CheckpointError(f"zip member name {name!r} is not a safe relative path")
+        if name in names:
+            raise CheckpointError(f"zip member {name!r} appears twice")
+        names.add(name)
+        if member.compress_type != zipfile.ZIP_STORED:
+            raise CheckpointError(
+                f"zip member {name!r} is compressed; torch.save writes stored (uncompressed) "
+                "members only"
+            )
+        if member.file_size != member.compress_size:
+            raise CheckpointError(f"zip member {name!r} declares inconsistent sizes")
+        if member.header_offset + member.file_size > len(raw):
+            raise CheckpointError(
+                f"zip member {name!r} declares {member.file_size} bytes, beyond the end of the file"
+            )
+        total += member.file_size
+        if total > limits.max_total_bytes + limits.max_pickle_bytes:
+            raise CheckpointError("zip members declare more bytes than the size limit")
+        if name.endswith("/data.pkl") and member.file_size > limits.max_pickle_bytes:
+            raise CheckpointError(
+                f"pickle of {member.file_size} bytes exceeds the "
+                f"{limits.max_pickle_bytes}-byte limit"
+            )
+    if sum(1 for name in names if name.endswith("data.pkl")) != 1:
+        raise CheckpointError("zip archive is not a torch.save file (needs exactly one data.pkl)")
+
+
+def _state_dict(obj: object, limits: Limits) -> dict[str, torch.Tensor]:
+    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict):
+        raise CheckpointError(
+            f"PyTorch file holds a {type(obj).__name__}, expected a flat dict of tensors"
+        )
+    if len(obj) > limits.max_tensors:
+        raise CheckpointError(f"{len(obj)} tensors exceed the limit of {limits.max_tensors}")
+    tensors: dict[str, torch.Tensor] = {}
+    total = 0
+    for name, value in obj.items():
+        if not isinstance(name, str):
+            raise CheckpointError(f"state dict key {name!r} is not a string")
+        _check_name(name, limits)
+        if not isinstance(value, torch.Tensor):
+            raise CheckpointError(
+                f"state dict entry {name!r} is a {type(value).__name__}, expected a tensor "
+                "(the dict must be flat)"
+            )
+        tensor = _check_torch_tensor(name, value, limits)
+        total += tensor.numel() * tensor.element_size()
+        if total > limits.max_total_bytes:
+            raise CheckpointError(f"tensors exceed the {limits.max_total_bytes}-byte limit")
+        tensors[name] = tensor
+    return tensors
+
+
+def _check_torch_tensor(name: str, value: torch.Tensor, limits: Limits) -> torch.Tensor:
+    value = value.detach()  # nn.Parameter and requires_grad tensors become plain tensors
+    if value.layout != torch.strided or value.is_quantized:
+        raise CheckpointError(f"tensor {name!r}: only dense tensors are accepted")
+    if value.dtype not in _DTYPE_NAMES:
+        raise CheckpointError(
+            f"tensor {name!r}: dtype {value.dtype} is not allowed (allowed: {', '.join(DTYPES)})"
+        )
+    _check_shape(name, list(value.shape), limits)
+    tensor = value.contiguous().clone()
+    _check_values(name, tensor)
+    return tensor
+
+
+# --- shared ----------------------------------------------------------------------------
+
+
+def _check_name(name: str, limits: Limits) -> None:
+    if not name or len(name) > limits.max_name_length:
+        raise CheckpointError(
+            f"tensor name must have 1 to {limits.max_name_length} characters, got {len(name)}"
+        )
+
+
+def _check_values(name: str, tensor: torch.Tensor) -> None:
+    if tensor.numel() == 0:
+        return
+    if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+        raise CheckpointError(f"tensor {name!r} contains NaN or infinite values")
+    if tensor.dtype == torch.bool and int(tensor.view(torch.uint8).max()) > 1:
+        raise CheckpointError(f"tensor {name!r}: BOOL values must be 0 or 1")
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text[:300]
