@@ -1,0 +1,93 @@
+"""Content-addressed file store: ``<root>/ab/cdef…`` named by the sha256 of the bytes.
+
+Files are written to a temporary name in the store's own folder (same filesystem) while
+hashing, then renamed into place atomically, so a reader never sees a partial blob and
+identical bytes are kept once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import uuid
+from pathlib import Path
+
+TEMP_PREFIX = ".tmp-"
+
+
+class BlobTooLarge(Exception):
+    """More bytes arrived than the caller allowed."""
+
+
+class TempBlob:
+    """A file being written: counts and hashes bytes, refuses to grow past ``max_bytes``."""
+
+    def __init__(self, root: Path, max_bytes: int | None = None) -> None:
+        self.path = root / f"{TEMP_PREFIX}{uuid.uuid4().hex}"
+        self.max_bytes = max_bytes
+        self.size = 0
+        self._hash = hashlib.sha256()
+        self._file = open(self.path, "xb")  # noqa: SIM115 - closed in finish/discard
+
+    def write(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        if self.max_bytes is not None and self.size > self.max_bytes:
+            raise BlobTooLarge(f"more than {self.max_bytes} bytes")
+        self._hash.update(chunk)
+        self._file.write(chunk)
+
+    def close(self) -> str:
+        """Flush to disk and return the sha256 hex digest."""
+        if not self._file.closed:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+        return self._hash.hexdigest()
+
+    def discard(self) -> None:
+        self._file.close()
+        self.path.unlink(missing_ok=True)
+
+
+class BlobStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def path(self, sha256: str) -> Path:
+        if len(sha256) != 64 or not all(c in "0123456789abcdef" for c in sha256):
+            raise ValueError(f"not a sha256 hex digest: {sha256!r}")
+        return self.root / sha256[:2] / sha256[2:]
+
+    def exists(self, sha256: str) -> bool:
+        return self.path(sha256).is_file()
+
+    def temp(self, max_bytes: int | None = None) -> TempBlob:
+        return TempBlob(self.root, max_bytes)
+
+    def commit(self, temp: TempBlob) -> str:
+        """Move a finished temp file into place under its hash; returns the hash."""
+        sha256 = temp.close()
+        target = self.path(sha256)
+        target.parent.mkdir(exist_ok=True)
+        os.replace(temp.path, target)  # same bytes already there: replacing is harmless
+        return sha256
+
+    def put_bytes(self, data: bytes) -> str:
+        temp = self.temp()
+        try:
+            temp.write(data)
+            return self.commit(temp)
+        finally:
+            temp.discard()
+
+    def delete(self, sha256: str) -> None:
+        path = self.path(sha256)
+        path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # other blobs still share the folder
+            path.parent.rmdir()
+
+    def files(self) -> list[Path]:
+        """Every file under the root, temp files included (for checks and tests)."""
+        return sorted(p for p in self.root.rglob("*") if p.is_file())

@@ -1,0 +1,101 @@
+"""Receiving an upload body into a temp blob, with the size limit enforced while streaming.
+
+Accepts ``multipart/form-data`` (field ``file``) or a raw body
+(``application/octet-stream``). Nothing is ever held whole in memory, and the temp file is
+removed on every failure path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import PurePosixPath
+
+from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.requests import Request
+
+from app.blobs import BlobStore, BlobTooLarge, TempBlob
+from app.problems import ProblemError
+
+MULTIPART_OVERHEAD = 64 * 1024  # boundaries and part headers around the file
+COPY_CHUNK = 1024 * 1024
+
+
+async def receive_upload(
+    request: Request, blobs: BlobStore, max_bytes: int
+) -> tuple[TempBlob, str | None]:
+    """Stream the body into a temp blob; returns it with the multipart filename, if any."""
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    multipart = media_type == "multipart/form-data"
+    if not multipart and media_type not in ("", "application/octet-stream"):
+        raise ProblemError(
+            415,
+            f"unsupported content type {media_type!r}; send multipart/form-data with a 'file' "
+            "field or an application/octet-stream body",
+            slug="unsupported-media-type",
+        )
+    declared = request.headers.get("content-length", "")
+    allowed = max_bytes + (MULTIPART_OVERHEAD if multipart else 0)
+    if declared.isdigit() and int(declared) > allowed:
+        raise _too_large(max_bytes)
+    temp = blobs.temp(max_bytes)
+    try:
+        if multipart:
+            filename = await _receive_multipart(request, temp, allowed)
+        else:
+            filename = None
+            async for chunk in request.stream():
+                temp.write(chunk)
+    except BlobTooLarge:
+        temp.discard()
+        raise _too_large(max_bytes) from None
+    except BaseException:
+        temp.discard()
+        raise
+    return temp, filename
+
+
+async def _receive_multipart(request: Request, temp: TempBlob, allowed: int) -> str | None:
+    parser = MultiPartParser(
+        request.headers, _capped(request.stream(), allowed), max_files=1, max_fields=16
+    )
+    try:
+        form = await parser.parse()
+    except MultiPartException as exc:
+        raise ProblemError(
+            400, f"malformed multipart body: {exc.message}", slug="bad-multipart"
+        ) from None
+    try:
+        part = form.get("file")
+        if not isinstance(part, UploadFile):
+            raise ProblemError(
+                422, "multipart body has no file field named 'file'", slug="missing-file"
+            )
+        while chunk := await part.read(COPY_CHUNK):
+            temp.write(chunk)
+        return part.filename
+    finally:
+        await form.close()
+
+
+async def _capped(stream: AsyncIterator[bytes], allowed: int) -> AsyncIterator[bytes]:
+    total = 0
+    async for chunk in stream:
+        total += len(chunk)
+        if total > allowed:
+            raise BlobTooLarge(f"more than {allowed} bytes")
+        yield chunk
+
+
+def clean_filename(name: str | None) -> str | None:
+    """Keep only a base name (no folders), at most 255 characters."""
+    if not name:
+        return None
+    base = PurePosixPath(name.replace("\\", "/")).name.strip()
+    return base[:255] or None
+
+
+def _too_large(max_bytes: int) -> ProblemError:
+    return ProblemError(
+        413, f"upload exceeds the limit of {max_bytes} bytes", slug="payload-too-large"
+    )

@@ -1,0 +1,44 @@
+"""FastAPI dependencies: the process-wide services and a per-request database session."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from app.blobs import BlobStore
+from app.db import SessionFactory
+from app.jobs.queue import JobQueue
+from app.settings import Settings
+
+
+@dataclass
+class Services:
+    """Everything a request may need, built once per app in ``create_app``."""
+
+    settings: Settings
+    engine: Engine
+    session_factory: SessionFactory
+    blobs: BlobStore
+    queue: JobQueue
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+def get_session(services: ServicesDep) -> Iterator[Session]:
+    """A session without a transaction held open; services commit explicitly."""
+    with services.session_factory() as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(get_session)]

@@ -1,0 +1,54 @@
+"""Liveness (the process answers) and readiness (it can do its job)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from sqlalchemy import select, text
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.concurrency import run_in_threadpool
+
+from app.deps import Services, ServicesDep
+from app.migrate import current_revision, head_revision
+from app.models import Worker, utcnow
+from app.problems import problem_response
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/livez")
+def livez() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", responses={503: {"content": {"application/problem+json": {}}}})
+async def readyz(services: ServicesDep) -> JSONResponse:
+    checks = await run_in_threadpool(readiness_checks, services)
+    failing = [f"{name}: {message}" for name, (ok, message) in checks.items() if not ok]
+    if failing:
+        return problem_response(503, "; ".join(failing), slug="not-ready")
+    return JSONResponse({"status": "ok", "checks": {k: m for k, (_, m) in checks.items()}})
+
+
+def readiness_checks(services: Services) -> dict[str, tuple[bool, str]]:
+    """name -> (ok, message) for the database, its schema version and a live worker."""
+    try:
+        with services.session_factory() as session:
+            session.execute(text("SELECT 1"))
+            cutoff = utcnow() - dt.timedelta(seconds=services.settings.stale_after_seconds)
+            live = session.scalar(select(Worker.id).where(Worker.heartbeat_at >= cutoff).limit(1))
+        revision = current_revision(services.engine)
+    except SQLAlchemyError as exc:
+        reason = str(exc).splitlines()[0]
+        return {"database": (False, f"unreachable ({reason})")}
+    head = head_revision()
+    return {
+        "database": (True, "reachable"),
+        "migrations": (
+            revision == head,
+            f"at {revision}" if revision == head else f"at {revision}, head is {head}",
+        ),
+        "worker": (live is not None, f"{live} alive" if live else "no live job worker"),
+    }

@@ -1,0 +1,75 @@
+"""The built-in ``inspect`` job: per-tensor statistics of a stored checkpoint.
+
+Small on purpose: it exercises the whole pipeline (params, loading by id, progress,
+cancellation, result) that ``predict`` and ``merge`` use later.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from pydantic import BaseModel
+from sqlalchemy.orm import Session
+
+from app.blobs import BlobStore
+from app.jobs.kind import JobContext, JobKind
+from app.models import Checkpoint
+from graphs.safe_io import DTYPES, read_checkpoint
+
+
+class InspectParams(BaseModel):
+    checkpoint_id: int
+
+
+def tensor_statistics(tensor: torch.Tensor) -> dict[str, Any]:
+    stats: dict[str, Any] = {"shape": list(tensor.shape), "numel": tensor.numel()}
+    if tensor.numel() == 0:
+        return stats | dict.fromkeys(("mean", "std", "min", "max", "abs_max", "frac_zero"))
+    values = tensor.to(torch.float64)
+    return stats | {
+        "mean": values.mean().item(),
+        "std": values.std(correction=0).item(),
+        "min": values.min().item(),
+        "max": values.max().item(),
+        "abs_max": values.abs().max().item(),
+        "frac_zero": (values == 0).double().mean().item(),
+    }
+
+
+def run_inspect(ctx: JobContext) -> dict[str, Any]:
+    params = InspectParams.model_validate(ctx.params)
+    with ctx.session_factory() as session:
+        checkpoint = session.get(Checkpoint, params.checkpoint_id)
+        if checkpoint is None:
+            raise ValueError(f"checkpoint {params.checkpoint_id} no longer exists")
+        blob_sha256 = checkpoint.blob_sha256
+    loaded = read_checkpoint(BlobStore(ctx.settings.blob_dir).path(blob_sha256))
+    dtype_names = {dtype: name for name, dtype in DTYPES.items()}
+    tensors = []
+    items = sorted(loaded.tensors.items())
+    for index, (name, tensor) in enumerate(items):
+        ctx.progress(index / max(len(items), 1))
+        tensors.append(
+            {"name": name, "dtype": dtype_names[tensor.dtype]} | tensor_statistics(tensor)
+        )
+    return {
+        "checkpoint_id": params.checkpoint_id,
+        "tensor_count": len(tensors),
+        "parameter_count": sum(t["numel"] for t in tensors),
+        "tensors": tensors,
+    }
+
+
+def check_inspect(session: Session, params: InspectParams) -> None:
+    if session.get(Checkpoint, params.checkpoint_id) is None:
+        raise ValueError(f"checkpoint {params.checkpoint_id} does not exist")
+
+
+INSPECT = JobKind(
+    name="inspect",
+    params_model=InspectParams,
+    run=run_inspect,
+    check=check_inspect,
+    description="per-tensor statistics: shape, dtype, mean, std, min, max, abs-max, zeros",
+)

@@ -1,0 +1,178 @@
+"""Running one job with exactly-once results, and recovering jobs of dead workers.
+
+Every state change is a single guarded UPDATE (``WHERE status = … AND worker_id = …``),
+which is atomic on SQLite and PostgreSQL alike: two workers can never both claim a job, and
+a worker that lost a job (it was requeued after its heartbeat went stale) cannot write a
+result for it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import socket
+import uuid
+from typing import Any
+
+from sqlalchemy import delete, or_, select, update
+from sqlalchemy.orm import Session
+
+from app.db import SessionFactory, session_scope
+from app.jobs.kind import JobCanceled, JobContext, JobLost
+from app.jobs.registry import get_kind
+from app.models import Job, JobStatus, Worker, utcnow
+from app.settings import Settings
+
+log = logging.getLogger(__name__)
+
+MAX_ERROR_CHARS = 2000
+
+
+def new_worker_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def next_queued_job_id(session_factory: SessionFactory) -> int | None:
+    with session_factory() as session:
+        return session.scalars(
+            select(Job.id).where(Job.status == JobStatus.queued).order_by(Job.id).limit(1)
+        ).first()
+
+
+def claim(session_factory: SessionFactory, job_id: int, worker_id: str) -> int | None:
+    """Take a queued job; returns the attempt number, or None if someone else has it."""
+    now = utcnow()
+    with session_scope(session_factory) as session:
+        return session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.status == JobStatus.queued)
+            .values(
+                status=JobStatus.running,
+                worker_id=worker_id,
+                attempts=Job.attempts + 1,
+                started_at=now,
+                heartbeat_at=now,
+                progress=0.0,
+            )
+            .returning(Job.attempts)
+        ).scalar_one_or_none()
+
+
+def run_job(
+    job_id: int,
+    session_factory: SessionFactory,
+    settings: Settings,
+    worker_id: str | None = None,
+) -> bool:
+    """Claim, run and finish one job. The same call serves embedded and remote workers.
+
+    Returns False when the job was not ours to run (already claimed, or lost midway).
+    """
+    worker_id = worker_id or new_worker_id()
+    attempt = claim(session_factory, job_id, worker_id)
+    if attempt is None:
+        return False
+    with session_factory() as session:
+        job = session.get_one(Job, job_id)
+        kind_name, params = job.kind, dict(job.params)
+    ctx = JobContext(job_id, params, worker_id, attempt, session_factory, settings)
+    try:
+        kind = get_kind(kind_name)
+        result = kind.run(ctx)
+    except JobCanceled:
+        return _finish(ctx, JobStatus.canceled, error="canceled while running")
+    except JobLost:
+        log.warning("job %s was taken from worker %s; its result is dropped", job_id, worker_id)
+        return False
+    except ValueError as exc:  # bad input (CheckpointError & co): the user's problem, no retry
+        return _finish(ctx, JobStatus.failed, error=str(exc))
+    except Exception as exc:
+        log.exception("job %s (%s) failed", job_id, kind_name)
+        return _finish(ctx, JobStatus.failed, error=f"{type(exc).__name__}: {exc}")
+    return _finish(ctx, JobStatus.succeeded, result=result, persist=kind.persist)
+
+
+def _finish(
+    ctx: JobContext,
+    status: JobStatus,
+    *,
+    result: dict[str, Any] | None = None,
+    error: str | None = None,
+    persist: Any = None,
+) -> bool:
+    """Write the outcome only if this worker still owns this attempt (one transaction)."""
+    values: dict[str, Any] = {"status": status, "finished_at": utcnow(), "heartbeat_at": None}
+    if status == JobStatus.succeeded:
+        values.update(result=result, progress=1.0)
+    if error is not None:
+        values["error"] = error[:MAX_ERROR_CHARS]
+    with session_scope(ctx.session_factory) as session:
+        owned = session.execute(
+            update(Job)
+            .where(
+                Job.id == ctx.job_id,
+                Job.status == JobStatus.running,
+                Job.worker_id == ctx.worker_id,
+                Job.attempts == ctx.attempt,
+            )
+            .values(**values)
+        ).rowcount
+        if owned != 1:
+            log.warning("job %s changed hands before it finished; outcome dropped", ctx.job_id)
+            return False
+        if persist is not None and result is not None:
+            persist(session, ctx.job_id, result)
+    return True
+
+
+def recover_stale_jobs(session_factory: SessionFactory, stale_after: dt.timedelta) -> list[int]:
+    """Requeue (or fail, once out of attempts) running jobs whose worker is gone or silent."""
+    cutoff = utcnow() - stale_after
+    with session_scope(session_factory) as session:
+        session.execute(delete(Worker).where(Worker.heartbeat_at < cutoff))
+        live_workers = select(Worker.id)
+        orphans = session.execute(
+            select(Job.id, Job.worker_id, Job.attempts, Job.max_attempts).where(
+                Job.status == JobStatus.running,
+                or_(
+                    Job.heartbeat_at.is_(None),
+                    Job.heartbeat_at < cutoff,
+                    Job.worker_id.is_(None),
+                    Job.worker_id.not_in(live_workers),
+                ),
+            )
+        ).all()
+    recovered = []
+    for job_id, worker_id, attempts, max_attempts in orphans:
+        with session_scope(session_factory) as session:
+            if _release(session, job_id, worker_id, attempts, max_attempts):
+                recovered.append(job_id)
+    return recovered
+
+
+def _release(
+    session: Session, job_id: int, worker_id: str | None, attempts: int, max_attempts: int
+) -> bool:
+    if attempts >= max_attempts:
+        values: dict[str, Any] = {
+            "status": JobStatus.failed,
+            "finished_at": utcnow(),
+            "error": f"worker {worker_id} stopped responding; gave up after {attempts} attempts",
+        }
+    else:
+        values = {"status": JobStatus.queued, "started_at": None, "progress": 0.0}
+    values.update(worker_id=None, heartbeat_at=None)
+    released = session.execute(
+        update(Job)
+        .where(
+            Job.id == job_id,
+            Job.status == JobStatus.running,
+            Job.worker_id.is_(None) if worker_id is None else Job.worker_id == worker_id,
+            Job.attempts == attempts,
+        )
+        .values(**values)
+    ).rowcount
+    if released:
+        log.warning("job %s of dead worker %s: %s", job_id, worker_id, values["status"])
+    return released == 1

@@ -1,0 +1,93 @@
+"""Creating, finding and canceling jobs (the request side; workers live in runner.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from app.jobs.registry import KINDS
+from app.models import Job, JobStatus, utcnow
+from app.pagination import decode_cursor
+from app.problems import ProblemError
+
+
+def create_job(session: Session, kind_name: str, params: dict[str, Any], max_attempts: int) -> Job:
+    """Validate and commit a queued job. The caller enqueues it after this returns."""
+    kind = KINDS.get(kind_name)
+    if kind is None:
+        raise ProblemError(
+            422,
+            f"unknown job kind {kind_name!r}; known kinds: {', '.join(sorted(KINDS))}",
+            slug="unknown-job-kind",
+        )
+    try:
+        parsed = kind.params_model.model_validate(params)
+        if kind.check is not None:
+            kind.check(session, parsed)
+    except ValidationError as exc:
+        detail = "; ".join(
+            f"{'.'.join(str(p) for p in error['loc']) or 'params'}: {error['msg']}"
+            for error in exc.errors()
+        )
+        raise ProblemError(
+            422, f"invalid params for {kind_name}: {detail}", slug="validation"
+        ) from None
+    except ValueError as exc:
+        raise ProblemError(422, str(exc), slug="validation") from None
+    job = Job(kind=kind_name, params=parsed.model_dump(mode="json"), max_attempts=max_attempts)
+    session.add(job)
+    session.commit()
+    return job
+
+
+def get_job(session: Session, job_id: int) -> Job:
+    job = session.get(Job, job_id, populate_existing=True)
+    if job is None:
+        raise ProblemError(404, f"job {job_id} does not exist", slug="not-found")
+    return job
+
+
+def list_jobs(
+    session: Session,
+    *,
+    limit: int,
+    cursor: str | None,
+    kind: str | None = None,
+    status: JobStatus | None = None,
+) -> list[Job]:
+    """Newest first; returns up to ``limit + 1`` rows (the extra one signals a next page)."""
+    query = select(Job).order_by(Job.id.desc()).limit(limit + 1)
+    before = decode_cursor(cursor)
+    if before is not None:
+        query = query.where(Job.id < before)
+    if kind is not None:
+        query = query.where(Job.kind == kind)
+    if status is not None:
+        query = query.where(Job.status == status)
+    return list(session.scalars(query))
+
+
+def cancel_job(session: Session, job_id: int) -> Job:
+    """Queued: canceled now. Running: flagged; the job stops at its next progress point."""
+    get_job(session, job_id)
+    canceled = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status == JobStatus.queued)
+        .values(status=JobStatus.canceled, cancel_requested=True, finished_at=utcnow())
+    ).rowcount
+    if not canceled:
+        session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.status == JobStatus.running)
+            .values(cancel_requested=True)
+        )
+    session.commit()
+    job = get_job(session, job_id)
+    if job.status in (JobStatus.succeeded, JobStatus.failed):
+        raise ProblemError(
+            409, f"job {job_id} already {job.status.value}; nothing to cancel", slug="job-finished"
+        )
+    return job
