@@ -1,0 +1,75 @@
+"""Weightscope's core library: one representation of a network's permutation symmetry.
+
+Public surface:
+
+* op graph: :class:`Architecture` (``to_json``/``from_json``/``summary``), :func:`describe`
+  (torch.fx tracing), :func:`build_module` (rebuild without user code), :class:`Sine`;
+* checkpoints: :class:`Checkpoint`, :func:`save`, :func:`save_checkpoint`,
+  :func:`checkpoint_bytes`, :func:`load` (metadata, ``arch`` argument or inference);
+* neuron map: :func:`neuron_map` -> :class:`NeuronMap` (groups, per-axis group ids, views);
+* symmetry: :func:`sample_permutations`, :func:`apply_permutation`,
+  :func:`random_permutation`, :func:`check_permutations`;
+* parameter graph: :func:`to_graph`, :func:`from_graph`; :func:`summary_text` for the CLI.
+
+Errors are :mod:`graphs.errors` ``ValueError`` subclasses with one-line messages.
+"""
+
+from graphs.architecture import Architecture
+from graphs.errors import (
+    ArchitectureError,
+    CheckpointError,
+    GraphsError,
+    MissingArchitectureError,
+    UnsupportedOpError,
+)
+from graphs.infer import infer_architecture
+from graphs.interpreter import OpGraphModule, build_module
+from graphs.io import (
+    ARCH_KEY,
+    Checkpoint,
+    checkpoint_bytes,
+    from_module,
+    load,
+    save,
+    save_checkpoint,
+)
+from graphs.modules import Sine
+from graphs.neuron_map import NeuronGroup, NeuronMap, View, neuron_map
+from graphs.permutation import (
+    PermutationError,
+    apply_permutation,
+    check_permutations,
+    random_permutation,
+    sample_permutations,
+)
+from graphs.trace import describe
+
+__all__ = [
+    "ARCH_KEY",
+    "Architecture",
+    "ArchitectureError",
+    "Checkpoint",
+    "CheckpointError",
+    "GraphsError",
+    "MissingArchitectureError",
+    "NeuronGroup",
+    "NeuronMap",
+    "OpGraphModule",
+    "PermutationError",
+    "Sine",
+    "UnsupportedOpError",
+    "View",
+    "apply_permutation",
+    "build_module",
+    "check_permutations",
+    "checkpoint_bytes",
+    "describe",
+    "from_module",
+    "infer_architecture",
+    "load",
+    "neuron_map",
+    "random_permutation",
+    "sample_permutations",
+    "save",
+    "save_checkpoint",
+]
