@@ -37,18 +37,17 @@ def readiness_checks(services: Services) -> dict[str, tuple[bool, str]]:
     try:
         with services.session_factory() as session:
             session.execute(text("SELECT 1"))
-            cutoff = utcnow() - dt.timedelta(seconds=services.settings.stale_after_seconds)
-            live = session.scalar(select(Worker.id).where(Worker.heartbeat_at >= cutoff).limit(1))
         revision = current_revision(services.engine)
     except SQLAlchemyError as exc:
-        reason = str(exc).splitlines()[0]
-        return {"database": (False, f"unreachable ({reason})")}
+        return {"database": (False, f"unreachable ({str(exc).splitlines()[0]})")}
+    checks = {"database": (True, "reachable")}
     head = head_revision()
-    return {
-        "database": (True, "reachable"),
-        "migrations": (
-            revision == head,
-            f"at {revision}" if revision == head else f"at {revision}, head is {head}",
-        ),
-        "worker": (live is not None, f"{live} alive" if live else "no live job worker"),
-    }
+    if revision != head:
+        checks["migrations"] = (False, f"at {revision}, head is {head}")
+        return checks
+    checks["migrations"] = (True, f"at {revision}")
+    cutoff = utcnow() - dt.timedelta(seconds=services.settings.stale_after_seconds)
+    with services.session_factory() as session:
+        live = session.scalar(select(Worker.id).where(Worker.heartbeat_at >= cutoff).limit(1))
+    checks["worker"] = (live is not None, f"{live} alive" if live else "no live job worker")
+    return checks

@@ -171,3 +171,17 @@ def test_loader_rejects_bad_input_naming_the_cause(case: BadInput, tmp_path: Pat
     assert case.cause in str(excinfo.value)
     assert "\n" not in str(excinfo.value)
     assert not marker_path(tmp_path).exists()
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("case", CORPUS, ids=lambda case: case.name)
+async def test_upload_rejects_bad_input_and_stores_nothing(
+    case: BadInput, tmp_path: Path, client, stored_files, checkpoint_rows, assert_problem
+) -> None:
+    data = case.build(tmp_path)
+    response = await client.post("/v1/checkpoints", files={"file": ("upload.pt", data)})
+    assert 400 <= response.status_code < 500
+    assert_problem(response, response.status_code, case.cause)
+    assert stored_files() == []
+    assert checkpoint_rows() == 0
+    assert not marker_path(tmp_path).exists()
