@@ -35,6 +35,16 @@ from graphs.io import (
 )
 from graphs.modules import Sine
 from graphs.neuron_map import NeuronGroup, NeuronMap, View, neuron_map
+from graphs.parameter_graph import (
+    ACTIVATION_IDS,
+    DEFAULT_MAX_KERNEL,
+    EDGE_TYPES,
+    NODE_FEATURES,
+    NODE_TYPES,
+    from_graph,
+    graph_bytes,
+    to_graph,
+)
 from graphs.permutation import (
     PermutationError,
     apply_permutation,
@@ -45,7 +55,12 @@ from graphs.permutation import (
 from graphs.trace import describe
 
 __all__ = [
+    "ACTIVATION_IDS",
     "ARCH_KEY",
+    "DEFAULT_MAX_KERNEL",
+    "EDGE_TYPES",
+    "NODE_FEATURES",
+    "NODE_TYPES",
     "Architecture",
     "ArchitectureError",
     "Checkpoint",
@@ -64,7 +79,9 @@ __all__ = [
     "check_permutations",
     "checkpoint_bytes",
     "describe",
+    "from_graph",
     "from_module",
+    "graph_bytes",
     "infer_architecture",
     "load",
     "neuron_map",
@@ -72,4 +89,5 @@ __all__ = [
     "sample_permutations",
     "save",
     "save_checkpoint",
+    "to_graph",
 ]
