@@ -34,6 +34,7 @@ def serve(
     _logging()
     settings = Settings()
     upgrade(settings.database_url)
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # /readyz checks the revision often
     uvicorn.run(create_app(settings), host=host or settings.host, port=port or settings.port)
 
 
