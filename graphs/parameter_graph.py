@@ -83,7 +83,8 @@ class _Layout:
     num_edges: int = 0
     sets: list[_Set] = field(default_factory=list)
     act: dict[int, tuple[int, float]] = field(default_factory=dict)  # set index -> act
-    edges: list[tuple[torch.Tensor, torch.Tensor, int]] = field(default_factory=list)
+    edges: list[tuple[int, int, int, int, bool, int]] = field(default_factory=list)
+    identity_place: list[tuple[int, int]] = field(default_factory=list)  # offset, count
     node_place: list[tuple[str, int, int]] = field(default_factory=list)  # view, offset, col
     edge_place: list[tuple[str, int, int, int]] = field(default_factory=list)  # view, off, n, k
     tensors: dict[str, torch.Tensor] = field(default_factory=dict)  # structural tensors
@@ -127,19 +128,18 @@ class _LayoutBuilder:
     def edges(self, src: int, dst: int, kind: str, view: str | None, kernel: int = 1) -> None:
         """Dense bipartite edges dst×src in row-major order (identity if ``view`` is None)."""
         a, b = self.out.sets[src], self.out.sets[dst]
+        dense = view is not None
+        count = a.size * b.size if dense else a.size
         if view is None:
-            src_idx = torch.arange(a.size) + a.offset
-            dst_idx = torch.arange(b.size) + b.offset
+            self.out.identity_place.append((self.out.num_edges, count))
         else:
             if kernel > self.max_kernel:
                 raise ArchitectureError(
                     f"{view}: kernel of {kernel} entries exceeds max_kernel={self.max_kernel}; "
                     f"build the graph with max_kernel>={kernel}")
-            src_idx = (torch.arange(a.size) + a.offset).repeat(b.size)
-            dst_idx = (torch.arange(b.size) + b.offset).repeat_interleave(a.size)
-            self.out.edge_place.append((view, self.out.num_edges, a.size * b.size, kernel))
-        self.out.edges.append((src_idx, dst_idx, EDGE_TYPES[kind]))
-        self.out.num_edges += len(src_idx)
+            self.out.edge_place.append((view, self.out.num_edges, count, kernel))
+        self.out.edges.append((a.offset, a.size, b.offset, b.size, dense, EDGE_TYPES[kind]))
+        self.out.num_edges += count
 
     def build(self) -> _Layout:
         for node in self.arch.nodes:
@@ -235,12 +235,22 @@ class _LayoutBuilder:
             "node_type": cat["type"].long(), "node_act": cat["act"].long(),
             "act_param": cat["param"].float(), "node_layer": cat["layer"].long(),
             "node_group": cat["group"].long(), "node_pos": cat["pos"].long(),
-            "edge_index": torch.stack([torch.cat([e[0] for e in out.edges]),
-                                       torch.cat([e[1] for e in out.edges])])
-            if out.edges else torch.zeros(2, 0, dtype=torch.long),
-            "edge_type": torch.cat([torch.full((len(e[0]),), e[2]) for e in out.edges])
-            if out.edges else torch.zeros(0, dtype=torch.long),
+            "edge_index": torch.empty(2, out.num_edges, dtype=torch.long),
+            "edge_type": torch.empty(out.num_edges, dtype=torch.long),
         }
+        offset = 0
+        for a_off, a_size, b_off, b_size, dense, kind in out.edges:
+            count = a_size * b_size if dense else a_size
+            src = out.tensors["edge_index"][0, offset:offset + count]
+            dst = out.tensors["edge_index"][1, offset:offset + count]
+            if dense:  # row-major (dst, src) order, filled by broadcasting
+                src.view(b_size, a_size).copy_(torch.arange(a_off, a_off + a_size))
+                dst.view(b_size, a_size).copy_(torch.arange(b_off, b_off + b_size)[:, None])
+            else:
+                src.copy_(torch.arange(a_off, a_off + a_size))
+                dst.copy_(torch.arange(b_off, b_off + b_size))
+            out.tensors["edge_type"][offset:offset + count] = kind
+            offset += count
         out.edges = []  # folded into the tensors above
         return out
 
@@ -269,13 +279,14 @@ def to_graph(checkpoint: Checkpoint, max_kernel: int = DEFAULT_MAX_KERNEL,
         v = views[view]
         x[offset:offset + v.shape[0], col] = v
     x[:, 5] = layout.tensors["act_param"]
-    edge_attr = torch.zeros(layout.num_edges, max_kernel, dtype=dtype)
+    # Every row is written exactly once (weights then zero padding, or an identity row).
+    edge_attr = torch.empty(layout.num_edges, max_kernel, dtype=dtype)
     for view, offset, n, k in layout.edge_place:
         edge_attr[offset:offset + n, :k] = views[view].reshape(n, k)
-    identity = torch.ones(layout.num_edges, dtype=torch.bool)
-    for _, offset, n, _ in layout.edge_place:
-        identity[offset:offset + n] = False
-    edge_attr[identity, 0] = 1
+        edge_attr[offset:offset + n, k:] = 0
+    for offset, n in layout.identity_place:
+        edge_attr[offset:offset + n, 1:] = 0
+        edge_attr[offset:offset + n, 0] = 1
     t = layout.tensors
     return Data(
         x=x, edge_index=t["edge_index"].clone(), edge_attr=edge_attr,
