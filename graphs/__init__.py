@@ -52,6 +52,7 @@ from graphs.permutation import (
     random_permutation,
     sample_permutations,
 )
+from graphs.summary import summary_text
 from graphs.trace import describe
 
 __all__ = [
@@ -89,5 +90,6 @@ __all__ = [
     "sample_permutations",
     "save",
     "save_checkpoint",
+    "summary_text",
     "to_graph",
 ]

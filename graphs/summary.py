@@ -1,0 +1,63 @@
+"""Human-readable summary of a checkpoint: architecture, neuron groups, parameter graph size.
+
+Backs ``weightscope graph FILE``; kept here so the library (and notebooks) can print it too.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections import Counter
+
+from graphs.io import Checkpoint, load
+from graphs.neuron_map import neuron_map
+from graphs.parameter_graph import DEFAULT_MAX_KERNEL, EDGE_TYPES, graph_bytes, to_graph
+
+__all__ = ["summary_text"]
+
+
+def summary_text(source: Checkpoint | bytes | str | os.PathLike[str],
+                 max_kernel: int | None = None) -> str:
+    """Architecture summary, group sizes, node/edge counts and graph memory, as text.
+
+    ``max_kernel`` defaults to the largest kernel in the network (at least 9).
+    """
+    ckpt = source if isinstance(source, Checkpoint) else load(source)
+    arch = ckpt.architecture
+    summary = arch.summary()
+    nmap = neuron_map(arch)
+    largest = max((math.prod(v.shape[2:]) for v in nmap.views.values() if len(v.shape) > 2),
+                  default=1)
+    kernel = max_kernel or max(DEFAULT_MAX_KERNEL, largest)
+    graph = to_graph(ckpt, max_kernel=kernel)
+    ops = ", ".join(f"{op}×{n}" for op, n in summary["op_counts"].items())
+    lines = [
+        f"architecture v{summary['version']}: {', '.join(summary['families'])}",
+        f"  ops: {ops}",
+        f"  inputs: {_shapes(summary['inputs'])}  outputs: {_shapes(summary['outputs'])}",
+        f"  parameters: {summary['num_parameters']:,} in {summary['num_tensors']} tensors",
+        "neuron groups:",
+    ]
+    for g in nmap.groups.values():
+        extra = f" blocks={g.blocks[0]}×{g.blocks[1]}" if g.blocks else ""
+        state = "permutable" if g.permutable else "fixed"
+        lines.append(f"  {g.id}: {g.size} {g.kind} ({state}){extra}")
+    lines += [
+        f"parameter graph (max_kernel={kernel}):",
+        f"  nodes: {graph.num_nodes:,}  edges: {graph.edge_index.shape[1]:,}",
+        f"  memory: {graph_bytes(graph):,} bytes ({graph_bytes(graph) / 2**20:.1f} MiB)",
+        "  edge types: " + ", ".join(f"{_edge_name(t)}×{n:,}" for t, n in
+                                    sorted(Counter(graph.edge_type.tolist()).items())),
+    ]
+    if ckpt.metadata:
+        lines.append("metadata: " + ", ".join(f"{k}={v}" for k, v in
+                                              sorted(ckpt.metadata.items())))
+    return "\n".join(lines)
+
+
+def _shapes(shapes: dict[str, list[int | None]]) -> str:
+    return ", ".join(f"{k}{[('?' if s is None else s) for s in v]}" for k, v in shapes.items())
+
+
+def _edge_name(t: int) -> str:
+    return next(name for name, i in EDGE_TYPES.items() if i == t)
