@@ -83,6 +83,25 @@ def db_current() -> None:
         engine.dispose()
 
 
+@app.command()
+def graph(
+    file: str = typer.Argument(..., help="checkpoint file (.safetensors or .pt)"),
+    arch: str | None = typer.Option(None, help="op-graph JSON file, if FILE carries none"),
+) -> None:
+    """Print a checkpoint's architecture, neuron groups and parameter-graph size."""
+    from pathlib import Path
+
+    import graphs
+
+    try:
+        architecture = Path(arch).read_text() if arch else None
+        ckpt = graphs.load(file, arch=architecture)
+        typer.echo(graphs.summary_text(ckpt))
+    except (graphs.GraphsError, OSError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
 def _safe_url(url: str) -> str:
     from sqlalchemy.engine import make_url
 
