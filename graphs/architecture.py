@@ -19,6 +19,7 @@ problem is an :class:`~graphs.errors.ArchitectureError` naming the node, never a
 
 from __future__ import annotations
 
+import heapq
 import json
 import math
 from collections.abc import Callable, Mapping
@@ -32,6 +33,7 @@ from graphs.errors import ArchitectureError
 __all__ = ["ACTIVATIONS", "OPS", "VERSION", "Architecture", "InputSpec", "Node"]
 
 VERSION = 1
+MAX_NODES = 20_000  # far above real networks; bounds the work an uploaded op graph can cause
 ACTIVATIONS = ("relu", "gelu", "silu", "tanh", "sigmoid", "leaky_relu", "sine")
 PASSTHROUGH = ("dropout", *ACTIVATIONS)
 
@@ -442,6 +444,8 @@ def _parse(d: Mapping[str, Any]) -> Architecture:
         raise ArchitectureError("architecture 'inputs' must be a non-empty list")
     if not isinstance(d["nodes"], list) or not isinstance(d["outputs"], list):
         raise ArchitectureError("architecture 'nodes' and 'outputs' must be lists")
+    if len(d["nodes"]) + len(d["inputs"]) + len(d["outputs"]) > MAX_NODES:
+        raise ArchitectureError(f"architecture has more than {MAX_NODES} entries")
     inputs = []
     for i, raw in enumerate(d["inputs"]):
         if not isinstance(raw, Mapping):
@@ -547,21 +551,26 @@ def _check_params(arch: Architecture) -> None:
 
 
 def _toposort(arch: Architecture) -> tuple[Node, ...]:
-    """Order nodes so inputs come first, keeping the given order where it already works."""
-    done = {i.name for i in arch.inputs}
-    pending = list(arch.nodes)
+    """Kahn's algorithm, taking ready nodes in their given order (a sorted list is kept)."""
+    index = {n.name: i for i, n in enumerate(arch.nodes)}
+    missing = {n.name: sum(s in index for s in n.inputs) for n in arch.nodes}
+    users: dict[str, list[int]] = {}
+    for i, n in enumerate(arch.nodes):
+        for s in n.inputs:
+            if s in index:
+                users.setdefault(s, []).append(i)
+    ready = [i for i, n in enumerate(arch.nodes) if missing[n.name] == 0]
+    heapq.heapify(ready)
     ordered: list[Node] = []
-    while pending:
-        left = []
-        for n in pending:
-            if all(s in done for s in n.inputs):
-                done.add(n.name)
-                ordered.append(n)
-            else:
-                left.append(n)
-        if len(left) == len(pending):
-            raise ArchitectureError(
-                "architecture has a cycle through node(s) " + _few(sorted(n.name for n in left))
-            )
-        pending = left
+    while ready:
+        n = arch.nodes[heapq.heappop(ready)]
+        ordered.append(n)
+        for u in users.get(n.name, []):
+            missing[arch.nodes[u].name] -= 1
+            if missing[arch.nodes[u].name] == 0:
+                heapq.heappush(ready, u)
+    if len(ordered) != len(arch.nodes):
+        done = {n.name for n in ordered}
+        raise ArchitectureError("architecture has a cycle through node(s) "
+                                + _few(sorted(n.name for n in arch.nodes if n.name not in done)))
     return tuple(ordered)

@@ -91,11 +91,15 @@ class ResNet(nn.Module):
 
 
 class SineLayer(nn.Module):
-    """The SIREN reference code's layer: ``sin(w0 * linear(x))`` with ``.linear``."""
+    """The SIREN reference code's layer: ``sin(w0 * linear(x))`` with ``.linear`` and its
+    initialisation (first layer U(-1/n, 1/n), later ones U(-√(6/n)/w0, √(6/n)/w0))."""
 
-    def __init__(self, fan_in: int, fan_out: int, w0: float = 30.0) -> None:
+    def __init__(self, fan_in: int, fan_out: int, w0: float = 30.0, first: bool = False) -> None:
         super().__init__()
         self.linear = nn.Linear(fan_in, fan_out)
+        bound = 1 / fan_in if first else (6 / fan_in) ** 0.5 / w0
+        with torch.no_grad():
+            self.linear.weight.uniform_(-bound, bound)
         self.act = Sine(w0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -103,7 +107,7 @@ class SineLayer(nn.Module):
 
 
 def siren(widths: list[int], w0: float = 30.0) -> nn.Module:
-    layers: list[nn.Module] = [SineLayer(widths[i], widths[i + 1], w0)
+    layers: list[nn.Module] = [SineLayer(widths[i], widths[i + 1], w0, first=i == 0)
                                for i in range(len(widths) - 2)]
     layers.append(nn.Linear(widths[-2], widths[-1]))
     return _Siren(nn.Sequential(*layers))
@@ -161,7 +165,9 @@ def family(name: str, size: int, seed: int) -> tuple[nn.Module, torch.Tensor]:
     torch.manual_seed(seed)
     s = size
     if name == "mlp":
-        model, x = mlp([6, 4 + s, 3 + 2 * s, 4]), torch.randn(5, 6, generator=g)
+        depth = 1 + seed % 3  # hidden layers
+        widths = [6, *[3 + (s + i) % 4 for i in range(depth)], 4]
+        model, x = mlp(widths), torch.randn(5, 6, generator=g)
     elif name == "cnn":
         model, x = cnn(2 + s, 3 + s), torch.randn(4, 3, 8, 8, generator=g)
     elif name == "cnn_bn":
@@ -170,7 +176,8 @@ def family(name: str, size: int, seed: int) -> tuple[nn.Module, torch.Tensor]:
         model = ResNet((3 + s, 4 + s), (1 + s % 2, 1), classes=4, stem_kernel=3)
         x = torch.randn(2, 3, 8, 8, generator=g)
     elif name == "siren":
-        model, x = siren([2, 8 + s, 8 + s, 3]), torch.rand(16, 2, generator=g) * 2 - 1
+        widths = [2, *[8 + s] * (1 + seed % 3), 3]
+        model, x = siren(widths), torch.rand(16, 2, generator=g) * 2 - 1
     elif name == "transformer":
         model = EncoderBlock(3, 8, (1, 2, 4)[s % 3], 6 + s, 2)
         x = torch.randn(2, 5, 3, generator=g)

@@ -17,7 +17,7 @@ from graphs import ArchitectureError, MissingArchitectureError, UnsupportedOpErr
 
 
 def _mlp_spec() -> dict[str, Any]:
-    model, x = family("mlp", 0, 0)
+    model, x = family("mlp", 0, 1)  # nodes 0 (linear), 1, 2 (linear), 3, 4 (linear)
     return graphs.describe(model, x).to_dict()
 
 
@@ -177,4 +177,63 @@ def test_describe_functional_forms() -> None:
     assert [n.op for n in arch.nodes] == ["conv1d", "leaky_relu", "flatten", "linear", "sigmoid"]
     module = graphs.build_module(arch)
     module.load_state_dict(model.state_dict())
+    assert torch.equal(module(x), model(x))
+
+
+@pytest.mark.parametrize(
+    "act", [nn.ReLU(), nn.GELU(approximate="tanh"), nn.SiLU(), nn.Tanh(), nn.Sigmoid(),
+            nn.LeakyReLU(0.3), graphs.Sine(3.0), nn.Dropout(0.2)],
+)
+def test_every_activation_is_described_and_rebuilt(act: nn.Module) -> None:
+    model = nn.Sequential(nn.Linear(4, 6), act, nn.Linear(6, 2)).eval()
+    x = torch.randn(3, 4)
+    ckpt = graphs.from_module(model, x)
+    module = graphs.build_module(ckpt.architecture)
+    module.load_state_dict(ckpt.tensors)
+    assert torch.equal(module(x), model(x))
+    permuted = graphs.random_permutation(ckpt, torch.Generator().manual_seed(0))
+    module.load_state_dict(permuted.tensors)
+    assert torch.allclose(module(x), model(x), atol=1e-6)
+
+
+def test_conv1d_with_1d_pooling() -> None:
+    model = nn.Sequential(nn.Conv1d(2, 4, 3, padding=1), nn.ReLU(), nn.MaxPool1d(2),
+                          nn.Conv1d(4, 4, 3), nn.AvgPool1d(2), nn.Conv1d(4, 3, 1),
+                          nn.AdaptiveMaxPool1d(2), nn.Flatten(), nn.Linear(6, 2)).eval()
+    x = torch.randn(3, 2, 12)
+    ckpt = graphs.from_module(model, x)
+    module = graphs.build_module(ckpt.architecture)
+    module.load_state_dict(ckpt.tensors)
+    assert torch.equal(module(x), model(x))
+    permuted = graphs.random_permutation(ckpt, torch.Generator().manual_seed(0))
+    module.load_state_dict(permuted.tensors)
+    assert torch.allclose(module(x), model(x), atol=1e-6)
+    back = graphs.from_graph(graphs.to_graph(permuted), permuted)
+    assert all(torch.equal(back.tensors[k], v) for k, v in permuted.tensors.items())
+
+
+def test_nodes_in_any_order_are_sorted() -> None:
+    spec = _mlp_spec()
+    spec["nodes"].reverse()
+    arch = graphs.Architecture.from_json(spec)
+    assert [n.name for n in arch.nodes] == [n["name"] for n in _mlp_spec()["nodes"]]
+
+
+def test_oversized_op_graph_is_refused() -> None:
+    spec = _mlp_spec()
+    spec["nodes"] = [{"name": f"r{i}", "op": "relu", "inputs": [spec["inputs"][0]["name"]],
+                      "attrs": {}, "params": {}} for i in range(25_000)]
+    with pytest.raises(ArchitectureError, match="more than"):
+        graphs.Architecture.from_json(spec)
+
+
+def test_pytorch_zip_state_dict_is_read_safely_and_inferred() -> None:
+    import io
+
+    model, x = family("mlp", 1, 0)
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    ckpt = graphs.load(buffer.getvalue())
+    module = graphs.build_module(ckpt.architecture)
+    module.load_state_dict(ckpt.tensors)
     assert torch.equal(module(x), model(x))

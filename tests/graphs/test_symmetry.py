@@ -131,7 +131,7 @@ def test_permutation_validation(perms: dict[str, torch.Tensor], message: str | N
 
 
 def test_apply_permutation_convention() -> None:
-    model, x = family("mlp", 0, 0)  # widths 6-4-3-4
+    model, x = family("mlp", 1, 1)  # widths 6-4-5-4
     ckpt = graphs.from_module(model, x)
     p = torch.tensor([2, 0, 3, 1])
     out = graphs.apply_permutation(ckpt, {"0": p})
