@@ -128,7 +128,7 @@ def _signature(g: Data) -> tuple:
 
 
 @pytest.mark.parametrize("name", FAMILIES)
-@settings(max_examples=4, deadline=None)
+@settings(max_examples=10, deadline=None)
 @given(size=st.integers(0, 2), seed=st.integers(0, 2**16))
 def test_permuted_checkpoint_has_an_isomorphic_graph(name: str, size: int, seed: int) -> None:
     model, x = family(name, size, seed)

@@ -20,7 +20,7 @@ def _outputs(ckpt: graphs.Checkpoint, x: torch.Tensor) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("name", FAMILIES)
-@settings(max_examples=6, deadline=None)
+@settings(max_examples=20, deadline=None)
 @given(size=st.integers(0, 3), seed=st.integers(0, 2**16))
 def test_random_permutation_preserves_function(name: str, size: int, seed: int) -> None:
     model, x = family(name, size, seed)
