@@ -5,7 +5,7 @@ architecture inferred from the state dict): build time (first call, which also l
 graph for the architecture, then the median of repeated calls), nodes, edges and bytes.
 Targets: <= 2 ms for the small CNN; <= 1 s and <= 1.5 GB for ResNet-18.
 
-    .venv/bin/python bench/graph_build.py
+    .venv/bin/python -m bench.graph_build
 """
 
 from __future__ import annotations
