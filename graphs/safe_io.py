@@ -304,7 +304,9 @@ def _read_pytorch(data: memoryview, limits: Limits) -> RawCheckpoint:
     raw = bytes(data)
     _check_zip(raw, limits)
     try:
-        obj = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's deprecation chatter about hostile input
+            obj = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
     except Exception as exc:  # untrusted bytes: any failure inside torch.load means "bad file"
         reason = _one_line(exc)
         raise CheckpointError(f"PyTorch file rejected by the safe loader: {reason}") from None
