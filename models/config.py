@@ -1,0 +1,84 @@
+"""Hyperparameters of the graph metanetwork and of its training, as plain dataclasses.
+
+One :class:`MetanetConfig` describes every model this package builds; it is stored in each
+shipped metanetwork's JSON card so the weights can be rebuilt without code changes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+TASKS = ("classification", "generalization")
+
+
+@dataclass
+class MetanetConfig:
+    """The architecture of a :class:`models.metanet.GraphMetanet`.
+
+    ``num_outputs`` is the number of classes (classification) or 1 (generalization: the
+    predicted test accuracy in [0, 1] through a sigmoid). ``max_layer`` and ``max_pos``
+    bound the depth and fixed-position embeddings (larger ids share the last row, which
+    keeps any input valid); ``readout_outputs`` is how many output neurons are read in
+    their fixed order.
+    """
+
+    task: str = "generalization"
+    num_outputs: int = 1
+    hidden: int = 64
+    edge_hidden: int = 32
+    layers: int = 4
+    max_kernel: int = 9
+    fourier: int = 16
+    fourier_sigma: float = 2.0
+    aggregators: tuple[str, ...] = ("mean", "max", "min", "std")
+    max_layer: int = 16
+    max_pos: int = 256
+    readout_outputs: int = 10
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ValueError(f"unknown task {self.task!r}; known: {', '.join(TASKS)}")
+        if self.task == "generalization" and self.num_outputs != 1:
+            raise ValueError("a generalization metanetwork has exactly one output")
+        self.aggregators = tuple(self.aggregators)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["aggregators"] = list(self.aggregators)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> MetanetConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown metanetwork config keys: {', '.join(sorted(unknown))}")
+        return cls(**d)
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation, augmentation and early stopping (AdamW, warm-up then cosine decay).
+
+    Augmentations act on the parameter graph of each training batch: ``noise`` adds
+    Gaussian noise of that many per-feature scales to weights and biases, ``weight_dropout``
+    zeroes that fraction of weight edges, and ``permute`` re-draws random hidden-neuron
+    permutations of the checkpoints (a no-op for an exactly equivariant model, kept to
+    train and check models that are not).
+    """
+
+    epochs: int = 100
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 5e-4
+    warmup_epochs: int = 3
+    grad_clip: float = 10.0
+    patience: int = 20
+    noise: float = 0.02
+    weight_dropout: float = 0.05
+    permute: bool = False
+    seed: int = 0
+    coverage: float = 0.9
+    num_threads: int = 0  # 0: leave torch's setting

@@ -1,0 +1,96 @@
+"""From a zoo directory to a trained, measured metanetwork and its card."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from models.config import MetanetConfig, TrainConfig
+from models.data import Zoo, load_checkpoints, read_zoo, zoo_graphs
+from models.metanet import GraphMetanet
+from models.registry import domain_of, load_from, save_metanetwork
+from models.train import TrainResult, evaluate, predict_graphs, train_metanet
+
+MODEL_VERSION = "1.0"
+DIGIT_LABELS = [str(d) for d in range(10)]
+
+
+def default_config(task: str) -> MetanetConfig:
+    """Sizes that train in minutes on a small CPU (NG-GNN uses 32-64 for INRs)."""
+    if task == "classification":
+        return MetanetConfig(task=task, num_outputs=10, hidden=48, edge_hidden=24, layers=3)
+    return MetanetConfig(task=task, num_outputs=1, hidden=48, edge_hidden=24, layers=3)
+
+
+def labels_of(zoo: Zoo) -> list[str]:
+    classes = sorted({int(r["target"]) for r in zoo.rows})
+    return DIGIT_LABELS if set(classes) <= set(range(10)) else [str(c) for c in classes]
+
+
+def train_on_zoo(zoo_dir: str | Path, name: str, mcfg: MetanetConfig | None = None,
+                 tcfg: TrainConfig | None = None, progress: bool = True
+                 ) -> tuple[GraphMetanet, dict[str, Any], TrainResult]:
+    """Train on the zoo's train split, early-stop on val, measure on test; the card."""
+    zoo = read_zoo(zoo_dir)
+    tcfg = tcfg or TrainConfig()
+    mcfg = mcfg or default_config(zoo.task)
+    if mcfg.task != zoo.task:
+        raise ValueError(f"zoo {zoo.name!r} is a {zoo.task} zoo, the config is for {mcfg.task}")
+    all_graphs = zoo_graphs(zoo, mcfg.max_kernel)
+    split = {s: [all_graphs[i] for i in zoo.split_indices(s)] for s in ("train", "val", "test")}
+    result = train_metanet(split["train"], split["val"], mcfg, tcfg, progress=progress)
+    measured = evaluate(result.model, split["val"], split["test"], tcfg.coverage)
+    train_idx = zoo.split_indices("train")
+    card: dict[str, Any] = {
+        "name": name,
+        "version": MODEL_VERSION,
+        "task": zoo.task,
+        "labels": labels_of(zoo) if zoo.task == "classification" else [],
+        "target": ("the digit an INR encodes" if zoo.task == "classification"
+                   else "test accuracy of the network on the sklearn digits test split"),
+        "domain": domain_of(load_checkpoints(zoo, train_idx), split["train"]),
+        "zoo": {"name": zoo.name, "command": zoo.command, "seed": zoo.seed,
+                "checkpoints": len(zoo.rows),
+                "splits": {s: len(v) for s, v in split.items()}},
+        "seed": tcfg.seed,
+        "train": asdict(tcfg),
+        "best_epoch": result.best_epoch,
+        "epochs_run": len(result.history),
+        "seconds_per_epoch": round(result.seconds_per_epoch, 3),
+        "metrics": {"val": result.val, "test": measured["test"]},
+    }
+    if "conformal" in measured:
+        card["conformal"] = measured["conformal"]
+    return result.model, card, result
+
+
+def ship(model: GraphMetanet, card: dict[str, Any], zoo_dir: str | Path, out_dir: str | Path,
+         sample: int = 24) -> Path:
+    """Save the metanetwork and a sample of test checkpoints with their predictions, so a
+    test can re-evaluate the shipped weights against the card without the zoo."""
+    zoo = read_zoo(zoo_dir)
+    out_dir = Path(out_dir)
+    sample_dir = out_dir / "samples" / card["name"]
+    if sample_dir.exists():
+        shutil.rmtree(sample_dir)
+    sample_dir.mkdir(parents=True)
+    test_idx = zoo.split_indices("test")
+    rng = np.random.default_rng(card["seed"])
+    chosen = sorted(rng.choice(test_idx, size=min(sample, len(test_idx)), replace=False))
+    files = []
+    for i in chosen:
+        row = zoo.rows[int(i)]
+        shutil.copyfile(zoo.path / row["file"], sample_dir / row["file"])
+        files.append({"file": row["file"], "target": row["target"]})
+    save_metanetwork(model, {**card, "check": {"files": files}}, out_dir)
+    loaded = load_from(out_dir, card["name"], torch.device("cpu"))
+    graph_list = zoo_graphs(zoo, model.config.max_kernel, cache=True)
+    preds = predict_graphs(loaded.model, [graph_list[int(i)] for i in chosen])
+    for f, p in zip(files, preds, strict=True):
+        f["prediction"] = [round(float(v), 6) for v in np.atleast_1d(p)]
+    return save_metanetwork(loaded.model, {**card, "check": {"files": files}}, out_dir)

@@ -1,0 +1,137 @@
+"""The graph metanetwork: encoders, :class:`~models.layers.NGConv` layers, invariant readout.
+
+Every input it sees comes from a ``graphs.to_graph`` parameter graph; all widths are fixed
+there, so one model batches any mix of architectures. Hidden neurons only ever meet
+weight-tied operations (shared encoders, message passing, pooling) and embeddings of
+permutation-invariant ids (type, activation, depth, and ``node_pos`` = -1 for all of them),
+so the output is invariant to hidden-neuron permutations. Input and output neurons keep
+their fixed positions: the readout reads output neurons in ``node_pos`` order.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import torch
+from torch import Tensor, nn
+from torch_geometric.data import Batch, Data
+from torch_geometric.utils import scatter
+
+from graphs import ACTIVATION_IDS, EDGE_TYPES, NODE_FEATURES, NODE_TYPES
+from models.config import MetanetConfig
+from models.layers import NGConv, mlp
+
+WEIGHT_EDGE_TYPES = tuple(EDGE_TYPES[k] for k in
+                          ("linear", "conv", "flatten_linear", "attn_q", "attn_k", "attn_v",
+                           "attn_out"))
+
+
+def is_weight_edge(edge_type: Tensor) -> Tensor:
+    """Edges that carry a weight entry (not the identity edges of residuals, norms, pairs)."""
+    return torch.isin(edge_type, torch.tensor(WEIGHT_EDGE_TYPES, device=edge_type.device))
+
+
+def robust_scale(values: Tensor) -> Tensor:
+    """Per-column scale: the 90th percentile of the non-zero magnitudes (1 if none)."""
+    out = torch.ones(values.shape[1])
+    for c in range(values.shape[1]):
+        col = values[:, c].abs()
+        col = col[col > 0]
+        if col.numel():
+            out[c] = torch.quantile(col[:1_000_000].double(), 0.9).float().clamp_min(1e-6)
+    return out
+
+
+class FeatureEncoder(nn.Module):
+    """Scaled signed-log features plus random Fourier features, then a linear map.
+
+    Weights span orders of magnitude (a SIREN's first layer beside a classifier head), so
+    each column is divided by a scale fitted on the training set, squashed by
+    sign(v)·log1p(|v|), and expanded with fixed sin/cos features (Tancik et al.) so small
+    differences in a weight's value stay visible to the network.
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, fourier: int, sigma: float) -> None:
+        super().__init__()
+        self.register_buffer("scale", torch.ones(in_dim))
+        self.register_buffer("freqs", torch.randn(in_dim, fourier) * sigma)
+        self.lin = nn.Linear(in_dim + 2 * fourier, out_dim)
+
+    def forward(self, v: Tensor) -> Tensor:
+        v = v / self.scale
+        v = torch.sign(v) * torch.log1p(v.abs())
+        proj = 2 * math.pi * v @ self.freqs
+        return self.lin(torch.cat([v, torch.sin(proj), torch.cos(proj)], dim=-1))
+
+
+class GraphMetanet(nn.Module):
+    """Permutation-invariant prediction from parameter graphs (one class for every family).
+
+    ``forward(batch)`` returns ``(num_graphs, num_outputs)`` logits: class logits for
+    classification, the logit of the predicted test accuracy for generalization.
+    """
+
+    def __init__(self, config: MetanetConfig) -> None:
+        super().__init__()
+        self.config = c = config
+        h = c.hidden
+        self.node_enc = FeatureEncoder(len(NODE_FEATURES), h, c.fourier, c.fourier_sigma)
+        self.edge_enc = FeatureEncoder(c.max_kernel, c.edge_hidden, c.fourier, c.fourier_sigma)
+        self.node_type = nn.Embedding(len(NODE_TYPES), h)
+        self.node_act = nn.Embedding(len(ACTIVATION_IDS) + 1, h)
+        self.node_layer = nn.Embedding(c.max_layer, h)
+        self.node_depth = nn.Embedding(c.max_layer, h)  # layers left to the output
+        self.node_pos = nn.Embedding(c.max_pos, h)  # row 0: every hidden neuron
+        self.edge_type = nn.Embedding(len(EDGE_TYPES), c.edge_hidden)
+        self.convs = nn.ModuleList(
+            NGConv(h, c.edge_hidden, c.aggregators, c.dropout, update_edges=i < c.layers - 1)
+            for i in range(c.layers))
+        self.out_norm = nn.LayerNorm(h)
+        self.head = mlp([(4 + c.readout_outputs) * h, h, c.num_outputs], c.dropout)
+
+    @torch.no_grad()
+    def fit_normalization(self, graphs: Iterable[Data]) -> None:
+        """Set the feature scales from training graphs (weights only, not identity edges)."""
+        graphs = list(graphs)
+        x = torch.cat([g.x for g in graphs]).float()
+        e = torch.cat([g.edge_attr[is_weight_edge(g.edge_type)] for g in graphs]).float()
+        self.node_enc.scale.copy_(robust_scale(x))
+        self.edge_enc.scale.copy_(robust_scale(e))
+
+    def forward(self, batch: Batch) -> Tensor:
+        c = self.config
+        num_graphs = int(batch.num_graphs)
+        graph_of = batch.batch
+        layer = batch.node_layer
+        last = scatter(layer, graph_of, dim=0, dim_size=num_graphs, reduce="max")[graph_of]
+        pos = (batch.node_pos + 1).clamp(0, c.max_pos - 1)
+        x = (self.node_enc(batch.x.float()) + self.node_type(batch.node_type)
+             + self.node_act(batch.node_act) + self.node_pos(pos)
+             + self.node_layer(layer.clamp(0, c.max_layer - 1))
+             + self.node_depth((last - layer).clamp(0, c.max_layer - 1)))
+        e = self.edge_enc(batch.edge_attr.float()) + self.edge_type(batch.edge_type)
+        for conv in self.convs:
+            x, e = conv(x, batch.edge_index, e)
+        x = self.out_norm(x)
+        return self.head(self.readout(x, batch, num_graphs))
+
+    def readout(self, x: Tensor, batch: Batch, num_graphs: int) -> Tensor:
+        """Mean and max over all nodes and over output neurons, then the first
+        ``readout_outputs`` output neurons in their fixed order (zero-padded)."""
+        k, h = self.config.readout_outputs, x.shape[1]
+        graph_of = batch.batch
+        out = (batch.node_pos >= 0) & (batch.node_type != NODE_TYPES["input"])
+        xo, go, po = x[out], graph_of[out], batch.node_pos[out]
+        pooled = [
+            scatter(x, graph_of, 0, dim_size=num_graphs, reduce="mean"),
+            scatter(x, graph_of, 0, dim_size=num_graphs, reduce="max"),
+            scatter(xo, go, 0, dim_size=num_graphs, reduce="mean"),
+            scatter(xo, go, 0, dim_size=num_graphs, reduce="max"),
+        ]
+        first = scatter(po, go, 0, dim_size=num_graphs, reduce="min")
+        rank = po - first[go]
+        keep = rank < k
+        slots = x.new_zeros(num_graphs, k, h)
+        slots[go[keep], rank[keep]] = xo[keep]
+        return torch.cat([*pooled, slots.flatten(1)], dim=-1)

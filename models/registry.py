@@ -1,0 +1,220 @@
+"""Built-in trained metanetworks: weights (safetensors) + a JSON card, and batched prediction.
+
+A card says what a metanetwork answers (``task``, ``labels``), on which networks it was
+trained (``domain``: the architecture families, ops, input/output shapes and graph sizes of
+its training zoo), how it was made (zoo command and seed, configs) and how well it does
+(``metrics`` on the zoo's test split, the conformal half-width and its measured coverage).
+Checkpoints outside the domain are refused with :class:`OutOfDomainError` unless the
+caller passes ``force=True``, in which case the answer carries ``in_domain=False``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch_geometric.data import Batch, Data
+
+import graphs
+from graphs import Architecture, Checkpoint
+from models.config import MetanetConfig
+from models.data import graph_of
+from models.metanet import GraphMetanet
+from models.train import default_device
+
+BUILTIN_DIR = Path(__file__).parent / "builtin"
+CARD_VERSION = 1
+CheckpointLike = Checkpoint | bytes | str | os.PathLike[str]
+
+
+class MetanetworkError(ValueError):
+    """A metanetwork cannot answer: unknown name, or a checkpoint outside its domain."""
+
+
+class OutOfDomainError(MetanetworkError):
+    """The checkpoint is not like the networks the metanetwork was trained on."""
+
+
+@dataclass
+class Prediction:
+    """One checkpoint's answer: ``label`` + ``probabilities`` (classification) or ``value``
+    + ``interval`` at ``coverage`` (generalization, predicted test accuracy)."""
+
+    metanetwork: str
+    task: str
+    in_domain: bool
+    domain_issues: list[str] = field(default_factory=list)
+    label: str | None = None
+    probabilities: dict[str, float] | None = None
+    value: float | None = None
+    interval: tuple[float, float] | None = None
+    coverage: float | None = None
+
+
+def _io_signature(arch: Architecture) -> str:
+    s = arch.summary()
+    return json.dumps({"inputs": sorted(s["inputs"].values()),
+                       "outputs": sorted(s["outputs"].values())})
+
+
+def domain_of(checkpoints: Iterable[Checkpoint], graph_list: Iterable[Data]) -> dict[str, Any]:
+    """The domain card entry of a training set (checkpoints and their graphs)."""
+    families: set[str] = set()
+    ops: set[str] = set()
+    io: set[str] = set()
+    kinds = 0
+    for c in checkpoints:
+        s = c.architecture.summary()
+        families.update(s["families"])
+        ops.update(s["op_counts"])
+        io.add(_io_signature(c.architecture))
+        kinds += 1
+    sizes = [(g.num_nodes, g.edge_index.shape[1], int(g.node_layer.max())) for g in graph_list]
+    return {
+        "families": sorted(families),
+        "ops": sorted(ops),
+        "io": sorted(io),
+        "max_nodes": max(s[0] for s in sizes),
+        "max_edges": max(s[1] for s in sizes),
+        "max_depth": max(s[2] for s in sizes),
+        "checkpoints": kinds,
+    }
+
+
+def domain_issues(domain: dict[str, Any], checkpoint: Checkpoint, graph: Data | None
+                  ) -> list[str]:
+    """Why ``checkpoint`` is outside ``domain`` (empty when it is inside)."""
+    s = checkpoint.architecture.summary()
+    issues = []
+    extra_ops = sorted(set(s["op_counts"]) - set(domain["ops"]))
+    if extra_ops:
+        issues.append(f"ops never seen in training: {', '.join(extra_ops)}")
+    if _io_signature(checkpoint.architecture) not in domain["io"]:
+        issues.append(f"input/output shapes {_io_signature(checkpoint.architecture)} differ "
+                      f"from the training zoo's {', '.join(domain['io'])}")
+    if graph is None:
+        issues.append("its parameter graph cannot be built with this metanetwork's kernel size")
+        return issues
+    if graph.num_nodes > domain["max_nodes"]:
+        issues.append(f"{graph.num_nodes} neurons, training networks had at most "
+                      f"{domain['max_nodes']}")
+    if graph.edge_index.shape[1] > domain["max_edges"]:
+        issues.append(f"{graph.edge_index.shape[1]} weights (edges), training networks had "
+                      f"at most {domain['max_edges']}")
+    depth = int(graph.node_layer.max())
+    if depth > domain["max_depth"]:
+        issues.append(f"depth {depth}, training networks had at most {domain['max_depth']}")
+    return issues
+
+
+def as_checkpoint(source: CheckpointLike) -> Checkpoint:
+    return source if isinstance(source, Checkpoint) else graphs.load(source)
+
+
+class Metanetwork:
+    """A trained :class:`GraphMetanet` with its card, ready for batched prediction."""
+
+    def __init__(self, card: dict[str, Any], model: GraphMetanet) -> None:
+        self.card, self.model = card, model
+        self.name: str = card["name"]
+        self.task: str = card["task"]
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def _graph(self, checkpoint: Checkpoint) -> Data | None:
+        try:
+            return graph_of(checkpoint, self.model.config.max_kernel)
+        except graphs.GraphsError:
+            return None
+
+    @torch.no_grad()
+    def predict(self, checkpoints: Sequence[CheckpointLike], force: bool = False,
+                batch_size: int = 4096) -> list[Prediction]:
+        """One forward per ``batch_size`` graphs; out-of-domain checkpoints raise
+        :class:`OutOfDomainError` unless ``force`` (then ``in_domain`` is False)."""
+        ckpts = [as_checkpoint(c) for c in checkpoints]
+        graph_list = [self._graph(c) for c in ckpts]
+        issues = [domain_issues(self.card["domain"], c, g) for c, g in zip(ckpts, graph_list,
+                                                                            strict=True)]
+        for i, (iss, g) in enumerate(zip(issues, graph_list, strict=True)):
+            if g is None or (iss and not force):
+                raise OutOfDomainError(
+                    f"checkpoint {i} is outside the domain of metanetwork {self.name!r}: "
+                    f"{'; '.join(iss)}" + ("" if g is None else " (pass force=True to get "
+                                           "an answer flagged out-of-domain)"))
+        self.model.eval()
+        outs = []
+        for start in range(0, len(graph_list), batch_size):
+            batch = Batch.from_data_list(graph_list[start:start + batch_size]).to(self.device)
+            outs.append(self.model(batch).float().cpu())
+        out = torch.cat(outs) if outs else torch.zeros(0, 1)
+        return [self._answer(o, iss) for o, iss in zip(out, issues, strict=True)]
+
+    def _answer(self, out: torch.Tensor, issues: list[str]) -> Prediction:
+        p = Prediction(self.name, self.task, not issues, issues)
+        if self.task == "classification":
+            probs = out.softmax(-1).tolist()
+            labels = self.card["labels"]
+            p.label = labels[int(out.argmax())]
+            p.probabilities = dict(zip(labels, probs, strict=True))
+        else:
+            value = float(out[0].sigmoid())
+            q = self.card["conformal"]["half_width"]
+            p.value = value
+            p.interval = (max(0.0, value - q), min(1.0, value + q))
+            p.coverage = self.card["conformal"]["coverage"]
+        return p
+
+
+def save_metanetwork(model: GraphMetanet, card: dict[str, Any], out_dir: str | Path) -> Path:
+    """Write ``<name>.safetensors`` and ``<name>.json`` into ``out_dir``; returns the card."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    name = card["name"]
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(out_dir / f"{name}.safetensors"), metadata={"card": name})
+    card = {**card, "card_version": CARD_VERSION, "config": model.config.to_dict()}
+    path = out_dir / f"{name}.json"
+    path.write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def load_from(directory: str | Path, name: str,
+              device: torch.device | None = None) -> Metanetwork:
+    directory = Path(directory)
+    card_file = directory / f"{name}.json"
+    if not card_file.is_file():
+        raise MetanetworkError(f"no metanetwork {name!r} in {directory}; available: "
+                               f"{', '.join(available(directory)) or 'none'}")
+    card = json.loads(card_file.read_text())
+    model = GraphMetanet(MetanetConfig.from_dict(card["config"]))
+    model.load_state_dict(load_file(str(directory / f"{name}.safetensors")))
+    model.to(device or default_device()).eval()
+    return Metanetwork(card, model)
+
+
+def available(directory: str | Path = BUILTIN_DIR) -> list[str]:
+    """Names of the metanetworks in ``directory`` (the built-ins by default)."""
+    return sorted(p.stem for p in Path(directory).glob("*.json")
+                  if (p.with_suffix(".safetensors")).is_file())
+
+
+@lru_cache(maxsize=8)
+def load_metanetwork(name: str) -> Metanetwork:
+    """A built-in metanetwork, loaded once per process (on the GPU when there is one)."""
+    return load_from(BUILTIN_DIR, name)
+
+
+def predict(name: str, checkpoints: Sequence[CheckpointLike],
+            force: bool = False) -> list[Prediction]:
+    """Answers of built-in metanetwork ``name`` for ``checkpoints`` (one batched forward)."""
+    return load_metanetwork(name).predict(checkpoints, force=force)

@@ -1,0 +1,195 @@
+"""Training and evaluation of graph metanetworks on zoos.
+
+AdamW with linear warm-up then cosine decay, gradient clipping, early stopping on the
+validation split (accuracy, or Kendall τ-b for generalization), and augmentations applied
+to each training batch's graphs (weight noise, weight dropout). Random hidden-neuron
+permutations are not used as an augmentation: the metanetwork is exactly invariant to them
+(tests/models checks this), so a permuted copy produces the same output and gradient.
+Generalization models get a split-conformal interval calibrated on the validation split.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from torch import Tensor
+from torch_geometric.data import Batch, Data
+from torch_geometric.loader import DataLoader
+
+from models.config import MetanetConfig, TrainConfig
+from models.metanet import GraphMetanet, is_weight_edge
+from models.metrics import (
+    accuracy,
+    conformal_quantile,
+    interval_coverage,
+    regression_metrics,
+)
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def augment(batch: Batch, model: GraphMetanet, cfg: TrainConfig,
+            generator: torch.Generator | None = None) -> Batch:
+    """Weight noise (relative to the model's feature scales) and weight dropout, in place.
+
+    Only present entries are perturbed: zero biases of bias-free layers, kernel padding and
+    identity edges keep their values, so the perturbed graph is still a valid network.
+    """
+    dev = batch.x.device
+    if cfg.noise > 0:
+        xs = model.node_enc.scale.to(dev)
+        mask = batch.x != 0
+        mask[:, -1] = False  # act_param is architecture, not a weight
+        noise = torch.randn(batch.x.shape, generator=generator).to(dev)
+        batch.x = batch.x + mask * noise * cfg.noise * xs
+        es = model.edge_enc.scale.to(dev)
+        w = is_weight_edge(batch.edge_type)[:, None] & (batch.edge_attr != 0)
+        noise = torch.randn(batch.edge_attr.shape, generator=generator).to(dev)
+        batch.edge_attr = batch.edge_attr + w * noise * cfg.noise * es
+    if cfg.weight_dropout > 0:
+        drop = torch.rand(batch.edge_attr.shape[0], generator=generator).to(dev)
+        drop = (drop < cfg.weight_dropout) & is_weight_edge(batch.edge_type)
+        batch.edge_attr = batch.edge_attr * (~drop)[:, None]
+    return batch
+
+
+def loss_fn(task: str, out: Tensor, y: Tensor) -> Tensor:
+    if task == "classification":
+        return torch.nn.functional.cross_entropy(out, y)
+    return torch.nn.functional.binary_cross_entropy_with_logits(out[:, 0], y.float())
+
+
+@torch.no_grad()
+def predict_graphs(model: GraphMetanet, graphs: Sequence[Data], batch_size: int = 256,
+                   device: torch.device | None = None) -> np.ndarray:
+    """Class probabilities ``(n, classes)`` or predicted accuracies ``(n,)``."""
+    device = device or next(model.parameters()).device
+    model.eval()
+    outs = []
+    for batch in DataLoader(list(graphs), batch_size=batch_size, shuffle=False):
+        out = model(batch.to(device))
+        outs.append(out.softmax(-1) if model.config.task == "classification"
+                    else out[:, 0].sigmoid())
+    return torch.cat(outs).cpu().numpy() if outs else np.zeros(0)
+
+
+def score(task: str, pred: np.ndarray, target: np.ndarray) -> dict[str, float]:
+    """accuracy (classification) or τ-b, R², MAE and tie shares (generalization)."""
+    if task == "classification":
+        return {"accuracy": accuracy(pred.argmax(-1), target)}
+    return regression_metrics(pred, target)
+
+
+def main_metric(task: str) -> str:
+    return "accuracy" if task == "classification" else "tau_b"
+
+
+def targets_of(graphs: Sequence[Data]) -> np.ndarray:
+    return torch.cat([g.y for g in graphs]).numpy()
+
+
+@dataclass
+class TrainResult:
+    model: GraphMetanet
+    best_epoch: int
+    val: dict[str, float]
+    history: list[dict[str, float]] = field(default_factory=list)
+    seconds_per_epoch: float = 0.0
+
+
+def train_metanet(train: Sequence[Data], val: Sequence[Data], mcfg: MetanetConfig,
+                  tcfg: TrainConfig, device: torch.device | None = None,
+                  progress: bool = True,
+                  on_epoch: Callable[[dict[str, Any]], None] | None = None) -> TrainResult:
+    """Train from scratch; returns the weights of the best validation epoch."""
+    device = device or default_device()
+    if tcfg.num_threads:
+        torch.set_num_threads(tcfg.num_threads)
+    seed_everything(tcfg.seed)
+    model = GraphMetanet(mcfg)
+    model.fit_normalization(train)
+    model.to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
+    loader_gen = torch.Generator().manual_seed(tcfg.seed)
+    aug_gen = torch.Generator().manual_seed(tcfg.seed + 1)
+    loader = DataLoader(list(train), batch_size=tcfg.batch_size, shuffle=True,
+                        generator=loader_gen, drop_last=len(train) > tcfg.batch_size)
+    steps = tcfg.epochs * len(loader)
+    warm = tcfg.warmup_epochs * len(loader)
+
+    def lr_at(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        return 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, steps - warm)))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+    y_val = targets_of(val)
+    key = main_metric(mcfg.task)
+    best: tuple[float, int, dict[str, Any], dict[str, float]] | None = None
+    history: list[dict[str, float]] = []
+    started = time.perf_counter()
+    columns = [TextColumn("[bold]{task.description}"), BarColumn(),
+               TextColumn("{task.completed}/{task.total}"), TextColumn("{task.fields[info]}"),
+               TimeRemainingColumn()]
+    with Progress(*columns, disable=not progress, transient=False) as bar:
+        task_id = bar.add_task(f"train {mcfg.task}", total=tcfg.epochs, info="")
+        for epoch in range(tcfg.epochs):
+            model.train()
+            total, count = 0.0, 0
+            for batch in loader:
+                batch = augment(batch.to(device), model, tcfg, aug_gen)
+                loss = loss_fn(mcfg.task, model(batch), batch.y)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip)
+                opt.step()
+                sched.step()
+                total += loss.item() * batch.num_graphs
+                count += batch.num_graphs
+            val_metrics = score(mcfg.task, predict_graphs(model, val, device=device), y_val)
+            row = {"epoch": epoch, "train_loss": total / max(count, 1), **val_metrics}
+            history.append(row)
+            if on_epoch is not None:
+                on_epoch(row)
+            if best is None or val_metrics[key] > best[0]:
+                best = (val_metrics[key], epoch, copy.deepcopy(model.state_dict()), val_metrics)
+            bar.update(task_id, advance=1, info=f"loss {row['train_loss']:.4f} "
+                       f"val {key} {val_metrics[key]:.4f} (best {best[0]:.4f} @ {best[1]})")
+            if epoch - best[1] >= tcfg.patience:
+                break
+    assert best is not None
+    model.load_state_dict(best[2])
+    per_epoch = (time.perf_counter() - started) / max(1, len(history))
+    return TrainResult(model, best[1], best[3], history, per_epoch)
+
+
+def evaluate(model: GraphMetanet, val: Sequence[Data], test: Sequence[Data],
+             coverage: float = 0.9) -> dict[str, Any]:
+    """Test metrics; for generalization also the conformal half-width (from ``val``) and
+    its measured coverage on ``test``."""
+    task = model.config.task
+    pred_test = predict_graphs(model, test)
+    out: dict[str, Any] = {"test": score(task, pred_test, targets_of(test)),
+                           "n_test": len(test), "n_val": len(val)}
+    if task == "generalization":
+        q = conformal_quantile(predict_graphs(model, val), targets_of(val), coverage)
+        out["conformal"] = {"coverage": coverage, "half_width": q,
+                            "test_coverage": interval_coverage(pred_test, targets_of(test), q)}
+    return out
