@@ -19,7 +19,7 @@ import torch
 from graphs import Checkpoint, NeuronMap, apply_permutation, check_permutations, neuron_map
 from merging.assignment import assignment_value, best_device, solve_unit, units
 
-__all__ = ["MatchResult", "STAT_ROLES", "matched_views", "weight_matching"]
+__all__ = ["STAT_ROLES", "MatchResult", "matched_views", "weight_matching"]
 
 # BatchNorm statistics are not weights: they are recomputed (or repaired) after a merge.
 STAT_ROLES = ("running_mean", "running_var", "num_batches_tracked")
