@@ -162,7 +162,10 @@ def checkpoint(model: nn.Module, x: torch.Tensor) -> graphs.Checkpoint:
 # --- digits ------------------------------------------------------------------------------
 
 
-def digits(flat: bool) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+Split = tuple[torch.Tensor, torch.Tensor]
+
+
+def digits(flat: bool) -> tuple[Split, Split]:
     """sklearn's digits in [0, 1], a fixed 75/25 split: ((x_train, y_train), (x_test, y_test))."""
     d = load_digits()
     x = torch.tensor(d.images / 16.0, dtype=torch.float32)

@@ -7,7 +7,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import _merging_models as M  # noqa: E402
+import _merging_models as M
 
 
 @pytest.fixture(scope="session")
