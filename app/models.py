@@ -94,6 +94,8 @@ class Checkpoint(Base):
     parameter_count: Mapped[int] = mapped_column(BigInteger)
     tensor_count: Mapped[int] = mapped_column(Integer)
     dtype_summary: Mapped[dict[str, Any]]
+    architecture_digest: Mapped[str | None] = mapped_column(String(64), index=True)
+    lineage: Mapped[dict[str, Any] | None]
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
 
 
@@ -136,26 +138,60 @@ class Worker(Base):
     heartbeat_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
+class Dataset(Base):
+    """A small evaluation set (safetensors with ``x`` and ``y``) for merges."""
+
+    __tablename__ = "datasets"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    filename: Mapped[str | None] = mapped_column(String(255))
+    blob_sha256: Mapped[str] = mapped_column(String(64), index=True)
+    num_samples: Mapped[int] = mapped_column(Integer)
+    x_shape: Mapped[list[int]] = mapped_column(JSON)
+    y_shape: Mapped[list[int]] = mapped_column(JSON)
+    num_classes: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+
+
 class Prediction(Base):
+    """One metanetwork's answer for one checkpoint; written with its job's success."""
+
     __tablename__ = "predictions"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     job_id: Mapped[int | None] = mapped_column(
-        ForeignKey("jobs.id", ondelete="SET NULL"), index=True
+        ForeignKey("jobs.id", ondelete="SET NULL"), index=True, unique=True
     )
     checkpoint_id: Mapped[int] = mapped_column(
         ForeignKey("checkpoints.id", ondelete="RESTRICT"), index=True
     )
+    metanetwork: Mapped[str | None] = mapped_column(String(128), index=True)
+    metanetwork_version: Mapped[str | None] = mapped_column(String(64))
+    task: Mapped[str | None] = mapped_column(String(32))
+    label: Mapped[str | None] = mapped_column(String(255))
+    probabilities: Mapped[dict[str, Any] | None]
+    value: Mapped[float | None] = mapped_column(Float)
+    interval_low: Mapped[float | None] = mapped_column(Float)
+    interval_high: Mapped[float | None] = mapped_column(Float)
+    coverage: Mapped[float | None] = mapped_column(Float)
+    in_domain: Mapped[bool | None] = mapped_column(Boolean)
+    domain_issues: Mapped[list[str] | None] = mapped_column(JSON)
+    timings: Mapped[dict[str, Any] | None]
     result: Mapped[dict[str, Any] | None]
-    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
 
 
 class Merge(Base):
+    """A merge of two or more checkpoints into ``result_checkpoint_id``; ``inputs`` lists
+    all of them in order (a and b are the first two)."""
+
     __tablename__ = "merges"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     job_id: Mapped[int | None] = mapped_column(
-        ForeignKey("jobs.id", ondelete="SET NULL"), index=True
+        ForeignKey("jobs.id", ondelete="SET NULL"), index=True, unique=True
     )
     checkpoint_a_id: Mapped[int] = mapped_column(
         ForeignKey("checkpoints.id", ondelete="RESTRICT"), index=True
@@ -166,5 +202,27 @@ class Merge(Base):
     result_checkpoint_id: Mapped[int | None] = mapped_column(
         ForeignKey("checkpoints.id", ondelete="RESTRICT")
     )
+    method: Mapped[str | None] = mapped_column(String(16))
+    lam: Mapped[float | None] = mapped_column(Float)
+    dataset_id: Mapped[int | None] = mapped_column(
+        ForeignKey("datasets.id", ondelete="RESTRICT"), index=True
+    )
+    barrier: Mapped[float | None] = mapped_column(Float)
+    timings: Mapped[dict[str, Any] | None]
     result: Mapped[dict[str, Any] | None]
-    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+
+
+class MergeInput(Base):
+    """Input ``position`` of a merge (every input, so a merge of n checkpoints is queryable
+    and none of them can be deleted while the merge exists)."""
+
+    __tablename__ = "merge_inputs"
+
+    merge_id: Mapped[int] = mapped_column(
+        ForeignKey("merges.id", ondelete="CASCADE"), primary_key=True
+    )
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    checkpoint_id: Mapped[int] = mapped_column(
+        ForeignKey("checkpoints.id", ondelete="RESTRICT"), index=True
+    )

@@ -9,6 +9,11 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
+def _builtin_metanetworks() -> Path:
+    """models/builtin, found without importing models (and torch) into the API process."""
+    return Path(__file__).resolve().parent.parent / "models" / "builtin"
+
+
 class Settings(BaseSettings):
     """Every knob of the service; the defaults give a zero-setup SQLite service."""
 
@@ -18,7 +23,11 @@ class Settings(BaseSettings):
     database_url: str = Field(
         default="", description="SQLAlchemy URL; empty means a SQLite file in the data dir"
     )
-    queue: Literal["inprocess"] = "inprocess"
+    queue: Literal["inprocess", "procrastinate"] = Field(
+        default="inprocess",
+        description="inprocess: workers poll the jobs table; procrastinate: job ids travel "
+        "through procrastinate on the same PostgreSQL database (scale-out)",
+    )
     embedded_worker: bool = Field(
         default=True, description="run a job worker thread inside `serve`"
     )
@@ -31,6 +40,37 @@ class Settings(BaseSettings):
     stale_after_seconds: float = Field(default=30.0, gt=0)
     job_max_attempts: int = Field(default=3, ge=1)
     max_wait_seconds: float = Field(default=60.0, ge=0)
+
+    metanetwork_dir: Path = Field(
+        default_factory=_builtin_metanetworks,
+        description="folder of metanetworks (<name>.json card + <name>.safetensors weights)",
+    )
+    device: Literal["cpu", "gpu"] = Field(
+        default="cpu", description="device class of a worker: which queue it serves"
+    )
+    compute_queue: Literal["cpu", "gpu"] = Field(
+        default="cpu", description="queue that predictions and merges are sent to"
+    )
+    max_batch: int = Field(default=32, ge=1, description="predictions per forward pass")
+    max_wait_ms: float = Field(
+        default=5.0, ge=0, description="how long a worker waits to fill a prediction batch"
+    )
+    graph_cache_size: int = Field(
+        default=512, ge=0, description="parameter graphs kept in memory per worker"
+    )
+    max_dataset_bytes: int = Field(default=256 * 2**20, gt=0)
+    extra_job_modules: list[str] = Field(
+        default_factory=list,
+        description="modules imported at startup that register more job kinds (plugins)",
+    )
+    stalled_worker_seconds: float = Field(
+        default=30.0, gt=0, description="procrastinate: a worker silent this long is stalled"
+    )
+    redefer_after_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="procrastinate: a queued job with no procrastinate job this old is re-sent",
+    )
 
     @model_validator(mode="after")
     def _default_database(self) -> Settings:

@@ -8,6 +8,7 @@ the file itself carries but that is malformed or disagrees with the tensors rais
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -17,19 +18,27 @@ from graphs.errors import MissingArchitectureError
 
 def architecture_summary(path: Path) -> dict[str, Any] | None:
     """A JSON overview of the architecture (ops, counts, shapes), or None if unknown."""
+    return describe_architecture(path)[0]
+
+
+def describe_architecture(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """The summary and the digest of the architecture, or (None, None) if unknown.
+
+    The digest is the sha256 of the op graph's canonical JSON: two checkpoints can be
+    aligned and merged only when their digests are equal, which a request can check
+    without loading either file.
+    """
     import graphs
 
-    load = getattr(graphs, "load", None)
-    if load is None:  # a graphs library without architecture support
-        return None
     try:
-        checkpoint = load(path)
+        checkpoint = graphs.load(path)
     except MissingArchitectureError:
-        return None
-    architecture = checkpoint.architecture
-    if callable(getattr(architecture, "summary", None)):
-        return _plain(architecture.summary())
-    return _plain(architecture.to_dict())
+        return None, None
+    return _plain(checkpoint.architecture.summary()), architecture_digest(checkpoint.architecture)
+
+
+def architecture_digest(architecture: Any) -> str:
+    return hashlib.sha256(architecture.to_json().encode()).hexdigest()
 
 
 def _plain(value: object) -> dict[str, Any]:

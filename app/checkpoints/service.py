@@ -19,9 +19,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.blobs import BlobStore, TempBlob
-from app.checkpoints.architecture import architecture_summary
+from app.checkpoints.architecture import describe_architecture
 from app.db import SessionFactory
-from app.models import Checkpoint, Merge, Prediction
+from app.models import Checkpoint, Merge, MergeInput, Prediction
 from app.pagination import decode_cursor
 from app.problems import ProblemError
 from graphs.errors import ArchitectureError, CheckpointError
@@ -47,7 +47,7 @@ def ingest(
             existing = find_by_sha256(session, sha256)
             if existing is not None:
                 return existing, False
-            raw, architecture = _validate(temp)
+            raw, architecture, digest = _validate(temp)
             blob_sha256, blob_size = _place_blob(blobs, temp, raw)
             checkpoint = Checkpoint(
                 sha256=sha256,
@@ -57,6 +57,7 @@ def ingest(
                 blob_sha256=blob_sha256,
                 blob_size=blob_size,
                 architecture=architecture,
+                architecture_digest=digest,
                 tensor_count=len(raw.tensors),
                 parameter_count=sum(t.numel() for t in raw.tensors.values()),
                 dtype_summary=_dtype_summary(raw),
@@ -66,10 +67,10 @@ def ingest(
         temp.discard()
 
 
-def _validate(temp: TempBlob) -> tuple[RawCheckpoint, dict | None]:
+def _validate(temp: TempBlob) -> tuple[RawCheckpoint, dict | None, str | None]:
     try:
         raw = read_checkpoint(temp.path)
-        return raw, architecture_summary(temp.path)
+        return raw, *describe_architecture(temp.path)
     except CheckpointError as exc:
         raise ProblemError(422, str(exc), slug="invalid-checkpoint") from None
     except ArchitectureError as exc:
@@ -168,6 +169,7 @@ def delete_checkpoint(session: Session, blobs: BlobStore, checkpoint_id: int) ->
                     Merge.result_checkpoint_id == checkpoint_id,
                 )
             )
+            | exists().where(MergeInput.checkpoint_id == checkpoint_id)
         )
     )
     if referenced:

@@ -12,7 +12,7 @@ from app.db import create_db_engine
 from app.migrate import current_revision, downgrade, head_revision, upgrade
 from app.models import Base
 
-TABLES = {"checkpoints", "jobs", "workers", "predictions", "merges"}
+TABLES = {"checkpoints", "jobs", "workers", "predictions", "merges", "datasets", "merge_inputs"}
 
 
 def test_upgrade_matches_models_and_downgrade_removes_everything(any_database_url: str) -> None:
