@@ -179,7 +179,20 @@ def digits(flat: bool) -> tuple[Split, Split]:
 
 def train(model: nn.Module, data: tuple[torch.Tensor, torch.Tensor], seed: int,
           steps: int = 300, lr: float = 1e-2, batch: int = 64) -> nn.Module:
-    """Adam on cross-entropy; the seed fixes the init and the minibatch order."""
+    """Adam on cross-entropy; the seed fixes the init and the minibatch order.
+
+    Runs on one thread: these nets are tiny and the CPU cores are shared.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _train(model, data, seed, steps, lr, batch)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(model: nn.Module, data: tuple[torch.Tensor, torch.Tensor], seed: int,
+           steps: int, lr: float, batch: int) -> nn.Module:
     torch.manual_seed(seed)
     for m in model.modules():
         if hasattr(m, "reset_parameters"):
