@@ -17,7 +17,6 @@ from models.registry import domain_of, load_from, save_metanetwork
 from models.train import TrainResult, evaluate, predict_graphs, train_metanet
 
 MODEL_VERSION = "1.0"
-DIGIT_LABELS = [str(d) for d in range(10)]
 
 
 def default_config(task: str) -> MetanetConfig:
@@ -27,9 +26,13 @@ def default_config(task: str) -> MetanetConfig:
     return MetanetConfig(task=task, num_outputs=1, hidden=48, edge_hidden=24, layers=3)
 
 
-def labels_of(zoo: Zoo) -> list[str]:
-    classes = sorted({int(r["target"]) for r in zoo.rows})
-    return DIGIT_LABELS if set(classes) <= set(range(10)) else [str(c) for c in classes]
+def labels_of(zoo: Zoo, num_outputs: int) -> list[str]:
+    """Class ``i`` is named ``str(i)`` (the digit, for the digits zoos)."""
+    top = max(int(r["target"]) for r in zoo.rows)
+    if top >= num_outputs:
+        raise ValueError(f"zoo {zoo.name!r} has class {top}, the config has only "
+                         f"{num_outputs} outputs")
+    return [str(i) for i in range(num_outputs)]
 
 
 def train_on_zoo(zoo_dir: str | Path, name: str, mcfg: MetanetConfig | None = None,
@@ -50,7 +53,7 @@ def train_on_zoo(zoo_dir: str | Path, name: str, mcfg: MetanetConfig | None = No
         "name": name,
         "version": MODEL_VERSION,
         "task": zoo.task,
-        "labels": labels_of(zoo) if zoo.task == "classification" else [],
+        "labels": labels_of(zoo, mcfg.num_outputs) if zoo.task == "classification" else [],
         "target": ("the digit an INR encodes" if zoo.task == "classification"
                    else "test accuracy of the network on the sklearn digits test split"),
         "domain": domain_of(load_checkpoints(zoo, train_idx), split["train"]),
