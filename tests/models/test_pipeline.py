@@ -73,7 +73,7 @@ def test_out_of_domain_is_refused_unless_forced(tmp_path: Path) -> None:
     ship(model, card, zoo_dir, out, sample=2)
     net = load_from(out, "toy-cls", torch.device("cpu"))
     cnn = checkpoint("cnn")
-    with pytest.raises(OutOfDomainError, match="outside the domain.*ops never seen"):
+    with pytest.raises(OutOfDomainError, match=r"outside the domain.*ops never seen"):
         net.predict([checkpoint("mlp", seed=1), cnn])
     wide = checkpoint("mlp", seed=1, width=40)
     with pytest.raises(OutOfDomainError, match="neurons, training networks had at most"):
