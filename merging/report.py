@@ -1,0 +1,69 @@
+"""File-level merge for the CLI: read A, B and data, merge, and render the barrier table."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path as FilePath
+
+import torch
+from rich.table import Table
+
+import graphs
+from graphs.safe_io import read_checkpoint
+from merging.interpolation import BnMode, InterpolationResult, interpolate
+from merging.merge import MergeResult, Method, merge
+
+__all__ = ["barrier_table", "load_data", "merge_files"]
+
+
+def load_data(path: str | os.PathLike[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Evaluation data from a safetensors file with tensors ``x`` (inputs) and ``y`` (labels)."""
+    tensors = read_checkpoint(path).tensors
+    missing = {"x", "y"} - set(tensors)
+    if missing:
+        raise ValueError(f"data file needs tensors x and y; missing {sorted(missing)}")
+    x, y = tensors["x"].float(), tensors["y"].long()
+    if len(x) != len(y) or y.dim() != 1:
+        raise ValueError("data file: y must be 1-D class labels, one per row of x")
+    return x, y
+
+
+def _fmt(v: float | None, pct: bool = False) -> str:
+    if v is None:
+        return "-"
+    return f"{100 * v:.1f}%" if pct else f"{v:.4f}"
+
+
+def barrier_table(curve: InterpolationResult) -> Table:
+    """Naive vs aligned: loss/accuracy at A, the midpoint and B, and both barriers."""
+    table = Table(title="interpolation A → B")
+    for col in ("path", "loss A", "loss λ=.5", "loss B", "barrier", "acc A", "acc λ=.5",
+                "acc B", "acc barrier", "‖θA−θB‖"):
+        table.add_column(col, justify="left" if col == "path" else "right")
+    for label, path in (("naive", curve.naive), ("aligned", curve.aligned)):
+        if path is None:
+            continue
+        losses = path.losses or [None] * len(path.lambdas)
+        accs = path.accuracies or [None] * len(path.lambdas)
+        mid_loss, mid_acc = path.at(0.5)
+        table.add_row(label, _fmt(losses[0]), _fmt(mid_loss), _fmt(losses[-1]),
+                      _fmt(path.barrier), _fmt(accs[0], True), _fmt(mid_acc, True),
+                      _fmt(accs[-1], True), _fmt(path.accuracy_barrier, True),
+                      f"{path.distance:.3f}")
+    return table
+
+
+def merge_files(a_path: str | os.PathLike[str], b_path: str | os.PathLike[str],
+                out: str | os.PathLike[str], data_path: str | os.PathLike[str] | None = None,
+                method: Method = "weight", lam: float = 0.5, bn: BnMode | None = None,
+                points: int = 25) -> tuple[MergeResult, InterpolationResult]:
+    """Merge two checkpoint files into ``out`` and compute the naive/aligned curves."""
+    if bn not in (None, "stale", "reset", "repair"):
+        raise ValueError(f"unknown bn mode {bn!r} (stale, reset or repair)")
+    a, b = graphs.load(a_path), graphs.load(b_path)
+    data = load_data(data_path) if data_path is not None else None
+    parents = [FilePath(a_path).name, FilePath(b_path).name]
+    result = merge(a, b, method=method, lam=lam, data=data, bn=bn, parents=parents)
+    curve = interpolate(a, b, points, data, match=result.match, bn=bn)
+    graphs.save_checkpoint(result.checkpoint, out)
+    return result, curve
