@@ -40,14 +40,31 @@ def serve(
 
 @app.command()
 def worker() -> None:
-    """Run a job worker in this process (for when `serve` runs with no embedded worker)."""
+    """Run a job worker in this process (scale-out: one per GPU, CUDA_VISIBLE_DEVICES).
+
+    With WEIGHTSCOPE_QUEUE=procrastinate it serves the procrastinate queues of its device
+    class (cpu; cpu and gpu on a GPU); otherwise it polls the jobs table."""
     from app.db import create_db_engine, create_session_factory
+    from app.device import worker_queues
+    from app.jobs.plugins import load_job_modules
     from app.jobs.worker import JobWorker
 
     _logging()
     settings = Settings()
+    load_job_modules(settings)
     engine = create_db_engine(settings.database_url)
-    JobWorker(create_session_factory(engine), settings).run_forever()
+    session_factory = create_session_factory(engine)
+    if settings.queue != "procrastinate":
+        JobWorker(session_factory, settings).run_forever()
+        return
+    from app.jobs.procrastinate_queue import run_procrastinate_worker
+
+    heartbeat = JobWorker(session_factory, settings, poll_jobs=False)
+    heartbeat.start()
+    try:
+        run_procrastinate_worker(session_factory, settings, heartbeat.id, worker_queues(settings))
+    finally:
+        heartbeat.stop()
 
 
 @db.command("upgrade")
@@ -98,6 +115,80 @@ def graph(
         ckpt = graphs.load(file, arch=architecture)
         typer.echo(graphs.summary_text(ckpt))
     except (graphs.GraphsError, OSError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def merge(
+    a: str = typer.Argument(..., help="checkpoint A (the reference)"),
+    b: str = typer.Argument(..., help="checkpoint B (aligned to A)"),
+    out: str = typer.Option(..., "--out", help="where to write the merged checkpoint"),
+    data: str | None = typer.Option(None, help="safetensors file with x, y for the curves"),
+    method: str = typer.Option("weight", help="weight | activation | none"),
+    lam: float = typer.Option(0.5, help="interpolation weight of B"),
+    bn: str | None = typer.Option(None, help="stale | reset | repair (default: reset on data)"),
+) -> None:
+    """Align B to A (Git Re-Basin), write the merge, print naive vs aligned barriers."""
+    from rich.console import Console
+
+    import graphs
+    from merging.report import barrier_table, merge_files
+
+    try:
+        result, curve = merge_files(a, b, out, data, method, lam, bn)  # type: ignore[arg-type]
+    except (graphs.GraphsError, ValueError, OSError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    console = Console()
+    console.print(barrier_table(curve))
+    if result.match is not None:
+        m = result.match
+        console.print(
+            f"{m.method} matching: objective {m.objective_before:.4g} -> "
+            f"{m.objective_after:.4g}, {m.sweeps} sweep(s), {m.seconds:.2f} s"
+        )
+    console.print(f"wrote {out} (λ={lam}, BatchNorm statistics: {result.bn_stats})")
+
+
+@app.command()
+def train(
+    task: str = typer.Argument(..., help="classification or generalization"),
+    zoo: str = typer.Option(..., help="zoo directory (manifest.jsonl + zoo.json)"),
+    name: str | None = typer.Option(None, help="metanetwork name (default from the zoo)"),
+    seed: int = typer.Option(0),
+    epochs: int = typer.Option(100),
+    hidden: int | None = typer.Option(None, help="node width (default per task)"),
+    layers: int | None = typer.Option(None, help="message-passing layers"),
+    out: str | None = typer.Option(None, help="ship weights + card + test sample here"),
+    threads: int = typer.Option(0, help="torch CPU threads (0: torch's default)"),
+) -> None:
+    """Train a graph metanetwork on a zoo; print its test metrics as JSON."""
+    from models import commands
+
+    try:
+        card = commands.train(task, zoo, name, seed, epochs, hidden, layers, out,
+                              threads=threads)
+    except (ValueError, OSError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(commands.card_summary(card))
+
+
+@app.command()
+def predict(
+    file: str = typer.Argument(..., help="checkpoint file (.safetensors or .pt)"),
+    metanetwork: str | None = typer.Option(None, help="built-in name (default: every one "
+                                           "whose domain holds FILE)"),
+    force: bool = typer.Option(False, help="answer out-of-domain checkpoints, flagged"),
+) -> None:
+    """Answer for a checkpoint with the built-in metanetworks, locally."""
+    from models import commands
+
+    try:
+        for line in commands.predict(file, metanetwork, force):
+            typer.echo(line)
+    except (ValueError, OSError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
 
