@@ -167,8 +167,7 @@ def train(
     from models import commands
 
     try:
-        card = commands.train(task, zoo, name, seed, epochs, hidden, layers, out,
-                              threads=threads)
+        card = commands.train(task, zoo, name, seed, epochs, hidden, layers, out, threads=threads)
     except (ValueError, OSError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -178,8 +177,9 @@ def train(
 @app.command()
 def predict(
     file: str = typer.Argument(..., help="checkpoint file (.safetensors or .pt)"),
-    metanetwork: str | None = typer.Option(None, help="built-in name (default: every one "
-                                           "whose domain holds FILE)"),
+    metanetwork: str | None = typer.Option(
+        None, help="built-in name (default: every one whose domain holds FILE)"
+    ),
     force: bool = typer.Option(False, help="answer out-of-domain checkpoints, flagged"),
 ) -> None:
     """Answer for a checkpoint with the built-in metanetworks, locally."""

@@ -10,27 +10,42 @@ from starlette.concurrency import run_in_threadpool
 
 from app.blobs import BlobStore
 from app.checkpoints.endpoints import router as checkpoints_router
+from app.datasets.endpoints import router as datasets_router
 from app.db import create_db_engine, create_session_factory
 from app.deps import Services
+from app.device import mark_api_process
 from app.health import router as health_router
 from app.jobs.endpoints import router as jobs_router
-from app.jobs.queue import InProcessQueue
+from app.jobs.plugins import load_job_modules
+from app.jobs.procrastinate_queue import ProcrastinateQueue
+from app.jobs.queue import InProcessQueue, JobQueue
 from app.jobs.worker import JobWorker
+from app.merges.endpoints import router as merges_router
+from app.metanetworks.endpoints import router as metanetworks_router
+from app.predictions.endpoints import router as predictions_router
 from app.problems import install_problem_handlers
 from app.settings import Settings
 
 DESCRIPTION = (
-    "Upload neural-network checkpoints, run jobs on them and query their history. "
+    "Upload neural-network checkpoints, ask metanetworks about them, merge them modulo "
+    "permutation symmetry, and query their history. "
     "Errors are application/problem+json (RFC 9457)."
 )
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app. The schema must already be at head (``weightscope db upgrade``;
-    ``weightscope serve`` does it before starting)."""
+    ``weightscope serve`` does it before starting). The embedded worker runs only with the
+    in-process queue; with procrastinate, ``weightscope worker`` processes run the jobs."""
     settings = settings or Settings()
+    mark_api_process()
+    load_job_modules(settings)
     engine = create_db_engine(settings.database_url)
-    queue = InProcessQueue()
+    queue: JobQueue
+    if settings.queue == "procrastinate":
+        queue = ProcrastinateQueue(settings.database_url)
+    else:
+        queue = InProcessQueue()
     services = Services(
         settings=settings,
         engine=engine,
@@ -42,7 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         worker = None
-        if settings.embedded_worker:
+        if settings.embedded_worker and isinstance(queue, InProcessQueue):
             worker = JobWorker(services.session_factory, settings)
             await run_in_threadpool(worker.start)
             queue.add_waker(worker.wake)
@@ -51,6 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             if worker is not None:
                 await run_in_threadpool(worker.stop)
+            queue.close()
             engine.dispose()
 
     app = FastAPI(title="Weightscope", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
@@ -59,4 +75,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health_router)
     app.include_router(checkpoints_router)
     app.include_router(jobs_router)
+    app.include_router(metanetworks_router)
+    app.include_router(predictions_router)
+    app.include_router(datasets_router)
+    app.include_router(merges_router)
     return app

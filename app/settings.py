@@ -45,11 +45,14 @@ class Settings(BaseSettings):
         default_factory=_builtin_metanetworks,
         description="folder of metanetworks (<name>.json card + <name>.safetensors weights)",
     )
-    device: Literal["cpu", "gpu"] = Field(
-        default="cpu", description="device class of a worker: which queue it serves"
+    device: Literal["auto", "cpu", "gpu"] = Field(
+        default="auto",
+        description="a worker process's device: auto = the GPU when one is visible; the "
+        "embedded worker in the API process always uses the CPU",
     )
     compute_queue: Literal["cpu", "gpu"] = Field(
-        default="cpu", description="queue that predictions and merges are sent to"
+        default="cpu",
+        description="procrastinate queue for predictions and merges (gpu: only GPU workers)",
     )
     max_batch: int = Field(default=32, ge=1, description="predictions per forward pass")
     max_wait_ms: float = Field(

@@ -13,8 +13,8 @@ from app.checkpoints import service
 from app.checkpoints.schemas import CheckpointOut
 from app.checkpoints.upload import clean_filename, receive_upload
 from app.deps import ServicesDep, SessionDep
-from app.jobs import service as jobs_service
 from app.jobs.schemas import JobOut
+from app.jobs.submit import submit_job
 from app.pagination import Cursor, Limit, Page, next_cursor
 from app.problems import PROBLEM_MEDIA_TYPE
 
@@ -137,9 +137,6 @@ def inspect_checkpoint(
 ) -> JobOut:
     """Queue an ``inspect`` job (per-tensor statistics); poll ``Location`` for the result."""
     service.get_checkpoint(session, checkpoint_id)
-    job = jobs_service.create_job(
-        session, "inspect", {"checkpoint_id": checkpoint_id}, services.settings.job_max_attempts
-    )
-    services.queue.enqueue(job.id)
+    job = submit_job(session, services, "inspect", {"checkpoint_id": checkpoint_id})
     response.headers["Location"] = f"/v1/jobs/{job.id}"
     return JobOut.model_validate(job)

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
-from typing import Annotated
-
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Response, status
+from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from app.deps import ServicesDep, SessionDep
 from app.jobs import service
+from app.jobs.events import Wait, job_event_stream, read_job, wait_for_job
 from app.jobs.schemas import JobCreate, JobOut
+from app.jobs.submit import submit_job
 from app.models import JobStatus
 from app.pagination import Cursor, Limit, Page, next_cursor
 
@@ -26,8 +26,7 @@ def accepted(response: Response, job: JobOut) -> JobOut:
 def create_job(
     body: JobCreate, session: SessionDep, services: ServicesDep, response: Response
 ) -> JobOut:
-    job = service.create_job(session, body.kind, body.params, services.settings.job_max_attempts)
-    services.queue.enqueue(job.id)  # after commit: a failed request never leaves a job
+    job = submit_job(session, services, body.kind, body.params)
     return accepted(response, JobOut.model_validate(job))
 
 
@@ -47,27 +46,24 @@ def list_jobs(
 
 
 @router.get("/{job_id}", response_model=JobOut)
-async def get_job(
-    job_id: int,
-    services: ServicesDep,
-    wait: Annotated[
-        float, Query(ge=0, description="long-poll: seconds to wait for a terminal status")
-    ] = 0,
-) -> JobOut:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + min(wait, services.settings.max_wait_seconds)
-    delay = 0.05
-    while True:
-        job = await run_in_threadpool(_read_job, services, job_id)
-        if job.status.terminal or loop.time() >= deadline:
-            return job
-        await asyncio.sleep(min(delay, max(deadline - loop.time(), 0)))
-        delay = min(delay * 2, 0.5)
+async def get_job(job_id: int, services: ServicesDep, wait: Wait = 0) -> JobOut:
+    return await wait_for_job(services, job_id, wait)
 
 
-def _read_job(services: ServicesDep, job_id: int) -> JobOut:
-    with services.session_factory() as session:
-        return JobOut.model_validate(service.get_job(session, job_id))
+@router.get(
+    "/{job_id}/events",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+async def job_events(job_id: int, services: ServicesDep) -> StreamingResponse:
+    """Server-sent events: a ``job`` event whenever status or progress changes, ending
+    after the terminal one (``retry`` hints reconnecting clients)."""
+    await run_in_threadpool(read_job, services, job_id)  # 404 before the stream starts
+    return StreamingResponse(
+        job_event_stream(services, job_id),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
 
 
 @router.post("/{job_id}/cancel", response_model=JobOut)

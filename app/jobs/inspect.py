@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from app.blobs import BlobStore
 from app.jobs.kind import JobContext, JobKind
 from app.models import Checkpoint
+from app.settings import Settings
 from graphs.safe_io import DTYPES, read_checkpoint
 
 
@@ -61,7 +62,7 @@ def run_inspect(ctx: JobContext) -> dict[str, Any]:
     }
 
 
-def check_inspect(session: Session, params: InspectParams) -> None:
+def check_inspect(session: Session, params: InspectParams, settings: Settings) -> None:
     if session.get(Checkpoint, params.checkpoint_id) is None:
         raise ValueError(f"checkpoint {params.checkpoint_id} does not exist")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel
 from sqlalchemy import update
@@ -64,16 +64,29 @@ class JobContext:
             raise JobCanceled(f"job {self.job_id} was canceled")
 
 
+BatchOutcome = dict[str, Any] | Exception
+
+
 @dataclass(frozen=True)
 class JobKind:
     """A registered kind. ``run`` does the work in a worker. ``check`` (optional) rejects
-    params that refer to missing things at submit time by raising ValueError. ``persist``
+    params that refer to missing things at submit time by raising ValueError (a 422) or a
+    ``ProblemError`` with its own status. ``persist``
     (optional) writes extra rows in the same transaction that marks the job succeeded, so a
-    result is stored exactly once."""
+    result is stored exactly once.
+
+    ``run_batch`` (optional) runs several claimed jobs whose params have the same
+    ``batch_key`` at once (one forward pass for many predictions) and returns one outcome
+    per job, a result or the exception that failed it. ``queue`` is the device class the
+    kind needs: ``cpu``, or ``compute`` for the queue named by ``Settings.compute_queue``.
+    """
 
     name: str
     params_model: type[BaseModel]
     run: Callable[[JobContext], dict[str, Any]]
-    check: Callable[[Session, Any], None] | None = None
+    check: Callable[[Session, Any, Settings], None] | None = None
     persist: Callable[[Session, int, dict[str, Any]], None] | None = None
     description: str = ""
+    run_batch: Callable[[list[JobContext]], list[BatchOutcome]] | None = None
+    batch_key: Callable[[dict[str, Any]], str] | None = None
+    queue: Literal["cpu", "compute"] = "cpu"

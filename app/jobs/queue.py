@@ -1,8 +1,10 @@
 """Handing a committed job to whoever runs it.
 
-The job row (status ``queued``) is the queue itself; with the in-process backend,
-``enqueue`` only wakes the embedded worker so it does not wait for its next poll. Workers in
-other processes (``weightscope worker``) find the row by polling.
+The job row (status ``queued``) is the truth about a job; a queue only carries its id. With
+the in-process backend, ``enqueue`` wakes the embedded worker so it does not wait for its
+next poll, and ``weightscope worker`` processes find rows by polling. The procrastinate
+backend (``app/jobs/procrastinate_queue.py``) defers a procrastinate job that carries the id
+to the queue of the kind's device class.
 """
 
 from __future__ import annotations
@@ -12,8 +14,11 @@ from typing import Protocol
 
 
 class JobQueue(Protocol):
-    def enqueue(self, job_id: int) -> None:
+    def enqueue(self, job_id: int, queue: str) -> None:
         """Called only after the transaction that created the job has committed."""
+
+    def close(self) -> None:
+        """Release connections (at shutdown)."""
 
 
 class InProcessQueue:
@@ -23,6 +28,9 @@ class InProcessQueue:
     def add_waker(self, wake: Callable[[], None]) -> None:
         self._wakers.append(wake)
 
-    def enqueue(self, job_id: int) -> None:
+    def enqueue(self, job_id: int, queue: str) -> None:
         for wake in self._wakers:
             wake()
+
+    def close(self) -> None:
+        self._wakers.clear()

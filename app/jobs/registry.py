@@ -1,12 +1,14 @@
-"""Job kinds by name. Later features add theirs here (``predict``, ``merge``) or call
-:func:`register`; a remote worker resolves kinds through the same table."""
+"""Job kinds by name: the built-in ones here, plugins through :func:`register`
+(``app.jobs.plugins``); a remote worker resolves kinds through the same table."""
 
 from __future__ import annotations
 
 from app.jobs.inspect import INSPECT
 from app.jobs.kind import JobKind
+from app.merges.jobs import MERGE
+from app.predictions.jobs import PREDICT
 
-KINDS: dict[str, JobKind] = {kind.name: kind for kind in (INSPECT,)}
+KINDS: dict[str, JobKind] = {kind.name: kind for kind in (INSPECT, PREDICT, MERGE)}
 
 
 def register(kind: JobKind) -> None:

@@ -12,7 +12,9 @@ import datetime as dt
 import logging
 import os
 import socket
+import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import delete, or_, select, update
@@ -67,7 +69,10 @@ def run_job(
 ) -> bool:
     """Claim, run and finish one job. The same call serves embedded and remote workers.
 
-    Returns False when the job was not ours to run (already claimed, or lost midway).
+    A kind with ``run_batch`` also claims up to ``max_batch - 1`` more queued jobs with the
+    same batch key, waiting at most ``max_wait_ms`` for them, and runs them together; each
+    still finishes through its own guarded update. Returns False when the job was not ours
+    to run (already claimed, or lost midway).
     """
     worker_id = worker_id or new_worker_id()
     attempt = claim(session_factory, job_id, worker_id)
@@ -79,18 +84,78 @@ def run_job(
     ctx = JobContext(job_id, params, worker_id, attempt, session_factory, settings)
     try:
         kind = get_kind(kind_name)
-        result = kind.run(ctx)
-    except JobCanceled:
-        return _finish(ctx, JobStatus.canceled, error="canceled while running")
-    except JobLost:
-        log.warning("job %s was taken from worker %s; its result is dropped", job_id, worker_id)
-        return False
-    except ValueError as exc:  # bad input (CheckpointError & co): the user's problem, no retry
-        return _finish(ctx, JobStatus.failed, error=str(exc))
+    except ValueError as exc:
+        return _conclude(ctx, exc, None)
+    if kind.run_batch is not None and kind.batch_key is not None and settings.max_batch > 1:
+        batch = [ctx, *_claim_batch_mates(ctx, kind.name, kind.batch_key)]
+        try:
+            outcomes = kind.run_batch(batch)
+        except Exception as exc:  # the whole batch failed: each job gets the same reason
+            outcomes = [exc] * len(batch)
+        finished = [_conclude(c, o, kind.persist) for c, o in zip(batch, outcomes, strict=True)]
+        return finished[0]
+    try:
+        result: dict[str, Any] | Exception = kind.run(ctx)
     except Exception as exc:
-        log.exception("job %s (%s) failed", job_id, kind_name)
-        return _finish(ctx, JobStatus.failed, error=f"{type(exc).__name__}: {exc}")
-    return _finish(ctx, JobStatus.succeeded, result=result, persist=kind.persist)
+        result = exc
+    return _conclude(ctx, result, kind.persist)
+
+
+def _conclude(ctx: JobContext, outcome: dict[str, Any] | Exception, persist: Any) -> bool:
+    """Finish a job from its result or from the exception that ended it."""
+    if not isinstance(outcome, Exception):
+        return _finish(ctx, JobStatus.succeeded, result=outcome, persist=persist)
+    if isinstance(outcome, JobCanceled):
+        return _finish(ctx, JobStatus.canceled, error="canceled while running")
+    if isinstance(outcome, JobLost):
+        log.warning(
+            "job %s was taken from worker %s; its result is dropped", ctx.job_id, ctx.worker_id
+        )
+        return False
+    if isinstance(outcome, ValueError):  # bad input (CheckpointError & co): no retry
+        return _finish(ctx, JobStatus.failed, error=str(outcome))
+    log.error("job %s failed", ctx.job_id, exc_info=outcome)
+    return _finish(ctx, JobStatus.failed, error=f"{type(outcome).__name__}: {outcome}")
+
+
+def _claim_batch_mates(
+    first: JobContext, kind_name: str, batch_key: Callable[[dict[str, Any]], str]
+) -> list[JobContext]:
+    """Claim queued jobs of the same kind and batch key, up to ``max_batch - 1`` of them,
+    polling for at most ``max_wait_ms`` (the first poll is immediate)."""
+    settings = first.settings
+    key = batch_key(first.params)
+    deadline = time.monotonic() + settings.max_wait_ms / 1000
+    mates: list[JobContext] = []
+    while True:
+        with first.session_factory() as session:
+            candidates = session.execute(
+                select(Job.id, Job.params)
+                .where(Job.status == JobStatus.queued, Job.kind == kind_name)
+                .order_by(Job.id)
+                .limit(4 * settings.max_batch)
+            ).all()
+        for job_id, params in candidates:
+            if len(mates) + 1 >= settings.max_batch:
+                return mates
+            if batch_key(params) != key:
+                continue
+            attempt = claim(first.session_factory, job_id, first.worker_id)
+            if attempt is not None:
+                mates.append(
+                    JobContext(
+                        job_id,
+                        dict(params),
+                        first.worker_id,
+                        attempt,
+                        first.session_factory,
+                        settings,
+                    )
+                )
+        remaining = deadline - time.monotonic()
+        if len(mates) + 1 >= settings.max_batch or remaining <= 0:
+            return mates
+        time.sleep(min(remaining, 0.002))
 
 
 def _finish(

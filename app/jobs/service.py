@@ -12,10 +12,12 @@ from app.jobs.registry import KINDS
 from app.models import Job, JobStatus, utcnow
 from app.pagination import decode_cursor
 from app.problems import ProblemError
+from app.settings import Settings
 
 
-def create_job(session: Session, kind_name: str, params: dict[str, Any], max_attempts: int) -> Job:
-    """Validate and commit a queued job. The caller enqueues it after this returns."""
+def create_job(session: Session, kind_name: str, params: dict[str, Any], settings: Settings) -> Job:
+    """Validate and commit a queued job. The caller enqueues it after this returns
+    (``app.jobs.submit.submit_job`` does both)."""
     kind = KINDS.get(kind_name)
     if kind is None:
         raise ProblemError(
@@ -26,7 +28,7 @@ def create_job(session: Session, kind_name: str, params: dict[str, Any], max_att
     try:
         parsed = kind.params_model.model_validate(params)
         if kind.check is not None:
-            kind.check(session, parsed)
+            kind.check(session, parsed, settings)
     except ValidationError as exc:
         detail = "; ".join(
             f"{'.'.join(str(p) for p in error['loc']) or 'params'}: {error['msg']}"
@@ -37,7 +39,11 @@ def create_job(session: Session, kind_name: str, params: dict[str, Any], max_att
         ) from None
     except ValueError as exc:
         raise ProblemError(422, str(exc), slug="validation") from None
-    job = Job(kind=kind_name, params=parsed.model_dump(mode="json"), max_attempts=max_attempts)
+    job = Job(
+        kind=kind_name,
+        params=parsed.model_dump(mode="json"),
+        max_attempts=settings.job_max_attempts,
+    )
     session.add(job)
     session.commit()
     return job

@@ -26,10 +26,16 @@ log = logging.getLogger(__name__)
 
 
 class JobWorker:
-    def __init__(self, session_factory: SessionFactory, settings: Settings) -> None:
+    """``poll_jobs=False`` keeps only the registration and heartbeat: a procrastinate
+    worker process gets its job ids from procrastinate, not by polling the table."""
+
+    def __init__(
+        self, session_factory: SessionFactory, settings: Settings, *, poll_jobs: bool = True
+    ) -> None:
         self.id = new_worker_id()
         self.session_factory = session_factory
         self.settings = settings
+        self.poll_jobs = poll_jobs
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -37,7 +43,10 @@ class JobWorker:
     def start(self) -> None:
         self._register()
         recover_stale_jobs(self.session_factory, self._stale_after)
-        for target, name in ((self._work_loop, "jobs"), (self._heartbeat_loop, "heartbeat")):
+        loops = [(self._heartbeat_loop, "heartbeat")]
+        if self.poll_jobs:
+            loops.append((self._work_loop, "jobs"))
+        for target, name in loops:
             thread = threading.Thread(target=target, name=f"worker-{name}", daemon=True)
             thread.start()
             self._threads.append(thread)

@@ -1,0 +1,56 @@
+"""HTTP routes for datasets: small evaluation sets for merges."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response, status
+from starlette.concurrency import run_in_threadpool
+
+from app.checkpoints.endpoints import UPLOAD_BODY
+from app.checkpoints.upload import clean_filename, receive_upload
+from app.datasets import service
+from app.datasets.schemas import DatasetOut
+from app.deps import ServicesDep, SessionDep
+from app.pagination import Cursor, Limit, Page, next_cursor
+from app.problems import PROBLEM_MEDIA_TYPE
+
+router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
+
+PROBLEM = {"content": {PROBLEM_MEDIA_TYPE: {}}}
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=DatasetOut,
+    openapi_extra={"requestBody": UPLOAD_BODY},
+    responses={200: {"model": DatasetOut}, 413: PROBLEM, 415: PROBLEM, 422: PROBLEM},
+)
+async def upload_dataset(request: Request, response: Response, services: ServicesDep) -> DatasetOut:
+    """Upload a safetensors file with ``x`` (float, samples first) and ``y`` (int class
+    indices); 201 new, 200 when the same bytes were already stored."""
+    temp, part_filename = await receive_upload(
+        request, services.blobs, services.settings.max_dataset_bytes
+    )
+    name = clean_filename(request.query_params.get("filename") or part_filename)
+    dataset, created = await run_in_threadpool(
+        service.ingest_dataset, services.session_factory, services.blobs, temp, name
+    )
+    response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
+    response.headers["Location"] = f"/v1/datasets/{dataset.id}"
+    return DatasetOut.model_validate(dataset)
+
+
+@router.get("", response_model=Page[DatasetOut])
+def list_datasets(
+    session: SessionDep, limit: Limit = 50, cursor: Cursor = None
+) -> Page[DatasetOut]:
+    rows = service.list_datasets(session, limit=limit, cursor=cursor)
+    return Page[DatasetOut](
+        items=[DatasetOut.model_validate(row) for row in rows[:limit]],
+        next_cursor=next_cursor([row.id for row in rows], limit),
+    )
+
+
+@router.get("/{dataset_id}", response_model=DatasetOut, responses={404: PROBLEM})
+def get_dataset(dataset_id: int, session: SessionDep) -> DatasetOut:
+    return DatasetOut.model_validate(service.get_dataset(session, dataset_id))

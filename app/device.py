@@ -1,0 +1,35 @@
+"""Which torch device a worker computes on.
+
+Only worker code calls :func:`worker_device`. The embedded worker runs inside the API
+process, which must never initialise CUDA, so there it is always the CPU (``create_app``
+calls :func:`mark_api_process`); a ``weightscope worker`` process uses the GPU that
+``CUDA_VISIBLE_DEVICES`` gives it when ``Settings.device`` is ``auto`` or ``gpu``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from app.settings import Settings
+
+_api_process = False
+
+
+def mark_api_process() -> None:
+    global _api_process
+    _api_process = True
+
+
+def worker_device(settings: Settings) -> torch.device:
+    if _api_process or settings.device == "cpu":
+        return torch.device("cpu")
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if settings.device == "gpu":
+        raise RuntimeError("WEIGHTSCOPE_DEVICE=gpu but no CUDA device is visible")
+    return torch.device("cpu")
+
+
+def worker_queues(settings: Settings) -> list[str]:
+    """The procrastinate queues a worker process serves: cpu, plus gpu on a GPU."""
+    return ["cpu", "gpu"] if worker_device(settings).type == "cuda" else ["cpu"]

@@ -1,0 +1,37 @@
+"""Submitting a job from a request: validate, commit, then hand it to the queue.
+
+The order is what keeps failures clean: the job row is committed first and only then
+enqueued, so a failed request never leaves a job behind; an enqueue that fails after the
+commit leaves a queued row that the procrastinate maintenance pass re-sends (and that the
+in-process workers find by polling anyway).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from app.deps import Services
+from app.jobs import service
+from app.jobs.registry import KINDS
+from app.models import Job
+from app.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def queue_name(kind_name: str, settings: Settings) -> str:
+    """The device-class queue of a kind: ``cpu``, or ``Settings.compute_queue``."""
+    kind = KINDS.get(kind_name)
+    return settings.compute_queue if kind is not None and kind.queue == "compute" else "cpu"
+
+
+def submit_job(session: Session, services: Services, kind: str, params: dict[str, Any]) -> Job:
+    job = service.create_job(session, kind, params, services.settings)
+    try:
+        services.queue.enqueue(job.id, queue_name(kind, services.settings))
+    except Exception:  # the row is committed and queued: recovery re-sends it
+        log.exception("job %s committed but not enqueued; recovery will re-send it", job.id)
+    return job

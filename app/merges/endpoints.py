@@ -1,0 +1,61 @@
+"""HTTP routes for merges: queue one, list, read."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response, status
+from starlette.concurrency import run_in_threadpool
+
+from app.deps import Services, ServicesDep, SessionDep
+from app.jobs.events import Wait, wait_for_job
+from app.jobs.schemas import JobOut
+from app.jobs.submit import submit_job
+from app.merges import service
+from app.merges.schemas import MergeCreate, MergeOut
+from app.pagination import Cursor, Limit, Page, next_cursor
+from app.problems import PROBLEM_MEDIA_TYPE
+
+router = APIRouter(prefix="/v1/merges", tags=["merges"])
+
+PROBLEM = {"content": {PROBLEM_MEDIA_TYPE: {}}}
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=JobOut,
+    responses={200: {"model": JobOut}, 404: PROBLEM, 422: PROBLEM},
+)
+async def create_merge(
+    body: MergeCreate, services: ServicesDep, response: Response, wait: Wait = 0
+) -> JobOut:
+    """Queue a ``merge`` job: 202 with the job (``Location``); the merge and the merged
+    checkpoint are in the job's result and in ``GET /v1/merges`` once it succeeded."""
+    job = await run_in_threadpool(_submit, services, body)
+    if wait > 0:
+        job = await wait_for_job(services, job.id, wait)
+    response.status_code = status.HTTP_200_OK if job.status.terminal else status.HTTP_202_ACCEPTED
+    response.headers["Location"] = f"/v1/jobs/{job.id}"
+    return job
+
+
+def _submit(services: Services, body: MergeCreate) -> JobOut:
+    with services.session_factory() as session:
+        return JobOut.model_validate(
+            submit_job(session, services, "merge", body.model_dump(mode="json"))
+        )
+
+
+@router.get("", response_model=Page[MergeOut])
+def list_merges(
+    session: SessionDep, limit: Limit = 50, cursor: Cursor = None, checkpoint_id: int | None = None
+) -> Page[MergeOut]:
+    rows = service.list_merges(session, limit=limit, cursor=cursor, checkpoint_id=checkpoint_id)
+    return Page[MergeOut](
+        items=service.to_out(session, rows[:limit]),
+        next_cursor=next_cursor([row.id for row in rows], limit),
+    )
+
+
+@router.get("/{merge_id}", response_model=MergeOut, responses={404: PROBLEM})
+def get_merge(merge_id: int, session: SessionDep) -> MergeOut:
+    return service.get_merge(session, merge_id)

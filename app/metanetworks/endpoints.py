@@ -1,0 +1,34 @@
+"""HTTP routes for metanetworks: what can be asked, on which networks, how well."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from app.deps import ServicesDep
+from app.metanetworks.catalog import find_card, list_cards, unknown_metanetwork
+from app.metanetworks.schemas import MetanetworkDetail, MetanetworkOut
+from app.problems import PROBLEM_MEDIA_TYPE, ProblemError
+
+router = APIRouter(prefix="/v1/metanetworks", tags=["metanetworks"])
+
+
+@router.get("", response_model=list[MetanetworkOut])
+def list_metanetworks(services: ServicesDep) -> list[MetanetworkOut]:
+    return [
+        MetanetworkOut.model_validate(card, from_attributes=True)
+        for card in list_cards(services.settings.metanetwork_dir)
+    ]
+
+
+@router.get(
+    "/{name}",
+    response_model=MetanetworkDetail,
+    responses={404: {"content": {PROBLEM_MEDIA_TYPE: {}}}},
+)
+def get_metanetwork(name: str, services: ServicesDep) -> MetanetworkDetail:
+    card = find_card(services.settings.metanetwork_dir, name)
+    if card is None:
+        raise ProblemError(
+            404, unknown_metanetwork(services.settings.metanetwork_dir, name), slug="not-found"
+        )
+    return MetanetworkDetail.model_validate(card, from_attributes=True)

@@ -1,0 +1,133 @@
+"""HTTP routes for predictions: ask (JSON, or upload-and-ask in one request), list, read."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response, status
+from starlette.concurrency import run_in_threadpool
+
+from app.checkpoints import service as checkpoints_service
+from app.checkpoints.upload import clean_filename, receive_upload
+from app.deps import Services, ServicesDep, SessionDep
+from app.jobs.events import Wait, wait_for_job
+from app.jobs.schemas import JobOut
+from app.jobs.submit import submit_job
+from app.pagination import Cursor, Limit, Page, next_cursor
+from app.predictions import service
+from app.predictions.schemas import PredictionCreate, PredictionOut
+from app.problems import PROBLEM_MEDIA_TYPE, ProblemError
+
+router = APIRouter(prefix="/v1/predictions", tags=["predictions"])
+
+PROBLEM = {"content": {PROBLEM_MEDIA_TYPE: {}}}
+PREDICT_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {"schema": PredictionCreate.model_json_schema()},
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "properties": {"file": {"type": "string", "format": "binary"}},
+                "required": ["file"],
+            }
+        },
+    },
+}
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=JobOut,
+    openapi_extra={"requestBody": PREDICT_BODY},
+    responses={200: {"model": JobOut}, 404: PROBLEM, 413: PROBLEM, 422: PROBLEM},
+)
+async def create_prediction(
+    request: Request,
+    response: Response,
+    services: ServicesDep,
+    wait: Wait = 0,
+    metanetwork: Annotated[
+        str | None, Query(description="multipart uploads: the metanetwork to ask")
+    ] = None,
+    force: Annotated[bool, Query(description="multipart uploads: answer out of domain")] = False,
+) -> JobOut:
+    """Queue a ``predict`` job: 202 with the job (``Location``). JSON body
+    ``{checkpoint_id, metanetwork, force}``, or a multipart ``file`` (uploaded first, as
+    ``POST /v1/checkpoints`` would) with ``?metanetwork=``. With ``?wait=S`` the answer
+    comes when the job is done (200) or when S seconds have passed (202)."""
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type == "multipart/form-data":
+        if not metanetwork:
+            raise ProblemError(
+                422, "multipart prediction requests need ?metanetwork=NAME", slug="validation"
+            )
+        temp, part_filename = await receive_upload(
+            request, services.blobs, services.settings.max_upload_bytes
+        )
+        checkpoint, _ = await run_in_threadpool(
+            checkpoints_service.ingest,
+            services.session_factory,
+            services.blobs,
+            temp,
+            clean_filename(part_filename),
+        )
+        body = PredictionCreate(checkpoint_id=checkpoint.id, metanetwork=metanetwork, force=force)
+    elif media_type in ("application/json", ""):
+        try:
+            body = PredictionCreate.model_validate_json(await request.body())
+        except ValueError as exc:
+            raise ProblemError(
+                422, f"invalid prediction request: {exc}", slug="validation"
+            ) from None
+    else:
+        raise ProblemError(
+            415,
+            f"unsupported content type {media_type!r}; send JSON or multipart/form-data",
+            slug="unsupported-media-type",
+        )
+    job = await run_in_threadpool(_submit, services, body)
+    if wait > 0:
+        job = await wait_for_job(services, job.id, wait)
+    response.status_code = status.HTTP_200_OK if job.status.terminal else status.HTTP_202_ACCEPTED
+    response.headers["Location"] = f"/v1/jobs/{job.id}"
+    return job
+
+
+def _submit(services: Services, body: PredictionCreate) -> JobOut:
+    with services.session_factory() as session:
+        return JobOut.model_validate(
+            submit_job(session, services, "predict", body.model_dump(mode="json"))
+        )
+
+
+@router.get("", response_model=Page[PredictionOut])
+def list_predictions(
+    session: SessionDep,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+    checkpoint_id: int | None = None,
+    metanetwork: str | None = None,
+    created_after: dt.datetime | None = None,
+    created_before: dt.datetime | None = None,
+) -> Page[PredictionOut]:
+    rows = service.list_predictions(
+        session,
+        limit=limit,
+        cursor=cursor,
+        checkpoint_id=checkpoint_id,
+        metanetwork=metanetwork,
+        created_after=created_after,
+        created_before=created_before,
+    )
+    return Page[PredictionOut](
+        items=[PredictionOut.model_validate(row) for row in rows[:limit]],
+        next_cursor=next_cursor([row.id for row in rows], limit),
+    )
+
+
+@router.get("/{prediction_id}", response_model=PredictionOut, responses={404: PROBLEM})
+def get_prediction(prediction_id: int, session: SessionDep) -> PredictionOut:
+    return PredictionOut.model_validate(service.get_prediction(session, prediction_id))
