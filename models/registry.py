@@ -130,7 +130,7 @@ class Metanetwork:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
-    def _graph(self, checkpoint: Checkpoint) -> Data | None:
+    def graph(self, checkpoint: Checkpoint) -> Data | None:
         try:
             return graph_of(checkpoint, self.model.config.max_kernel)
         except graphs.GraphsError:
@@ -142,7 +142,7 @@ class Metanetwork:
         """One forward per ``batch_size`` graphs; out-of-domain checkpoints raise
         :class:`OutOfDomainError` unless ``force`` (then ``in_domain`` is False)."""
         ckpts = [as_checkpoint(c) for c in checkpoints]
-        graph_list = [self._graph(c) for c in ckpts]
+        graph_list = [self.graph(c) for c in ckpts]
         issues = [domain_issues(self.card["domain"], c, g) for c, g in zip(ckpts, graph_list,
                                                                             strict=True)]
         for i, (iss, g) in enumerate(zip(issues, graph_list, strict=True)):
