@@ -1,10 +1,11 @@
 """The ``merge`` job kind: align checkpoints modulo permutations (Git Re-Basin) and
-average them into a new checkpoint with lineage.
+average them into a new checkpoint with lineage, through ``merging``.
 
-Two checkpoints are merged at ``lam`` (θ = (1−λ)·θ_A + λ·π(θ_B)); with a dataset the job
-also measures loss/accuracy curves along the naive and the aligned path and the loss
-barrier, and resets BatchNorm statistics of the merged network on the data. More than two
-are each aligned to the first and averaged uniformly. The merged file is written to the
+Two checkpoints are merged at ``lam`` (θ = (1−λ)·θ_A + λ·π(θ_B), ``merging.merge``); more
+are averaged after weight matching to a common mean (``merging.merge_many``). With a
+dataset the job also resets BatchNorm statistics on it, scores the merged network and, for
+two inputs, measures loss/accuracy curves along the naive and the aligned path and the
+loss barrier. The merged file is written to the
 content-addressed blob store at the end of ``run`` (a retry writes the same bytes); its
 checkpoint row and the merge row are inserted in ``persist``, in the transaction that marks
 the job succeeded, so a merge yields exactly one of each.
@@ -30,7 +31,6 @@ from app.models import Checkpoint, Dataset, Merge, MergeInput
 from app.settings import Settings
 from graphs.safe_io import DTYPES
 
-LINEAGE_KEY = "weightscope.lineage"
 MAX_INPUTS = 8
 
 
@@ -42,9 +42,11 @@ class MergeParams(BaseModel):
     curve_points: int = Field(default=11, ge=2, le=101)
 
     @model_validator(mode="after")
-    def _lam_for_two(self) -> MergeParams:
+    def _many_are_averaged(self) -> MergeParams:
         if len(self.checkpoints) > 2 and self.lam != 0.5:
             raise ValueError("lam applies to two checkpoints; more are averaged uniformly")
+        if len(self.checkpoints) > 2 and self.method != "weight":
+            raise ValueError("more than two checkpoints are merged by weight matching only")
         return self
 
 
@@ -85,12 +87,10 @@ def _path(path: Any) -> dict[str, Any]:
 
 def run_merge(ctx: JobContext) -> dict[str, Any]:
     import graphs
+    import merging
     from app.datasets.data import read_eval_set
     from app.device import worker_device
-    from merging.activation_matching import activation_matching
-    from merging.batchnorm import has_batchnorm
-    from merging.interpolation import evaluate, interpolate, lerp_tensors, merged_module
-    from merging.weight_matching import weight_matching
+    from merging.forward import load_module
 
     params = MergeParams.model_validate(ctx.params)
     timings: dict[str, float] = {}
@@ -116,36 +116,51 @@ def run_merge(ctx: JobContext) -> dict[str, Any]:
         eval_set = read_eval_set(blobs.path(dataset_blob))
         data = (eval_set.x, eval_set.y)
     device = worker_device(ctx.settings)
+    parents = [rows[i][1] for i in params.checkpoints]
     timings["load_ms"] = (time.perf_counter() - clock) * 1000
     ctx.progress(0.1)
 
-    a, others = ckpts[0], ckpts[1:]
     clock = time.perf_counter()
-    matches = []
-    for index, b in enumerate(others):
-        if params.method == "activation":
-            assert data is not None  # checked at request time
-            match = activation_matching(a, b, data, device=device)
-        else:
-            match = weight_matching(a, b, device=device)
-        matches.append(match)
-        ctx.progress(0.1 + 0.4 * (index + 1) / len(others))
-    timings["match_ms"] = (time.perf_counter() - clock) * 1000
-    aligned = [match.apply(b) for match, b in zip(matches, others, strict=True)]
-
     result: dict[str, Any] = {
         "checkpoints": params.checkpoints,
         "method": params.method,
         "lam": params.lam if len(ckpts) == 2 else None,
         "dataset_id": params.dataset_id,
-        "matches": [_match_summary(m) for m in matches],
     }
-    bn = "reset" if data is not None and has_batchnorm(a.architecture) else "stale"
-    clock = time.perf_counter()
     if len(ckpts) == 2:
-        if data is not None:
-            curves = interpolate(
-                a, others[0], params.curve_points, data, match=matches[0], bn=bn, device=device
+        merged = merging.merge(
+            ckpts[0],
+            ckpts[1],
+            method=params.method,
+            lam=params.lam,
+            data=data,
+            parents=parents,
+            device=device,
+        )
+        matches = [merged.match] if merged.match is not None else []
+        bn_stats = merged.bn_stats
+    else:
+        many = merging.merge_many(ckpts, data=data, parents=parents, device=device)
+        merged, matches, bn_stats = many, many.matches[1:], "reset" if data else "stale"
+        result["rounds"] = many.rounds
+    result["matches"] = [_match_summary(m) for m in matches]
+    result["bn_stats"] = bn_stats
+    timings["merge_ms"] = (time.perf_counter() - clock) * 1000
+    ctx.progress(0.5)
+
+    if data is not None:
+        clock = time.perf_counter()
+        module = load_module(merged.checkpoint, device)
+        loss, accuracy = merging.evaluate(module, data)
+        result["merged"] = {"loss": loss, "accuracy": accuracy}
+        if len(ckpts) == 2:
+            curves = merging.interpolate(
+                ckpts[0],
+                ckpts[1],
+                params.curve_points,
+                data,
+                match=matches[0],
+                device=device,
             )
             result["curves"] = {
                 "naive": _path(curves.naive),
@@ -153,53 +168,35 @@ def run_merge(ctx: JobContext) -> dict[str, Any]:
             }
             result["barrier"] = curves.aligned.barrier if curves.aligned else None
             result["naive_barrier"] = curves.naive.barrier
-        module = merged_module(a, aligned[0], params.lam, bn, data[0] if data else None, device)
-    else:
-        tensors = a.tensors
-        for count, b in enumerate(aligned, start=2):  # running mean of all inputs
-            tensors = lerp_tensors(tensors, b.tensors, 1.0 / count)
-        module = merged_module(
-            a,
-            graphs.Checkpoint(tensors, a.architecture),
-            0.0,
-            bn,
-            data[0] if data else None,
-            device,
-        )
-    result["bn"] = bn
-    if data is not None:
-        loss, accuracy = evaluate(module, data)
-        result["merged"] = {"loss": loss, "accuracy": accuracy}
-    timings["interpolate_ms"] = (time.perf_counter() - clock) * 1000
+        timings["evaluate_ms"] = (time.perf_counter() - clock) * 1000
     ctx.progress(0.9)
 
+    checkpoint = merged.checkpoint
+    data_bytes = graphs.checkpoint_bytes(checkpoint)
+    blob_sha256 = blobs.put_bytes(data_bytes)
+    timings["total_ms"] = (time.perf_counter() - started) * 1000
     lineage = {
         "parents": params.checkpoints,
-        "parent_sha256": [rows[i][1] for i in params.checkpoints],
+        "parent_sha256": parents,
         "method": params.method,
         "lam": result["lam"],
         "dataset_id": params.dataset_id,
+        "bn_stats": bn_stats,
         "job_id": ctx.job_id,
     }
-    merged_tensors = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
-    merged = graphs.Checkpoint(merged_tensors, a.architecture, {LINEAGE_KEY: json.dumps(lineage)})
-    data_bytes = graphs.checkpoint_bytes(merged)
-    blob_sha256 = blobs.put_bytes(data_bytes)
-    timings["total_ms"] = (time.perf_counter() - started) * 1000
-
     dtype_names = {dtype: name for name, dtype in DTYPES.items()}
     dtype_summary: dict[str, int] = {}
-    for tensor in merged_tensors.values():
+    for tensor in checkpoint.tensors.values():
         name = dtype_names[tensor.dtype]
         dtype_summary[name] = dtype_summary.get(name, 0) + tensor.numel()
     result["merged_checkpoint"] = {
         "sha256": hashlib.sha256(data_bytes).hexdigest(),
         "blob_sha256": blob_sha256,
         "size": len(data_bytes),
-        "architecture": json.loads(json.dumps(a.architecture.summary(), default=str)),
-        "architecture_digest": architecture_digest(a.architecture),
-        "tensor_count": len(merged_tensors),
-        "parameter_count": sum(t.numel() for t in merged_tensors.values()),
+        "architecture": json.loads(json.dumps(checkpoint.architecture.summary(), default=str)),
+        "architecture_digest": architecture_digest(checkpoint.architecture),
+        "tensor_count": len(checkpoint.tensors),
+        "parameter_count": sum(t.numel() for t in checkpoint.tensors.values()),
         "dtype_summary": dict(sorted(dtype_summary.items())),
         "lineage": lineage,
     }
