@@ -266,18 +266,16 @@ class _Builder:
         if len(s) == 1:
             self.values[node.name] = v
             return
+        fixed_input = any("input" in self.flags[g] for g in self.uf.parent
+                          if self.uf.find(g) == self.uf.find(v.group))
+        if fixed_input:  # an image flattened into an MLP: any layout, one fixed feature group
+            g = self.group(node.name, math.prod(s), node.name, "input")  # type: ignore[arg-type]
+            self.values[node.name] = _Value(g, 1, 0)
+            return
         if v.axis != 0 or v.repeat > 1:
             raise ArchitectureError(f"node {node.name!r}: flatten of a non channel-first value")
         r = math.prod(s[1:])  # type: ignore[arg-type]
-        fixed_input = any("input" in self.flags[g] for g in self.uf.parent
-                          if self.uf.find(g) == self.uf.find(v.group))
-        if r == 1:
-            self.values[node.name] = v
-        elif fixed_input:
-            g = self.group(node.name, s[0] * r, node.name, "input")  # type: ignore[operator]
-            self.values[node.name] = _Value(g, 1, 0)
-        else:
-            self.values[node.name] = _Value(v.group, r, 0)
+        self.values[node.name] = v if r == 1 else _Value(v.group, r, 0)
 
     def attention(self, node: Node, v: _Value, last: int) -> None:
         if v.axis != last or v.repeat > 1:
