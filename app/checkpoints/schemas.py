@@ -24,4 +24,7 @@ class CheckpointOut(BaseModel):
     architecture: dict[str, Any] | None = Field(
         description="architecture op graph, or null when none is attached or inferable"
     )
+    lineage: dict[str, Any] | None = Field(
+        default=None, description="for merge results: parents, method, lam, dataset, job"
+    )
     created_at: dt.datetime
