@@ -4,7 +4,7 @@
 checkpoints plus ``manifest.jsonl`` and ``zoo.json``; ``zoo.stats(dir)`` summarises one.
 """
 
-from zoo.build import build, default_device
+from zoo.builder import build, default_device
 from zoo.families import FAMILIES, Family, ModelSpec, get_family
 from zoo.manifest import read_manifest, read_zoo_json, stats
 
