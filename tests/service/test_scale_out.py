@@ -1,0 +1,143 @@
+"""Scale-out on PostgreSQL: QUEUE=procrastinate, the API defers job ids, separate
+``weightscope worker`` processes run them; a job whose enqueue was lost is re-sent; a
+SIGKILLed worker's job is retried by another and finishes once, with one result row.
+Skipped where no PostgreSQL is reachable."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import AsyncIterator, Callable
+from subprocess import Popen
+
+import httpx
+import pytest
+from conftest import Files, upload, wait_until
+from sqlalchemy import func, select
+
+import graphs
+from app.db import create_db_engine, create_session_factory
+from app.jobs import service as jobs_service
+from app.main import create_app
+from app.models import Job, JobStatus, Merge, Prediction
+from app.settings import Settings
+
+pytestmark = [pytest.mark.anyio, pytest.mark.postgres]
+NAME = "tiny-digits"
+
+
+@pytest.fixture
+async def pg_client(pg_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    application = create_app(pg_settings)
+    async with application.router.lifespan_context(application):
+        transport = httpx.ASGITransport(app=application)
+        async with httpx.AsyncClient(transport=transport, base_url="http://ws") as client:
+            yield client
+
+
+def job_row(settings: Settings, job_id: int) -> Job:
+    engine = create_db_engine(settings.database_url)
+    try:
+        with create_session_factory(engine)() as session:
+            return session.get_one(Job, job_id)
+    finally:
+        engine.dispose()
+
+
+def count(settings: Settings, model: type, **where: object) -> int:
+    engine = create_db_engine(settings.database_url)
+    try:
+        with create_session_factory(engine)() as session:
+            query = select(func.count()).select_from(model)
+            for key, value in where.items():
+                query = query.where(getattr(model, key) == value)
+            return int(session.scalar(query) or 0)
+    finally:
+        engine.dispose()
+
+
+async def test_predict_and_merge_through_a_worker_process(
+    pg_client: httpx.AsyncClient,
+    pg_settings: Settings,
+    files: Files,
+    start_worker: Callable[[], Popen],
+) -> None:
+    a, b = await upload(pg_client, files.net_a), await upload(pg_client, files.net_b)
+    # A job whose enqueue after commit was lost (created here without one): the workers'
+    # maintenance pass must re-send it.
+    engine = create_db_engine(pg_settings.database_url)
+    try:
+        with create_session_factory(engine)() as session:
+            orphan = jobs_service.create_job(
+                session, "predict", {"checkpoint_id": b, "metanetwork": NAME}, pg_settings
+            ).id
+    finally:
+        engine.dispose()
+    start_worker()
+    response = await pg_client.post(
+        "/v1/predictions?wait=90", json={"checkpoint_id": a, "metanetwork": NAME}
+    )
+    job = response.json()
+    assert job["status"] == "succeeded", job
+    assert job["worker_id"] and job["attempts"] == 1
+    (row,) = (await pg_client.get("/v1/predictions", params={"checkpoint_id": a})).json()["items"]
+    assert row["job_id"] == job["id"] and row["label"] == job["result"]["label"]
+
+    dataset = await pg_client.post(
+        "/v1/datasets", files={"file": ("d.safetensors", files.dataset.read_bytes())}
+    )
+    merge_job = (
+        await pg_client.post(
+            "/v1/merges?wait=90",
+            json={"checkpoints": [a, b], "dataset_id": dataset.json()["id"], "curve_points": 3},
+        )
+    ).json()
+    assert merge_job["status"] == "succeeded", merge_job
+    (merge,) = (await pg_client.get("/v1/merges")).json()["items"]
+    assert merge["barrier"] is not None and len(merge["result"]["curves"]["aligned"]["losses"]) == 3
+    download = await pg_client.get(f"/v1/checkpoints/{merge['result_checkpoint_id']}/file")
+    assert graphs.load(download.content).architecture == graphs.load(files.net_a).architecture
+
+    wait_until(lambda: job_row(pg_settings, orphan).status.terminal, 60, "the re-sent job")
+    assert job_row(pg_settings, orphan).status == JobStatus.succeeded
+    for job_id in (job["id"], orphan):
+        assert count(pg_settings, Prediction, job_id=job_id) == 1
+    assert count(pg_settings, Merge, job_id=merge_job["id"]) == 1
+    jobs = (await pg_client.get("/v1/jobs")).json()["items"]
+    assert {j["status"] for j in jobs} == {"succeeded"}
+
+
+async def test_killed_worker_job_is_retried_and_finishes_once(
+    pg_client: httpx.AsyncClient,
+    pg_settings: Settings,
+    files: Files,
+    start_worker: Callable[[], Popen],
+) -> None:
+    first = start_worker()
+    a = await upload(pg_client, files.net_a)
+    response = await pg_client.post(
+        "/v1/jobs",
+        json={
+            "kind": "slow_predict",
+            "params": {"checkpoint_id": a, "metanetwork": NAME, "seconds": 1.5},
+        },
+    )
+    assert response.status_code == 202, response.text
+    job_id = response.json()["id"]
+    wait_until(
+        lambda: (
+            (row := job_row(pg_settings, job_id)).status == JobStatus.running and row.progress > 0
+        ),
+        90,
+        "the first worker to be running the slow job",
+    )
+    killed_worker = job_row(pg_settings, job_id).worker_id
+    start_worker()  # starts up (slow imports) while the first one is busy; takes over later
+    first.send_signal(signal.SIGKILL)
+    first.wait(10)
+    wait_until(
+        lambda: job_row(pg_settings, job_id).status.terminal, 90, "the job to finish elsewhere"
+    )
+    job = job_row(pg_settings, job_id)
+    assert job.status == JobStatus.succeeded, job.error
+    assert job.attempts == 2 and job.worker_id != killed_worker
+    assert count(pg_settings, Prediction, job_id=job_id) == 1
