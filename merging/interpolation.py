@@ -84,13 +84,18 @@ def _distance(a: Checkpoint, b: Checkpoint) -> float:
 @torch.no_grad()
 def evaluate(module: OpGraphModule, data: tuple[torch.Tensor, torch.Tensor],
              batch_size: int = 1024) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy of a classifier on ``(x, y)``."""
+    """Mean cross-entropy and accuracy of a classifier on ``(x, y)``.
+
+    Outputs with position axes (``(N, T, classes)``) are averaged over the positions.
+    """
     x, y = data
     device = next(module.parameters()).device
     loss, correct = 0.0, 0
     for xb, yb in zip(batches(x, batch_size, device), batches(y, batch_size, device),
                       strict=True):
         out = module(xb)
+        if out.dim() > 2:  # sequence models: logits averaged over positions
+            out = out.flatten(1, -2).mean(1)
         loss += float(F.cross_entropy(out, yb, reduction="sum"))
         correct += int((out.argmax(-1) == yb).sum())
     return loss / len(y), correct / len(y)

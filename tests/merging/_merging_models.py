@@ -203,7 +203,10 @@ def _train(model: nn.Module, data: tuple[torch.Tensor, torch.Tensor], seed: int,
     model.train()
     for _ in range(steps):
         idx = torch.randint(len(y), (batch,), generator=g)
-        loss = F.cross_entropy(model(x[idx]), y[idx])
+        out = model(x[idx])
+        if out.dim() > 2:  # sequence model: average the logits over positions
+            out = out.flatten(1, -2).mean(1)
+        loss = F.cross_entropy(out, y[idx])
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -98,3 +98,14 @@ def test_repair_leaves_batchnorm_networks_to_reset():
     model, _ = M.family("cnn_bn", 1, 0)
     arch = graphs.from_module(model, torch.randn(2, 3, 8, 8)).architecture
     assert repair_targets(arch) == []
+
+
+def test_sequence_logits_are_averaged_over_positions():
+    model, x = M.family("transformer", 0, 0)
+    ckpt = M.checkpoint(model, x)
+    y = torch.tensor([0, 1])
+    loss, acc = merging.evaluate(load_module(ckpt, "cpu"), (x, y))
+    with torch.no_grad():
+        logits = model(x).mean(1)
+    assert loss == pytest.approx(float(torch.nn.functional.cross_entropy(logits, y)), rel=1e-5)
+    assert acc == float((logits.argmax(-1) == y).float().mean())
