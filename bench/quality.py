@@ -1,0 +1,241 @@
+"""Metanetwork quality: statistics baseline vs NFN (``nfn`` package) vs ours, same splits.
+
+For each zoo and seed: StatNN (gradient-boosted trees on per-tensor statistics), NFN-NP
+(Zhou et al. 2023, layers from the ``nfn`` package, where its weight space applies), and
+our graph metanetwork, all trained on the zoo's train split, early-stopped/calibrated on
+val and measured on test. Prints one table (mean ± std over seeds) and the conformal
+interval's measured test coverage. ``--ship DIR`` also ships each zoo's seed-0 metanetwork.
+
+NFN needs one fixed weight space: SIREN INRs have one; digits-cnn nets (2-3 conv layers of
+4-16 channels) are zero-padded to 16 channels (an exact, function-preserving embedding)
+and get one NFN per depth; the mixed zoo (MLPs, ResNets, BN) has no NFN weight space.
+
+    .venv/bin/python -m bench.quality --zoos zoos --seeds 0 1 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections import defaultdict
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from graphs import Checkpoint
+from models import StatNN, TrainConfig
+from models.data import Zoo, load_checkpoints, read_zoo
+from models.fit import default_config, ship, train_on_zoo
+from models.metrics import accuracy, kendall_tau_b, r2
+
+ZOOS = {"digits-inr": "digits-inr-classifier", "digits-cnn": "digits-cnn-generalization",
+        "digits-mixed": "digits-mixed-generalization"}
+PAD_WIDTH = 16
+
+
+def scores(task: str, pred: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    if task == "classification":
+        return {"accuracy": accuracy(pred, y)}
+    return {"tau_b": kendall_tau_b(pred, y), "r2": r2(pred, y)}
+
+
+# --- NFN (nfn package) -------------------------------------------------------------------
+
+
+def weight_space(c: Checkpoint) -> tuple[list[torch.Tensor], list[torch.Tensor]] | None:
+    """(weights, biases) of a plain conv/linear chain, hidden widths zero-padded, or None."""
+    names = list(c.tensors)
+    if any("bn" in n or "running" in n or "block" in n for n in names):
+        return None
+    ws = [c.tensors[n] for n in names if n.endswith("weight")]
+    bs = [c.tensors[n] for n in names if n.endswith("bias")]
+    if len(ws) != len(bs):
+        return None
+    out_w, out_b = [], []
+    for i, (w, b) in enumerate(zip(ws, bs, strict=True)):
+        rows = w.shape[0] if i == len(ws) - 1 else max(w.shape[0], PAD_WIDTH)
+        cols = w.shape[1] if i == 0 else max(w.shape[1], PAD_WIDTH)
+        if w.dim() == 2 and ws[0].dim() == 2:  # INR MLP: hidden widths are fixed already
+            rows, cols = w.shape
+        pw = w.new_zeros((rows, cols, *w.shape[2:]))
+        pw[: w.shape[0], : w.shape[1]] = w
+        pb = b.new_zeros(rows)
+        pb[: b.shape[0]] = b
+        out_w.append(pw)
+        out_b.append(pb)
+    return out_w, out_b
+
+
+class NFNModel(nn.Module):
+    """NP equivariant layers -> invariant pooling -> MLP head (the NFN paper's recipe)."""
+
+    def __init__(self, spec, channels: int, outputs: int) -> None:
+        from nfn import layers
+
+        super().__init__()
+        self.body = nn.Sequential(
+            layers.NPLinear(spec, 1, channels, io_embed=True), layers.TupleOp(nn.ReLU()),
+            layers.NPLinear(spec, channels, channels, io_embed=True),
+            layers.TupleOp(nn.ReLU()), layers.NPPool(spec), nn.Flatten(start_dim=-2),
+        )
+        self.head = nn.Sequential(nn.Linear(layers.NPPool.get_num_outs(spec) * channels, 256),
+                                  nn.ReLU(), nn.Linear(256, outputs))
+
+    def forward(self, wsfeat) -> torch.Tensor:
+        return self.head(self.body(wsfeat))
+
+
+def nfn_fit_predict(task: str, train: list, val: list, test: list, classes: int, seed: int,
+                    epochs: int) -> tuple[np.ndarray, np.ndarray]:
+    """Train NFN-NP on (weights, biases, target) triples; predictions on val and test."""
+    from nfn.common import NetworkSpec, WeightSpaceFeatures
+    from nfn.common.data import ArraySpec
+
+    torch.manual_seed(seed)
+    ws0, bs0 = train[0][0], train[0][1]
+    spec = NetworkSpec([ArraySpec(tuple(w.shape)) for w in ws0],
+                       [ArraySpec(tuple(b.shape)) for b in bs0])
+    scale = [torch.stack([t[0][i] for t in train]).std().clamp_min(1e-6)
+             for i in range(len(ws0))]
+
+    def batch(items: list) -> tuple[WeightSpaceFeatures, torch.Tensor]:
+        ws = [torch.stack([t[0][i] for t in items])[:, None] / scale[i]
+              for i in range(len(ws0))]
+        bs = [torch.stack([t[1][i] for t in items])[:, None] / scale[i]
+              for i in range(len(ws0))]
+        y = torch.tensor([t[2] for t in items])
+        return WeightSpaceFeatures(ws, bs), y
+
+    model = NFNModel(spec, 32, classes if task == "classification" else 1)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=5e-4)
+    g = torch.Generator().manual_seed(seed)
+
+    def predict(items: list) -> np.ndarray:
+        model.eval()
+        with torch.no_grad():
+            out = torch.cat([model(batch(items[i:i + 256])[0]) for i in range(0, len(items),
+                                                                              256)])
+        return (out.argmax(-1) if task == "classification" else out[:, 0].sigmoid()).numpy()
+
+    y_val = np.array([t[2] for t in val])
+    best = (-np.inf, None)
+    for _ in range(epochs):
+        model.train()
+        order = torch.randperm(len(train), generator=g).tolist()
+        for i in range(0, len(order), 64):
+            wsf, y = batch([train[j] for j in order[i:i + 64]])
+            out = model(wsf)
+            loss = (nn.functional.cross_entropy(out, y.long()) if task == "classification"
+                    else nn.functional.binary_cross_entropy_with_logits(out[:, 0], y.float()))
+            opt.zero_grad()
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+            opt.step()
+        metric = next(iter(scores(task, predict(val), y_val).values()))
+        if metric > best[0]:
+            best = (metric, {k: v.clone() for k, v in model.state_dict().items()})
+    model.load_state_dict(best[1])
+    return predict(val), predict(test)
+
+
+def nfn_run(zoo: Zoo, ckpts: list[Checkpoint], seed: int, epochs: int) -> dict | None:
+    """NFN test scores on the whole test split (one NFN per weight space), or None."""
+    spaces = [weight_space(c) for c in ckpts]
+    if any(s is None for s in spaces):
+        return None
+    groups: dict[tuple, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    test_order = []
+    for i, (s, row) in enumerate(zip(spaces, zoo.rows, strict=True)):
+        key = tuple(tuple(w.shape) for w in s[0])
+        groups[key][row["split"]].append((s[0], s[1], row["target"], i))
+        if row["split"] == "test":
+            test_order.append(i)
+    classes = 1 + max(int(r["target"]) for r in zoo.rows)
+    preds: dict[int, float] = {}
+    for parts in groups.values():
+        if not parts["train"] or not parts["val"] or not parts["test"]:
+            return None
+        _, pred = nfn_fit_predict(zoo.task, parts["train"], parts["val"], parts["test"],
+                                  classes, seed, epochs)
+        preds.update({t[3]: p for t, p in zip(parts["test"], pred, strict=True)})
+    y = np.array([zoo.rows[i]["target"] for i in test_order])
+    return scores(zoo.task, np.array([preds[i] for i in test_order]), y)
+
+
+# --- the table ---------------------------------------------------------------------------
+
+
+def fmt(values: list[float]) -> str:
+    if not values:
+        return "n/a"
+    return f"{np.mean(values):.3f} ± {np.std(values):.3f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--zoos", default="zoos", help="folder holding one folder per zoo")
+    parser.add_argument("--only", nargs="*", default=list(ZOOS))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--epochs", type=int, default=60)
+    parser.add_argument("--nfn-epochs", type=int, default=60)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--ship", default=None, help="ship seed-0 metanetworks here")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    rows = []
+    for zoo_name in args.only:
+        zoo_dir = Path(args.zoos) / zoo_name
+        zoo = read_zoo(zoo_dir)
+        ckpts = load_checkpoints(zoo)
+        idx = {s: zoo.split_indices(s) for s in ("train", "val", "test")}
+        y = np.array(zoo.targets())
+        res: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+        for seed in args.seeds:
+            t0 = time.perf_counter()
+            stat = StatNN(zoo.task, seed=seed).fit([ckpts[i] for i in idx["train"]],
+                                                   y[idx["train"]])
+            for k, v in scores(zoo.task, stat.predict([ckpts[i] for i in idx["test"]]),
+                               y[idx["test"]]).items():
+                res["statnn"][k].append(v)
+            t1 = time.perf_counter()
+            nfn = nfn_run(zoo, ckpts, seed, args.nfn_epochs)
+            for k, v in (nfn or {}).items():
+                res["nfn"][k].append(v)
+            t2 = time.perf_counter()
+            mcfg = default_config(zoo.task)
+            tcfg = replace(TrainConfig(), epochs=args.epochs, seed=seed)
+            model, card, _ = train_on_zoo(zoo_dir, ZOOS[zoo_name], mcfg, tcfg, progress=False)
+            test = card["metrics"]["test"]
+            for k in ("accuracy", "tau_b", "r2"):
+                if k in test:
+                    res["ours"][k].append(test[k])
+            if "conformal" in card:
+                res["ours"]["coverage"].append(card["conformal"]["test_coverage"])
+            if args.ship and seed == args.seeds[0]:
+                ship(model, card, zoo_dir, args.ship)
+            print(f"{zoo_name} seed {seed}: statnn {t1 - t0:.0f}s "
+                  f"-> {dict((k, round(v[-1], 4)) for k, v in res['statnn'].items())}, nfn "
+                  f"{t2 - t1:.0f}s -> {nfn}, ours {time.perf_counter() - t2:.0f}s -> "
+                  f"{dict((k, round(v[-1], 4)) for k, v in res['ours'].items())}", flush=True)
+        metrics = ["accuracy"] if zoo.task == "classification" else ["tau_b", "r2"]
+        for m in metrics:
+            gap = np.mean(res["ours"][m]) - max(
+                np.mean(res[b][m]) for b in ("statnn", "nfn") if res[b][m])
+            rows.append((zoo_name, len(idx["test"]), m, fmt(res["statnn"][m]),
+                         fmt(res["nfn"][m]), fmt(res["ours"][m]), f"{gap:+.3f}"))
+        if res["ours"]["coverage"]:
+            rows.append((zoo_name, len(idx["test"]), "coverage@0.90", "", "",
+                         fmt(res["ours"]["coverage"]), ""))
+    print(f"\nseeds {args.seeds}; mean ± std over seeds; test splits of the zoos in {args.zoos}")
+    header = ("zoo", "n_test", "metric", "statistics", "NFN-NP", "ours (graph)", "ours-best")
+    widths = [14, 7, 14, 16, 16, 16, 10]
+    print("".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
+    for r in rows:
+        print("".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)))
+
+
+if __name__ == "__main__":
+    main()
