@@ -4,10 +4,15 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from types import ModuleType
+from typing import TypeVar
 
 import typer
 
 from app.settings import Settings
+
+T = TypeVar("T")
 
 app = typer.Typer(help="Weightscope: learning on neural-network weights, as a service.")
 db = typer.Typer(help="Database schema (Alembic migrations).")
@@ -123,13 +128,22 @@ def graph(
 def merge(
     a: str = typer.Argument(..., help="checkpoint A (the reference)"),
     b: str = typer.Argument(..., help="checkpoint B (aligned to A)"),
-    out: str = typer.Option(..., "--out", help="where to write the merged checkpoint"),
+    out: str | None = typer.Option(None, "--out", help="where to write the merged checkpoint"),
     data: str | None = typer.Option(None, help="safetensors file with x, y for the curves"),
     method: str = typer.Option("weight", help="weight | activation | none"),
     lam: float = typer.Option(0.5, help="interpolation weight of B"),
     bn: str | None = typer.Option(None, help="stale | reset | repair (default: reset on data)"),
+    server: str | None = typer.Option(
+        None, help="run it on this Weightscope service (URL) instead of locally"
+    ),
 ) -> None:
     """Align B to A (Git Re-Basin), write the merge, print naive vs aligned barriers."""
+    if server is not None:
+        _client_call(lambda: _client().merge(server, a, b, data, method, lam, out))
+        return
+    if out is None:
+        typer.echo("error: --out is required for a local merge", err=True)
+        raise typer.Exit(2)
     from rich.console import Console
 
     import graphs
@@ -181,8 +195,14 @@ def predict(
         None, help="built-in name (default: every one whose domain holds FILE)"
     ),
     force: bool = typer.Option(False, help="answer out-of-domain checkpoints, flagged"),
+    server: str | None = typer.Option(
+        None, help="ask this Weightscope service (URL) instead of answering locally"
+    ),
 ) -> None:
-    """Answer for a checkpoint with the built-in metanetworks, locally."""
+    """Answer for a checkpoint with the built-in metanetworks, locally or on a server."""
+    if server is not None:
+        _client_call(lambda: [_client().predict(server, file, metanetwork, force)])
+        return
     from models import commands
 
     try:
@@ -191,6 +211,46 @@ def predict(
     except (ValueError, OSError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
+
+
+@app.command()
+def history(
+    server: str = typer.Option(..., help="the Weightscope service (URL)"),
+    limit: int = typer.Option(20, min=1, max=200, help="rows per table"),
+) -> None:
+    """Recent predictions and merges on a server."""
+    from rich.console import Console
+
+    tables = _client_call(lambda: _client().history(server, limit), echo=False)
+    console = Console()
+    for table in tables:
+        console.print(table)
+
+
+def _client() -> ModuleType:
+    from app import client
+
+    return client
+
+
+def _client_call(call: Callable[[], T], echo: bool = True) -> T:
+    """Run a client call; its lines are printed, its failure is one line and exit 2."""
+    import httpx
+
+    from app.client import ClientError
+
+    try:
+        result = call()
+    except ClientError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except httpx.HTTPError as exc:
+        typer.echo(f"error: cannot reach the server: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if echo:
+        for line in result:  # type: ignore[attr-defined]
+            typer.echo(line)
+    return result
 
 
 def _safe_url(url: str) -> str:

@@ -47,9 +47,16 @@ def _submit(services: Services, body: MergeCreate) -> JobOut:
 
 @router.get("", response_model=Page[MergeOut])
 def list_merges(
-    session: SessionDep, limit: Limit = 50, cursor: Cursor = None, checkpoint_id: int | None = None
+    session: SessionDep,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+    checkpoint_id: int | None = None,
+    job_id: int | None = None,
 ) -> Page[MergeOut]:
-    rows = service.list_merges(session, limit=limit, cursor=cursor, checkpoint_id=checkpoint_id)
+    """Newest first; ``checkpoint_id`` matches an input or the result."""
+    rows = service.list_merges(
+        session, limit=limit, cursor=cursor, checkpoint_id=checkpoint_id, job_id=job_id
+    )
     return Page[MergeOut](
         items=service.to_out(session, rows[:limit]),
         next_cursor=next_cursor([row.id for row in rows], limit),

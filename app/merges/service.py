@@ -46,13 +46,20 @@ def get_merge(session: Session, merge_id: int) -> MergeOut:
 
 
 def list_merges(
-    session: Session, *, limit: int, cursor: str | None, checkpoint_id: int | None = None
+    session: Session,
+    *,
+    limit: int,
+    cursor: str | None,
+    checkpoint_id: int | None = None,
+    job_id: int | None = None,
 ) -> list[Merge]:
     """Newest first, up to ``limit + 1``; ``checkpoint_id`` matches any input or the result."""
     query = select(Merge).order_by(Merge.id.desc()).limit(limit + 1)
     before = decode_cursor(cursor)
     if before is not None:
         query = query.where(Merge.id < before)
+    if job_id is not None:
+        query = query.where(Merge.job_id == job_id)
     if checkpoint_id is not None:
         used = select(MergeInput.merge_id).where(MergeInput.checkpoint_id == checkpoint_id)
         query = query.where(Merge.id.in_(used) | (Merge.result_checkpoint_id == checkpoint_id))
