@@ -128,6 +128,7 @@ def _claim_batch_mates(
     deadline = time.monotonic() + settings.max_wait_ms / 1000
     mates: list[JobContext] = []
     while True:
+        wanted = settings.max_batch - 1 - len(mates)
         with first.session_factory() as session:
             candidates = session.execute(
                 select(Job.id, Job.params)
@@ -135,17 +136,14 @@ def _claim_batch_mates(
                 .order_by(Job.id)
                 .limit(4 * settings.max_batch)
             ).all()
-        for job_id, params in candidates:
-            if len(mates) + 1 >= settings.max_batch:
-                return mates
-            if batch_key(params) != key:
-                continue
-            attempt = claim(first.session_factory, job_id, first.worker_id)
-            if attempt is not None:
+        params = {job_id: p for job_id, p in candidates if batch_key(p) == key}
+        chosen = list(params)[:wanted]
+        if chosen:
+            for job_id, attempt in claim_many(first.session_factory, chosen, first.worker_id):
                 mates.append(
                     JobContext(
                         job_id,
-                        dict(params),
+                        dict(params[job_id]),
                         first.worker_id,
                         attempt,
                         first.session_factory,
@@ -156,6 +154,29 @@ def _claim_batch_mates(
         if len(mates) + 1 >= settings.max_batch or remaining <= 0:
             return mates
         time.sleep(min(remaining, 0.002))
+
+
+def claim_many(
+    session_factory: SessionFactory, job_ids: list[int], worker_id: str
+) -> list[tuple[int, int]]:
+    """Take those of ``job_ids`` that are still queued, in one guarded UPDATE; returns
+    (job id, attempt) for each one taken."""
+    now = utcnow()
+    with session_scope(session_factory) as session:
+        rows = session.execute(
+            update(Job)
+            .where(Job.id.in_(job_ids), Job.status == JobStatus.queued)
+            .values(
+                status=JobStatus.running,
+                worker_id=worker_id,
+                attempts=Job.attempts + 1,
+                started_at=now,
+                heartbeat_at=now,
+                progress=0.0,
+            )
+            .returning(Job.id, Job.attempts)
+        ).all()
+    return sorted((job_id, attempt) for job_id, attempt in rows)
 
 
 def _finish(

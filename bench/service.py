@@ -1,0 +1,342 @@
+"""Service throughput and latency for predictions: N concurrent HTTP clients.
+
+Runs the real service as processes (``weightscope serve``, and ``weightscope worker`` for
+scale-out) on a temporary data folder and prints, per configuration, predictions/s (jobs
+finished per second of wall time), acceptance latency (POST /v1/predictions -> 202) and
+end-to-end latency (POST -> job succeeded), p50 and p99:
+
+* embedded default (SQLite, in-process worker), without micro-batching (max_batch=1);
+* the same with micro-batching (max_batch, max_wait_ms);
+* PostgreSQL + procrastinate with one and with two worker processes (skipped, with the
+  reason, when PostgreSQL is not reachable).
+
+Workers compute on the GPU when one is visible (the embedded worker, inside the API
+process, always uses the CPU). Checkpoints are small digits MLPs (64-16-10); the
+metanetwork has the built-in classification size (untrained: speed does not depend on the
+weights). Targets: >= 200 predictions/s on a 2-core CPU, p99 acceptance <= 100 ms.
+
+    .venv/bin/python -m bench.service [--clients 16] [--requests 400]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import psycopg
+import torch
+from torch import nn
+
+import graphs
+
+WEIGHTSCOPE = Path(sys.executable).parent / "weightscope"
+NAME = "bench-digits"
+
+
+def make_checkpoints(root: Path, count: int) -> list[Path]:
+    paths = []
+    for seed in range(count):
+        torch.manual_seed(seed)
+        module = nn.Sequential(nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 10))
+        path = root / f"net{seed}.safetensors"
+        graphs.save(module, path, torch.zeros(1, 64))
+        paths.append(path)
+    return paths
+
+
+def make_metanetwork(directory: Path, nets: list[Path], hidden: int) -> None:
+    from models.config import MetanetConfig
+    from models.data import graph_of
+    from models.metanet import GraphMetanet
+    from models.registry import domain_of, save_metanetwork
+
+    torch.manual_seed(0)
+    checkpoints = [graphs.load(p) for p in nets]
+    config = MetanetConfig(
+        task="classification", num_outputs=10, hidden=hidden, edge_hidden=hidden // 2, layers=3
+    )
+    graph_list = [graph_of(c, config.max_kernel) for c in checkpoints]
+    model = GraphMetanet(config)
+    model.fit_normalization(graph_list)
+    card = {
+        "name": NAME,
+        "version": "bench",
+        "task": "classification",
+        "labels": [str(d) for d in range(10)],
+        "domain": domain_of(checkpoints, graph_list),
+        "metrics": {},
+    }
+    save_metanetwork(model, card, directory)
+
+
+def forward_alone(directory: Path, nets: list[Path], batch: int) -> float:
+    """The compute ceiling: the engine's cached-graph forward, with no service around it."""
+    from app.predictions.engine import Item, PredictionEngine
+    from app.settings import Settings
+
+    engine = PredictionEngine(Settings(_env_file=None, metanetwork_dir=directory))
+    items = [Item(f"{i:064x}", path, False) for i, path in enumerate(nets)][:batch]
+    engine.predict(NAME, items)
+    started = time.perf_counter()
+    rounds = 3
+    for _ in range(rounds):
+        engine.predict(NAME, items)
+    return rounds * len(items) / (time.perf_counter() - started)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class Run:
+    label: str
+    env: dict[str, str]
+    workers: int
+
+
+@dataclass
+class Figures:
+    throughput: float
+    accept: list[float]
+    e2e: list[float]
+    failed: int
+    device: str
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+async def load(url: str, ids: list[int], clients: int, requests: int) -> Figures:
+    accept: list[float] = []
+    e2e: list[float] = []
+    failed = 0
+    devices: set[str] = set()
+    counter = iter(range(requests))
+    limits = httpx.Limits(max_connections=clients * 2)
+    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
+
+        async def one_client() -> None:
+            nonlocal failed
+            for n in counter:
+                started = time.perf_counter()
+                response = await client.post(
+                    "/v1/predictions",
+                    json={"checkpoint_id": ids[n % len(ids)], "metanetwork": NAME},
+                )
+                accepted = time.perf_counter()
+                response.raise_for_status()
+                job = response.json()
+                while job["status"] not in ("succeeded", "failed", "canceled"):
+                    job = (await client.get(f"/v1/jobs/{job['id']}", params={"wait": 30})).json()
+                done = time.perf_counter()
+                accept.append((accepted - started) * 1000)
+                e2e.append((done - started) * 1000)
+                if job["status"] != "succeeded":
+                    failed += 1
+                else:
+                    devices.add(job["result"]["timings"]["device"])
+
+        started = time.perf_counter()
+        await asyncio.gather(*(one_client() for _ in range(clients)))
+        wall = time.perf_counter() - started
+    return Figures(requests / wall, accept, e2e, failed, ",".join(sorted(devices)) or "-")
+
+
+def wait_ready(url: str, need_worker: bool, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            response = httpx.get(f"{url}/readyz" if need_worker else f"{url}/livez", timeout=2)
+            if response.status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"service at {url} not ready after {timeout:.0f} s")
+
+
+def stop(processes: list[subprocess.Popen]) -> None:
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    for process in processes:
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def measure(run: Run, root: Path, nets: list[Path], clients: int, requests: int) -> Figures:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, **run.env, "WEIGHTSCOPE_PORT": str(port)}
+    log = (root / f"{uuid.uuid4().hex[:8]}.log").open("wb")
+    processes = [
+        subprocess.Popen([str(WEIGHTSCOPE), "serve"], env=env, stdout=log, stderr=log, cwd=root)
+    ]
+    try:
+        wait_ready(url, need_worker=False)
+        processes += [
+            subprocess.Popen(
+                [str(WEIGHTSCOPE), "worker"], env=env, stdout=log, stderr=log, cwd=root
+            )
+            for _ in range(run.workers)
+        ]
+        wait_ready(url, need_worker=True)
+        with httpx.Client(base_url=url, timeout=60) as client:
+            ids = []
+            for path in nets:
+                response = client.post(
+                    "/v1/checkpoints", files={"file": (path.name, path.read_bytes())}
+                )
+                response.raise_for_status()
+                ids.append(response.json()["id"])
+            for _ in range(max(run.workers, 1) * 2):  # warm up: imports, resident model, caches
+                warm = client.post(
+                    "/v1/predictions?wait=60", json={"checkpoint_id": ids[0], "metanetwork": NAME}
+                )
+                if warm.json()["status"] != "succeeded":
+                    raise RuntimeError(f"warm-up prediction failed: {warm.text}")
+        return asyncio.run(load(url, ids, clients, requests))
+    finally:
+        stop(processes)
+
+
+def postgres_schema(base: str) -> tuple[str, str] | None:
+    """A fresh schema in the bench database: (SQLAlchemy URL, schema), or None."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(base)
+    conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    schema = f"ws_bench_{uuid.uuid4().hex[:10]}"
+    try:
+        with psycopg.connect(conninfo, autocommit=True, connect_timeout=3) as connection:
+            connection.execute(f'CREATE SCHEMA "{schema}"')
+    except psycopg.Error as exc:
+        print(f"# PostgreSQL runs skipped: {str(exc).strip().splitlines()[0]}")
+        return None
+    sep = "&" if "?" in base else "?"
+    return f"{base}{sep}options=-csearch_path%3D{schema}", schema
+
+
+def drop_schema(base: str, schema: str) -> None:
+    from sqlalchemy.engine import make_url
+
+    conninfo = make_url(base).set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(conninfo, autocommit=True) as connection:
+        connection.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--requests", type=int, default=400)
+    parser.add_argument("--checkpoints", type=int, default=32)
+    parser.add_argument("--max-batch", type=int, default=32)
+    parser.add_argument("--max-wait-ms", type=float, default=5.0)
+    parser.add_argument("--postgres", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    parser.add_argument("--skip-postgres", action="store_true")
+    parser.add_argument(
+        "--hidden", type=int, default=48, help="metanetwork width (48: the built-in size)"
+    )
+    args = parser.parse_args()
+
+    print(
+        f"# {os.cpu_count()} CPUs, torch {torch.__version__}, "
+        f"GPU: {torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'none'}"
+    )
+    print(
+        f"# {args.clients} clients, {args.requests} predictions per run, "
+        f"{args.checkpoints} distinct checkpoints (64-16-10 MLPs)"
+    )
+    header = (
+        f"{'configuration':<38} {'pred/s':>8} {'accept p50':>11} {'accept p99':>11} "
+        f"{'e2e p50':>9} {'e2e p99':>9} {'failed':>6}  device"
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        nets = make_checkpoints(root, args.checkpoints)
+        make_metanetwork(root / "metanetworks", nets[:8], args.hidden)
+        print(
+            f"# metanetwork forward alone, in this process: "
+            f"{forward_alone(root / 'metanetworks', nets, args.max_batch):.1f} predictions/s "
+            f"(batches of {args.max_batch}, hidden={args.hidden})"
+        )
+        common = {
+            "WEIGHTSCOPE_METANETWORK_DIR": str(root / "metanetworks"),
+            "WEIGHTSCOPE_WORKER_POLL_SECONDS": "0.05",
+        }
+        runs = [
+            Run("embedded (SQLite), no micro-batching", {"WEIGHTSCOPE_MAX_BATCH": "1"}, 0),
+            Run(
+                f"embedded (SQLite), max_batch={args.max_batch}",
+                {
+                    "WEIGHTSCOPE_MAX_BATCH": str(args.max_batch),
+                    "WEIGHTSCOPE_MAX_WAIT_MS": str(args.max_wait_ms),
+                },
+                0,
+            ),
+        ]
+        schemas = []
+        for workers in (1, 2):
+            if args.skip_postgres:
+                break
+            made = postgres_schema(args.postgres)
+            if made is None:
+                break
+            url, schema = made
+            schemas.append(schema)
+            runs.append(
+                Run(
+                    f"postgres+procrastinate, {workers} worker{'s' if workers > 1 else ''}",
+                    {
+                        "WEIGHTSCOPE_DATABASE_URL": url,
+                        "WEIGHTSCOPE_QUEUE": "procrastinate",
+                        "WEIGHTSCOPE_EMBEDDED_WORKER": "false",
+                        "WEIGHTSCOPE_MAX_BATCH": str(args.max_batch),
+                        "WEIGHTSCOPE_MAX_WAIT_MS": str(args.max_wait_ms),
+                    },
+                    workers,
+                )
+            )
+        print(header)
+        try:
+            for index, run in enumerate(runs):
+                data_dir = root / f"data{index}"
+                run.env = {**common, **run.env, "WEIGHTSCOPE_DATA_DIR": str(data_dir)}
+                figures = measure(run, root, nets, args.clients, args.requests)
+                print(
+                    f"{run.label:<38} {figures.throughput:>8.1f} "
+                    f"{percentile(figures.accept, 0.5):>9.1f}ms "
+                    f"{percentile(figures.accept, 0.99):>9.1f}ms "
+                    f"{percentile(figures.e2e, 0.5):>7.1f}ms "
+                    f"{percentile(figures.e2e, 0.99):>7.1f}ms "
+                    f"{figures.failed:>6}  {figures.device}",
+                    flush=True,
+                )
+        finally:
+            for schema in schemas:
+                drop_schema(args.postgres, schema)
+    print(json.dumps({"note": "predictions/s = finished jobs / wall time of the run"}))
+
+
+if __name__ == "__main__":
+    main()
