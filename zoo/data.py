@@ -6,6 +6,7 @@ the same held-out images.
 """
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -33,12 +34,17 @@ class Digits:
         )
 
 
+@lru_cache(maxsize=1)
 def all_digits() -> tuple[np.ndarray, np.ndarray]:
-    """All 1,797 images as float32 (N, 8, 8) in [0, 1], and their labels."""
+    """All 1,797 images as float32 (N, 8, 8) in [0, 1], and their labels (cached: read-only)."""
     d = load_digits()
-    return (d.images / 16.0).astype(np.float32), d.target.astype(np.int64)
+    images, labels = (d.images / 16.0).astype(np.float32), d.target.astype(np.int64)
+    images.flags.writeable = False
+    labels.flags.writeable = False
+    return images, labels
 
 
+@lru_cache(maxsize=1)
 def digits_split() -> Digits:
     """The fixed train (1,347) / test (450) split of the digits."""
     images, labels = all_digits()
@@ -46,8 +52,8 @@ def digits_split() -> Digits:
     tr, te = train_test_split(
         idx, test_size=DIGITS_TEST_FRACTION, random_state=DIGITS_SPLIT_SEED, stratify=labels
     )
-    x = torch.from_numpy(images).unsqueeze(1)
-    y = torch.from_numpy(labels)
+    x = torch.tensor(images).unsqueeze(1)
+    y = torch.tensor(labels)
     return Digits(x[tr], y[tr], x[te], y[te])
 
 
@@ -60,7 +66,7 @@ def inr_grid(side: int) -> torch.Tensor:
 
 def inr_targets(images: np.ndarray, side: int) -> torch.Tensor:
     """Images resampled bilinearly (corner-aligned) to side×side in [-1, 1]: (N, side*side, 1)."""
-    x = torch.from_numpy(images).unsqueeze(1)
+    x = torch.tensor(images).unsqueeze(1)
     if side != x.shape[-1]:
         x = F.interpolate(x, size=(side, side), mode="bilinear", align_corners=True)
     return (x * 2.0 - 1.0).reshape(len(images), side * side, 1)

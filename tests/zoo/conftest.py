@@ -9,7 +9,8 @@ import zoo
 from zoo import families
 
 SEED = 1
-GROUP = 8
+GROUP = 4
+SIZE = 12
 
 
 @pytest.fixture(scope="session")
@@ -23,7 +24,6 @@ def fast_settings() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def cnn16(fast_settings: None, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return zoo.build(
-        "digits-cnn", 16, SEED, tmp_path_factory.mktemp("cnn16"), "cpu", group_size=GROUP
-    )
+def cnn_zoo(fast_settings: None, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("cnn")
+    return zoo.build("digits-cnn", SIZE, SEED, d, "cpu", group_size=GROUP)
