@@ -259,5 +259,70 @@ def _safe_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
+zoo_cli = typer.Typer(help="Model zoos: reproducible zoos of small networks on sklearn digits.")
+app.add_typer(zoo_cli, name="zoo")
+
+
+@zoo_cli.command("build")
+def zoo_build(
+    name: str = typer.Argument(..., help="digits-cnn, digits-inr or digits-mixed"),
+    size: int | None = typer.Option(None, help="number of models (default: the family's)"),
+    seed: int = typer.Option(0, help="every model, split and hyperparameter follows from it"),
+    out: str | None = typer.Option(None, help="zoo directory (default: zoos/NAME)"),
+    device: str | None = typer.Option(None, help="cpu or cuda (default: cuda when present)"),
+    group_size: int | None = typer.Option(
+        None, help="models per vmapped group (default: device's)"
+    ),
+) -> None:
+    """Build a zoo (or finish an interrupted build) and print its statistics as JSON."""
+    import json
+
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    import zoo
+
+    try:
+        family = zoo.get_family(name)
+        with Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+        ) as bar:
+            task = bar.add_task(name, total=None)
+
+            def progress(done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total)
+
+            directory = zoo.build(
+                name, size or family.default_size, seed, out, device, progress, group_size
+            )
+    except (ValueError, OSError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(json.dumps(zoo.stats(directory), indent=2))
+
+
+@zoo_cli.command("info")
+def zoo_info(directory: str = typer.Argument(..., help="zoo directory")) -> None:
+    """Print a zoo's counts, splits and metric quantiles as JSON."""
+    import json
+
+    import zoo
+
+    try:
+        typer.echo(json.dumps(zoo.stats(directory), indent=2))
+    except (ValueError, OSError, KeyError) as exc:
+        typer.echo(f"error: not a complete zoo directory: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
 def main() -> None:
     app()
