@@ -16,6 +16,7 @@ and get one NFN per depth; the mixed zoo (MLPs, ResNets, BN) has no NFN weight s
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from collections import defaultdict
 from dataclasses import replace
@@ -31,8 +32,11 @@ from models.data import Zoo, load_checkpoints, read_zoo
 from models.fit import default_config, ship, train_on_zoo
 from models.metrics import accuracy, kendall_tau_b, r2
 
-ZOOS = {"digits-inr": "digits-inr-classifier", "digits-cnn": "digits-cnn-generalization",
-        "digits-mixed": "digits-mixed-generalization"}
+ZOOS = {
+    "digits-inr": "digits-inr-classifier",
+    "digits-cnn": "digits-cnn-generalization",
+    "digits-mixed": "digits-mixed-generalization",
+}
 PAD_WIDTH = 16
 
 
@@ -77,35 +81,40 @@ class NFNModel(nn.Module):
 
         super().__init__()
         self.body = nn.Sequential(
-            layers.NPLinear(spec, 1, channels, io_embed=True), layers.TupleOp(nn.ReLU()),
+            layers.NPLinear(spec, 1, channels, io_embed=True),
+            layers.TupleOp(nn.ReLU()),
             layers.NPLinear(spec, channels, channels, io_embed=True),
-            layers.TupleOp(nn.ReLU()), layers.NPPool(spec), nn.Flatten(start_dim=-2),
+            layers.TupleOp(nn.ReLU()),
+            layers.NPPool(spec),
+            nn.Flatten(start_dim=-2),
         )
-        self.head = nn.Sequential(nn.Linear(layers.NPPool.get_num_outs(spec) * channels, 256),
-                                  nn.ReLU(), nn.Linear(256, outputs))
+        self.head = nn.Sequential(
+            nn.Linear(layers.NPPool.get_num_outs(spec) * channels, 256),
+            nn.ReLU(),
+            nn.Linear(256, outputs),
+        )
 
     def forward(self, wsfeat) -> torch.Tensor:
         return self.head(self.body(wsfeat))
 
 
-def nfn_fit_predict(task: str, train: list, val: list, test: list, classes: int, seed: int,
-                    epochs: int) -> tuple[np.ndarray, np.ndarray]:
+def nfn_fit_predict(
+    task: str, train: list, val: list, test: list, classes: int, seed: int, epochs: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Train NFN-NP on (weights, biases, target) triples; predictions on val and test."""
     from nfn.common import NetworkSpec, WeightSpaceFeatures
     from nfn.common.data import ArraySpec
 
     torch.manual_seed(seed)
     ws0, bs0 = train[0][0], train[0][1]
-    spec = NetworkSpec([ArraySpec(tuple(w.shape)) for w in ws0],
-                       [ArraySpec(tuple(b.shape)) for b in bs0])
-    scale = [torch.stack([t[0][i] for t in train]).std().clamp_min(1e-6)
-             for i in range(len(ws0))]
+    spec = NetworkSpec(
+        [ArraySpec(tuple(w.shape)) for w in ws0], [ArraySpec(tuple(b.shape)) for b in bs0]
+    )
+    scale = [torch.stack([t[0][i] for t in train]).std().clamp_min(1e-6) for i in range(len(ws0))]
 
     def batch(items: list) -> tuple[WeightSpaceFeatures, torch.Tensor]:
-        ws = [torch.stack([t[0][i] for t in items])[:, None] / scale[i]
-              for i in range(len(ws0))]
-        bs = [torch.stack([t[1][i] for t in items])[:, None] / scale[i]
-              for i in range(len(ws0))]
+        ws = [torch.stack([t[0][i] for t in items])[:, None] / scale[i] for i in range(len(ws0))]
+        bs = [torch.stack([t[1][i] for t in items])[:, None] / scale[i] for i in range(len(ws0))]
         y = torch.tensor([t[2] for t in items])
         return WeightSpaceFeatures(ws, bs), y
 
@@ -116,8 +125,9 @@ def nfn_fit_predict(task: str, train: list, val: list, test: list, classes: int,
     def predict(items: list) -> np.ndarray:
         model.eval()
         with torch.no_grad():
-            out = torch.cat([model(batch(items[i:i + 256])[0]) for i in range(0, len(items),
-                                                                              256)])
+            out = torch.cat(
+                [model(batch(items[i : i + 256])[0]) for i in range(0, len(items), 256)]
+            )
         return (out.argmax(-1) if task == "classification" else out[:, 0].sigmoid()).numpy()
 
     y_val = np.array([t[2] for t in val])
@@ -126,10 +136,13 @@ def nfn_fit_predict(task: str, train: list, val: list, test: list, classes: int,
         model.train()
         order = torch.randperm(len(train), generator=g).tolist()
         for i in range(0, len(order), 64):
-            wsf, y = batch([train[j] for j in order[i:i + 64]])
+            wsf, y = batch([train[j] for j in order[i : i + 64]])
             out = model(wsf)
-            loss = (nn.functional.cross_entropy(out, y.long()) if task == "classification"
-                    else nn.functional.binary_cross_entropy_with_logits(out[:, 0], y.float()))
+            loss = (
+                nn.functional.cross_entropy(out, y.long())
+                if task == "classification"
+                else nn.functional.binary_cross_entropy_with_logits(out[:, 0], y.float())
+            )
             opt.zero_grad()
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), 10.0)
@@ -158,8 +171,9 @@ def nfn_run(zoo: Zoo, ckpts: list[Checkpoint], seed: int, epochs: int) -> dict |
     for parts in groups.values():
         if not parts["train"] or not parts["val"] or not parts["test"]:
             return None
-        _, pred = nfn_fit_predict(zoo.task, parts["train"], parts["val"], parts["test"],
-                                  classes, seed, epochs)
+        _, pred = nfn_fit_predict(
+            zoo.task, parts["train"], parts["val"], parts["test"], classes, seed, epochs
+        )
         preds.update({t[3]: p for t, p in zip(parts["test"], pred, strict=True)})
     y = np.array([zoo.rows[i]["target"] for i in test_order])
     return scores(zoo.task, np.array([preds[i] for i in test_order]), y)
@@ -174,67 +188,128 @@ def fmt(values: list[float]) -> str:
     return f"{np.mean(values):.3f} ± {np.std(values):.3f}"
 
 
+def run(zoo_name: str, zoo_dir: Path, seed: int, args: argparse.Namespace) -> dict:
+    """One seed on one zoo: every method's test scores (and our interval's coverage)."""
+    zoo = read_zoo(zoo_dir)
+    ckpts = load_checkpoints(zoo)
+    idx = {s: zoo.split_indices(s) for s in ("train", "val", "test")}
+    y = np.array(zoo.targets())
+    out: dict = {
+        "zoo": zoo_name,
+        "seed": seed,
+        "n_test": len(idx["test"]),
+        "n_train": len(idx["train"]),
+        "task": zoo.task,
+    }
+    t0 = time.perf_counter()
+    stat = StatNN(zoo.task, seed=seed).fit([ckpts[i] for i in idx["train"]], y[idx["train"]])
+    out["statnn"] = scores(zoo.task, stat.predict([ckpts[i] for i in idx["test"]]), y[idx["test"]])
+    t1 = time.perf_counter()
+    out["nfn"] = nfn_run(zoo, ckpts, seed, args.nfn_epochs) if args.nfn_epochs else None
+    t2 = time.perf_counter()
+    tcfg = replace(TrainConfig(), epochs=args.epochs, seed=seed, warmup_epochs=1)
+    model, card, _ = train_on_zoo(
+        zoo_dir, ZOOS[zoo_name], default_config(zoo.task), tcfg, progress=False
+    )
+    out["ours"] = {
+        k: v
+        for k, v in card["metrics"]["test"].items()
+        if k in ("accuracy", "tau_b", "r2", "mae", "target_ties")
+    }
+    if "conformal" in card:
+        out["ours"]["coverage"] = card["conformal"]["test_coverage"]
+        out["ours"]["half_width"] = card["conformal"]["half_width"]
+    out["seconds"] = {
+        "statnn": round(t1 - t0, 1),
+        "nfn": round(t2 - t1, 1),
+        "ours": round(time.perf_counter() - t2, 1),
+    }
+    if args.ship and seed == 0:
+        ship(model, card, zoo_dir, args.ship)
+    return out
+
+
+def table(results: list[dict]) -> None:
+    seeds = sorted({r["seed"] for r in results})
+    print(f"\nseeds {seeds}; mean ± std over seeds; each zoo's own test split")
+    header = (
+        "zoo",
+        "n_test",
+        "seeds",
+        "metric",
+        "statistics",
+        "NFN-NP",
+        "ours (graph)",
+        "ours-best",
+    )
+    widths = [14, 7, 6, 15, 16, 16, 16, 10]
+    print("".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
+    for zoo_name in ZOOS:
+        rs = [r for r in results if r["zoo"] == zoo_name]
+        if not rs:
+            continue
+        metrics = ["accuracy"] if rs[0]["task"] == "classification" else ["tau_b", "r2"]
+        for m in metrics + (["coverage"] if "coverage" in rs[0]["ours"] else []):
+            col = {
+                k: [r[k][m] for r in rs if r[k] and m in r[k]] for k in ("statnn", "nfn", "ours")
+            }
+            best = [np.mean(col[k]) for k in ("statnn", "nfn") if col[k]]
+            gap = f"{np.mean(col['ours']) - max(best):+.3f}" if best and m != "coverage" else ""
+            name = "coverage@0.90" if m == "coverage" else m
+            print(
+                "".join(
+                    str(c).ljust(w)
+                    for c, w in zip(
+                        (
+                            zoo_name,
+                            rs[0]["n_test"],
+                            len(rs),
+                            name,
+                            fmt(col["statnn"]),
+                            fmt(col["nfn"]),
+                            fmt(col["ours"]),
+                            gap,
+                        ),
+                        widths,
+                        strict=True,
+                    )
+                )
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--zoos", default="zoos", help="folder holding one folder per zoo")
     parser.add_argument("--only", nargs="*", default=list(ZOOS))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=60)
-    parser.add_argument("--nfn-epochs", type=int, default=60)
+    parser.add_argument("--nfn-epochs", type=int, default=60, help="0 skips NFN")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--ship", default=None, help="ship seed-0 metanetworks here")
+    parser.add_argument("--ship", default=None, help="ship the seed-0 metanetworks here")
+    parser.add_argument(
+        "--results",
+        default=None,
+        help="append per-seed results (JSON lines) here, so seeds can run as "
+        "separate processes; the table covers every line in the file",
+    )
+    parser.add_argument("--table-only", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    rows = []
-    for zoo_name in args.only:
-        zoo_dir = Path(args.zoos) / zoo_name
-        zoo = read_zoo(zoo_dir)
-        ckpts = load_checkpoints(zoo)
-        idx = {s: zoo.split_indices(s) for s in ("train", "val", "test")}
-        y = np.array(zoo.targets())
-        res: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-        for seed in args.seeds:
-            t0 = time.perf_counter()
-            stat = StatNN(zoo.task, seed=seed).fit([ckpts[i] for i in idx["train"]],
-                                                   y[idx["train"]])
-            for k, v in scores(zoo.task, stat.predict([ckpts[i] for i in idx["test"]]),
-                               y[idx["test"]]).items():
-                res["statnn"][k].append(v)
-            t1 = time.perf_counter()
-            nfn = nfn_run(zoo, ckpts, seed, args.nfn_epochs)
-            for k, v in (nfn or {}).items():
-                res["nfn"][k].append(v)
-            t2 = time.perf_counter()
-            mcfg = default_config(zoo.task)
-            tcfg = replace(TrainConfig(), epochs=args.epochs, seed=seed)
-            model, card, _ = train_on_zoo(zoo_dir, ZOOS[zoo_name], mcfg, tcfg, progress=False)
-            test = card["metrics"]["test"]
-            for k in ("accuracy", "tau_b", "r2"):
-                if k in test:
-                    res["ours"][k].append(test[k])
-            if "conformal" in card:
-                res["ours"]["coverage"].append(card["conformal"]["test_coverage"])
-            if args.ship and seed == args.seeds[0]:
-                ship(model, card, zoo_dir, args.ship)
-            print(f"{zoo_name} seed {seed}: statnn {t1 - t0:.0f}s "
-                  f"-> {dict((k, round(v[-1], 4)) for k, v in res['statnn'].items())}, nfn "
-                  f"{t2 - t1:.0f}s -> {nfn}, ours {time.perf_counter() - t2:.0f}s -> "
-                  f"{dict((k, round(v[-1], 4)) for k, v in res['ours'].items())}", flush=True)
-        metrics = ["accuracy"] if zoo.task == "classification" else ["tau_b", "r2"]
-        for m in metrics:
-            gap = np.mean(res["ours"][m]) - max(
-                np.mean(res[b][m]) for b in ("statnn", "nfn") if res[b][m])
-            rows.append((zoo_name, len(idx["test"]), m, fmt(res["statnn"][m]),
-                         fmt(res["nfn"][m]), fmt(res["ours"][m]), f"{gap:+.3f}"))
-        if res["ours"]["coverage"]:
-            rows.append((zoo_name, len(idx["test"]), "coverage@0.90", "", "",
-                         fmt(res["ours"]["coverage"]), ""))
-    print(f"\nseeds {args.seeds}; mean ± std over seeds; test splits of the zoos in {args.zoos}")
-    header = ("zoo", "n_test", "metric", "statistics", "NFN-NP", "ours (graph)", "ours-best")
-    widths = [14, 7, 14, 16, 16, 16, 10]
-    print("".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
-    for r in rows:
-        print("".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)))
+    results: list[dict] = []
+    if not args.table_only:
+        for zoo_name in args.only:
+            for seed in args.seeds:
+                r = run(zoo_name, Path(args.zoos) / zoo_name, seed, args)
+                print(json.dumps(r), flush=True)
+                results.append(r)
+                if args.results:
+                    with open(args.results, "a") as f:
+                        f.write(json.dumps(r) + "\n")
+    if args.results:
+        results = [
+            json.loads(line) for line in Path(args.results).read_text().splitlines() if line.strip()
+        ]
+    table(results)
 
 
 if __name__ == "__main__":

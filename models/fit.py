@@ -20,10 +20,17 @@ MODEL_VERSION = "1.0"
 
 
 def default_config(task: str) -> MetanetConfig:
-    """Sizes that train in minutes on a small CPU (NG-GNN uses 32-64 for INRs)."""
+    """Sizes that train in minutes on a small shared CPU (NG-GNN uses 32-64 for INRs).
+
+    The INR classifier reads linear layers only, so its edges hold one weight
+    (``max_kernel=1``); the generalization models read 3×3 conv kernels.
+    """
+    aggregators = ("mean", "max", "std")
     if task == "classification":
-        return MetanetConfig(task=task, num_outputs=10, hidden=48, edge_hidden=24, layers=3)
-    return MetanetConfig(task=task, num_outputs=1, hidden=48, edge_hidden=24, layers=3)
+        return MetanetConfig(task=task, num_outputs=10, hidden=32, edge_hidden=16, layers=3,
+                             max_kernel=1, aggregators=aggregators)
+    return MetanetConfig(task=task, num_outputs=1, hidden=32, edge_hidden=16, layers=3,
+                         aggregators=aggregators)
 
 
 def labels_of(zoo: Zoo, num_outputs: int) -> list[str]:

@@ -29,7 +29,7 @@ class NGConv(MessagePassing):
 
     .. math::
         \mathbf{m}_{j \to i} = \gamma(\mathbf{e}_{ji}) \odot
-            \mathrm{MLP}([\mathbf{x}_i, \mathbf{x}_j]) + \beta(\mathbf{e}_{ji})
+            \sigma(W_d \mathbf{x}_i + W_s \mathbf{x}_j) + \beta(\mathbf{e}_{ji})
 
         \mathbf{x}_i' = \mathbf{x}_i + \mathrm{MLP}\big([\mathbf{x}_i,
             \bigoplus_{j \in \mathcal{N}(i)} \mathbf{m}_{j \to i}]\big)
@@ -37,9 +37,11 @@ class NGConv(MessagePassing):
         \mathbf{e}_{ji}' = \mathbf{e}_{ji} + \mathrm{MLP}\big(W_e \mathbf{e}_{ji}
             + W_s \mathbf{x}_j + W_d \mathbf{x}_i\big)
 
-    where :math:`\bigoplus` concatenates the aggregators (mean, max, min, std by default),
-    each residual branch is pre-normalised with LayerNorm, and every edge also carries a
-    message backwards (with a learned direction vector added to its features), so
+    where :math:`\sigma` is SiLU (a one-layer MLP of :math:`[\mathbf{x}_i, \mathbf{x}_j]`
+    whose linear part is applied per node, not per edge: parameter graphs have 10-100×
+    more edges than nodes), :math:`\bigoplus` concatenates the aggregators (mean, max,
+    min, std by default), each residual branch is pre-normalised with LayerNorm, and every
+    edge also carries a message backwards (a learned direction vector added to its features), so
     information flows from inputs to outputs and back. All weights are shared across
     nodes and edges, so the layer is equivariant to any relabelling of the graph.
 
@@ -60,7 +62,8 @@ class NGConv(MessagePassing):
         self.node_norm = nn.LayerNorm(hidden)
         self.edge_norm = nn.LayerNorm(edge_hidden)
         self.direction = nn.Parameter(torch.zeros(2, edge_hidden))
-        self.msg = mlp([2 * hidden, hidden, hidden])
+        self.msg_dst = nn.Linear(hidden, hidden)
+        self.msg_src = nn.Linear(hidden, hidden, bias=False)
         self.film = nn.Linear(edge_hidden, 2 * hidden)
         self.update_mlp = mlp([hidden + len(aggregators) * hidden, hidden, hidden], dropout)
         self.update_edges = update_edges
@@ -82,7 +85,7 @@ class NGConv(MessagePassing):
         h, e = self.node_norm(x), self.edge_norm(edge_attr)
         both = torch.cat([edge_index, edge_index.flip(0)], dim=1)
         e_both = torch.cat([e + self.direction[0], e + self.direction[1]], dim=0)
-        agg = self.propagate(both, x=h, edge_attr=e_both)
+        agg = self.propagate(both, a=self.msg_dst(h), b=self.msg_src(h), edge_attr=e_both)
         x = x + self.update_mlp(torch.cat([h, agg], dim=-1))
         if not self.update_edges:
             return x, edge_attr
@@ -90,9 +93,9 @@ class NGConv(MessagePassing):
         e_new = self.edge_in(e) + self.edge_src(h[src]) + self.edge_dst(h[dst])
         return x, edge_attr + self.edge_mlp(e_new)
 
-    def message(self, x_i: Tensor, x_j: Tensor, edge_attr: Tensor) -> Tensor:
+    def message(self, a_i: Tensor, b_j: Tensor, edge_attr: Tensor) -> Tensor:
         scale, shift = self.film(edge_attr).chunk(2, dim=-1)
-        return scale * self.msg(torch.cat([x_i, x_j], dim=-1)) + shift
+        return scale * nn.functional.silu(a_i + b_j) + shift
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}({self.hidden}, edge={self.edge_hidden})"
