@@ -88,8 +88,10 @@ def fmt(v: float | None, digits: int = 3) -> str:
 
 
 def bench_pairs(quick: bool) -> None:
-    head = (f"{'pair':<12} {'params':>8} {'naive':>7} | {'ours wm':>7} {'ratio':>6} {'sweeps':>6} "
-            f"{'time s':>7} | {'ours am':>7} | {'rebasin':>7} {'time s':>7} {'same f':>6}")
+    head = (
+        f"{'pair':<12} {'params':>8} {'naive':>7} | {'ours wm':>7} {'ratio':>6} {'sweeps':>6} "
+        f"{'time s':>7} | {'ours am':>7} | {'rebasin':>7} {'time s':>7} {'same f':>6}"
+    )
     print("Loss barriers on held-out digits (25 λ points; 'ratio' = ours / naive)")
     print(head)
     print("-" * len(head))
@@ -114,19 +116,25 @@ def bench_pairs(quick: bool) -> None:
         except Exception as exc:
             rb_cell = f"gave up: {type(exc).__name__}: {str(exc).splitlines()[0][:60]}"
         naive = ours.naive.barrier
-        print(f"{name:<12} {a.architecture.num_parameters():>8} {fmt(naive):>7} | "
-              f"{fmt(ours.aligned.barrier):>7} {ours.aligned.barrier / naive:>6.1%} "
-              f"{wm.sweeps:>6} {wm.seconds:>7.3f} | {fmt(am.aligned.barrier):>7} | {rb_cell}")
+        print(
+            f"{name:<12} {a.architecture.num_parameters():>8} {fmt(naive):>7} | "
+            f"{fmt(ours.aligned.barrier):>7} {ours.aligned.barrier / naive:>6.1%} "
+            f"{wm.sweeps:>6} {wm.seconds:>7.3f} | {fmt(am.aligned.barrier):>7} | {rb_cell}"
+        )
         if name in ("cnn", "cnn_bn", "resnet"):
             acc_a, acc_b = ours.naive.accuracies[0], ours.naive.accuracies[-1]
             mean = (acc_a + acc_b) / 2
-            line = [f"{name}: endpoint acc {acc_a:.3f}/{acc_b:.3f} (mean {mean:.3f});",
-                    "aligned (weight matching) midpoint acc"]
+            line = [
+                f"{name}: endpoint acc {acc_a:.3f}/{acc_b:.3f} (mean {mean:.3f});",
+                "aligned (weight matching) midpoint acc",
+            ]
             for bn in ("stale", "reset", "repair"):
                 if bn != "stale" or merging.batchnorm.has_batchnorm(a.architecture):
                     r = merging.interpolate(a, b, [0.0, 0.5, 1.0], test, match=wm, bn=bn)
-                    line.append(f"{bn} {r.aligned.accuracies[1]:.3f} (loss barrier "
-                                f"{r.aligned.barrier:.3f}, naive {r.naive.barrier:.3f})")
+                    line.append(
+                        f"{bn} {r.aligned.accuracies[1]:.3f} (loss barrier "
+                        f"{r.aligned.barrier:.3f}, naive {r.naive.barrier:.3f})"
+                    )
             extra.append(" ".join(line[:2]) + " " + "; ".join(line[2:]))
     print()
     for line in extra:
@@ -140,9 +148,11 @@ def bench_resnet18(device: torch.device) -> None:
     torch.manual_seed(1)
     b = M.checkpoint(M.ResNet(), x)
     r = merging.weight_matching(a, b, device=device)
-    print(f"\nResNet-18 layout ({a.architecture.num_parameters() / 1e6:.1f}M params, random init) "
-          f"on {device}: weight matching {r.seconds:.2f} s, {r.sweeps} sweeps, "
-          f"objective {r.objective_before:.1f} -> {r.objective_after:.1f}")
+    print(
+        f"\nResNet-18 layout ({a.architecture.num_parameters() / 1e6:.1f}M params, random init) "
+        f"on {device}: weight matching {r.seconds:.2f} s, {r.sweeps} sweeps, "
+        f"objective {r.objective_before:.1f} -> {r.objective_after:.1f}"
+    )
 
 
 def main() -> None:
@@ -150,7 +160,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="narrower nets, fewer steps")
     parser.add_argument("--skip-resnet18", action="store_true")
     args = parser.parse_args()
-    torch.set_num_threads(min(torch.get_num_threads(), 2))
+    torch.set_num_threads(1)  # the CPU cores are shared: oversubscribed threads stall
     bench_pairs(args.quick)
     if not args.skip_resnet18:
         bench_resnet18(merging.assignment.best_device())
