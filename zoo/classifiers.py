@@ -1,7 +1,7 @@
 """digits-cnn / digits-mixed: train a group of digit classifiers together and score each one."""
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -12,7 +12,14 @@ from torch import nn
 from zoo.data import NUM_CLASSES, Digits
 from zoo.families import ModelSpec, build_module, padded_arch
 from zoo.nets import ACTIVATION_NAMES
-from zoo.rng import STREAM_DATA, STREAM_INIT, model_rng, model_torch_generator, step_seed
+from zoo.rng import (
+    STREAM_DATA,
+    STREAM_INIT,
+    hash_uniform,
+    model_rng,
+    model_torch_generator,
+    step_seed,
+)
 from zoo.train import GroupState, grad_masks, make_template, pad_stack, train_group
 
 BATCH_SALT = 1
@@ -65,7 +72,6 @@ def train_classifiers(
     specs: list[ModelSpec],
     digits: Digits,
     device: torch.device,
-    on_step: Callable[[int], None] | None = None,
 ) -> Iterator[tuple[ModelSpec, nn.Module, dict[str, Any]]]:
     """Train one group (same group key) and yield (spec, trained CPU module, metrics) per model."""
     modules = []
@@ -114,13 +120,13 @@ def train_classifiers(
     x_train = digits.x_train.to(device)
     batch = specs[0].hparams["batch_size"]
 
-    def batch_fn(step: int) -> tuple[torch.Tensor, torch.Tensor, bool]:
-        u = _hash(state.keys, step, batch)
-        pos = (u * n_used.view(-1, 1)).long()
-        idx = perms.gather(1, pos)
-        return x_train[idx], labels.gather(1, idx), False
+    def batch_fn(step: int, alive: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, bool]:
+        u = hash_uniform(state.keys[alive], step, BATCH_SALT, (batch,))
+        pos = (u * n_used[alive].view(-1, 1)).long()
+        idx = perms[alive].gather(1, pos)
+        return x_train[idx], labels[alive].gather(1, idx), False
 
-    final = train_group(template, state, batch_fn, "cross_entropy", on_step)
+    final = train_group(template, state, batch_fn, "cross_entropy")
     x_test, y_test = digits.x_test.cpu(), digits.y_test.cpu()
     for k, spec in enumerate(specs):
         module = export(modules[k], final, k, spec.hparams["steps"])
@@ -138,12 +144,6 @@ def train_classifiers(
             "train_samples": int(n),
         }
         yield spec, module, metrics
-
-
-def _hash(keys: torch.Tensor, step: int, batch: int) -> torch.Tensor:
-    from zoo.rng import hash_uniform
-
-    return hash_uniform(keys, step, BATCH_SALT, (batch,))
 
 
 def export(module: nn.Module, state: GroupState, k: int, steps: int) -> nn.Module:

@@ -1,7 +1,7 @@
 """digits-inr: fit SIREN INRs to digit images, all images × views of a group in one vmap."""
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -41,7 +41,6 @@ def fit_inrs(
     targets: torch.Tensor,
     check: tuple[torch.Tensor, torch.Tensor],
     device: torch.device,
-    on_step: Callable[[int], None] | None = None,
 ) -> Iterator[tuple[ModelSpec, nn.Module, dict[str, Any]]]:
     """Fit one INR per spec (targets[image] is its (P, 1) image) and yield (spec, module, metrics).
 
@@ -73,7 +72,7 @@ def fit_inrs(
     y = targets[images].to(device)
     x = coords.to(device)
 
-    final = train_group(template, state, lambda step: (x, y, True), "mse", on_step)
+    final = train_group(template, state, lambda step, alive: (x, y[alive], True), "mse")
     for k, spec in enumerate(specs):
         module = modules[k]
         module.load_state_dict(

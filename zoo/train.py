@@ -9,13 +9,14 @@ model's own network, unchanged. Per-model choices are tensors:
 * activation: a one-hot per model mixing the candidate activations (exact: 1·a + 0·b = a);
 * dropout: a per-step keep mask built from the counter hash (zoo/rng.py);
 * learning rate, weight decay: per-model vectors in a hand-written vectorized AdamW;
-* step budget: the group runs the longest budget; a model whose budget is spent is frozen;
+* step budget: a model whose budget is spent leaves the batch (the group shrinks);
 * train subset and label noise: per-model index permutations and label tables;
 * BatchNorm: batch statistics inside vmap, running statistics updated outside per model
   (PyTorch semantics: momentum 0.1, unbiased variance), so eval-mode modules match.
 """
 
 import copy
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -177,8 +178,9 @@ class GroupState:
         )
 
 
-# batch_fn(step) -> (x, y, x_is_shared): inputs (M, B, ...) or shared (B, ...), targets (M, B, ...)
-BatchFn = Callable[[int], tuple[torch.Tensor, torch.Tensor, bool]]
+# batch_fn(step, alive) -> (x, y, x_is_shared) for the models at positions ``alive`` (int64):
+# inputs (A, B, ...) or one shared (B, ...) for all, targets (A, B, ...)
+BatchFn = Callable[[int, torch.Tensor], tuple[torch.Tensor, torch.Tensor, bool]]
 
 
 def train_group(
@@ -186,16 +188,16 @@ def train_group(
     state: GroupState,
     batch_fn: BatchFn,
     loss: str,
-    on_step: Callable[[int], None] | None = None,
 ) -> GroupState:
-    """Run vectorized AdamW on all models of a group for max(steps); returns the final state."""
+    """Run vectorized AdamW on every model of a group for its own step budget.
+
+    A model whose budget is spent is set aside and the group shrinks, so the group costs
+    the sum of its budgets, not size × longest budget. Which models are alive at a step
+    depends only on the group's budgets, so the batched computation (and hence every bit
+    of the result) is a function of the group alone.
+    """
     module = template.module
     bn_modules = [module.get_submodule(p) for p in template.batchnorms]
-    n_steps = int(state.steps.max().item())
-    params = {k: v.clone() for k, v in state.params.items()}
-    running = {k: v.clone() for k, v in state.running.items()}
-    exp_avg = {k: torch.zeros_like(v) for k, v in params.items()}
-    exp_sq = {k: torch.zeros_like(v) for k, v in params.items()}
     b1, b2 = ADAM_BETAS
 
     def model_loss(p: dict, buffers: dict, x: torch.Tensor, y: torch.Tensor):
@@ -212,53 +214,64 @@ def train_group(
         )
         for shared in (False, True)
     }
-    M = state.steps.shape[0]
-    for step in range(n_steps):
-        x, y, shared = batch_fn(step)
-        buffers: dict[str, torch.Tensor] = {
-            f"{a}.choice": state.activation for a in template.activations
-        }
+    final_params = {k: v.clone() for k, v in state.params.items()}
+    final_running = {k: v.clone() for k, v in state.running.items()}
+    alive = torch.arange(state.steps.shape[0], device=state.steps.device)
+    params = {k: v.clone() for k, v in state.params.items()}
+    running = {k: v.clone() for k, v in state.running.items()}
+    exp_avg = {k: torch.zeros_like(v) for k, v in params.items()}
+    exp_sq = {k: torch.zeros_like(v) for k, v in params.items()}
+    masks = dict(state.masks)
+    vec = {
+        "activation": state.activation,
+        "dropout": state.dropout,
+        "lr": state.lr,
+        "weight_decay": state.weight_decay,
+        "steps": state.steps,
+        "keys": state.keys,
+    }
+
+    def retire(done: torch.Tensor) -> None:
+        for name in params:
+            final_params[name][alive[done]] = params[name][done]
+        for name in running:
+            final_running[name][alive[done]] = running[name][done]
+
+    step = 0
+    n_steps = int(state.steps.max().item())
+    while step < n_steps:
+        done = vec["steps"] <= step
+        if bool(done.any()):
+            retire(done)
+            keep = ~done
+            alive = alive[keep]
+            for d in (params, running, exp_avg, exp_sq, masks, vec):
+                for name in d:
+                    d[name] = d[name][keep]
+        m = alive.shape[0]
+        x, y, shared = batch_fn(step, alive)
+        buffers = {f"{a}.choice": vec["activation"] for a in template.activations}
         for j, (path, features) in enumerate(template.dropouts):
-            u = hash_uniform(state.keys, step, 100 + j, (y.shape[1], features))
-            p = state.dropout.view(M, 1, 1)
+            u = hash_uniform(vec["keys"], step, 100 + j, (y.shape[1], features))
+            p = vec["dropout"].view(m, 1, 1)
             buffers[f"{path}.keep"] = (u >= p).to(u.dtype) / (1.0 - p)
         grads, (_, stats) = step_grads[shared](params, buffers, x, y)
         with torch.no_grad():
-            active = state.steps > step
             t = step + 1
             c1, c2 = 1 - b1**t, 1 - b2**t
             for name, p in params.items():
-                view = (M,) + (1,) * (p.dim() - 1)
-                a = active.view(view)
-                g = grads[name] * state.masks[name]
-                m = torch.where(a, b1 * exp_avg[name] + (1 - b1) * g, exp_avg[name])
-                v = torch.where(a, b2 * exp_sq[name] + (1 - b2) * g * g, exp_sq[name])
-                update = (m / c1) / (torch.sqrt(v / c2) + ADAM_EPS) + state.weight_decay.view(
-                    view
-                ) * p
-                params[name] = torch.where(a, p - state.lr.view(view) * update, p)
-                exp_avg[name], exp_sq[name] = m, v
+                view = (m,) + (1,) * (p.dim() - 1)
+                g = grads[name] * masks[name]
+                exp_avg[name] = b1 * exp_avg[name] + (1 - b1) * g
+                exp_sq[name] = b2 * exp_sq[name] + (1 - b2) * g * g
+                adam = (exp_avg[name] / c1) / (torch.sqrt(exp_sq[name] / c2) + ADAM_EPS)
+                params[name] = p - vec["lr"].view(view) * (
+                    adam + vec["weight_decay"].view(view) * p
+                )
             for i, path in enumerate(template.batchnorms):
-                mean, var = stats[2 * i], stats[2 * i + 1]
-                a = active.view(M, 1)
-                for key, batch_value in (
-                    (f"{path}.running_mean", mean),
-                    (f"{path}.running_var", var),
-                ):
-                    old = running[key]
-                    running[key] = torch.where(
-                        a, (1 - BN_MOMENTUM) * old + BN_MOMENTUM * batch_value, old
-                    )
-        if on_step is not None:
-            on_step(step)
-    return GroupState(
-        params,
-        state.masks,
-        running,
-        state.activation,
-        state.dropout,
-        state.lr,
-        state.weight_decay,
-        state.steps,
-        state.keys,
-    )
+                for j, key in enumerate((f"{path}.running_mean", f"{path}.running_var")):
+                    batch_value = stats[2 * i + j]
+                    running[key] = (1 - BN_MOMENTUM) * running[key] + BN_MOMENTUM * batch_value
+        step += 1
+    retire(torch.ones_like(alive, dtype=torch.bool))
+    return dataclasses.replace(state, params=final_params, running=final_running)

@@ -71,7 +71,12 @@ def test_group_training_matches_per_model_adamw_and_keeps_padding_zero() -> None
     lr, wd, steps = [3e-3, 1e-2, 5e-3], [0.0, 0.1, 1e-3], [6, 3, 5]
     template, state = _group(models, nets.ConvNet([16, 16], "relu"), acts, lr, wd, steps)
     batches = _batches(len(models), max(steps))
-    final = train_group(template, state, lambda s: (*batches[s], False), "cross_entropy")
+    final = train_group(
+        template,
+        state,
+        lambda s, alive: (batches[s][0][alive], batches[s][1][alive], False),
+        "cross_entropy",
+    )
     for k, model in enumerate(models):
         ref = copy.deepcopy(model).train()
         opt = torch.optim.AdamW(ref.parameters(), lr=lr[k], weight_decay=wd[k], eps=1e-8)
@@ -103,7 +108,12 @@ def test_batchnorm_running_statistics_follow_pytorch() -> None:
         steps,
     )
     batches = _batches(len(models), max(steps))
-    final = train_group(template, state, lambda s: (*batches[s], False), "cross_entropy")
+    final = train_group(
+        template,
+        state,
+        lambda s, alive: (batches[s][0][alive], batches[s][1][alive], False),
+        "cross_entropy",
+    )
     for k, model in enumerate(models):
         ref = copy.deepcopy(model).train()
         opt = torch.optim.Adam(ref.parameters(), lr=1e-2, eps=1e-8)
