@@ -4,10 +4,20 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
 import _merging_models as M
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny nets on shared cores: extra torch threads only contend (restored afterwards)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")
