@@ -50,12 +50,13 @@ def worker() -> None:
     With WEIGHTSCOPE_QUEUE=procrastinate it serves the procrastinate queues of its device
     class (cpu; cpu and gpu on a GPU); otherwise it polls the jobs table."""
     from app.db import create_db_engine, create_session_factory
-    from app.device import worker_queues
+    from app.device import configure_torch, worker_queues
     from app.jobs.plugins import load_job_modules
     from app.jobs.worker import JobWorker
 
     _logging()
     settings = Settings()
+    configure_torch(settings)
     load_job_modules(settings)
     engine = create_db_engine(settings.database_url)
     session_factory = create_session_factory(engine)

@@ -33,3 +33,10 @@ def worker_device(settings: Settings) -> torch.device:
 def worker_queues(settings: Settings) -> list[str]:
     """The procrastinate queues a worker process serves: cpu, plus gpu on a GPU."""
     return ["cpu", "gpu"] if worker_device(settings).type == "cuda" else ["cpu"]
+
+
+def configure_torch(settings: Settings) -> None:
+    """Apply ``torch_threads`` in a process that computes (a worker, or the API process
+    with its embedded worker)."""
+    if settings.torch_threads > 0:
+        torch.set_num_threads(settings.torch_threads)

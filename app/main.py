@@ -13,7 +13,7 @@ from app.checkpoints.endpoints import router as checkpoints_router
 from app.datasets.endpoints import router as datasets_router
 from app.db import create_db_engine, create_session_factory
 from app.deps import Services
-from app.device import mark_api_process
+from app.device import configure_torch, mark_api_process
 from app.health import router as health_router
 from app.jobs.endpoints import router as jobs_router
 from app.jobs.plugins import load_job_modules
@@ -58,6 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         worker = None
         if settings.embedded_worker and isinstance(queue, InProcessQueue):
+            configure_torch(settings)
             worker = JobWorker(services.session_factory, settings)
             await run_in_threadpool(worker.start)
             queue.add_waker(worker.wake)

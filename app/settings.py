@@ -61,6 +61,13 @@ class Settings(BaseSettings):
     graph_cache_size: int = Field(
         default=512, ge=0, description="parameter graphs kept in memory per worker"
     )
+    torch_threads: int = Field(
+        default=1,
+        ge=0,
+        description="torch CPU threads of a worker (0: torch's default). One by default: a "
+        "worker runs one job at a time, scale-out is by processes, and more threads than "
+        "free cores make every forward pass many times slower",
+    )
     max_dataset_bytes: int = Field(default=256 * 2**20, gt=0)
     extra_job_modules: list[str] = Field(
         default_factory=list,

@@ -86,7 +86,9 @@ def forward_alone(directory: Path, nets: list[Path], batch: int) -> float:
     from app.predictions.engine import Item, PredictionEngine
     from app.settings import Settings
 
-    engine = PredictionEngine(Settings(_env_file=None, metanetwork_dir=directory))
+    settings = Settings(_env_file=None, metanetwork_dir=directory)
+    torch.set_num_threads(settings.torch_threads)  # as a worker process would
+    engine = PredictionEngine(settings)
     items = [Item(f"{i:064x}", path, False) for i, path in enumerate(nets)][:batch]
     engine.predict(NAME, items)
     started = time.perf_counter()
