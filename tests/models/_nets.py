@@ -63,9 +63,9 @@ def checkpoint(family: str, seed: int = 0, width: int = 4) -> Checkpoint:
     g = torch.Generator().manual_seed(seed)
     w = width
     if family == "mlp":
-        model: nn.Module = nn.Sequential(nn.Linear(64, w + 2), nn.ReLU(),
+        model: nn.Module = nn.Sequential(nn.Flatten(), nn.Linear(64, w + 2), nn.ReLU(),
                                          nn.Linear(w + 2, w), nn.Tanh(), nn.Linear(w, 10))
-        x = torch.zeros(1, 64)
+        x = torch.zeros(1, 1, 8, 8)
     elif family == "cnn":
         model = nn.Sequential(nn.Conv2d(1, w, 3, 2, 1), nn.ReLU(), nn.Conv2d(w, w + 1, 3, 2, 1),
                               nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),

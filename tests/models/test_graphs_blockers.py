@@ -1,4 +1,4 @@
-"""graphs/ behaviour the metanetworks depend on (reported to the graphs owner when failing)."""
+"""graphs/ behaviour the metanetworks depend on (a regression test for a bug found here)."""
 
 import torch
 from torch import nn
