@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -81,7 +82,7 @@ def zoo_graphs(zoo: Zoo, max_kernel: int = graphs.DEFAULT_MAX_KERNEL,
     else:
         out = [graph_of(c, max_kernel) for c in load_checkpoints(zoo)]
         if cache:
-            tmp = cache_file.with_suffix(".tmp")
+            tmp = cache_file.with_suffix(f".{os.getpid()}.tmp")  # concurrent builders
             torch.save([{k: g[k] for k in GRAPH_KEYS} for g in out], tmp)
             tmp.replace(cache_file)
     dtype = torch.long if zoo.task == "classification" else torch.float32
