@@ -128,13 +128,14 @@ def bench_pairs(quick: bool) -> None:
                 f"{name}: endpoint acc {acc_a:.3f}/{acc_b:.3f} (mean {mean:.3f});",
                 "aligned (weight matching) midpoint acc",
             ]
-            for bn in ("stale", "reset", "repair"):
-                if bn != "stale" or merging.batchnorm.has_batchnorm(a.architecture):
-                    r = merging.interpolate(a, b, [0.0, 0.5, 1.0], test, match=wm, bn=bn)
-                    line.append(
-                        f"{bn} {r.aligned.accuracies[1]:.3f} (loss barrier "
-                        f"{r.aligned.barrier:.3f}, naive {r.naive.barrier:.3f})"
-                    )
+            has_bn = merging.batchnorm.has_batchnorm(a.architecture)
+            for bn in ("stale", "reset", "repair") if has_bn else ("stale", "repair"):
+                r = merging.interpolate(a, b, [0.0, 0.5, 1.0], test, match=wm, bn=bn)
+                label = bn if has_bn or bn == "repair" else "plain"
+                line.append(
+                    f"{label} {r.aligned.accuracies[1]:.3f} (loss barrier "
+                    f"{r.aligned.barrier:.3f}, naive {r.naive.barrier:.3f})"
+                )
             extra.append(" ".join(line[:2]) + " " + "; ".join(line[2:]))
     print()
     for line in extra:

@@ -35,7 +35,7 @@ class MatchResult:
     sweeps: int
     seconds: float
     method: str
-    history: list[float] = field(default_factory=list)
+    history: list[float] = field(default_factory=list)  # objective after each sweep
 
     def apply(self, b: Checkpoint) -> Checkpoint:
         """B with its neurons reordered to line up with A (same function as B)."""
@@ -119,18 +119,21 @@ def weight_matching(a: Checkpoint, b: Checkpoint, *, max_sweeps: int = 100, seed
     for sweeps in range(1, max_sweeps + 1):  # noqa: B007 - the count is reported
         rng.shuffle(todo)
         progress = False
+        gain = 0.0
         for unit in todo:
-            costs = {gid: obj.cost(gid, perms) for gid in unit.groups}
+            costs = {gid: obj.cost(gid, perms).to("cpu", torch.float64) for gid in unit.groups}
             new = solve_unit(nmap, unit, costs)
             old_value = sum(assignment_value(costs[g], perms[g].cpu()) for g in unit.groups)
             new_value = sum(assignment_value(costs[g], new[g]) for g in unit.groups)
             if new_value > old_value + 1e-10 * max(1.0, abs(old_value)):
                 progress = True
+                gain += new_value - old_value
                 perms.update({k: v.to(dev) for k, v in new.items()})
-        history.append(obj.value(perms))
+        history.append(history[-1] + gain)  # exact unless a view has one group on two axes
         if not progress:
             break
     result = {k: v.cpu() for k, v in perms.items()}
     check_permutations(nmap, result)
-    return MatchResult(result, before, history[-1], sweeps, time.perf_counter() - start,
+    after = obj.value(perms)
+    return MatchResult(result, before, after, sweeps, time.perf_counter() - start,
                        "weight", history)
