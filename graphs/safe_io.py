@@ -317,7 +317,8 @@ def _check_zip(raw: bytes, limits: Limits) -> None:
     try:
         with zipfile.ZipFile(io.BytesIO(raw)) as archive:
             members = archive.infolist()
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError, EOFError) as exc:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, ValueError, OSError,
+            EOFError) as exc:  # NotImplementedError: a zip version or method zipfile lacks
         reason = _one_line(exc)
         raise CheckpointError(f"PyTorch file is not a valid zip archive: {reason}") from None
     if len(members) > limits.max_zip_members:

@@ -162,3 +162,16 @@ def test_mutated_safetensors_only_raise_checkpoint_error(data: bytes) -> None:
 @given(mutated(VALID_PYTORCH))
 def test_mutated_pytorch_only_raise_checkpoint_error(data: bytes) -> None:
     load_or_reject(data)
+
+
+@pytest.mark.parametrize("field_offset, value", [(6, 99), (10, 99)])
+def test_zip_version_or_method_zipfile_lacks_is_a_checkpoint_error(
+    field_offset: int, value: int
+) -> None:
+    """Central-directory 'version needed' 9.9 or an unknown compression method makes zipfile
+    raise NotImplementedError; that must be a clear rejection, not a server error."""
+    data = bytearray(VALID_PYTORCH)
+    entry = data.index(b"PK\x01\x02")
+    struct.pack_into("<H", data, entry + field_offset, value)
+    with pytest.raises(CheckpointError, match=r"not a valid zip archive|compressed"):
+        read_checkpoint(bytes(data))
