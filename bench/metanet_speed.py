@@ -40,8 +40,9 @@ def small_cnn(widths: list[int]) -> graphs.Checkpoint:
 def small_graphs(n: int, seed: int = 0) -> list:
     """``n`` graphs: a few traced architectures, fresh random weights for each graph."""
     g = torch.Generator().manual_seed(seed)
-    archs = [small_cnn(w) for w in ([4, 8], [8, 16], [16, 16], [4, 8, 12], [8, 12, 16],
-                                    [16, 16, 16])]
+    archs = [
+        small_cnn(w) for w in ([4, 8], [8, 16], [16, 16], [4, 8, 12], [8, 12, 16], [16, 16, 16])
+    ]
     out = []
     for i in range(n):
         base = archs[i % len(archs)]
@@ -59,12 +60,14 @@ def sync(device: torch.device) -> None:
 
 
 @torch.no_grad()
-def inference(model: GraphMetanet, data: list, batch_size: int, device: torch.device,
-              repeats: int) -> tuple[float, float]:
+def inference(
+    model: GraphMetanet, data: list, batch_size: int, device: torch.device, repeats: int
+) -> tuple[float, float]:
     """graphs/s with batching on the host included, and for the forward alone."""
     model.eval().to(device)
-    batches = [Batch.from_data_list(data[i:i + batch_size])
-               for i in range(0, len(data), batch_size)]
+    batches = [
+        Batch.from_data_list(data[i : i + batch_size]) for i in range(0, len(data), batch_size)
+    ]
     model(batches[0].to(device))  # warm-up (allocator, kernels)
     total, forward = [], []
     for _ in range(repeats):
@@ -72,7 +75,7 @@ def inference(model: GraphMetanet, data: list, batch_size: int, device: torch.de
         t0 = time.perf_counter()
         fwd = 0.0
         for i in range(0, len(data), batch_size):
-            b = Batch.from_data_list(data[i:i + batch_size]).to(device)
+            b = Batch.from_data_list(data[i : i + batch_size]).to(device)
             sync(device)
             t1 = time.perf_counter()
             model(b)
@@ -83,8 +86,7 @@ def inference(model: GraphMetanet, data: list, batch_size: int, device: torch.de
     return len(data) / statistics.median(total), len(data) / statistics.median(forward)
 
 
-def train_epoch(model: GraphMetanet, data: list, batch_size: int,
-                device: torch.device) -> float:
+def train_epoch(model: GraphMetanet, data: list, batch_size: int, device: torch.device) -> float:
     """Seconds for one epoch (forward, BCE loss, backward, AdamW step) over ``data``."""
     model.train().to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
@@ -118,19 +120,25 @@ def main() -> None:
     data = small_graphs(args.graphs)
     nodes = statistics.mean(d.num_nodes for d in data)
     edges = statistics.mean(d.edge_index.shape[1] for d in data)
-    print(f"model: {source}: hidden {cfg.hidden}, edge {cfg.edge_hidden}, "
-          f"{cfg.layers} layers, {sum(p.numel() for p in GraphMetanet(cfg).parameters()):,} "
-          f"parameters")
+    print(
+        f"model: {source}: hidden {cfg.hidden}, edge {cfg.edge_hidden}, "
+        f"{cfg.layers} layers, {sum(p.numel() for p in GraphMetanet(cfg).parameters()):,} "
+        f"parameters"
+    )
     print(f"graphs: {len(data)} small CNN graphs, mean {nodes:.0f} nodes / {edges:.0f} edges")
     t0 = time.perf_counter()
     small_graphs(256, seed=1)
-    print(f"graph building (graphs.to_graph): {256 / (time.perf_counter() - t0):,.0f} graphs/s "
-          "(one CPU thread, not included below)")
+    print(
+        f"graph building (graphs.to_graph): {256 / (time.perf_counter() - t0):,.0f} graphs/s "
+        "(one CPU thread, not included below)"
+    )
     devices = [("cpu", torch.device("cpu"), 512)]
     if torch.cuda.is_available():
         devices.append((torch.cuda.get_device_name(), torch.device("cuda"), 8192))
-    print(f"{'device':<28}{'batch':>7}{'graphs/s':>12}{'forward-only/s':>16}"
-          f"{'train s/epoch':>15}{'(graphs)':>10}")
+    print(
+        f"{'device':<28}{'batch':>7}{'graphs/s':>12}{'forward-only/s':>16}"
+        f"{'train s/epoch':>15}{'(graphs)':>10}"
+    )
     for label, device, batch_size in devices:
         if device.type == "cpu":
             torch.set_num_threads(args.threads)
@@ -138,9 +146,11 @@ def main() -> None:
         model = GraphMetanet(MetanetConfig.from_dict(cfg.to_dict()))
         model.fit_normalization(data[:256])
         full, fwd = inference(model, data, batch_size, device, repeats=3)
-        epoch = train_epoch(model, data[:args.train_graphs], 64, device)
-        print(f"{label:<28}{batch_size:>7}{full:>12,.0f}{fwd:>16,.0f}{epoch:>15.2f}"
-              f"{args.train_graphs:>10}")
+        epoch = train_epoch(model, data[: args.train_graphs], 64, device)
+        print(
+            f"{label:<28}{batch_size:>7}{full:>12,.0f}{fwd:>16,.0f}{epoch:>15.2f}"
+            f"{args.train_graphs:>10}"
+        )
 
 
 if __name__ == "__main__":
