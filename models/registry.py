@@ -139,28 +139,44 @@ class Metanetwork:
         except graphs.GraphsError:
             return None
 
-    @torch.no_grad()
     def predict(self, checkpoints: Sequence[CheckpointLike], force: bool = False,
                 batch_size: int = 4096) -> list[Prediction]:
         """One forward per ``batch_size`` graphs; out-of-domain checkpoints raise
         :class:`OutOfDomainError` unless ``force`` (then ``in_domain`` is False)."""
         ckpts = [as_checkpoint(c) for c in checkpoints]
-        graph_list = [self.graph(c) for c in ckpts]
-        issues = [domain_issues(self.card["domain"], c, g) for c, g in zip(ckpts, graph_list,
-                                                                            strict=True)]
-        for i, (iss, g) in enumerate(zip(issues, graph_list, strict=True)):
-            if g is None or (iss and not force):
-                raise OutOfDomainError(
-                    f"checkpoint {i} is outside the domain of metanetwork {self.name!r}: "
-                    f"{'; '.join(iss)}" + ("" if g is None else " (pass force=True to get "
-                                           "an answer flagged out-of-domain)"))
+        outcomes = self.answer(ckpts, [self.graph(c) for c in ckpts], force, batch_size)
+        for i, outcome in enumerate(outcomes):
+            if isinstance(outcome, OutOfDomainError):
+                raise OutOfDomainError(f"checkpoint {i}: {outcome}")
+        return outcomes  # type: ignore[return-value]
+
+    @torch.no_grad()
+    def answer(self, checkpoints: Sequence[Checkpoint], graph_list: Sequence[Data | None],
+               force: bool | Sequence[bool] = False, batch_size: int = 4096,
+               ) -> list[Prediction | OutOfDomainError]:
+        """Per-checkpoint outcomes from graphs the caller already built (a service keeps
+        them cached by content hash): an answer, or the refusal, never raised here.
+        ``graph_list[i]`` is None when the graph does not fit this metanetwork."""
+        forces = [force] * len(checkpoints) if isinstance(force, bool) else list(force)
+        outcomes: list[Prediction | OutOfDomainError | None] = []
+        ready: list[tuple[int, Data, list[str]]] = []
+        for i, (ckpt, g, forced) in enumerate(zip(checkpoints, graph_list, forces, strict=True)):
+            issues = domain_issues(self.card["domain"], ckpt, g)
+            if g is None or (issues and not forced):
+                hint = "" if g is None else " (force it for an answer flagged in_domain=false)"
+                outcomes.append(OutOfDomainError(
+                    f"outside the domain of metanetwork {self.name!r}: {'; '.join(issues)}{hint}"))
+                continue
+            outcomes.append(None)  # answered by the batched forward below
+            ready.append((i, g, issues))
         self.model.eval()
-        outs = []
-        for start in range(0, len(graph_list), batch_size):
-            batch = Batch.from_data_list(graph_list[start:start + batch_size]).to(self.device)
-            outs.append(self.model(batch).float().cpu())
-        out = torch.cat(outs) if outs else torch.zeros(0, 1)
-        return [self._answer(o, iss) for o, iss in zip(out, issues, strict=True)]
+        for start in range(0, len(ready), batch_size):
+            chunk = ready[start:start + batch_size]
+            batch = Batch.from_data_list([g for _, g, _ in chunk]).to(self.device)
+            out = self.model(batch).float().cpu()
+            for row, (i, _, issues) in zip(out, chunk, strict=True):
+                outcomes[i] = self._answer(row, issues)
+        return [o for o in outcomes if o is not None]
 
     def _answer(self, out: torch.Tensor, issues: list[str]) -> Prediction:
         p = Prediction(self.name, self.task, not issues, issues)

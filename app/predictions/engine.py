@@ -17,8 +17,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from app.device import worker_device
 from app.metanetworks.catalog import find_card, unknown_metanetwork
 from app.settings import Settings
@@ -103,62 +101,48 @@ class PredictionEngine:
             self._graphs.put(key, cached)
         return cached[0]
 
-    @torch.no_grad()
     def predict(self, name: str, items: Sequence[Item]) -> list[dict[str, Any] | Exception]:
         """One outcome per item: the answer as a dict, or the exception that refuses it."""
-        from torch_geometric.data import Batch
-
-        from models.registry import OutOfDomainError, domain_issues
-
         metanetwork, version = self.metanetwork(name)
         max_kernel = metanetwork.model.config.max_kernel
         outcomes: list[dict[str, Any] | Exception] = []
-        ready: list[tuple[int, Any, list[str], dict[str, float]]] = []
+        ready: list[tuple[int, Any, Any, bool, dict[str, float]]] = []
         for index, item in enumerate(items):
             started = time.perf_counter()
             try:
                 checkpoint = self._checkpoint(item)
                 loaded = time.perf_counter()
                 graph = self._graph(item, checkpoint, max_kernel)
-                built = time.perf_counter()
-                issues = domain_issues(metanetwork.card["domain"], checkpoint, graph)
             except ValueError as exc:
                 outcomes.append(exc)
                 continue
-            if graph is None or (issues and not item.force):
-                hint = (
-                    ""
-                    if graph is None
-                    else " (send force=true for an answer flagged in_domain=false)"
-                )
-                outcomes.append(
-                    OutOfDomainError(
-                        f"checkpoint is outside the domain of metanetwork {name!r}: "
-                        f"{'; '.join(issues)}{hint}"
-                    )
-                )
-                continue
             timings = {
                 "load_ms": (loaded - started) * 1000,
-                "graph_ms": (built - loaded) * 1000,
+                "graph_ms": (time.perf_counter() - loaded) * 1000,
             }
             outcomes.append({})
-            ready.append((index, graph, issues, timings))
+            ready.append((index, checkpoint, graph, item.force, timings))
         if not ready:
             return outcomes
         started = time.perf_counter()
-        batch = Batch.from_data_list([graph for _, graph, _, _ in ready]).to(self.device)
-        out = metanetwork.model.eval()(batch).float().cpu()
+        answers = metanetwork.answer(
+            [c for _, c, _, _, _ in ready], [g for _, _, g, _, _ in ready],
+            force=[f for _, _, _, f, _ in ready],
+        )
         forward_ms = (time.perf_counter() - started) * 1000
-        for row, (index, _, issues, timings) in zip(out, ready, strict=True):
-            answer = asdict(metanetwork._answer(row, issues))
-            answer["metanetwork_version"] = version
-            answer["timings"] = timings | {
-                "forward_ms": forward_ms,
-                "batch_size": len(ready),
-                "device": self.device.type,
+        answered = sum(not isinstance(a, Exception) for a in answers)
+        for (index, _, _, _, timings), answer in zip(ready, answers, strict=True):
+            if isinstance(answer, Exception):
+                outcomes[index] = type(answer)(f"checkpoint is {answer}")
+                continue
+            outcomes[index] = asdict(answer) | {
+                "metanetwork_version": version,
+                "timings": timings | {
+                    "forward_ms": forward_ms,
+                    "batch_size": answered,
+                    "device": self.device.type,
+                },
             }
-            outcomes[index] = answer
         return outcomes
 
 
