@@ -159,7 +159,7 @@ async def test_forced_and_worker_side_out_of_domain(
     wide = await upload(client, files.wide)  # passes the request-time check, too big for it
     failed = await predict(client, wide)
     assert failed["status"] == "failed" and "outside the domain" in failed["error"]
-    assert "neurons" in failed["error"]
+    assert "weights (edges)" in failed["error"]  # 4x the widest training graph
     assert (await client.get("/v1/predictions", params={"checkpoint_id": wide})).json()[
         "items"
     ] == []
