@@ -11,11 +11,15 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from fastapi import Response, status
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from app.deps import Services
 from app.jobs import service
+from app.jobs.events import wait_for_job
 from app.jobs.registry import KINDS
+from app.jobs.schemas import JobOut
 from app.models import Job
 from app.settings import Settings
 
@@ -35,3 +39,21 @@ def submit_job(session: Session, services: Services, kind: str, params: dict[str
     except Exception:  # the row is committed and queued: recovery re-sends it
         log.exception("job %s committed but not enqueued; recovery will re-send it", job.id)
     return job
+
+
+async def accept_job(
+    services: Services, kind: str, params: dict[str, Any], response: Response, wait: float = 0
+) -> JobOut:
+    """Submit (in a worker thread), long-poll when ``wait`` > 0, and answer the way every
+    job-creating route does: 202 with ``Location``, or 200 once the job is terminal."""
+    job = await run_in_threadpool(_submit_out, services, kind, params)
+    if wait > 0:
+        job = await wait_for_job(services, job.id, wait)
+    response.status_code = status.HTTP_200_OK if job.status.terminal else status.HTTP_202_ACCEPTED
+    response.headers["Location"] = f"/v1/jobs/{job.id}"
+    return job
+
+
+def _submit_out(services: Services, kind: str, params: dict[str, Any]) -> JobOut:
+    with services.session_factory() as session:
+        return JobOut.model_validate(submit_job(session, services, kind, params))

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Response, status
-from starlette.concurrency import run_in_threadpool
 
-from app.deps import Services, ServicesDep, SessionDep
-from app.jobs.events import Wait, wait_for_job
+from app.deps import ServicesDep, SessionDep
+from app.jobs.events import Wait
 from app.jobs.schemas import JobOut
-from app.jobs.submit import submit_job
+from app.jobs.submit import accept_job
 from app.merges import service
 from app.merges.schemas import MergeCreate, MergeOut
 from app.pagination import Cursor, Limit, Page, next_cursor
@@ -30,19 +29,7 @@ async def create_merge(
 ) -> JobOut:
     """Queue a ``merge`` job: 202 with the job (``Location``); the merge and the merged
     checkpoint are in the job's result and in ``GET /v1/merges`` once it succeeded."""
-    job = await run_in_threadpool(_submit, services, body)
-    if wait > 0:
-        job = await wait_for_job(services, job.id, wait)
-    response.status_code = status.HTTP_200_OK if job.status.terminal else status.HTTP_202_ACCEPTED
-    response.headers["Location"] = f"/v1/jobs/{job.id}"
-    return job
-
-
-def _submit(services: Services, body: MergeCreate) -> JobOut:
-    with services.session_factory() as session:
-        return JobOut.model_validate(
-            submit_job(session, services, "merge", body.model_dump(mode="json"))
-        )
+    return await accept_job(services, "merge", body.model_dump(mode="json"), response, wait)
 
 
 @router.get("", response_model=Page[MergeOut])

@@ -10,10 +10,10 @@ from starlette.concurrency import run_in_threadpool
 
 from app.checkpoints import service as checkpoints_service
 from app.checkpoints.upload import clean_filename, receive_upload
-from app.deps import Services, ServicesDep, SessionDep
-from app.jobs.events import Wait, wait_for_job
+from app.deps import ServicesDep, SessionDep
+from app.jobs.events import Wait
 from app.jobs.schemas import JobOut
-from app.jobs.submit import submit_job
+from app.jobs.submit import accept_job
 from app.pagination import Cursor, Limit, Page, next_cursor
 from app.predictions import service
 from app.predictions.schemas import PredictionCreate, PredictionOut
@@ -88,19 +88,7 @@ async def create_prediction(
             f"unsupported content type {media_type!r}; send JSON or multipart/form-data",
             slug="unsupported-media-type",
         )
-    job = await run_in_threadpool(_submit, services, body)
-    if wait > 0:
-        job = await wait_for_job(services, job.id, wait)
-    response.status_code = status.HTTP_200_OK if job.status.terminal else status.HTTP_202_ACCEPTED
-    response.headers["Location"] = f"/v1/jobs/{job.id}"
-    return job
-
-
-def _submit(services: Services, body: PredictionCreate) -> JobOut:
-    with services.session_factory() as session:
-        return JobOut.model_validate(
-            submit_job(session, services, "predict", body.model_dump(mode="json"))
-        )
+    return await accept_job(services, "predict", body.model_dump(mode="json"), response, wait)
 
 
 @router.get("", response_model=Page[PredictionOut])
