@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime as dt
 import json
-from typing import Annotated, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Query
 from pydantic import BaseModel
+from sqlalchemy import Select, select
 
 from app.problems import ProblemError
 
@@ -47,3 +49,26 @@ def decode_cursor(cursor: str | None) -> int | None:
 def next_cursor(ids: list[int], limit: int) -> str | None:
     """Callers fetch ``limit + 1`` rows; a full extra row means there is a next page."""
     return encode_cursor(ids[limit - 1]) if len(ids) > limit else None
+
+
+def newest_first(model: Any, limit: int, cursor: str | None) -> Select[Any]:
+    """The page query every list route starts from: newest first, below the cursor's id,
+    ``limit + 1`` rows (the extra one tells :func:`next_cursor` there is a next page)."""
+    query = select(model).order_by(model.id.desc()).limit(limit + 1)
+    before = decode_cursor(cursor)
+    return query if before is None else query.where(model.id < before)
+
+
+def created_within(
+    query: Select[Any], column: Any, after: dt.datetime | None, before: dt.datetime | None
+) -> Select[Any]:
+    """``created_after``/``created_before`` filters; a naive time is taken as UTC."""
+    if after is not None:
+        query = query.where(column > _aware(after))
+    if before is not None:
+        query = query.where(column < _aware(before))
+    return query
+
+
+def _aware(moment: dt.datetime) -> dt.datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)

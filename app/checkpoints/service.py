@@ -22,7 +22,7 @@ from app.blobs import BlobStore, TempBlob
 from app.checkpoints.architecture import describe_architecture
 from app.db import SessionFactory
 from app.models import Checkpoint, Merge, MergeInput, Prediction
-from app.pagination import decode_cursor
+from app.pagination import created_within, newest_first
 from app.problems import ProblemError
 from graphs.errors import ArchitectureError, CheckpointError
 from graphs.safe_io import DTYPES, RawCheckpoint, read_checkpoint, to_safetensors_bytes
@@ -134,16 +134,10 @@ def list_checkpoints(
     sha256_prefix: str | None = None,
 ) -> list[Checkpoint]:
     """Newest first; returns up to ``limit + 1`` rows (the extra one signals a next page)."""
-    query = select(Checkpoint).order_by(Checkpoint.id.desc()).limit(limit + 1)
-    before = decode_cursor(cursor)
-    if before is not None:
-        query = query.where(Checkpoint.id < before)
+    query = newest_first(Checkpoint, limit, cursor)
     if format is not None:
         query = query.where(Checkpoint.format == format)
-    if created_after is not None:
-        query = query.where(Checkpoint.created_at > _aware(created_after))
-    if created_before is not None:
-        query = query.where(Checkpoint.created_at < _aware(created_before))
+    query = created_within(query, Checkpoint.created_at, created_after, created_before)
     if sha256_prefix is not None:
         prefix = sha256_prefix.lower()
         if not _HEX.fullmatch(prefix):
@@ -151,9 +145,6 @@ def list_checkpoints(
         query = query.where(Checkpoint.sha256.startswith(prefix, autoescape=True))
     return list(session.scalars(query))
 
-
-def _aware(moment: dt.datetime) -> dt.datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
 def delete_checkpoint(session: Session, blobs: BlobStore, checkpoint_id: int) -> None:

@@ -11,7 +11,7 @@ from app.blobs import BlobStore, TempBlob
 from app.datasets.data import read_eval_set
 from app.db import SessionFactory
 from app.models import Dataset
-from app.pagination import decode_cursor
+from app.pagination import newest_first
 from app.problems import ProblemError
 from graphs.errors import CheckpointError
 
@@ -62,8 +62,5 @@ def get_dataset(session: Session, dataset_id: int) -> Dataset:
 
 
 def list_datasets(session: Session, *, limit: int, cursor: str | None) -> list[Dataset]:
-    query = select(Dataset).order_by(Dataset.id.desc()).limit(limit + 1)
-    before = decode_cursor(cursor)
-    if before is not None:
-        query = query.where(Dataset.id < before)
+    query = newest_first(Dataset, limit, cursor)
     return list(session.scalars(query))

@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from app.jobs.registry import KINDS
 from app.models import Job, JobStatus, utcnow
-from app.pagination import decode_cursor
+from app.pagination import newest_first
 from app.problems import ProblemError
 from app.settings import Settings
 
@@ -65,10 +65,7 @@ def list_jobs(
     status: JobStatus | None = None,
 ) -> list[Job]:
     """Newest first; returns up to ``limit + 1`` rows (the extra one signals a next page)."""
-    query = select(Job).order_by(Job.id.desc()).limit(limit + 1)
-    before = decode_cursor(cursor)
-    if before is not None:
-        query = query.where(Job.id < before)
+    query = newest_first(Job, limit, cursor)
     if kind is not None:
         query = query.where(Job.kind == kind)
     if status is not None:

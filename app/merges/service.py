@@ -7,7 +7,7 @@ from sqlalchemy.orm import Session
 
 from app.merges.schemas import MergeOut
 from app.models import Merge, MergeInput
-from app.pagination import decode_cursor
+from app.pagination import newest_first
 from app.problems import ProblemError
 
 
@@ -54,10 +54,7 @@ def list_merges(
     job_id: int | None = None,
 ) -> list[Merge]:
     """Newest first, up to ``limit + 1``; ``checkpoint_id`` matches any input or the result."""
-    query = select(Merge).order_by(Merge.id.desc()).limit(limit + 1)
-    before = decode_cursor(cursor)
-    if before is not None:
-        query = query.where(Merge.id < before)
+    query = newest_first(Merge, limit, cursor)
     if job_id is not None:
         query = query.where(Merge.job_id == job_id)
     if checkpoint_id is not None:

@@ -4,16 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.models import Prediction
-from app.pagination import decode_cursor
+from app.pagination import created_within, newest_first
 from app.problems import ProblemError
-
-
-def aware(moment: dt.datetime) -> dt.datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
 def get_prediction(session: Session, prediction_id: int) -> Prediction:
@@ -34,16 +29,10 @@ def list_predictions(
     created_before: dt.datetime | None = None,
 ) -> list[Prediction]:
     """Newest first; returns up to ``limit + 1`` rows (the extra one signals a next page)."""
-    query = select(Prediction).order_by(Prediction.id.desc()).limit(limit + 1)
-    before = decode_cursor(cursor)
-    if before is not None:
-        query = query.where(Prediction.id < before)
+    query = newest_first(Prediction, limit, cursor)
     if checkpoint_id is not None:
         query = query.where(Prediction.checkpoint_id == checkpoint_id)
     if metanetwork is not None:
         query = query.where(Prediction.metanetwork == metanetwork)
-    if created_after is not None:
-        query = query.where(Prediction.created_at > aware(created_after))
-    if created_before is not None:
-        query = query.where(Prediction.created_at < aware(created_before))
+    query = created_within(query, Prediction.created_at, created_after, created_before)
     return list(session.scalars(query))
