@@ -20,7 +20,8 @@ class MetanetConfig:
     predicted test accuracy in [0, 1] through a sigmoid). ``max_layer`` and ``max_pos``
     bound the depth and fixed-position embeddings (larger ids share the last row, which
     keeps any input valid); ``readout_outputs`` is how many output neurons are read in
-    their fixed order.
+    their fixed order. ``layer_stats`` adds per-layer weight statistics (computed from the
+    graph, invariant) to the readout.
     """
 
     task: str = "generalization"
@@ -36,6 +37,7 @@ class MetanetConfig:
     max_pos: int = 256
     readout_outputs: int = 10
     dropout: float = 0.0
+    layer_stats: bool = False
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -66,7 +68,8 @@ class TrainConfig:
     Gaussian noise of that many per-feature scales to weights and biases, ``weight_dropout``
     zeroes that fraction of weight edges, and ``permute`` re-draws random hidden-neuron
     permutations of the checkpoints (a no-op for an exactly equivariant model, kept to
-    train and check models that are not).
+    train and check models that are not). ``rank_loss`` weighs a pairwise ranking term
+    added to the generalization loss.
     """
 
     epochs: int = 100
@@ -81,4 +84,5 @@ class TrainConfig:
     permute: bool = False
     seed: int = 0
     coverage: float = 0.9
+    rank_loss: float = 0.0
     num_threads: int = 0  # 0: leave torch's setting

@@ -84,18 +84,22 @@ class NGConv(MessagePassing):
     def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Tensor) -> tuple[Tensor, Tensor]:
         h, e = self.node_norm(x), self.edge_norm(edge_attr)
         both = torch.cat([edge_index, edge_index.flip(0)], dim=1)
-        e_both = torch.cat([e + self.direction[0], e + self.direction[1]], dim=0)
-        agg = self.propagate(both, a=self.msg_dst(h), b=self.msg_src(h), edge_attr=e_both)
+        # FiLM is linear in the edge: film(e + d) = film(e) + W d, so the edge matmul runs
+        # once for both directions and each direction adds a constant row.
+        film = self.film(e)
+        turn = self.direction @ self.film.weight.t()
+        film = torch.cat([film + turn[0], film + turn[1]], dim=0)
+        agg = self.propagate(both, a=self.msg_dst(h), b=self.msg_src(h), film=film)
         x = x + self.update_mlp(torch.cat([h, agg], dim=-1))
         if not self.update_edges:
             return x, edge_attr
         src, dst = edge_index
-        e_new = self.edge_in(e) + self.edge_src(h[src]) + self.edge_dst(h[dst])
+        e_new = self.edge_in(e) + self.edge_src(h)[src] + self.edge_dst(h)[dst]
         return x, edge_attr + self.edge_mlp(e_new)
 
-    def message(self, a_i: Tensor, b_j: Tensor, edge_attr: Tensor) -> Tensor:
-        scale, shift = self.film(edge_attr).chunk(2, dim=-1)
-        return scale * nn.functional.silu(a_i + b_j) + shift
+    def message(self, a_i: Tensor, b_j: Tensor, film: Tensor) -> Tensor:
+        scale, shift = film.chunk(2, dim=-1)
+        return torch.addcmul(shift, scale, nn.functional.silu(a_i + b_j))
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}({self.hidden}, edge={self.edge_hidden})"

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 import torch
 from torch import Tensor, nn
 from torch_geometric.data import Batch, Data
+from torch_geometric.loader import DataLoader
 from torch_geometric.utils import scatter
 
 from graphs import ACTIVATION_IDS, EDGE_TYPES, NODE_FEATURES, NODE_TYPES
@@ -65,6 +66,46 @@ class FeatureEncoder(nn.Module):
         return self.lin(torch.cat([v, torch.sin(proj), torch.cos(proj)], dim=-1))
 
 
+LAYER_STATS = 15  # per layer: 4 weight statistics, mean/std of 5 node features, presence
+
+
+def layer_statistics(batch: Batch, num_graphs: int, max_layer: int) -> Tensor:
+    """Per-layer weight and neuron statistics of each graph, ``(num_graphs, max_layer * 15)``.
+
+    Unterthiner et al.'s statistics, computed from the graph itself: for each depth (the
+    layer of an edge's target neuron, deeper layers share the last slot) the mean, std,
+    mean |w| and max |w| of the weight entries, and the mean and std of each node feature
+    but ``act_param``, plus a presence flag. Aggregates over whole layers are unchanged by
+    any neuron permutation, so this branch keeps the model invariant; it hands the readout
+    the global scale information that message passing from local neighbourhoods only
+    approximates.
+    """
+    dev = batch.x.device
+    slots = num_graphs * max_layer
+    layer = batch.node_layer.clamp(0, max_layer - 1)
+    node_slot = batch.batch * max_layer + layer
+    dst = batch.edge_index[1]
+    weight = is_weight_edge(batch.edge_type)
+    e = batch.edge_attr.float()[weight]
+    eslot = node_slot[dst[weight]]
+    present = (e != 0).float()
+    n = scatter(present.sum(1), eslot, 0, dim_size=slots, reduce="sum").clamp_min(1)
+    s1 = scatter(e.sum(1), eslot, 0, dim_size=slots, reduce="sum") / n
+    s2 = scatter((e * e).sum(1), eslot, 0, dim_size=slots, reduce="sum") / n
+    sa = scatter(e.abs().sum(1), eslot, 0, dim_size=slots, reduce="sum") / n
+    mx = scatter(e.abs().max(1).values, eslot, 0, dim_size=slots, reduce="max")
+    x = batch.x.float()[:, :5]
+    has = (batch.node_type != NODE_TYPES["input"]).float()
+    cnt = scatter(has, node_slot, 0, dim_size=slots, reduce="sum")
+    xm = scatter(x * has[:, None], node_slot, 0, dim_size=slots, reduce="sum")
+    xm = xm / cnt.clamp_min(1)[:, None]
+    xs = scatter(x * x * has[:, None], node_slot, 0, dim_size=slots, reduce="sum")
+    xs = (xs / cnt.clamp_min(1)[:, None] - xm * xm).clamp_min(0).sqrt()
+    out = torch.cat([s1[:, None], (s2 - s1 * s1).clamp_min(0).sqrt()[:, None], sa[:, None],
+                     mx[:, None], xm, xs, (cnt > 0).float()[:, None].to(dev)], dim=1)
+    return out.view(num_graphs, max_layer * LAYER_STATS)
+
+
 class GraphMetanet(nn.Module):
     """Permutation-invariant prediction from parameter graphs (one class for every family).
 
@@ -88,7 +129,14 @@ class GraphMetanet(nn.Module):
             NGConv(h, c.edge_hidden, c.aggregators, c.dropout, update_edges=i < c.layers - 1)
             for i in range(c.layers))
         self.out_norm = nn.LayerNorm(h)
-        self.head = mlp([(4 + c.readout_outputs) * h, h, c.num_outputs], c.dropout)
+        readout = (4 + c.readout_outputs) * h
+        if c.layer_stats:
+            width = c.max_layer * LAYER_STATS
+            self.register_buffer("stats_mean", torch.zeros(width))
+            self.register_buffer("stats_std", torch.ones(width))
+            self.stats_mlp = mlp([width, h, h], c.dropout)
+            readout += h
+        self.head = mlp([readout, h, c.num_outputs], c.dropout)
 
     @torch.no_grad()
     def fit_normalization(self, graphs: Iterable[Data]) -> None:
@@ -98,6 +146,15 @@ class GraphMetanet(nn.Module):
         e = torch.cat([g.edge_attr[is_weight_edge(g.edge_type)] for g in graphs]).float()
         self.node_enc.scale.copy_(robust_scale(x))
         self.edge_enc.scale.copy_(robust_scale(e))
+        if self.config.layer_stats:
+            stats = torch.cat([self.signed_log_stats(b, int(b.num_graphs)) for b in
+                               DataLoader(graphs, batch_size=256)])
+            self.stats_mean.copy_(stats.mean(0))
+            self.stats_std.copy_(stats.std(0).clamp_min(1e-3))
+
+    def signed_log_stats(self, batch: Batch, num_graphs: int) -> Tensor:
+        s = layer_statistics(batch, num_graphs, self.config.max_layer)
+        return torch.sign(s) * torch.log1p(s.abs() * 100)
 
     def forward(self, batch: Batch) -> Tensor:
         c = self.config
@@ -114,7 +171,11 @@ class GraphMetanet(nn.Module):
         for conv in self.convs:
             x, e = conv(x, batch.edge_index, e)
         x = self.out_norm(x)
-        return self.head(self.readout(x, batch, num_graphs))
+        features = self.readout(x, batch, num_graphs)
+        if c.layer_stats:
+            s = (self.signed_log_stats(batch, num_graphs) - self.stats_mean) / self.stats_std
+            features = torch.cat([features, self.stats_mlp(s)], dim=-1)
+        return self.head(features)
 
     def readout(self, x: Tensor, batch: Batch, num_graphs: int) -> Tensor:
         """Mean and max over all nodes and over output neurons, then the first

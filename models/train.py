@@ -70,10 +70,20 @@ def augment(batch: Batch, model: GraphMetanet, cfg: TrainConfig,
     return batch
 
 
-def loss_fn(task: str, out: Tensor, y: Tensor) -> Tensor:
+def loss_fn(task: str, out: Tensor, y: Tensor, rank_weight: float = 0.0) -> Tensor:
+    """Cross-entropy, or BCE on the accuracy plus (``rank_weight``) a pairwise logistic
+    ranking loss over the batch: Kendall's τ only sees order, and the ranking term spends
+    capacity on order among networks of close accuracy that the BCE term barely separates."""
     if task == "classification":
         return torch.nn.functional.cross_entropy(out, y)
-    return torch.nn.functional.binary_cross_entropy_with_logits(out[:, 0], y.float())
+    o, t = out[:, 0], y.float()
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(o, t)
+    if rank_weight > 0:
+        above = (t[:, None] - t[None, :]) > 0
+        if above.any():
+            margin = (o[:, None] - o[None, :])[above]
+            loss = loss + rank_weight * torch.nn.functional.softplus(-margin).mean()
+    return loss
 
 
 @torch.no_grad()
@@ -155,7 +165,7 @@ def train_metanet(train: Sequence[Data], val: Sequence[Data], mcfg: MetanetConfi
             total, count = 0.0, 0
             for batch in loader:
                 batch = augment(batch.to(device), model, tcfg, aug_gen)
-                loss = loss_fn(mcfg.task, model(batch), batch.y)
+                loss = loss_fn(mcfg.task, model(batch), batch.y, tcfg.rank_loss)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip)

@@ -10,19 +10,20 @@ from models import GraphMetanet, MetanetConfig, NGConv
 from models.data import graph_of
 
 
-def tiny(task: str) -> GraphMetanet:
+def tiny(task: str, layer_stats: bool = False) -> GraphMetanet:
     torch.manual_seed(0)
     cfg = MetanetConfig(task=task, num_outputs=10 if task == "classification" else 1,
-                        hidden=16, edge_hidden=8, layers=2, fourier=4)
+                        hidden=16, edge_hidden=8, layers=2, fourier=4, layer_stats=layer_stats)
     model = GraphMetanet(cfg)
     model.fit_normalization([graph_of(checkpoint(f)) for f in FAMILIES])
     return model.eval()
 
 
+@pytest.mark.parametrize("layer_stats", [False, True])
 @pytest.mark.parametrize("task", ["classification", "generalization"])
 @pytest.mark.parametrize("family", FAMILIES)
-def test_invariant_to_hidden_permutations(family: str, task: str) -> None:
-    model = tiny(task)
+def test_invariant_to_hidden_permutations(family: str, task: str, layer_stats: bool) -> None:
+    model = tiny(task, layer_stats)
     ckpt = checkpoint(family, seed=1)
     permuted = graphs.random_permutation(ckpt, torch.Generator().manual_seed(7))
     g, gp = graph_of(ckpt), graph_of(permuted)
@@ -51,8 +52,9 @@ def test_output_neuron_order_matters() -> None:
     assert (pooled[0] - pooled[1]).abs().max() > 0  # the weights did change
 
 
-def test_mixed_batch_equals_single_graphs() -> None:
-    model = tiny("classification")
+@pytest.mark.parametrize("layer_stats", [False, True])
+def test_mixed_batch_equals_single_graphs(layer_stats: bool) -> None:
+    model = tiny("classification", layer_stats)
     gs = [graph_of(checkpoint(f, seed=3)) for f in FAMILIES]
     with torch.no_grad():
         together = model(Batch.from_data_list(gs))
@@ -75,7 +77,7 @@ def test_conv_is_equivariant_to_node_relabelling() -> None:
 
 
 def test_gradients_reach_every_parameter() -> None:
-    model = tiny("classification").train()
+    model = tiny("classification", layer_stats=True).train()
     batch = Batch.from_data_list([graph_of(checkpoint(f)) for f in FAMILIES])
     model(batch).sum().backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None]
@@ -91,3 +93,24 @@ def test_config_round_trip_and_validation() -> None:
         MetanetConfig(task="generalization", num_outputs=2)
     with pytest.raises(ValueError, match="unknown metanetwork config keys"):
         MetanetConfig.from_dict({"widht": 3})
+
+
+def test_layer_statistics_match_the_weights() -> None:
+    """The stats branch reads the same numbers as the checkpoint's own tensors."""
+    from models.metanet import LAYER_STATS, layer_statistics
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(4, 5), torch.nn.ReLU(), torch.nn.Linear(5, 3))
+    ckpt = graphs.from_module(net, torch.zeros(1, 4))
+    stats = layer_statistics(Batch.from_data_list([graph_of(ckpt)]), 1, 16).view(16, LAYER_STATS)
+    for layer, lin in ((1, net[0]), (2, net[2])):
+        w, b = lin.weight.detach(), lin.bias.detach()
+        mean, std, mean_abs, max_abs = stats[layer, :4]
+        torch.testing.assert_close(mean, w.mean())
+        torch.testing.assert_close(std, w.std(unbiased=False))
+        torch.testing.assert_close(mean_abs, w.abs().mean())
+        torch.testing.assert_close(max_abs, w.abs().max())
+        torch.testing.assert_close(stats[layer, 4], b.mean())  # bias column
+        torch.testing.assert_close(stats[layer, 9], b.std(unbiased=False))
+        assert stats[layer, -1] == 1
+    assert stats[3:, -1].sum() == 0  # no deeper layers
