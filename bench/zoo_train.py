@@ -1,4 +1,4 @@
-"""Parallel (vmapped group) vs sequential training of the same digits-cnn models.
+"""Parallel (batched group) vs sequential training of the same digits-cnn models.
 
 Prints models/s for: the group trainer on all N models at once; the same trainer run one
 model at a time; and a plain PyTorch loop (module + torch.optim.AdamW) one model at a time,
@@ -83,13 +83,13 @@ def main() -> None:
     args = parser.parse_args()
     device = torch.device(args.device) if args.device else zoo.default_device()
     specs = _specs(args.models, args.steps, args.seed)
-    _group(args.seed, specs[:2], device)  # warm-up (vmap/dispatch caches)
+    _group(args.seed, specs[:2], device)  # warm-up (allocator/oneDNN caches)
     parallel = _group(args.seed, specs, device)
     seq = specs[: args.seq_models]
     one_by_one = sum(_group(args.seed, [s], device) for s in seq)
     plain = _plain(args.seed, seq, device)
     rates = {
-        f"parallel (vmap group of {len(specs)})": len(specs) / parallel,
+        f"parallel (batched group of {len(specs)})": len(specs) / parallel,
         "sequential, same trainer, groups of 1": len(seq) / one_by_one,
         "sequential, plain nn.Module + AdamW": len(seq) / plain,
     }

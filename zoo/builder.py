@@ -26,7 +26,7 @@ from zoo.manifest import (
 )
 from zoo.store import read_record, save_checkpoint, write_json_atomic
 
-ZOO_VERSION = 1
+ZOO_VERSION = 2  # 2: batched-layer trainer (no vmap); v1 zoos differ in the last bits
 DIGITS_EXAMPLE = torch.zeros(1, 1, 8, 8)
 INR_EXAMPLE = torch.zeros(1, 2)
 
@@ -39,7 +39,7 @@ def default_device() -> torch.device:
 
 
 def default_group_size(device: torch.device) -> int:
-    """Models per vmapped group: 64 is near the CPU's best models/s; a GPU wants thousands.
+    """Models per batched group: 64 is near the CPU's best models/s; a GPU wants thousands.
 
     Part of a zoo's identity (zoo.json): the same seed with another group size is a
     different (equally valid) zoo, so a resume must use the group size it started with.

@@ -1,4 +1,4 @@
-"""digits-inr: fit SIREN INRs to digit images, all images × views of a group in one vmap."""
+"""digits-inr: fit SIREN INRs to digit images, all images × views of a group at once."""
 
 import math
 from collections.abc import Iterator

@@ -1,17 +1,26 @@
-"""Training a group of same-shaped networks at once: stacked weights + torch.func.vmap.
+"""Training a group of same-shaped networks at once: stacked weights, batched layers.
 
-A group is trained as ONE zero-padded template module (the widest member). Each model's
-weights are its real init zero-padded to the template shapes; gradients are masked to the
-model's real slice, so the padding stays exactly zero (Adam moves nothing with a zero
-gradient, decoupled weight decay shrinks zero to zero) and slicing the padding off gives the
-model's own network, unchanged. Per-model choices are tensors:
+A group is trained as ONE zero-padded template module (the widest member) whose layers are
+swapped for batched versions that take a leading model axis: every activation is
+(M models, B examples, ...), every parameter (M, ...). There is no torch.func.vmap: a
+convolution is one grouped oneDNN convolution (one group per model) over an example-major
+(B, M·C, H, W) layout that consecutive layers pass on without copies, a linear layer one
+batched matrix product, and the loss is the sum of the per-model losses, so one backward pass
+gives every model exactly its own gradient (the models never mix).
 
-* activation: a one-hot per model mixing the candidate activations (exact: 1·a + 0·b = a);
+Each model's weights are its real init zero-padded to the template shapes; gradients are
+masked to the model's real slice, so the padding stays exactly zero (Adam moves nothing with
+a zero gradient, decoupled weight decay shrinks zero to zero) and slicing the padding off
+gives the model's own network, unchanged. Per-model choices are tensors or index runs:
+
+* activation: models are ordered by activation inside the group, and each activation is
+  applied only to its own contiguous run of models;
 * dropout: a per-step keep mask built from the counter hash (zoo/rng.py);
-* learning rate, weight decay: per-model vectors in a hand-written vectorized AdamW;
+* learning rate, weight decay: per-model vectors in a hand-written vectorized AdamW over
+  one flat (M, n_params) buffer (a few whole-group ops per step);
 * step budget: a model whose budget is spent leaves the batch (the group shrinks);
 * train subset and label noise: per-model index permutations and label tables;
-* BatchNorm: batch statistics inside vmap, running statistics updated outside per model
+* BatchNorm: per-model batch statistics, running statistics updated outside per model
   (PyTorch semantics: momentum 0.1, unbiased variance), so eval-mode modules match.
 """
 
@@ -23,7 +32,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.func import functional_call, grad_and_value, vmap
+from torch.func import functional_call
 
 from zoo.nets import ACTIVATIONS
 from zoo.rng import hash_uniform
@@ -34,19 +43,91 @@ BN_MOMENTUM = 0.1
 BN_EPS = 1e-5
 
 
+class BatchedConv2d(nn.Module):
+    """Conv2d over (M, B, C, H, W) with weights (M, C_out, C_in, k, k): one grouped conv."""
+
+    def __init__(self, conv: nn.Conv2d) -> None:
+        super().__init__()
+        if conv.groups != 1 or conv.dilation != (1, 1) or conv.padding_mode != "zeros":
+            raise ValueError("only plain zero-padded convolutions are batched")
+        self.kernel_size, self.stride, self.padding = conv.kernel_size, conv.stride, conv.padding
+        self.weight = nn.Parameter(conv.weight.detach().clone())
+        self.bias = None if conv.bias is None else nn.Parameter(conv.bias.detach().clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # One grouped convolution, one group per model, over (B, M·C, H, W): the output's
+        # memory is (B, M, C_out, H', W'), so the next layer's reshape is free.
+        m, b, c, h, w = x.shape
+        x = x.transpose(0, 1).reshape(b, m * c, h, w)
+        # oneDNN is several times faster channels-last when each group has one input channel
+        # (the first layer), and channels-first otherwise.
+        x = x.contiguous(memory_format=torch.channels_last if c == 1 else torch.contiguous_format)
+        out = F.conv2d(
+            x,
+            self.weight.reshape(-1, *self.weight.shape[2:]),
+            None if self.bias is None else self.bias.reshape(-1),
+            self.stride,
+            self.padding,
+            groups=m,
+        )
+        return out.view(b, m, -1, *out.shape[2:]).transpose(0, 1)
+
+
+class BatchedLinear(nn.Module):
+    """Linear over (M, B, in) (or one shared (B, in)) with weights (M, out, in)."""
+
+    def __init__(self, linear: nn.Linear) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(linear.weight.detach().clone())
+        self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach().clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight = self.weight.transpose(1, 2)
+        if x.dim() == 2:  # one input shared by every model
+            out = torch.matmul(x, weight)
+            return out if self.bias is None else out + self.bias.unsqueeze(1)
+        if self.bias is None:
+            return torch.bmm(x, weight)
+        return torch.baddbmm(self.bias.unsqueeze(1), x, weight)
+
+
+class BatchedAvgPool(nn.Module):
+    """AdaptiveAvgPool2d(1) over (M, B, C, H, W)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean((3, 4), keepdim=True)
+
+
+class BatchedFlatten(nn.Module):
+    """Flatten every axis after (model, example)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(2)
+
+
 class MixedActivation(nn.Module):
-    """sum_j choice[j] · act_j(x): a per-model activation inside one vmapped template."""
+    """A per-model activation: ``runs`` lists (activation index, first model, end model).
+
+    The trainer orders a group's models by activation, so each activation runs once, on its
+    own contiguous slice of the model axis.
+    """
 
     def __init__(self) -> None:
         super().__init__()
         self.acts = [cls() for cls in ACTIVATIONS.values()]
-        self.register_buffer("choice", torch.zeros(len(self.acts)))
+        self.runs: list[tuple[int, int, int]] = []
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.choice[0] * self.acts[0](x)
-        for j in range(1, len(self.acts)):
-            out = out + self.choice[j] * self.acts[j](x)
-        return out
+        if len(self.runs) == 1:
+            return self.acts[self.runs[0][0]](x)
+        # Join the runs along whichever of (model, example) is the inner one in memory, so
+        # the result keeps the input's layout (a convolution's output is example-major).
+        dim = 1 if x.stride(1) > x.stride(0) else 0
+        xt = x.transpose(0, dim)
+        parts = [
+            self.acts[j](xt[:, start:end] if dim else xt[start:end]) for j, start, end in self.runs
+        ]
+        return torch.cat(parts, dim).transpose(0, dim)
 
 
 class MaskDropout(nn.Module):
@@ -62,7 +143,7 @@ class MaskDropout(nn.Module):
 
 
 class BatchStatNorm(nn.Module):
-    """BatchNorm with batch statistics that reports them (to ``sink``) instead of tracking them."""
+    """BatchNorm over (M, B, C, H, W) with per-model batch statistics, reported to ``sink``."""
 
     def __init__(self, channels: int) -> None:
         super().__init__()
@@ -71,19 +152,20 @@ class BatchStatNorm(nn.Module):
         self.sink: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        dims = (0, 2, 3)
-        mean = x.mean(dims)
-        var = x.var(dims, unbiased=False)
-        n = x.numel() // x.shape[1]
-        self.sink.append((mean, var * (n / (n - 1))))
-        shape = (1, -1, 1, 1)
-        xhat = (x - mean.view(shape)) * torch.rsqrt(var.view(shape) + BN_EPS)
+        dims = (1, 3, 4)
+        mean = x.mean(dims, keepdim=True)
+        var = x.var(dims, unbiased=False, keepdim=True)
+        n = x.numel() // (x.shape[0] * x.shape[2])
+        m = x.shape[0]
+        self.sink.append((mean.detach().view(m, -1), var.detach().view(m, -1) * (n / (n - 1))))
+        shape = (m, 1, -1, 1, 1)
+        xhat = (x - mean) * torch.rsqrt(var + BN_EPS)
         return xhat * self.weight.view(shape) + self.bias.view(shape)
 
 
 @dataclass
 class Template:
-    """A padded module prepared for vmapped training, and where its special layers sit."""
+    """A padded module prepared for batched training, and where its special layers sit."""
 
     module: nn.Module
     activations: list[str]
@@ -98,7 +180,7 @@ def _replace(root: nn.Module, path: str, new: nn.Module) -> None:
 
 
 def make_template(padded: nn.Module) -> Template:
-    """Swap activations/dropout/BatchNorm of the widest module for their per-model versions."""
+    """Swap the widest module's layers for batched, per-model versions (same parameter names)."""
     module = copy.deepcopy(padded).train()
     acts, drops, bns = [], [], []
     dropout_features = _dropout_features(module)
@@ -112,6 +194,18 @@ def make_template(padded: nn.Module) -> Template:
         elif isinstance(sub, nn.BatchNorm2d):
             _replace(module, path, BatchStatNorm(sub.num_features))
             bns.append(path)
+        elif isinstance(sub, nn.Conv2d):
+            _replace(module, path, BatchedConv2d(sub))
+        elif isinstance(sub, nn.Linear):
+            _replace(module, path, BatchedLinear(sub))
+        elif isinstance(sub, nn.AdaptiveAvgPool2d):
+            if sub.output_size not in (1, (1, 1)):
+                raise ValueError("only global average pooling is batched")
+            _replace(module, path, BatchedAvgPool())
+        elif isinstance(sub, nn.Flatten):
+            if sub.start_dim != 1 or sub.end_dim != -1:
+                raise ValueError("only Flatten() is batched")
+            _replace(module, path, BatchedFlatten())
     return Template(module, acts, drops, bns)
 
 
@@ -183,6 +277,18 @@ class GroupState:
 BatchFn = Callable[[int, torch.Tensor], tuple[torch.Tensor, torch.Tensor, bool]]
 
 
+def _activation_runs(activation: torch.Tensor) -> list[tuple[int, int, int]]:
+    """(activation index, start, end) runs of a model axis already ordered by activation."""
+    if activation.shape[1] == 0:
+        return []
+    values, counts = torch.unique_consecutive(activation.argmax(1), return_counts=True)
+    runs, start = [], 0
+    for j, n in zip(values.tolist(), counts.tolist(), strict=True):
+        runs.append((j, start, start + n))
+        start += n
+    return runs
+
+
 def train_group(
     template: Template,
     state: GroupState,
@@ -198,80 +304,102 @@ def train_group(
     """
     module = template.module
     bn_modules = [module.get_submodule(p) for p in template.batchnorms]
+    act_modules = [module.get_submodule(p) for p in template.activations]
     b1, b2 = ADAM_BETAS
+    names = list(state.params)
+    shapes = {n: state.params[n].shape[1:] for n in names}
+    sizes = [shapes[n].numel() for n in names]
+    total = state.steps.shape[0]
 
-    def model_loss(p: dict, buffers: dict, x: torch.Tensor, y: torch.Tensor):
+    def flat(d: dict[str, torch.Tensor]) -> torch.Tensor:
+        return torch.cat([d[n].reshape(total, -1) for n in names], 1)
+
+    # Order the models by activation (stable, so a function of the group alone); ``alive``
+    # maps rows back to the caller's positions.
+    order = torch.arange(total, device=state.steps.device)
+    if state.activation.shape[1] > 0:
+        order = torch.sort(state.activation.argmax(1), stable=True).indices
+    alive = order
+    params = flat(state.params)[order]
+    masks = flat(state.masks)[order]
+    running = {k: v[order] for k, v in state.running.items()}
+    exp_avg = torch.zeros_like(params)
+    exp_sq = torch.zeros_like(params)
+    vec = {
+        "activation": state.activation[order],
+        "dropout": state.dropout[order],
+        "lr": state.lr[order],
+        "weight_decay": state.weight_decay[order],
+        "steps": state.steps[order],
+        "keys": state.keys[order],
+    }
+    final_params = torch.empty_like(params)
+    final_running = {k: torch.empty_like(v) for k, v in running.items()}
+
+    def model_loss(p: torch.Tensor, buffers: dict, x: torch.Tensor, y: torch.Tensor):
         for bn in bn_modules:
             bn.sink = []
-        out = functional_call(module, {**p, **buffers}, (x,))
-        stats = tuple(s for bn in bn_modules for s in bn.sink[0])
-        value = F.cross_entropy(out, y) if loss == "cross_entropy" else F.mse_loss(out, y)
+        m = p.shape[0]
+        views = {n: v.view(m, *shapes[n]) for n, v in zip(names, p.split(sizes, 1), strict=True)}
+        out = functional_call(module, {**views, **buffers}, (x,))
+        stats = [s for bn in bn_modules for s in bn.sink[0]]
+        if loss == "cross_entropy":
+            per_example = F.cross_entropy(out.flatten(0, 1), y.flatten(), reduction="none")
+            value = per_example.view(m, -1).mean(1).sum()
+        else:
+            value = (out - y).square().flatten(1).mean(1).sum()
         return value, stats
 
-    step_grads = {
-        shared: vmap(
-            grad_and_value(model_loss, has_aux=True), in_dims=(0, 0, None if shared else 0, 0)
-        )
-        for shared in (False, True)
-    }
-    final_params = {k: v.clone() for k, v in state.params.items()}
-    final_running = {k: v.clone() for k, v in state.running.items()}
-    alive = torch.arange(state.steps.shape[0], device=state.steps.device)
-    params = {k: v.clone() for k, v in state.params.items()}
-    running = {k: v.clone() for k, v in state.running.items()}
-    exp_avg = {k: torch.zeros_like(v) for k, v in params.items()}
-    exp_sq = {k: torch.zeros_like(v) for k, v in params.items()}
-    masks = dict(state.masks)
-    vec = {
-        "activation": state.activation,
-        "dropout": state.dropout,
-        "lr": state.lr,
-        "weight_decay": state.weight_decay,
-        "steps": state.steps,
-        "keys": state.keys,
-    }
-
     def retire(done: torch.Tensor) -> None:
-        for name in params:
-            final_params[name][alive[done]] = params[name][done]
+        final_params[alive[done]] = params[done]
         for name in running:
             final_running[name][alive[done]] = running[name][done]
 
     step = 0
     n_steps = int(state.steps.max().item())
+    runs = _activation_runs(vec["activation"])
     while step < n_steps:
         done = vec["steps"] <= step
         if bool(done.any()):
             retire(done)
             keep = ~done
             alive = alive[keep]
-            for d in (params, running, exp_avg, exp_sq, masks, vec):
+            params, masks, exp_avg, exp_sq = params[keep], masks[keep], exp_avg[keep], exp_sq[keep]
+            for d in (running, vec):
                 for name in d:
                     d[name] = d[name][keep]
+            runs = _activation_runs(vec["activation"])
+        for act in act_modules:
+            act.runs = runs
         m = alive.shape[0]
-        x, y, shared = batch_fn(step, alive)
-        buffers = {f"{a}.choice": vec["activation"] for a in template.activations}
+        x, y, _shared = batch_fn(step, alive)  # shared inputs stay (B, ...): layers broadcast
+        buffers = {}
         for j, (path, features) in enumerate(template.dropouts):
             u = hash_uniform(vec["keys"], step, 100 + j, (y.shape[1], features))
             p = vec["dropout"].view(m, 1, 1)
             buffers[f"{path}.keep"] = (u >= p).to(u.dtype) / (1.0 - p)
-        grads, (_, stats) = step_grads[shared](params, buffers, x, y)
+        leaf = params.detach().requires_grad_(True)  # shares memory: updated in place below
+        value, stats = model_loss(leaf, buffers, x, y)
+        (grad,) = torch.autograd.grad(value, leaf)
         with torch.no_grad():
             t = step + 1
             c1, c2 = 1 - b1**t, 1 - b2**t
-            for name, p in params.items():
-                view = (m,) + (1,) * (p.dim() - 1)
-                g = grads[name] * masks[name]
-                exp_avg[name] = b1 * exp_avg[name] + (1 - b1) * g
-                exp_sq[name] = b2 * exp_sq[name] + (1 - b2) * g * g
-                adam = (exp_avg[name] / c1) / (torch.sqrt(exp_sq[name] / c2) + ADAM_EPS)
-                params[name] = p - vec["lr"].view(view) * (
-                    adam + vec["weight_decay"].view(view) * p
-                )
+            # torch.optim.AdamW's update, over one flat (M, n_params) buffer.
+            g = grad.mul_(masks)
+            exp_avg.lerp_(g, 1 - b1)
+            exp_sq.mul_(b2).addcmul_(g, g, value=1 - b2)
+            denom = exp_sq.sqrt().div_(c2**0.5).add_(ADAM_EPS)
+            lr = vec["lr"].view(m, 1)
+            params.mul_(1 - lr * vec["weight_decay"].view(m, 1))
+            params.addcdiv_(exp_avg * (lr / c1), denom, value=-1.0)
             for i, path in enumerate(template.batchnorms):
                 for j, key in enumerate((f"{path}.running_mean", f"{path}.running_var")):
                     batch_value = stats[2 * i + j]
                     running[key] = (1 - BN_MOMENTUM) * running[key] + BN_MOMENTUM * batch_value
         step += 1
     retire(torch.ones_like(alive, dtype=torch.bool))
-    return dataclasses.replace(state, params=final_params, running=final_running)
+    out_params = {
+        n: v.reshape(total, *shapes[n])
+        for n, v in zip(names, final_params.split(sizes, 1), strict=True)
+    }
+    return dataclasses.replace(state, params=out_params, running=final_running)

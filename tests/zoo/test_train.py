@@ -1,4 +1,4 @@
-"""The vmapped group trainer equals plain per-model PyTorch training (AdamW, BatchNorm)."""
+"""The batched group trainer equals plain per-model PyTorch training (AdamW, BatchNorm)."""
 
 import copy
 
