@@ -12,10 +12,14 @@ end-to-end latency (POST -> job succeeded), p50 and p99:
 
 Workers compute on the GPU when one is visible (the embedded worker, inside the API
 process, always uses the CPU). Checkpoints are small digits MLPs (64-16-10); the
-metanetwork has the built-in classification size (untrained: speed does not depend on the
-weights). Targets: >= 200 predictions/s on a 2-core CPU, p99 acceptance <= 100 ms.
+metanetwork has the built-in classification size, read from ``models.fit.default_config``
+(untrained: speed does not depend on the weights); ``--hidden/--edge-hidden/--layers``
+override it, and ``--tiny`` (hidden=8, edge_hidden=4, layers=1) makes the forward nearly
+free, so the figures show what the HTTP, database and job machinery alone can do. Targets:
+>= 200 predictions/s on a 2-core CPU, p99 acceptance <= 100 ms.
 
-    .venv/bin/python -m bench.service [--clients 16] [--requests 400]
+    .venv/bin/python -m bench.service [--clients 16] [--requests 400] [--tiny]
+        [--only embedded|postgres] [--skip-postgres]
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import psycopg
@@ -40,6 +45,9 @@ import torch
 from torch import nn
 
 import graphs
+
+if TYPE_CHECKING:
+    from models.config import MetanetConfig
 
 WEIGHTSCOPE = Path(sys.executable).parent / "weightscope"
 NAME = "bench-digits"
@@ -56,17 +64,26 @@ def make_checkpoints(root: Path, count: int) -> list[Path]:
     return paths
 
 
-def make_metanetwork(directory: Path, nets: list[Path], hidden: int) -> None:
-    from models.config import MetanetConfig
+def metanetwork_config(
+    hidden: int | None, edge_hidden: int | None, layers: int | None
+) -> MetanetConfig:
+    """The built-in classification size (``models.fit.default_config``), with overrides."""
+    from dataclasses import replace
+
+    from models.fit import default_config
+
+    config = default_config("classification")
+    overrides = {"hidden": hidden, "edge_hidden": edge_hidden, "layers": layers}
+    return replace(config, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def make_metanetwork(directory: Path, nets: list[Path], config: MetanetConfig) -> None:
     from models.data import graph_of
     from models.metanet import GraphMetanet
     from models.registry import domain_of, save_metanetwork
 
     torch.manual_seed(0)
     checkpoints = [graphs.load(p) for p in nets]
-    config = MetanetConfig(
-        task="classification", num_outputs=10, hidden=hidden, edge_hidden=hidden // 2, layers=3
-    )
     graph_list = [graph_of(c, config.max_kernel) for c in checkpoints]
     model = GraphMetanet(config)
     model.fit_normalization(graph_list)
@@ -118,6 +135,21 @@ class Figures:
     e2e: list[float]
     failed: int
     device: str
+    service_cpu_ms: float | None = None  # CPU time of the service's processes per prediction
+    client_cpu_ms: float | None = None  # CPU time of this load generator per prediction
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of a process so far (Linux /proc; None elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}ms"
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -217,7 +249,16 @@ def measure(run: Run, root: Path, nets: list[Path], clients: int, requests: int)
                 )
                 if warm.json()["status"] != "succeeded":
                     raise RuntimeError(f"warm-up prediction failed: {warm.text}")
-        return asyncio.run(load(url, ids, clients, requests))
+        before = [cpu_seconds(p.pid) for p in processes]
+        client_before = time.process_time()
+        figures = asyncio.run(load(url, ids, clients, requests))
+        client_cpu = time.process_time() - client_before
+        after = [cpu_seconds(p.pid) for p in processes]
+        if None not in before and None not in after:
+            used = sum(a - b for a, b in zip(after, before, strict=True))  # type: ignore[operator]
+            figures.service_cpu_ms = used * 1000 / requests
+        figures.client_cpu_ms = client_cpu * 1000 / requests
+        return figures
     finally:
         stop(processes)
 
@@ -257,9 +298,23 @@ def main() -> None:
     parser.add_argument("--postgres", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
     parser.add_argument("--skip-postgres", action="store_true")
     parser.add_argument(
-        "--hidden", type=int, default=48, help="metanetwork width (48: the built-in size)"
+        "--hidden", type=int, default=None, help="metanetwork width (default: the built-in size)"
+    )
+    parser.add_argument("--edge-hidden", type=int, default=None, help="default: built-in size")
+    parser.add_argument("--layers", type=int, default=None, help="default: built-in size")
+    parser.add_argument(
+        "--tiny",
+        action="store_true",
+        help="hidden=8, edge_hidden=4, layers=1: the service ceiling without the model cost",
+    )
+    parser.add_argument(
+        "--only", choices=["embedded", "postgres"], default=None, help="run only these configs"
     )
     args = parser.parse_args()
+    if args.tiny:
+        args.hidden, args.edge_hidden, args.layers = 8, 4, 1
+    config = metanetwork_config(args.hidden, args.edge_hidden, args.layers)
+    size = f"hidden={config.hidden}, edge_hidden={config.edge_hidden}, layers={config.layers}"
 
     print(
         f"# {os.cpu_count()} CPUs, torch {torch.__version__}, "
@@ -271,35 +326,37 @@ def main() -> None:
     )
     header = (
         f"{'configuration':<38} {'pred/s':>8} {'accept p50':>11} {'accept p99':>11} "
-        f"{'e2e p50':>9} {'e2e p99':>9} {'failed':>6}  device"
+        f"{'e2e p50':>9} {'e2e p99':>9} {'failed':>6} {'cpu/pred':>9} {'client':>7}  device"
     )
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         nets = make_checkpoints(root, args.checkpoints)
-        make_metanetwork(root / "metanetworks", nets[:8], args.hidden)
+        make_metanetwork(root / "metanetworks", nets[:8], config)
         print(
             f"# metanetwork forward alone, in this process: "
             f"{forward_alone(root / 'metanetworks', nets, args.max_batch):.1f} predictions/s "
-            f"(batches of {args.max_batch}, hidden={args.hidden})"
+            f"(batches of {args.max_batch}, {size})"
         )
         common = {
             "WEIGHTSCOPE_METANETWORK_DIR": str(root / "metanetworks"),
             "WEIGHTSCOPE_WORKER_POLL_SECONDS": "0.05",
         }
-        runs = [
-            Run("embedded (SQLite), no micro-batching", {"WEIGHTSCOPE_MAX_BATCH": "1"}, 0),
-            Run(
-                f"embedded (SQLite), max_batch={args.max_batch}",
-                {
-                    "WEIGHTSCOPE_MAX_BATCH": str(args.max_batch),
-                    "WEIGHTSCOPE_MAX_WAIT_MS": str(args.max_wait_ms),
-                },
-                0,
-            ),
-        ]
+        runs = []
+        if args.only != "postgres":
+            runs += [
+                Run("embedded (SQLite), no micro-batching", {"WEIGHTSCOPE_MAX_BATCH": "1"}, 0),
+                Run(
+                    f"embedded (SQLite), max_batch={args.max_batch}",
+                    {
+                        "WEIGHTSCOPE_MAX_BATCH": str(args.max_batch),
+                        "WEIGHTSCOPE_MAX_WAIT_MS": str(args.max_wait_ms),
+                    },
+                    0,
+                ),
+            ]
         schemas = []
         for workers in (1, 2):
-            if args.skip_postgres:
+            if args.skip_postgres or args.only == "embedded":
                 break
             made = postgres_schema(args.postgres)
             if made is None:
@@ -331,13 +388,22 @@ def main() -> None:
                     f"{percentile(figures.accept, 0.99):>9.1f}ms "
                     f"{percentile(figures.e2e, 0.5):>7.1f}ms "
                     f"{percentile(figures.e2e, 0.99):>7.1f}ms "
-                    f"{figures.failed:>6}  {figures.device}",
+                    f"{figures.failed:>6} {ms(figures.service_cpu_ms):>9} "
+                    f"{ms(figures.client_cpu_ms):>7}  {figures.device}",
                     flush=True,
                 )
         finally:
             for schema in schemas:
                 drop_schema(args.postgres, schema)
-    print(json.dumps({"note": "predictions/s = finished jobs / wall time of the run"}))
+    print(
+        json.dumps(
+            {
+                "note": "predictions/s = finished jobs / wall time of the run; cpu/pred = CPU "
+                "time of the service processes (serve and workers, not PostgreSQL) per "
+                "prediction during the run; client = the same for this load generator"
+            }
+        )
+    )
 
 
 if __name__ == "__main__":
