@@ -1,10 +1,22 @@
-"""Engine and session factory; SQLite gets the pragmas that make it a safe shared store."""
+"""Engine and session factory; SQLite gets the pragmas that make it a safe shared store.
+
+SQLite has one writer at a time. A connection that finds the write lock taken sleeps in
+SQLite's busy handler, whose naps grow from 1 ms to 100 ms, so threads of one process
+contending for it (the API's request threads committing new jobs, the embedded worker
+claiming and finishing them) waited up to a hundred milliseconds for a lock held for one.
+Within a process, writers therefore queue on a Python lock per database file instead,
+taken at a transaction's first write and released at its commit or rollback, and wake the
+moment it is free; other processes still meet SQLite's own lock and busy timeout.
+"""
 
 from __future__ import annotations
 
+import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
@@ -20,9 +32,86 @@ def create_db_engine(url: str) -> Engine:
         return create_engine(url, pool_pre_ping=True)
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+    engine = create_engine(
+        url,
+        connect_args={"check_same_thread": False, "timeout": 30, "factory": _WriterQueueConnection},
+    )
     event.listen(engine, "connect", _sqlite_pragmas)
     return engine
+
+
+WRITER_WAIT_SECONDS = 30.0  # then go on and let SQLite's busy timeout decide, as before
+_writer_locks: dict[str, threading.Lock] = {}
+_writer_locks_guard = threading.Lock()
+_WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
+
+
+def _writer_lock(database: str) -> threading.Lock:
+    key = database if database in ("", ":memory:") else str(Path(database).resolve())
+    with _writer_locks_guard:
+        return _writer_locks.setdefault(key, threading.Lock())
+
+
+class _WriterQueueConnection(sqlite3.Connection):
+    """A pysqlite connection whose write transactions queue on the process's lock for the
+    file (see the module docstring). pysqlite opens a transaction implicitly before the
+    first INSERT/UPDATE/DELETE/REPLACE and keeps it until ``commit``/``rollback``, so that
+    is exactly the span the lock is held."""
+
+    def __init__(self, database: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(database, *args, **kwargs)
+        self._writer = _writer_lock(str(database))
+        self._holding = False
+
+    def cursor(self, factory: Any = None) -> sqlite3.Cursor:  # type: ignore[override]
+        return super().cursor(factory or _WriterQueueCursor)
+
+    def take_writer_lock(self) -> None:
+        if not self._holding:
+            # bounded: a thread that somehow waits on itself falls back to SQLite's timeout
+            self._holding = self._writer.acquire(timeout=WRITER_WAIT_SECONDS)
+
+    def release_writer_lock(self) -> None:
+        if self._holding:
+            self._holding = False
+            self._writer.release()
+
+    def commit(self) -> None:
+        try:
+            super().commit()
+        finally:
+            if not self.in_transaction:
+                self.release_writer_lock()
+
+    def rollback(self) -> None:
+        try:
+            super().rollback()
+        finally:
+            if not self.in_transaction:
+                self.release_writer_lock()
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self.release_writer_lock()
+
+
+class _WriterQueueCursor(sqlite3.Cursor):
+    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
+        self._before(sql)
+        return super().execute(sql, parameters)
+
+    def executemany(self, sql: str, seq_of_parameters: Any, /) -> sqlite3.Cursor:
+        self._before(sql)
+        return super().executemany(sql, seq_of_parameters)
+
+    def _before(self, sql: str) -> None:
+        connection = self.connection
+        if isinstance(connection, _WriterQueueConnection) and (
+            sql.lstrip()[:7].upper().startswith(_WRITES)
+        ):
+            connection.take_writer_lock()
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
