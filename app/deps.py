@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from app.blobs import BlobStore
 from app.db import SessionFactory
+from app.jobs.notify import JobNotifier
 from app.jobs.queue import JobQueue
 from app.settings import Settings
 
@@ -25,6 +26,7 @@ class Services:
     session_factory: SessionFactory
     blobs: BlobStore
     queue: JobQueue
+    notifier: JobNotifier = field(default_factory=JobNotifier)
 
 
 def get_services(request: Request) -> Services:

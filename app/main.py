@@ -59,13 +59,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         worker = None
         if settings.embedded_worker and isinstance(queue, InProcessQueue):
             configure_torch(settings)
-            worker = JobWorker(services.session_factory, settings)
+            worker = JobWorker(services.session_factory, settings, notify=services.notifier.notify)
             await run_in_threadpool(worker.start)
             queue.add_waker(worker.wake)
+            services.notifier.signals_completions = True
         try:
             yield
         finally:
             if worker is not None:
+                services.notifier.signals_completions = False
                 await run_in_threadpool(worker.stop)
             queue.close()
             engine.dispose()

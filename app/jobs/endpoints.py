@@ -67,5 +67,8 @@ async def job_events(job_id: int, services: ServicesDep) -> StreamingResponse:
 
 
 @router.post("/{job_id}/cancel", response_model=JobOut)
-def cancel_job(job_id: int, session: SessionDep) -> JobOut:
-    return JobOut.model_validate(service.cancel_job(session, job_id))
+def cancel_job(job_id: int, session: SessionDep, services: ServicesDep) -> JobOut:
+    job = JobOut.model_validate(service.cancel_job(session, job_id))
+    if job.status.terminal:  # canceled while queued: wake whoever waits for it
+        services.notifier.notify([job_id])
+    return job

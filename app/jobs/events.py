@@ -1,49 +1,75 @@
 """Watching a job: long-poll (``?wait=``) and server-sent events.
 
-Both read the job row, the one source of truth, with a backoff that starts at 10 ms (a
-fast job is seen almost at once) and settles at 100 ms (a primary-key read ten times a
-second per waiting client; a longer interval showed up directly in end-to-end latency), so
-neither needs a broker or a notification channel and both work the same with every queue
-backend.
+Both read the job row, the one source of truth. Between reads they wait on the process's
+:class:`JobNotifier`, which the embedded worker (and a cancel request) signals once a
+job's terminal state has committed, so a job finished in this process is answered at
+once, with no read in between. Jobs finished elsewhere (``weightscope worker`` processes,
+recovery) are seen by polling, with a backoff that starts at 10 ms and settles at 100 ms
+(a primary-key read ten times a second per waiting client; a longer interval showed up
+directly in end-to-end latency); when an embedded worker is running, polling starts at
+100 ms since it signals its own jobs. Neither needs a broker, and both work the same with
+every queue backend.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Query
+from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from app.deps import Services
-from app.jobs import service
 from app.jobs.schemas import JobOut
+from app.models import Job
+from app.problems import ProblemError
 
 Wait = Annotated[float, Query(ge=0, description="long-poll: seconds to wait for a terminal status")]
 
 FIRST_DELAY = 0.01
 MAX_DELAY = 0.1
 KEEPALIVE_SECONDS = 15.0
+JOBS = Job.__table__
+
+
+async def _pause(event: asyncio.Event, seconds: float) -> None:
+    """Sleep ``seconds``, or less if ``event`` is set; clears it for the next pause."""
+    if seconds > 0 and not event.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), seconds)
+    event.clear()
 
 
 def read_job(services: Services, job_id: int) -> JobOut:
-    with services.session_factory() as session:
-        return JobOut.model_validate(service.get_job(session, job_id))
+    """The job row as the API shows it (one Core SELECT on a pooled connection: every
+    long-poll and event stream reads through here, so it skips the ORM)."""
+    with services.engine.connect() as connection:
+        row = connection.execute(select(JOBS).where(JOBS.c.id == job_id)).mappings().first()
+    if row is None:
+        raise ProblemError(404, f"job {job_id} does not exist", slug="not-found")
+    return JobOut.model_validate(dict(row))
+
+
+def _first_delay(services: Services) -> float:
+    return MAX_DELAY if services.notifier.signals_completions else FIRST_DELAY
 
 
 async def wait_for_job(services: Services, job_id: int, wait: float) -> JobOut:
     """The job once terminal, or as it is when ``wait`` (capped) runs out."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + min(wait, services.settings.max_wait_seconds)
-    delay = FIRST_DELAY
-    while True:
-        job = await run_in_threadpool(read_job, services, job_id)
-        if job.status.terminal or loop.time() >= deadline:
-            return job
-        await asyncio.sleep(min(delay, max(deadline - loop.time(), 0)))
-        delay = min(delay * 2, MAX_DELAY)
+    delay = _first_delay(services)
+    with services.notifier.watch(job_id) as changed:
+        while True:
+            job = await run_in_threadpool(read_job, services, job_id)
+            if job.status.terminal or loop.time() >= deadline:
+                return job
+            await _pause(changed, min(delay, max(deadline - loop.time(), 0)))
+            delay = min(delay * 2, MAX_DELAY)
 
 
 def sse(event: str, data: str, event_id: int | None = None) -> bytes:
@@ -61,19 +87,20 @@ async def job_event_stream(services: Services, job_id: int) -> AsyncIterator[byt
     yield b"retry: 1000\n\n"
     last: tuple[object, ...] | None = None
     sequence = 0
-    delay = FIRST_DELAY
+    delay = FIRST_DELAY  # progress is never signalled: poll from the start
     quiet_since = loop.time()
-    while True:
-        job = await run_in_threadpool(read_job, services, job_id)
-        state = (job.status, job.progress, job.attempts, job.error)
-        if state != last:
-            last, sequence, delay = state, sequence + 1, FIRST_DELAY
-            quiet_since = loop.time()
-            yield sse("job", json.dumps(job.model_dump(mode="json")), sequence)
-            if job.status.terminal:
-                return
-        elif loop.time() - quiet_since > KEEPALIVE_SECONDS:
-            quiet_since = loop.time()
-            yield b": keep-alive\n\n"
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, MAX_DELAY)
+    with services.notifier.watch(job_id) as changed:
+        while True:
+            job = await run_in_threadpool(read_job, services, job_id)
+            state = (job.status, job.progress, job.attempts, job.error)
+            if state != last:
+                last, sequence, delay = state, sequence + 1, FIRST_DELAY
+                quiet_since = loop.time()
+                yield sse("job", json.dumps(job.model_dump(mode="json")), sequence)
+                if job.status.terminal:
+                    return
+            elif loop.time() - quiet_since > KEEPALIVE_SECONDS:
+                quiet_since = loop.time()
+                yield b": keep-alive\n\n"
+            await _pause(changed, delay)
+            delay = min(delay * 2, MAX_DELAY)
