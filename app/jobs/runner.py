@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import ColumnElement, delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.db import SessionFactory, session_scope
@@ -27,6 +27,8 @@ from app.models import Job, JobStatus, Worker, utcnow
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
+
+JOBS = Job.__table__  # the hot statements below are Core: a third of the ORM's cost each
 
 MAX_ERROR_CHARS = 2000
 
@@ -38,27 +40,60 @@ def new_worker_id() -> str:
 def next_queued_job_id(session_factory: SessionFactory) -> int | None:
     with session_factory() as session:
         return session.scalars(
-            select(Job.id).where(Job.status == JobStatus.queued).order_by(Job.id).limit(1)
+            select(JOBS.c.id).where(JOBS.c.status == JobStatus.queued).order_by(JOBS.c.id).limit(1)
         ).first()
 
 
 def claim(session_factory: SessionFactory, job_id: int, worker_id: str) -> int | None:
     """Take a queued job; returns the attempt number, or None if someone else has it."""
+    claimed = _claim(session_factory, job_id, worker_id)
+    return None if claimed is None else claimed[0]
+
+
+Claimed = tuple[int, int, str, dict[str, Any]]  # job id, attempt, kind, params
+
+
+def _claim(session_factory: SessionFactory, job_id: int, worker_id: str) -> Claimed | None:
+    """``claim``, also returning the job's kind and params (one statement, no extra read)."""
+    return _claim_where(session_factory, JOBS.c.id == job_id, worker_id)
+
+
+def claim_next(session_factory: SessionFactory, worker_id: str) -> Claimed | None:
+    """Take the oldest queued job in one statement; None when there was none to take (or
+    another worker took the one seen: call again while ``next_queued_job_id`` finds one)."""
+    oldest = (
+        select(JOBS.c.id)
+        .where(JOBS.c.status == JobStatus.queued)
+        .order_by(JOBS.c.id)
+        .limit(1)
+        .with_for_update(skip_locked=True)  # PostgreSQL; SQLite's writer is alone anyway
+        .scalar_subquery()
+    )
+    return _claim_where(session_factory, JOBS.c.id == oldest, worker_id)
+
+
+def _claim_where(
+    session_factory: SessionFactory, which: ColumnElement[bool], worker_id: str
+) -> Claimed | None:
     now = utcnow()
     with session_scope(session_factory) as session:
-        return session.execute(
-            update(Job)
-            .where(Job.id == job_id, Job.status == JobStatus.queued)
+        row = session.execute(
+            update(JOBS)
+            .where(which, JOBS.c.status == JobStatus.queued)
             .values(
                 status=JobStatus.running,
                 worker_id=worker_id,
-                attempts=Job.attempts + 1,
+                attempts=JOBS.c.attempts + 1,
                 started_at=now,
                 heartbeat_at=now,
                 progress=0.0,
             )
-            .returning(Job.attempts)
-        ).scalar_one_or_none()
+            .returning(JOBS.c.id, JOBS.c.attempts, JOBS.c.kind, JOBS.c.params)
+        ).first()
+    return None if row is None else (row[0], row[1], row[2], dict(row[3]))
+
+
+Notify = Callable[[list[int]], None]
 
 
 def run_job(
@@ -66,56 +101,114 @@ def run_job(
     session_factory: SessionFactory,
     settings: Settings,
     worker_id: str | None = None,
+    notify: Notify | None = None,
 ) -> bool:
     """Claim, run and finish one job. The same call serves embedded and remote workers.
 
     A kind with ``run_batch`` also claims up to ``max_batch - 1`` more queued jobs with the
     same batch key, waiting at most ``max_wait_ms`` for them, and runs them together; each
-    still finishes through its own guarded update. Returns False when the job was not ours
-    to run (already claimed, or lost midway).
+    still finishes through its own guarded update, all of them in one transaction. Returns
+    False when the job was not ours to run (already claimed, or lost midway). ``notify``
+    gets the ids of the jobs this call brought to a terminal state, after the commit.
     """
     worker_id = worker_id or new_worker_id()
-    attempt = claim(session_factory, job_id, worker_id)
-    if attempt is None:
+    claimed = _claim(session_factory, job_id, worker_id)
+    if claimed is None:
         return False
-    with session_factory() as session:
-        job = session.get_one(Job, job_id)
-        kind_name, params = job.kind, dict(job.params)
+    return run_claimed(claimed, session_factory, settings, worker_id, notify)
+
+
+def run_claimed(
+    claimed: Claimed,
+    session_factory: SessionFactory,
+    settings: Settings,
+    worker_id: str,
+    notify: Notify | None = None,
+) -> bool:
+    """``run_job`` for a job this worker has just claimed."""
+    job_id, attempt, kind_name, params = claimed
     ctx = JobContext(job_id, params, worker_id, attempt, session_factory, settings)
     try:
         kind = get_kind(kind_name)
     except ValueError as exc:
-        return _conclude(ctx, exc, None)
+        return _conclude_all([ctx], [exc], None, notify)[0]
     if kind.run_batch is not None and kind.batch_key is not None and settings.max_batch > 1:
         batch = [ctx, *_claim_batch_mates(ctx, kind.name, kind.batch_key)]
         try:
             outcomes = kind.run_batch(batch)
         except Exception as exc:  # the whole batch failed: each job gets the same reason
             outcomes = [exc] * len(batch)
-        finished = [_conclude(c, o, kind.persist) for c, o in zip(batch, outcomes, strict=True)]
-        return finished[0]
+        return _conclude_all(batch, outcomes, kind.persist, notify)[0]
     try:
         result: dict[str, Any] | Exception = kind.run(ctx)
     except Exception as exc:
         result = exc
-    return _conclude(ctx, result, kind.persist)
+    return _conclude_all([ctx], [result], kind.persist, notify)[0]
 
 
 def _conclude(ctx: JobContext, outcome: dict[str, Any] | Exception, persist: Any) -> bool:
     """Finish a job from its result or from the exception that ended it."""
+    return _conclude_all([ctx], [outcome], persist)[0]
+
+
+Final = tuple[JobStatus, dict[str, Any]]
+
+
+def _final(ctx: JobContext, outcome: dict[str, Any] | Exception) -> Final | None:
+    """The terminal status and ``_finish`` keywords for an outcome; None when the job was
+    lost (it belongs to another attempt now, and nothing may be written)."""
     if not isinstance(outcome, Exception):
-        return _finish(ctx, JobStatus.succeeded, result=outcome, persist=persist)
+        return JobStatus.succeeded, {"result": outcome}
     if isinstance(outcome, JobCanceled):
-        return _finish(ctx, JobStatus.canceled, error="canceled while running")
+        return JobStatus.canceled, {"error": "canceled while running"}
     if isinstance(outcome, JobLost):
         log.warning(
             "job %s was taken from worker %s; its result is dropped", ctx.job_id, ctx.worker_id
         )
-        return False
+        return None
     if isinstance(outcome, ValueError):  # bad input (CheckpointError & co): no retry
-        return _finish(ctx, JobStatus.failed, error=str(outcome))
+        return JobStatus.failed, {"error": str(outcome)}
     log.error("job %s failed", ctx.job_id, exc_info=outcome)
-    return _finish(ctx, JobStatus.failed, error=f"{type(outcome).__name__}: {outcome}")
+    return JobStatus.failed, {"error": f"{type(outcome).__name__}: {outcome}"}
+
+
+def _conclude_all(
+    ctxs: list[JobContext],
+    outcomes: list[dict[str, Any] | Exception],
+    persist: Any,
+    notify: Notify | None = None,
+) -> list[bool]:
+    """Finish jobs from their outcomes in one transaction (one commit for a whole batch),
+    each through its own guarded update. Should that transaction fail (a ``persist`` that
+    raises, say), each job is finished on its own instead, so one bad result cannot hold
+    back the others. Returns, per job, whether its outcome was written."""
+    finals = [_final(c, o) for c, o in zip(ctxs, outcomes, strict=True)]
+    work = [(i, c, f) for i, (c, f) in enumerate(zip(ctxs, finals, strict=True)) if f]
+    written = [False] * len(ctxs)
+    if not work:
+        return written
+    try:
+        with session_scope(ctxs[0].session_factory) as session:
+            for index, ctx, (status, kw) in work:
+                written[index] = _write(session, ctx, status, persist=persist, **kw)
+    except Exception:
+        if len(work) == 1:
+            raise
+        log.exception("finishing %d jobs together failed; finishing them one by one", len(work))
+        written = [False] * len(ctxs)
+        for index, ctx, (status, kw) in work:
+            try:
+                written[index] = _finish(ctx, status, persist=persist, **kw)
+            except Exception:
+                log.exception("job %s: its outcome could not be written", ctx.job_id)
+    if notify is not None:
+        done = [ctx.job_id for ctx, ok in zip(ctxs, written, strict=True) if ok]
+        if done:
+            try:
+                notify(done)
+            except Exception:
+                log.exception("notifying watchers of jobs %s failed", done)
+    return written
 
 
 def _claim_batch_mates(
@@ -131,9 +224,9 @@ def _claim_batch_mates(
         wanted = settings.max_batch - 1 - len(mates)
         with first.session_factory() as session:
             candidates = session.execute(
-                select(Job.id, Job.params)
-                .where(Job.status == JobStatus.queued, Job.kind == kind_name)
-                .order_by(Job.id)
+                select(JOBS.c.id, JOBS.c.params)
+                .where(JOBS.c.status == JobStatus.queued, JOBS.c.kind == kind_name)
+                .order_by(JOBS.c.id)
                 .limit(4 * settings.max_batch)
             ).all()
         params = {job_id: p for job_id, p in candidates if batch_key(p) == key}
@@ -164,17 +257,17 @@ def claim_many(
     now = utcnow()
     with session_scope(session_factory) as session:
         rows = session.execute(
-            update(Job)
-            .where(Job.id.in_(job_ids), Job.status == JobStatus.queued)
+            update(JOBS)
+            .where(JOBS.c.id.in_(job_ids), JOBS.c.status == JobStatus.queued)
             .values(
                 status=JobStatus.running,
                 worker_id=worker_id,
-                attempts=Job.attempts + 1,
+                attempts=JOBS.c.attempts + 1,
                 started_at=now,
                 heartbeat_at=now,
                 progress=0.0,
             )
-            .returning(Job.id, Job.attempts)
+            .returning(JOBS.c.id, JOBS.c.attempts)
         ).all()
     return sorted((job_id, attempt) for job_id, attempt in rows)
 
@@ -188,27 +281,41 @@ def _finish(
     persist: Any = None,
 ) -> bool:
     """Write the outcome only if this worker still owns this attempt (one transaction)."""
+    with session_scope(ctx.session_factory) as session:
+        return _write(session, ctx, status, result=result, error=error, persist=persist)
+
+
+def _write(
+    session: Session,
+    ctx: JobContext,
+    status: JobStatus,
+    *,
+    result: dict[str, Any] | None = None,
+    error: str | None = None,
+    persist: Any = None,
+) -> bool:
+    """The guarded terminal update (and ``persist``'s rows) inside the caller's transaction;
+    False, writing nothing, when this worker no longer owns this attempt."""
     values: dict[str, Any] = {"status": status, "finished_at": utcnow(), "heartbeat_at": None}
     if status == JobStatus.succeeded:
         values.update(result=result, progress=1.0)
     if error is not None:
         values["error"] = error[:MAX_ERROR_CHARS]
-    with session_scope(ctx.session_factory) as session:
-        owned = session.execute(
-            update(Job)
-            .where(
-                Job.id == ctx.job_id,
-                Job.status == JobStatus.running,
-                Job.worker_id == ctx.worker_id,
-                Job.attempts == ctx.attempt,
-            )
-            .values(**values)
-        ).rowcount
-        if owned != 1:
-            log.warning("job %s changed hands before it finished; outcome dropped", ctx.job_id)
-            return False
-        if persist is not None and result is not None:
-            persist(session, ctx.job_id, result)
+    owned = session.execute(
+        update(JOBS)
+        .where(
+            JOBS.c.id == ctx.job_id,
+            JOBS.c.status == JobStatus.running,
+            JOBS.c.worker_id == ctx.worker_id,
+            JOBS.c.attempts == ctx.attempt,
+        )
+        .values(**values)
+    ).rowcount
+    if owned != 1:
+        log.warning("job %s changed hands before it finished; outcome dropped", ctx.job_id)
+        return False
+    if persist is not None and result is not None:
+        persist(session, ctx.job_id, result)
     return True
 
 

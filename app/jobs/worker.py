@@ -18,7 +18,14 @@ import time
 from sqlalchemy import delete, update
 
 from app.db import SessionFactory, session_scope
-from app.jobs.runner import new_worker_id, next_queued_job_id, recover_stale_jobs, run_job
+from app.jobs.runner import (
+    Notify,
+    claim_next,
+    new_worker_id,
+    next_queued_job_id,
+    recover_stale_jobs,
+    run_claimed,
+)
 from app.models import Job, JobStatus, Worker, utcnow
 from app.settings import Settings
 
@@ -27,15 +34,23 @@ log = logging.getLogger(__name__)
 
 class JobWorker:
     """``poll_jobs=False`` keeps only the registration and heartbeat: a procrastinate
-    worker process gets its job ids from procrastinate, not by polling the table."""
+    worker process gets its job ids from procrastinate, not by polling the table.
+    ``notify`` gets the ids of the jobs it finished, once committed (the embedded worker
+    wakes the API's long-polls and event streams with it)."""
 
     def __init__(
-        self, session_factory: SessionFactory, settings: Settings, *, poll_jobs: bool = True
+        self,
+        session_factory: SessionFactory,
+        settings: Settings,
+        *,
+        poll_jobs: bool = True,
+        notify: Notify | None = None,
     ) -> None:
         self.id = new_worker_id()
         self.session_factory = session_factory
         self.settings = settings
         self.poll_jobs = poll_jobs
+        self.notify = notify
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -81,10 +96,12 @@ class JobWorker:
         """Run queued jobs until none is left; returns how many this worker ran."""
         ran = 0
         while not self._stop.is_set():
-            job_id = next_queued_job_id(self.session_factory)
-            if job_id is None:
-                return ran
-            if run_job(job_id, self.session_factory, self.settings, self.id):
+            claimed = claim_next(self.session_factory, self.id)
+            if claimed is None:
+                if next_queued_job_id(self.session_factory) is None:
+                    return ran
+                continue  # another worker took the one we saw; there are more
+            if run_claimed(claimed, self.session_factory, self.settings, self.id, self.notify):
                 ran += 1
         return ran
 

@@ -1,0 +1,251 @@
+"""Service overhead per job: wake-ups instead of polling, one commit per finished batch, and
+SQLite writers of one process queuing on a lock instead of SQLite's sleeping busy handler."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+from pydantic import BaseModel
+from sqlalchemy import func, select, update
+
+from app.db import _writer_lock, create_db_engine, create_session_factory, session_scope
+from app.jobs import events, runner
+from app.jobs.kind import JobContext, JobKind
+from app.jobs.notify import JobNotifier
+from app.jobs.registry import KINDS
+from app.jobs.worker import JobWorker
+from app.main import create_app
+from app.models import Job, JobStatus
+
+pytestmark = pytest.mark.anyio
+
+
+class NoParams(BaseModel):
+    pass
+
+
+class Tag(BaseModel):
+    tag: str = ""
+
+
+def queued(session_factory, kind: str, params: dict | None = None) -> int:
+    with session_scope(session_factory) as session:
+        job = Job(kind=kind, params=params or {}, max_attempts=3)
+        session.add(job)
+        session.flush()
+        return job.id
+
+
+async def test_notify_wakes_a_watcher_from_another_thread() -> None:
+    notifier = JobNotifier()
+    with notifier.watch(7) as changed, notifier.watch(8) as other:
+        started = time.monotonic()
+        threading.Timer(0.05, notifier.notify, args=([7],)).start()
+        await asyncio.wait_for(changed.wait(), 5)
+        assert time.monotonic() - started < 2
+        assert not other.is_set()
+    notifier.notify([7])  # nobody watches any more: a no-op
+    assert notifier._watchers == {}
+
+
+async def test_long_poll_returns_when_the_embedded_worker_finishes(settings, monkeypatch) -> None:
+    """With polling slowed to 20 s, only the worker's notification can end the wait."""
+    release = threading.Event()
+
+    def run(ctx: JobContext) -> dict:
+        release.wait(30)
+        return {"done": True}
+
+    monkeypatch.setitem(KINDS, "gated", JobKind("gated", NoParams, run))
+    monkeypatch.setattr(events, "FIRST_DELAY", 20.0)
+    monkeypatch.setattr(events, "MAX_DELAY", 20.0)
+    import httpx
+
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        assert application.state.services.notifier.signals_completions
+        transport = httpx.ASGITransport(app=application)
+        async with httpx.AsyncClient(transport=transport, base_url="http://ws") as client:
+            job = (await client.post("/v1/jobs", json={"kind": "gated"})).json()
+            threading.Timer(0.3, release.set).start()
+            started = time.monotonic()
+            done = await client.get(f"/v1/jobs/{job['id']}", params={"wait": 15})
+            assert done.json()["status"] == "succeeded"
+            assert time.monotonic() - started < 10
+
+
+async def test_cancel_wakes_a_long_poll(settings, monkeypatch) -> None:
+    import httpx
+
+    monkeypatch.setattr(events, "FIRST_DELAY", 20.0)
+    monkeypatch.setattr(events, "MAX_DELAY", 20.0)
+    monkeypatch.setitem(KINDS, "idle", JobKind("idle", NoParams, lambda ctx: {}))
+    application = create_app(settings.model_copy(update={"embedded_worker": False}))
+    async with application.router.lifespan_context(application):
+        transport = httpx.ASGITransport(app=application)
+        async with httpx.AsyncClient(transport=transport, base_url="http://ws") as client:
+            job = (await client.post("/v1/jobs", json={"kind": "idle"})).json()
+            started = time.monotonic()
+            waiting = asyncio.create_task(client.get(f"/v1/jobs/{job['id']}", params={"wait": 15}))
+            await asyncio.sleep(0.2)
+            await client.post(f"/v1/jobs/{job['id']}/cancel")
+            assert (await waiting).json()["status"] == "canceled"
+            assert time.monotonic() - started < 10
+
+
+def test_worker_wakes_on_submit_not_on_its_poll(settings, session_factory, monkeypatch) -> None:
+    """A 60 s poll interval: the job still runs at once, because enqueue wakes the worker."""
+    from app.jobs.queue import InProcessQueue
+
+    ran = threading.Event()
+    monkeypatch.setitem(KINDS, "quick", JobKind("quick", NoParams, lambda ctx: ran.set() or {}))
+    slow_poll = settings.model_copy(update={"worker_poll_seconds": 60.0})
+    worker = JobWorker(session_factory, slow_poll)
+    queue = InProcessQueue()
+    queue.add_waker(worker.wake)
+    worker.start()
+    try:
+        time.sleep(0.2)  # the worker is now asleep in its 60 s wait
+        queued(session_factory, "quick")
+        queue.enqueue(0, "cpu")
+        assert ran.wait(10)
+    finally:
+        worker.stop()
+
+
+def test_a_batch_finishes_in_one_transaction_and_notifies(
+    settings, session_factory, monkeypatch
+) -> None:
+    def run_batch(ctxs: list[JobContext]) -> list:
+        return [{"n": ctx.job_id} for ctx in ctxs]
+
+    kind = JobKind(
+        "batchy", Tag, lambda ctx: {}, run_batch=run_batch, batch_key=lambda p: p.get("tag", "")
+    )
+    monkeypatch.setitem(KINDS, "batchy", kind)
+    ids = [queued(session_factory, "batchy", {"tag": "a"}) for _ in range(5)]
+    commits = []
+    engine = session_factory.kw["bind"]
+    from sqlalchemy import event
+
+    listener = lambda conn: commits.append(1)  # noqa: E731
+    event.listen(engine, "commit", listener)
+    notified: list[list[int]] = []
+    try:
+        worker = JobWorker(session_factory, settings, notify=notified.append)
+        assert worker.run_pending() == 1
+    finally:
+        event.remove(engine, "commit", listener)
+    assert notified == [ids]
+    # claim the first, claim its four batch mates, finish all five, find the queue empty
+    assert len(commits) == 4
+    with session_factory() as session:
+        rows = session.execute(select(Job.id, Job.status, Job.result).order_by(Job.id)).all()
+    assert rows == [(i, JobStatus.succeeded, {"n": i}) for i in ids]
+
+
+def test_a_failing_persist_holds_back_only_its_own_job(
+    settings, session_factory, monkeypatch
+) -> None:
+    def run_batch(ctxs: list[JobContext]) -> list:
+        return [{"n": ctx.job_id} for ctx in ctxs]
+
+    ids = [queued(session_factory, "persisty", {"tag": "a"}) for _ in range(3)]
+
+    def persist(session, job_id: int, result: dict) -> None:
+        if job_id == ids[1]:
+            raise RuntimeError("disk full")
+
+    kind = JobKind(
+        "persisty",
+        Tag,
+        lambda ctx: {},
+        persist=persist,
+        run_batch=run_batch,
+        batch_key=lambda p: p.get("tag", ""),
+    )
+    monkeypatch.setitem(KINDS, "persisty", kind)
+    notified: list[list[int]] = []
+    assert runner.run_job(ids[0], session_factory, settings, "w", notified.append)
+    assert notified == [[ids[0], ids[2]]]
+    with session_factory() as session:
+        status = dict(session.execute(select(Job.id, Job.status)).all())
+    # the one whose result could not be stored stays running: recovery re-runs it
+    assert [status[i] for i in ids] == [JobStatus.succeeded, JobStatus.running, JobStatus.succeeded]
+
+
+def test_a_lost_job_in_a_batch_is_not_written(settings, session_factory, monkeypatch) -> None:
+    ids = [queued(session_factory, "losing", {"tag": "a"}) for _ in range(3)]
+
+    def run_batch(ctxs: list[JobContext]) -> list:
+        with session_scope(session_factory) as session:  # another worker took the second
+            session.execute(update(Job).where(Job.id == ids[1]).values(worker_id="thief"))
+        return [{"n": ctx.job_id} for ctx in ctxs]
+
+    kind = JobKind(
+        "losing", Tag, lambda ctx: {}, run_batch=run_batch, batch_key=lambda p: p.get("tag", "")
+    )
+    monkeypatch.setitem(KINDS, "losing", kind)
+    assert runner.run_job(ids[0], session_factory, settings, "w")
+    with session_factory() as session:
+        rows = dict(session.execute(select(Job.id, Job.result)).all())
+    assert [rows[i] for i in ids] == [{"n": ids[0]}, None, {"n": ids[2]}]
+
+
+def test_claim_next_takes_the_oldest_queued_job_once(settings, session_factory) -> None:
+    first, second = queued(session_factory, "x"), queued(session_factory, "y")
+    assert runner.claim_next(session_factory, "w1")[:3] == (first, 1, "x")
+    assert runner.claim_next(session_factory, "w2")[:3] == (second, 1, "y")
+    assert runner.claim_next(session_factory, "w3") is None
+
+
+def test_sqlite_writers_of_one_process_queue_without_busy_sleeps(tmp_path) -> None:
+    """Eight threads, each holding the write lock briefly 25 times: every write lands, and
+    none waits anywhere near SQLite's busy-handler naps (up to 100 ms each)."""
+    from app.migrate import upgrade
+
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    upgrade(url)
+    engine = create_db_engine(url)
+    factory = create_session_factory(engine)
+    waits: list[float] = []
+    errors: list[BaseException] = []
+
+    def writer() -> None:
+        try:
+            for _ in range(25):
+                started = time.perf_counter()
+                with session_scope(factory) as session:
+                    session.add(Job(kind="w", params={}, max_attempts=1))
+                    session.flush()
+                    time.sleep(0.001)  # hold the lock a little, as a real transaction does
+                waits.append(time.perf_counter() - started)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not errors
+    with factory() as session:
+        assert session.scalar(select(func.count()).select_from(Job)) == 200
+    # held from a transaction's first write to its end (commit or rollback), not for reads
+    lock = _writer_lock(str(tmp_path / "db.sqlite"))
+    with factory() as session:
+        session.scalar(select(func.count()).select_from(Job))
+        assert not lock.locked()
+        session.add(Job(kind="w", params={}, max_attempts=1))
+        session.flush()
+        assert lock.locked()
+        session.commit()
+        assert not lock.locked()
+        session.execute(update(Job).where(Job.id == 1).values(progress=0.5))
+        assert lock.locked()
+        session.rollback()
+        assert not lock.locked()
+    engine.dispose()
