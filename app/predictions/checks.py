@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.metanetworks.catalog import find_card, summary_domain_issues, unknown_metanetwork
@@ -15,15 +16,19 @@ def check_prediction(
 ) -> None:
     """404 for a missing checkpoint or metanetwork; 422 for a checkpoint without a known
     architecture, or outside the metanetwork's domain (unless ``force``)."""
-    checkpoint = session.get(Checkpoint, checkpoint_id)
-    if checkpoint is None:
+    table = Checkpoint.__table__
+    found = session.execute(
+        select(table.c.architecture).where(table.c.id == checkpoint_id)  # not the whole row
+    ).first()
+    if found is None:
         raise ProblemError(404, f"checkpoint {checkpoint_id} does not exist", slug="not-found")
+    architecture = found[0]
     card = find_card(settings.metanetwork_dir, metanetwork)
     if card is None:
         raise ProblemError(
             404, unknown_metanetwork(settings.metanetwork_dir, metanetwork), slug="not-found"
         )
-    if checkpoint.architecture is None:
+    if architecture is None:
         raise ProblemError(
             422,
             f"checkpoint {checkpoint_id} has no known architecture, so it has no parameter "
@@ -31,7 +36,7 @@ def check_prediction(
             "layout the service can infer",
             slug="missing-architecture",
         )
-    issues = summary_domain_issues(card.domain, checkpoint.architecture)
+    issues = summary_domain_issues(card.domain, architecture)
     if issues and not force:
         raise ProblemError(
             422,

@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 from pydantic import BaseModel, Field
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from app.blobs import BlobStore
@@ -73,8 +73,8 @@ def run_predict(ctx: JobContext) -> dict[str, Any]:
 
 def persist_prediction(session: Session, job_id: int, result: dict[str, Any]) -> None:
     interval = result.get("interval") or (None, None)
-    session.add(
-        Prediction(
+    session.execute(  # Core: one INSERT per finished job, without the ORM's unit of work
+        insert(Prediction.__table__).values(
             job_id=job_id,
             checkpoint_id=result["checkpoint_id"],
             metanetwork=result["metanetwork"],
