@@ -9,6 +9,7 @@ result for it.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import os
 import socket
@@ -17,7 +18,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, or_, select, update
+from sqlalchemy import ColumnElement, Update, bindparam, delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.db import SessionFactory, session_scope
@@ -285,6 +286,23 @@ def _finish(
         return _write(session, ctx, status, result=result, error=error, persist=persist)
 
 
+@functools.cache
+def _finish_statement(columns: frozenset[str]) -> Update:
+    """The guarded terminal UPDATE for this set of columns, built once with bound
+    parameters (a result dict as a literal value made SQLAlchemy walk it for a cache key
+    on every call)."""
+    return (
+        update(JOBS)
+        .where(
+            JOBS.c.id == bindparam("g_id"),
+            JOBS.c.status == JobStatus.running,
+            JOBS.c.worker_id == bindparam("g_worker"),
+            JOBS.c.attempts == bindparam("g_attempt"),
+        )
+        .values({name: bindparam(f"v_{name}") for name in sorted(columns)})
+    )
+
+
 def _write(
     session: Session,
     ctx: JobContext,
@@ -301,16 +319,9 @@ def _write(
         values.update(result=result, progress=1.0)
     if error is not None:
         values["error"] = error[:MAX_ERROR_CHARS]
-    owned = session.execute(
-        update(JOBS)
-        .where(
-            JOBS.c.id == ctx.job_id,
-            JOBS.c.status == JobStatus.running,
-            JOBS.c.worker_id == ctx.worker_id,
-            JOBS.c.attempts == ctx.attempt,
-        )
-        .values(**values)
-    ).rowcount
+    guard = {"g_id": ctx.job_id, "g_worker": ctx.worker_id, "g_attempt": ctx.attempt}
+    statement = _finish_statement(frozenset(values))
+    owned = session.execute(statement, guard | {f"v_{k}": v for k, v in values.items()}).rowcount
     if owned != 1:
         log.warning("job %s changed hands before it finished; outcome dropped", ctx.job_id)
         return False

@@ -73,8 +73,9 @@ def run_predict(ctx: JobContext) -> dict[str, Any]:
 
 def persist_prediction(session: Session, job_id: int, result: dict[str, Any]) -> None:
     interval = result.get("interval") or (None, None)
-    session.execute(  # Core: one INSERT per finished job, without the ORM's unit of work
-        insert(Prediction.__table__).values(
+    session.execute(  # Core, parameters apart: compiled once, no ORM unit of work
+        insert(Prediction.__table__),
+        dict(
             job_id=job_id,
             checkpoint_id=result["checkpoint_id"],
             metanetwork=result["metanetwork"],
@@ -90,7 +91,7 @@ def persist_prediction(session: Session, job_id: int, result: dict[str, Any]) ->
             domain_issues=result.get("domain_issues") or [],
             timings=result["timings"],
             result=result,
-        )
+        ),
     )
 
 
