@@ -137,6 +137,7 @@ class Figures:
     device: str
     service_cpu_ms: float | None = None  # CPU time of the service's processes per prediction
     client_cpu_ms: float | None = None  # CPU time of this load generator per prediction
+    batch: float = 0.0  # mean forward-pass batch size a prediction was part of
 
 
 def cpu_seconds(pid: int) -> float | None:
@@ -162,6 +163,7 @@ async def load(url: str, ids: list[int], clients: int, requests: int) -> Figures
     e2e: list[float] = []
     failed = 0
     devices: set[str] = set()
+    batches: list[int] = []
     counter = iter(range(requests))
     limits = httpx.Limits(max_connections=clients * 2)
     async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
@@ -186,11 +188,14 @@ async def load(url: str, ids: list[int], clients: int, requests: int) -> Figures
                     failed += 1
                 else:
                     devices.add(job["result"]["timings"]["device"])
+                    batches.append(job["result"]["timings"]["batch_size"])
 
         started = time.perf_counter()
         await asyncio.gather(*(one_client() for _ in range(clients)))
         wall = time.perf_counter() - started
-    return Figures(requests / wall, accept, e2e, failed, ",".join(sorted(devices)) or "-")
+    figures = Figures(requests / wall, accept, e2e, failed, ",".join(sorted(devices)) or "-")
+    figures.batch = sum(batches) / max(len(batches), 1)
+    return figures
 
 
 def wait_ready(url: str, need_worker: bool, timeout: float = 120) -> None:
@@ -326,7 +331,8 @@ def main() -> None:
     )
     header = (
         f"{'configuration':<38} {'pred/s':>8} {'accept p50':>11} {'accept p99':>11} "
-        f"{'e2e p50':>9} {'e2e p99':>9} {'failed':>6} {'cpu/pred':>9} {'client':>7}  device"
+        f"{'e2e p50':>9} {'e2e p99':>9} {'failed':>6} {'cpu/pred':>9} {'client':>7} "
+        f"{'batch':>5}  device"
     )
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -389,7 +395,7 @@ def main() -> None:
                     f"{percentile(figures.e2e, 0.5):>7.1f}ms "
                     f"{percentile(figures.e2e, 0.99):>7.1f}ms "
                     f"{figures.failed:>6} {ms(figures.service_cpu_ms):>9} "
-                    f"{ms(figures.client_cpu_ms):>7}  {figures.device}",
+                    f"{ms(figures.client_cpu_ms):>7} {figures.batch:>5.1f}  {figures.device}",
                     flush=True,
                 )
         finally:
@@ -400,7 +406,8 @@ def main() -> None:
             {
                 "note": "predictions/s = finished jobs / wall time of the run; cpu/pred = CPU "
                 "time of the service processes (serve and workers, not PostgreSQL) per "
-                "prediction during the run; client = the same for this load generator"
+                "prediction during the run; client = the same for this load generator; "
+                "batch = mean size of the forward pass a prediction was answered in"
             }
         )
     )
