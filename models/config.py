@@ -75,7 +75,7 @@ class TrainConfig:
     epochs: int = 100
     batch_size: int = 64
     lr: float = 1e-3
-    weight_decay: float = 5e-4
+    weight_decay: float = 0.01
     warmup_epochs: int = 3
     grad_clip: float = 10.0
     patience: int = 20
@@ -84,5 +84,5 @@ class TrainConfig:
     permute: bool = False
     seed: int = 0
     coverage: float = 0.9
-    rank_loss: float = 0.0
+    rank_loss: float = 1.0
     num_threads: int = 0  # 0: leave torch's setting

@@ -38,6 +38,7 @@ class Zoo:
     command: str
     seed: int
     rows: list[dict[str, Any]]
+    info: dict[str, Any]
 
     def split_indices(self, split: str) -> list[int]:
         return [i for i, r in enumerate(self.rows) if r["split"] == split]
@@ -57,7 +58,7 @@ def read_zoo(path: str | Path) -> Zoo:
     rows = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
     task = "classification" if info["task"] == "classification" else "generalization"
     return Zoo(path, info["name"], task, info.get("command", ""), int(info.get("seed", 0)),
-               rows)
+               rows, info)
 
 
 def load_checkpoints(zoo: Zoo, indices: list[int] | None = None) -> list[Checkpoint]:
