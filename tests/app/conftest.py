@@ -3,12 +3,10 @@ is no server), migrations applied the way production does, and the ASGI app over
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import httpx
-import psycopg
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import func, select
@@ -19,47 +17,6 @@ from app.main import create_app
 from app.migrate import upgrade
 from app.models import Checkpoint
 from app.settings import Settings
-
-PG_HOST = "127.0.0.1"
-PG_PORT = 5432
-PG_DATABASE = "test"
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture(scope="session")
-def postgres_user() -> str:
-    """The first role that can connect to the test database, or skip with the reason."""
-    reasons = []
-    for user in ("postgres", "root"):
-        try:
-            with psycopg.connect(
-                host=PG_HOST, port=PG_PORT, dbname=PG_DATABASE, user=user, connect_timeout=3
-            ):
-                return user
-        except psycopg.Error as exc:
-            reasons.append(f"{user}: {str(exc).strip().splitlines()[0]}")
-    pytest.skip(f"PostgreSQL not reachable at {PG_HOST}:{PG_PORT}/{PG_DATABASE} ({reasons})")
-
-
-@pytest.fixture
-def postgres_url(postgres_user: str) -> Iterator[str]:
-    """A URL whose search_path is a fresh schema, dropped after the test."""
-    schema = f"ws_test_{uuid.uuid4().hex[:12]}"
-    admin = {"host": PG_HOST, "port": PG_PORT, "dbname": PG_DATABASE, "user": postgres_user}
-    with psycopg.connect(**admin, autocommit=True) as connection:
-        connection.execute(f'CREATE SCHEMA "{schema}"')
-    try:
-        yield (
-            f"postgresql+psycopg://{postgres_user}@{PG_HOST}:{PG_PORT}/{PG_DATABASE}"
-            f"?options=-csearch_path%3D{schema}"
-        )
-    finally:
-        with psycopg.connect(**admin, autocommit=True) as connection:
-            connection.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -10,13 +10,11 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-import psycopg
 import pytest
 import torch
 from fastapi import FastAPI
@@ -38,7 +36,6 @@ from app.settings import Settings
 
 torch.set_num_threads(1)
 
-PG = {"host": "127.0.0.1", "port": 5432, "dbname": "test"}
 WEIGHTSCOPE = Path(sys.executable).parent / "weightscope"
 
 
@@ -99,11 +96,6 @@ def make_settings(data_dir: Path, database_url: str, files: Files, **overrides: 
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 def settings(tmp_path: Path, files: Files) -> Settings:
     settings = make_settings(tmp_path / "data", f"sqlite:///{tmp_path / 'db.sqlite'}", files)
     upgrade(settings.database_url)
@@ -139,34 +131,6 @@ async def upload(client: httpx.AsyncClient, path: Path, route: str = "/v1/checkp
 
 
 # --- PostgreSQL and worker processes -----------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def postgres_user() -> str:
-    reasons = []
-    for user in ("postgres", "root"):
-        try:
-            with psycopg.connect(**PG, user=user, connect_timeout=3):
-                return user
-        except psycopg.Error as exc:
-            reasons.append(f"{user}: {str(exc).strip().splitlines()[0]}")
-    pytest.skip(f"PostgreSQL not reachable at {PG['host']}:{PG['port']}/{PG['dbname']} ({reasons})")
-
-
-@pytest.fixture
-def postgres_url(postgres_user: str) -> Iterator[str]:
-    """A URL whose search_path is a fresh schema (procrastinate's tables go there too)."""
-    schema = f"ws_svc_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(**PG, user=postgres_user, autocommit=True) as connection:
-        connection.execute(f'CREATE SCHEMA "{schema}"')
-    try:
-        yield (
-            f"postgresql+psycopg://{postgres_user}@{PG['host']}:{PG['port']}/{PG['dbname']}"
-            f"?options=-csearch_path%3D{schema}"
-        )
-    finally:
-        with psycopg.connect(**PG, user=postgres_user, autocommit=True) as connection:
-            connection.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
 SCALE_OUT = {

@@ -1,0 +1,47 @@
+"""Fixtures every test folder shares: the anyio backend and the real PostgreSQL on
+127.0.0.1 (skipped, with the reason, where it is not reachable), a fresh schema per test."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+PG = {"host": "127.0.0.1", "port": 5432, "dbname": "test"}
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def postgres_user() -> str:
+    """The first role that can connect to the test database, or skip with the reason."""
+    reasons = []
+    for user in ("postgres", "root"):
+        try:
+            with psycopg.connect(**PG, user=user, connect_timeout=3):
+                return user
+        except psycopg.Error as exc:
+            reasons.append(f"{user}: {str(exc).strip().splitlines()[0]}")
+    pytest.skip(f"PostgreSQL not reachable at {PG['host']}:{PG['port']}/{PG['dbname']} ({reasons})")
+
+
+@pytest.fixture
+def postgres_url(postgres_user: str) -> Iterator[str]:
+    """A URL whose search_path is a fresh schema (procrastinate's tables go there too),
+    dropped after the test."""
+    schema = f"ws_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(**PG, user=postgres_user, autocommit=True) as connection:
+        connection.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield (
+            f"postgresql+psycopg://{postgres_user}@{PG['host']}:{PG['port']}/{PG['dbname']}"
+            f"?options=-csearch_path%3D{schema}"
+        )
+    finally:
+        with psycopg.connect(**PG, user=postgres_user, autocommit=True) as connection:
+            connection.execute(f'DROP SCHEMA "{schema}" CASCADE')
