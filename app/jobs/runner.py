@@ -73,22 +73,22 @@ def claim_next(session_factory: SessionFactory, worker_id: str) -> Claimed | Non
     return _claim_where(session_factory, JOBS.c.id == oldest, worker_id)
 
 
+def _taken_by(worker_id: str) -> dict[str, Any]:
+    """The column values of a queued job a worker takes (one more attempt, fresh heartbeat)."""
+    now = utcnow()
+    return {"status": JobStatus.running, "worker_id": worker_id,
+            "attempts": JOBS.c.attempts + 1, "started_at": now, "heartbeat_at": now,
+            "progress": 0.0}
+
+
 def _claim_where(
     session_factory: SessionFactory, which: ColumnElement[bool], worker_id: str
 ) -> Claimed | None:
-    now = utcnow()
     with session_scope(session_factory) as session:
         row = session.execute(
             update(JOBS)
             .where(which, JOBS.c.status == JobStatus.queued)
-            .values(
-                status=JobStatus.running,
-                worker_id=worker_id,
-                attempts=JOBS.c.attempts + 1,
-                started_at=now,
-                heartbeat_at=now,
-                progress=0.0,
-            )
+            .values(**_taken_by(worker_id))
             .returning(JOBS.c.id, JOBS.c.attempts, JOBS.c.kind, JOBS.c.params)
         ).first()
     return None if row is None else (row[0], row[1], row[2], dict(row[3]))
@@ -255,19 +255,11 @@ def claim_many(
 ) -> list[tuple[int, int]]:
     """Take those of ``job_ids`` that are still queued, in one guarded UPDATE; returns
     (job id, attempt) for each one taken."""
-    now = utcnow()
     with session_scope(session_factory) as session:
         rows = session.execute(
             update(JOBS)
             .where(JOBS.c.id.in_(job_ids), JOBS.c.status == JobStatus.queued)
-            .values(
-                status=JobStatus.running,
-                worker_id=worker_id,
-                attempts=JOBS.c.attempts + 1,
-                started_at=now,
-                heartbeat_at=now,
-                progress=0.0,
-            )
+            .values(**_taken_by(worker_id))
             .returning(JOBS.c.id, JOBS.c.attempts)
         ).all()
     return sorted((job_id, attempt) for job_id, attempt in rows)
