@@ -19,7 +19,11 @@ free, so the figures show what the HTTP, database and job machinery alone can do
 >= 200 predictions/s on a 2-core CPU, p99 acceptance <= 100 ms.
 
     .venv/bin/python -m bench.service [--clients 16] [--requests 400] [--tiny]
-        [--only embedded|postgres] [--skip-postgres]
+        [--only embedded|postgres] [--skip-postgres] [--client raw|httpx]
+
+The load generator is a minimal keep-alive HTTP/1.1 client (``Connection``): its CPU
+shares the cores with the service, so it should cost as little as it can; ``--client
+httpx`` runs the former httpx one for comparison with older figures.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -51,6 +56,7 @@ if TYPE_CHECKING:
 
 WEIGHTSCOPE = Path(sys.executable).parent / "weightscope"
 NAME = "bench-digits"
+Send = Callable[[str, str, bytes | None], Awaitable[tuple[int, bytes]]]
 
 
 def make_checkpoints(root: Path, count: int) -> list[Path]:
@@ -158,41 +164,117 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-async def load(url: str, ids: list[int], clients: int, requests: int) -> Figures:
+class Connection:
+    """One keep-alive HTTP/1.1 connection that sends one request at a time.
+
+    The load generator's CPU comes out of the same cores as the service's, and httpx spent
+    5-12 ms of CPU per prediction (a POST and a long-poll GET): a third of a core at the
+    targeted rates. This writes the request bytes itself and reads the status line, the
+    headers it needs and the body (Content-Length or chunked), still real HTTP over TCP.
+    """
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+
+    async def request(
+        self, method: str, target: str, body: bytes | None = None
+    ) -> tuple[int, bytes]:
+        if self._writer is None:
+            self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
+        reader, writer = self._reader, self._writer
+        assert reader is not None
+        head = f"{method} {target} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+        if body is not None:
+            head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        writer.write(head.encode() + b"\r\n" + (body or b""))
+        status_and_headers = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+        lines = status_and_headers.split("\r\n")
+        status = int(lines[0].split(" ", 2)[1])
+        headers = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        if "content-length" in headers:
+            data = await reader.readexactly(int(headers["content-length"]))
+        elif headers.get("transfer-encoding", "").lower() == "chunked":
+            data = await self._chunked(reader)
+        else:
+            raise RuntimeError(f"{method} {target}: response without length: {headers}")
+        if headers.get("connection", "").lower() == "close":
+            await self.close()
+        return status, data
+
+    @staticmethod
+    async def _chunked(reader: asyncio.StreamReader) -> bytes:
+        parts = []
+        while True:
+            size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
+            if size == 0:
+                await reader.readuntil(b"\r\n")  # no trailers are sent
+                return b"".join(parts)
+            parts.append(await reader.readexactly(size))
+            await reader.readexactly(2)
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+
+async def load(
+    url: str, ids: list[int], clients: int, requests: int, client_kind: str = "raw"
+) -> Figures:
     accept: list[float] = []
     e2e: list[float] = []
     failed = 0
     devices: set[str] = set()
     batches: list[int] = []
     counter = iter(range(requests))
+    bodies = [json.dumps({"checkpoint_id": i, "metanetwork": NAME}).encode() for i in ids]
+    host, port = url.removeprefix("http://").rsplit(":", 1)
     limits = httpx.Limits(max_connections=clients * 2)
-    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
 
-        async def one_client() -> None:
-            nonlocal failed
-            for n in counter:
-                started = time.perf_counter()
-                response = await client.post(
-                    "/v1/predictions",
-                    json={"checkpoint_id": ids[n % len(ids)], "metanetwork": NAME},
-                )
-                accepted = time.perf_counter()
-                response.raise_for_status()
-                job = response.json()
-                while job["status"] not in ("succeeded", "failed", "canceled"):
-                    job = (await client.get(f"/v1/jobs/{job['id']}", params={"wait": 30})).json()
-                done = time.perf_counter()
-                accept.append((accepted - started) * 1000)
-                e2e.append((done - started) * 1000)
-                if job["status"] != "succeeded":
-                    failed += 1
-                else:
-                    devices.add(job["result"]["timings"]["device"])
-                    batches.append(job["result"]["timings"]["batch_size"])
+    async def one_client(send: Send) -> None:
+        nonlocal failed
+        for n in counter:
+            started = time.perf_counter()
+            status, data = await send("POST", "/v1/predictions", bodies[n % len(bodies)])
+            accepted = time.perf_counter()
+            if status not in (200, 202):
+                raise RuntimeError(f"POST /v1/predictions: {status} {data[:500]!r}")
+            job = json.loads(data)
+            while job["status"] not in ("succeeded", "failed", "canceled"):
+                status, data = await send("GET", f"/v1/jobs/{job['id']}?wait=30", None)
+                job = json.loads(data)
+            done = time.perf_counter()
+            accept.append((accepted - started) * 1000)
+            e2e.append((done - started) * 1000)
+            if job["status"] != "succeeded":
+                failed += 1
+            else:
+                devices.add(job["result"]["timings"]["device"])
+                batches.append(job["result"]["timings"]["batch_size"])
 
-        started = time.perf_counter()
-        await asyncio.gather(*(one_client() for _ in range(clients)))
-        wall = time.perf_counter() - started
+    started = time.perf_counter()
+    if client_kind == "httpx":  # the former load generator, to compare with older figures
+        async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
+
+            async def via_httpx(method: str, target: str, body: bytes | None) -> tuple[int, bytes]:
+                headers = {"content-type": "application/json"} if body is not None else None
+                response = await client.request(method, target, content=body, headers=headers)
+                return response.status_code, response.content
+
+            await asyncio.gather(*(one_client(via_httpx) for _ in range(clients)))
+    else:
+        connections = [Connection(host, int(port)) for _ in range(clients)]
+        try:
+            await asyncio.gather(*(one_client(c.request) for c in connections))
+        finally:
+            for connection in connections:
+                await connection.close()
+    wall = time.perf_counter() - started
     figures = Figures(requests / wall, accept, e2e, failed, ",".join(sorted(devices)) or "-")
     figures.batch = sum(batches) / max(len(batches), 1)
     return figures
@@ -223,7 +305,9 @@ def stop(processes: list[subprocess.Popen]) -> None:
             process.wait()
 
 
-def measure(run: Run, root: Path, nets: list[Path], clients: int, requests: int) -> Figures:
+def measure(
+    run: Run, root: Path, nets: list[Path], clients: int, requests: int, client_kind: str
+) -> Figures:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, **run.env, "WEIGHTSCOPE_PORT": str(port)}
@@ -256,7 +340,7 @@ def measure(run: Run, root: Path, nets: list[Path], clients: int, requests: int)
                     raise RuntimeError(f"warm-up prediction failed: {warm.text}")
         before = [cpu_seconds(p.pid) for p in processes]
         client_before = time.process_time()
-        figures = asyncio.run(load(url, ids, clients, requests))
+        figures = asyncio.run(load(url, ids, clients, requests, client_kind))
         client_cpu = time.process_time() - client_before
         after = [cpu_seconds(p.pid) for p in processes]
         if None not in before and None not in after:
@@ -303,6 +387,12 @@ def main() -> None:
     parser.add_argument("--postgres", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
     parser.add_argument("--skip-postgres", action="store_true")
     parser.add_argument(
+        "--client",
+        choices=["raw", "httpx"],
+        default="raw",
+        help="load generator: raw keep-alive HTTP/1.1 (light) or httpx (the former one)",
+    )
+    parser.add_argument(
         "--hidden", type=int, default=None, help="metanetwork width (default: the built-in size)"
     )
     parser.add_argument("--edge-hidden", type=int, default=None, help="default: built-in size")
@@ -327,7 +417,7 @@ def main() -> None:
     )
     print(
         f"# {args.clients} clients, {args.requests} predictions per run, "
-        f"{args.checkpoints} distinct checkpoints (64-16-10 MLPs)"
+        f"{args.checkpoints} distinct checkpoints (64-16-10 MLPs), {args.client} client"
     )
     header = (
         f"{'configuration':<38} {'pred/s':>8} {'accept p50':>11} {'accept p99':>11} "
@@ -387,7 +477,7 @@ def main() -> None:
             for index, run in enumerate(runs):
                 data_dir = root / f"data{index}"
                 run.env = {**common, **run.env, "WEIGHTSCOPE_DATA_DIR": str(data_dir)}
-                figures = measure(run, root, nets, args.clients, args.requests)
+                figures = measure(run, root, nets, args.clients, args.requests, args.client)
                 print(
                     f"{run.label:<38} {figures.throughput:>8.1f} "
                     f"{percentile(figures.accept, 0.5):>9.1f}ms "
