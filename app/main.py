@@ -59,7 +59,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         worker = None
         if settings.embedded_worker and isinstance(queue, InProcessQueue):
             configure_torch(settings)
-            worker = JobWorker(services.session_factory, settings, notify=services.notifier.notify)
+            worker = JobWorker(
+                services.session_factory, settings, notify=services.notifier.finished
+            )
             await run_in_threadpool(worker.start)
             queue.add_waker(worker.wake)
             services.notifier.signals_completions = True

@@ -8,7 +8,7 @@ from starlette.concurrency import run_in_threadpool
 
 from app.deps import ServicesDep, SessionDep
 from app.jobs import service
-from app.jobs.events import Wait, job_event_stream, read_job, wait_for_job
+from app.jobs.events import Wait, job_event_stream, job_response, read_job, wait_for_job
 from app.jobs.schemas import JobCreate, JobOut
 from app.jobs.submit import submit_job
 from app.models import JobStatus
@@ -46,8 +46,8 @@ def list_jobs(
 
 
 @router.get("/{job_id}", response_model=JobOut)
-async def get_job(job_id: int, services: ServicesDep, wait: Wait = 0) -> JobOut:
-    return await wait_for_job(services, job_id, wait)
+async def get_job(job_id: int, services: ServicesDep, wait: Wait = 0) -> Response:
+    return job_response(await wait_for_job(services, job_id, wait))
 
 
 @router.get(

@@ -3,7 +3,8 @@
 Both read the job row, the one source of truth. Between reads they wait on the process's
 :class:`JobNotifier`, which the embedded worker (and a cancel request) signals once a
 job's terminal state has committed, so a job finished in this process is answered at
-once, with no read in between. Jobs finished elsewhere (``weightscope worker`` processes,
+once; the worker hands the notifier the terminal rows its UPDATEs returned, so that answer
+needs no read at all. Jobs finished elsewhere (``weightscope worker`` processes,
 recovery) are seen by polling, with a backoff that starts at 10 ms and settles at 100 ms
 (a primary-key read ten times a second per waiting client; a longer interval showed up
 directly in end-to-end latency); when an embedded worker is running, polling starts at
@@ -19,7 +20,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import Query
+from fastapi import Query, Response
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
@@ -59,17 +60,36 @@ def _first_delay(services: Services) -> float:
 
 
 async def wait_for_job(services: Services, job_id: int, wait: float) -> JobOut:
-    """The job once terminal, or as it is when ``wait`` (capped) runs out."""
+    """The job once terminal, or as it is when ``wait`` (capped) runs out. A job this
+    process saw finish comes from the notifier, with no read; a job it queued and has not
+    seen finish is first waited for, then read."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + min(wait, services.settings.max_wait_seconds)
     delay = _first_delay(services)
-    with services.notifier.watch(job_id) as changed:
+    notifier = services.notifier
+    with notifier.watch(job_id) as changed:
+        unread_open = wait > 0 and notifier.is_open(job_id)
         while True:
-            job = await run_in_threadpool(read_job, services, job_id)
+            job = notifier.terminal(job_id)
+            if job is None and unread_open and loop.time() < deadline:
+                unread_open = False  # exists and is not finished: no need to read it yet
+                await _pause(changed, min(delay, max(deadline - loop.time(), 0)))
+                continue
+            if job is None:
+                job = await run_in_threadpool(read_job, services, job_id)
             if job.status.terminal or loop.time() >= deadline:
                 return job
             await _pause(changed, min(delay, max(deadline - loop.time(), 0)))
             delay = min(delay * 2, MAX_DELAY)
+
+
+def job_response(job: JobOut, status_code: int = 200, *, location: bool = False) -> Response:
+    """The job as JSON, serialized once by pydantic (the same bytes FastAPI's
+    ``response_model`` path makes, without validating the model a second time)."""
+    headers = {"Location": f"/v1/jobs/{job.id}"} if location else None
+    return Response(
+        job.model_dump_json(), status_code, headers=headers, media_type="application/json"
+    )
 
 
 def sse(event: str, data: str, event_id: int | None = None) -> bytes:

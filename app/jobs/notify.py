@@ -4,24 +4,39 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterable, Iterator
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
+from typing import Any
+
+from app.jobs.schemas import JobOut
+
+REMEMBERED_JOBS = 4096  # terminal jobs kept for readers, and jobs accepted here still open
 
 
 class JobNotifier:
     """In-process wake-ups for coroutines watching jobs.
 
-    ``notify(job_ids)`` may be called from any thread (the embedded worker's) after the
-    transaction that changed those jobs has committed; every coroutine inside
-    ``watch(job_id)`` for one of them is woken in its own event loop. A notification is only
-    a hint to read the row again: the row stays the truth, and a missed one costs at most a
-    poll interval. ``signals_completions`` is set while an in-process worker reports the
-    jobs it finishes.
+    ``notify(job_ids)`` may be called from any thread after the transaction that changed
+    those jobs has committed; every coroutine inside ``watch(job_id)`` for one of them is
+    woken in its own event loop. A notification is only a hint to read the row again: the
+    row stays the truth, and a missed one costs at most a poll interval.
+    ``signals_completions`` is set while an in-process worker reports the jobs it finishes.
+
+    ``finished(rows)`` is what that worker calls: the rows its terminal UPDATEs returned,
+    after the commit. A terminal job never changes again (every UPDATE of a job is guarded
+    by ``status`` queued or running), so those rows are kept (the most recent
+    ``REMEMBERED_JOBS``) and a reader gets a finished job from here with no database read
+    and no thread hop. ``accepted(job_id)`` marks a job this process queued: a long-poll for
+    it may wait for the wake-up before its first read, since the job exists and is not
+    finished until ``finished`` says so (or a poll finds it finished elsewhere).
     """
 
     def __init__(self) -> None:
         self._watchers: dict[int, set[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = {}
         self._lock = threading.Lock()
+        self._terminal: OrderedDict[int, JobOut] = OrderedDict()
+        self._open: OrderedDict[int, None] = OrderedDict()
         self.signals_completions = False
 
     @contextmanager
@@ -42,6 +57,52 @@ class JobNotifier:
     def notify(self, job_ids: Iterable[int]) -> None:
         with self._lock:
             entries = [e for job_id in job_ids for e in self._watchers.get(job_id, ())]
+        self._wake(entries)
+
+    def finished(self, rows: Mapping[int, Mapping[str, Any]]) -> None:
+        """Terminal rows, committed by this process's worker: remember them, then wake."""
+        jobs = {job_id: JobOut.model_validate(dict(row)) for job_id, row in rows.items()}
+        with self._lock:
+            for job_id, job in jobs.items():
+                if job.status.terminal:
+                    self._terminal[job_id] = job
+                    self._open.pop(job_id, None)
+            while len(self._terminal) > REMEMBERED_JOBS:
+                self._terminal.popitem(last=False)
+            entries = [e for job_id in jobs for e in self._watchers.get(job_id, ())]
+        self._wake(entries)
+
+    def terminal(self, job_id: int) -> JobOut | None:
+        """The job, if this process saw it finish (and still remembers it)."""
+        with self._lock:
+            return self._terminal.get(job_id)
+
+    def accepted(self, job_id: int) -> None:
+        """A job this process has just committed as queued."""
+        if not self.signals_completions:
+            return
+        with self._lock:
+            self._open[job_id] = None
+            while len(self._open) > REMEMBERED_JOBS:
+                self._open.popitem(last=False)
+
+    def is_open(self, job_id: int) -> bool:
+        """Queued here and not yet seen finished (False once forgotten: then read the row)."""
+        with self._lock:
+            return job_id in self._open
+
+    @staticmethod
+    def _wake(entries: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]]) -> None:
+        """One ``call_soon_threadsafe`` per event loop (each is a write to that loop's
+        self-pipe), however many of its coroutines a batch wakes."""
+        by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Event]] = {}
         for loop, event in entries:
+            by_loop.setdefault(loop, []).append(event)
+        for loop, events in by_loop.items():
             with suppress(RuntimeError):  # that loop has closed: nobody waits there any more
-                loop.call_soon_threadsafe(event.set)
+                loop.call_soon_threadsafe(_set_all, events)
+
+
+def _set_all(events: list[asyncio.Event]) -> None:
+    for event in events:
+        event.set()

@@ -94,7 +94,7 @@ def _claim_where(
     return None if row is None else (row[0], row[1], row[2], dict(row[3]))
 
 
-Notify = Callable[[list[int]], None]
+Notify = Callable[[dict[int, dict[str, Any]]], None]  # terminal rows by job id, committed
 
 
 def run_job(
@@ -110,7 +110,8 @@ def run_job(
     same batch key, waiting at most ``max_wait_ms`` for them, and runs them together; each
     still finishes through its own guarded update, all of them in one transaction. Returns
     False when the job was not ours to run (already claimed, or lost midway). ``notify``
-    gets the ids of the jobs this call brought to a terminal state, after the commit.
+    gets the rows of the jobs this call brought to a terminal state (as their terminal
+    UPDATEs returned them), after the commit.
     """
     worker_id = worker_id or new_worker_id()
     claimed = _claim(session_factory, job_id, worker_id)
@@ -185,31 +186,31 @@ def _conclude_all(
     back the others. Returns, per job, whether its outcome was written."""
     finals = [_final(c, o) for c, o in zip(ctxs, outcomes, strict=True)]
     work = [(i, c, f) for i, (c, f) in enumerate(zip(ctxs, finals, strict=True)) if f]
-    written = [False] * len(ctxs)
+    rows: list[dict[str, Any] | None] = [None] * len(ctxs)
     if not work:
-        return written
+        return [False] * len(ctxs)
     try:
         with session_scope(ctxs[0].session_factory) as session:
             for index, ctx, (status, kw) in work:
-                written[index] = _write(session, ctx, status, persist=persist, **kw)
+                rows[index] = _write(session, ctx, status, persist=persist, **kw)
     except Exception:
         if len(work) == 1:
             raise
         log.exception("finishing %d jobs together failed; finishing them one by one", len(work))
-        written = [False] * len(ctxs)
+        rows = [None] * len(ctxs)
         for index, ctx, (status, kw) in work:
             try:
-                written[index] = _finish(ctx, status, persist=persist, **kw)
+                rows[index] = _finish(ctx, status, persist=persist, **kw)
             except Exception:
                 log.exception("job %s: its outcome could not be written", ctx.job_id)
     if notify is not None:
-        done = [ctx.job_id for ctx, ok in zip(ctxs, written, strict=True) if ok]
+        done = {ctx.job_id: row for ctx, row in zip(ctxs, rows, strict=True) if row is not None}
         if done:
             try:
                 notify(done)
             except Exception:
-                log.exception("notifying watchers of jobs %s failed", done)
-    return written
+                log.exception("notifying watchers of jobs %s failed", list(done))
+    return [row is not None for row in rows]
 
 
 def _claim_batch_mates(
@@ -272,7 +273,7 @@ def _finish(
     result: dict[str, Any] | None = None,
     error: str | None = None,
     persist: Any = None,
-) -> bool:
+) -> dict[str, Any] | None:
     """Write the outcome only if this worker still owns this attempt (one transaction)."""
     with session_scope(ctx.session_factory) as session:
         return _write(session, ctx, status, result=result, error=error, persist=persist)
@@ -282,7 +283,7 @@ def _finish(
 def _finish_statement(columns: frozenset[str]) -> Update:
     """The guarded terminal UPDATE for this set of columns, built once with bound
     parameters (a result dict as a literal value made SQLAlchemy walk it for a cache key
-    on every call)."""
+    on every call). It returns the whole row: the job as its watchers will see it."""
     return (
         update(JOBS)
         .where(
@@ -292,6 +293,7 @@ def _finish_statement(columns: frozenset[str]) -> Update:
             JOBS.c.attempts == bindparam("g_attempt"),
         )
         .values({name: bindparam(f"v_{name}") for name in sorted(columns)})
+        .returning(*JOBS.c)
     )
 
 
@@ -303,9 +305,10 @@ def _write(
     result: dict[str, Any] | None = None,
     error: str | None = None,
     persist: Any = None,
-) -> bool:
-    """The guarded terminal update (and ``persist``'s rows) inside the caller's transaction;
-    False, writing nothing, when this worker no longer owns this attempt."""
+) -> dict[str, Any] | None:
+    """The guarded terminal update (and ``persist``'s rows) inside the caller's transaction:
+    the job's terminal row, or None, writing nothing, when this worker no longer owns this
+    attempt."""
     values: dict[str, Any] = {"status": status, "finished_at": utcnow(), "heartbeat_at": None}
     if status == JobStatus.succeeded:
         values.update(result=result, progress=1.0)
@@ -313,13 +316,17 @@ def _write(
         values["error"] = error[:MAX_ERROR_CHARS]
     guard = {"g_id": ctx.job_id, "g_worker": ctx.worker_id, "g_attempt": ctx.attempt}
     statement = _finish_statement(frozenset(values))
-    owned = session.execute(statement, guard | {f"v_{k}": v for k, v in values.items()}).rowcount
-    if owned != 1:
+    row = (
+        session.execute(statement, guard | {f"v_{k}": v for k, v in values.items()})
+        .mappings()
+        .first()
+    )
+    if row is None:
         log.warning("job %s changed hands before it finished; outcome dropped", ctx.job_id)
-        return False
+        return None
     if persist is not None and result is not None:
         persist(session, ctx.job_id, result)
-    return True
+    return dict(row)
 
 
 def recover_stale_jobs(session_factory: SessionFactory, stale_after: dt.timedelta) -> list[int]:

@@ -9,6 +9,7 @@ from sqlalchemy import insert, update
 from sqlalchemy.orm import Session
 
 from app.jobs.registry import KINDS
+from app.jobs.schemas import JobOut
 from app.models import Job, JobStatus, utcnow
 from app.pagination import newest_first
 from app.problems import ProblemError
@@ -17,7 +18,9 @@ from app.settings import Settings
 JOBS = Job.__table__
 
 
-def create_job(session: Session, kind_name: str, params: dict[str, Any], settings: Settings) -> Job:
+def create_job(
+    session: Session, kind_name: str, params: dict[str, Any], settings: Settings
+) -> JobOut:
     """Validate and commit a queued job. The caller enqueues it after this returns
     (``app.jobs.submit.submit_job`` does both)."""
     kind = KINDS.get(kind_name)
@@ -57,7 +60,7 @@ def create_job(session: Session, kind_name: str, params: dict[str, Any], setting
         .one()
     )
     session.commit()
-    return Job(**row)
+    return JobOut.model_validate(dict(row))  # not an ORM instance: nobody needs its identity
 
 
 def get_job(session: Session, job_id: int) -> Job:

@@ -17,10 +17,9 @@ from starlette.concurrency import run_in_threadpool
 
 from app.deps import Services
 from app.jobs import service
-from app.jobs.events import wait_for_job
+from app.jobs.events import job_response, wait_for_job
 from app.jobs.registry import KINDS
 from app.jobs.schemas import JobOut
-from app.models import Job
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -32,8 +31,9 @@ def queue_name(kind_name: str, settings: Settings) -> str:
     return settings.compute_queue if kind is not None and kind.queue == "compute" else "cpu"
 
 
-def submit_job(session: Session, services: Services, kind: str, params: dict[str, Any]) -> Job:
+def submit_job(session: Session, services: Services, kind: str, params: dict[str, Any]) -> JobOut:
     job = service.create_job(session, kind, params, services.settings)
+    services.notifier.accepted(job.id)
     try:
         services.queue.enqueue(job.id, queue_name(kind, services.settings))
     except Exception:  # the row is committed and queued: recovery re-sends it
@@ -42,18 +42,17 @@ def submit_job(session: Session, services: Services, kind: str, params: dict[str
 
 
 async def accept_job(
-    services: Services, kind: str, params: dict[str, Any], response: Response, wait: float = 0
-) -> JobOut:
+    services: Services, kind: str, params: dict[str, Any], wait: float = 0
+) -> Response:
     """Submit (in a worker thread), long-poll when ``wait`` > 0, and answer the way every
     job-creating route does: 202 with ``Location``, or 200 once the job is terminal."""
-    job = await run_in_threadpool(_submit_out, services, kind, params)
+    job = await run_in_threadpool(_submit, services, kind, params)
     if wait > 0:
         job = await wait_for_job(services, job.id, wait)
-    response.status_code = status.HTTP_200_OK if job.status.terminal else status.HTTP_202_ACCEPTED
-    response.headers["Location"] = f"/v1/jobs/{job.id}"
-    return job
+    code = status.HTTP_200_OK if job.status.terminal else status.HTTP_202_ACCEPTED
+    return job_response(job, code, location=True)
 
 
-def _submit_out(services: Services, kind: str, params: dict[str, Any]) -> JobOut:
+def _submit(services: Services, kind: str, params: dict[str, Any]) -> JobOut:
     with services.session_factory() as session:
-        return JobOut.model_validate(submit_job(session, services, kind, params))
+        return submit_job(session, services, kind, params)

@@ -35,8 +35,9 @@ log = logging.getLogger(__name__)
 class JobWorker:
     """``poll_jobs=False`` keeps only the registration and heartbeat: a procrastinate
     worker process gets its job ids from procrastinate, not by polling the table.
-    ``notify`` gets the ids of the jobs it finished, once committed (the embedded worker
-    wakes the API's long-polls and event streams with it)."""
+    ``notify`` gets the terminal rows of the jobs it finished, by id, once committed (the
+    embedded worker hands them to the API's notifier, which answers long-polls and event
+    streams from them)."""
 
     def __init__(
         self,

@@ -24,12 +24,10 @@ PROBLEM = {"content": {PROBLEM_MEDIA_TYPE: {}}}
     response_model=JobOut,
     responses={200: {"model": JobOut}, 404: PROBLEM, 422: PROBLEM},
 )
-async def create_merge(
-    body: MergeCreate, services: ServicesDep, response: Response, wait: Wait = 0
-) -> JobOut:
+async def create_merge(body: MergeCreate, services: ServicesDep, wait: Wait = 0) -> Response:
     """Queue a ``merge`` job: 202 with the job (``Location``); the merge and the merged
     checkpoint are in the job's result and in ``GET /v1/merges`` once it succeeded."""
-    return await accept_job(services, "merge", body.model_dump(mode="json"), response, wait)
+    return await accept_job(services, "merge", body.model_dump(mode="json"), wait)
 
 
 @router.get("", response_model=Page[MergeOut])

@@ -46,14 +46,13 @@ PREDICT_BODY = {
 )
 async def create_prediction(
     request: Request,
-    response: Response,
     services: ServicesDep,
     wait: Wait = 0,
     metanetwork: Annotated[
         str | None, Query(description="multipart uploads: the metanetwork to ask")
     ] = None,
     force: Annotated[bool, Query(description="multipart uploads: answer out of domain")] = False,
-) -> JobOut:
+) -> Response:
     """Queue a ``predict`` job: 202 with the job (``Location``). JSON body
     ``{checkpoint_id, metanetwork, force}``, or a multipart ``file`` (uploaded first, as
     ``POST /v1/checkpoints`` would) with ``?metanetwork=``. With ``?wait=S`` the answer
@@ -88,7 +87,7 @@ async def create_prediction(
             f"unsupported content type {media_type!r}; send JSON or multipart/form-data",
             slug="unsupported-media-type",
         )
-    return await accept_job(services, "predict", body.model_dump(mode="json"), response, wait)
+    return await accept_job(services, "predict", body.model_dump(mode="json"), wait)
 
 
 @router.get("", response_model=Page[PredictionOut])

@@ -12,13 +12,13 @@ from pydantic import BaseModel
 from sqlalchemy import func, select, update
 
 from app.db import _writer_lock, create_db_engine, create_session_factory, session_scope
-from app.jobs import events, runner
+from app.jobs import events, notify, runner
 from app.jobs.kind import JobContext, JobKind
 from app.jobs.notify import JobNotifier
 from app.jobs.registry import KINDS
 from app.jobs.worker import JobWorker
 from app.main import create_app
-from app.models import Job, JobStatus
+from app.models import Job, JobStatus, utcnow
 
 pytestmark = pytest.mark.anyio
 
@@ -133,13 +133,14 @@ def test_a_batch_finishes_in_one_transaction_and_notifies(
 
     listener = lambda conn: commits.append(1)  # noqa: E731
     event.listen(engine, "commit", listener)
-    notified: list[list[int]] = []
+    notified: list[dict[int, dict]] = []
     try:
         worker = JobWorker(session_factory, settings, notify=notified.append)
         assert worker.run_pending() == 1
     finally:
         event.remove(engine, "commit", listener)
-    assert notified == [ids]
+    assert [list(rows) for rows in notified] == [ids]
+    assert [row["result"] for row in notified[0].values()] == [{"n": i} for i in ids]
     # claim the first, claim its four batch mates, finish all five, find the queue empty
     assert len(commits) == 4
     with session_factory() as session:
@@ -168,9 +169,9 @@ def test_a_failing_persist_holds_back_only_its_own_job(
         batch_key=lambda p: p.get("tag", ""),
     )
     monkeypatch.setitem(KINDS, "persisty", kind)
-    notified: list[list[int]] = []
+    notified: list[dict[int, dict]] = []
     assert runner.run_job(ids[0], session_factory, settings, "w", notified.append)
-    assert notified == [[ids[0], ids[2]]]
+    assert [list(rows) for rows in notified] == [[ids[0], ids[2]]]
     with session_factory() as session:
         status = dict(session.execute(select(Job.id, Job.status)).all())
     # the one whose result could not be stored stays running: recovery re-runs it
@@ -249,3 +250,92 @@ def test_sqlite_writers_of_one_process_queue_without_busy_sleeps(tmp_path) -> No
         session.rollback()
         assert not lock.locked()
     engine.dispose()
+
+
+async def test_finished_rows_wake_every_watcher_and_are_remembered() -> None:
+    notifier = JobNotifier()
+    row = {
+        "id": 3, "kind": "k", "status": JobStatus.succeeded, "progress": 1.0, "params": {},
+        "result": {"ok": True}, "result_ref": None, "error": None, "attempts": 1,
+        "max_attempts": 3, "cancel_requested": False, "worker_id": "w",
+        "created_at": utcnow(), "started_at": utcnow(), "finished_at": utcnow(),
+        "heartbeat_at": None,
+    }  # fmt: skip
+    assert notifier.terminal(3) is None
+    with notifier.watch(3) as first, notifier.watch(3) as second:
+        threading.Timer(0.05, notifier.finished, args=({3: row},)).start()
+        await asyncio.wait_for(asyncio.gather(first.wait(), second.wait()), 5)
+    assert notifier.terminal(3).result == {"ok": True}
+    notifier.finished({n: {**row, "id": n} for n in range(4, 4 + notify.REMEMBERED_JOBS)})
+    assert notifier.terminal(3) is None  # forgotten: a reader goes to the row again
+
+
+async def test_a_finished_job_is_answered_without_reading_its_row(settings, monkeypatch) -> None:
+    """The embedded worker hands its terminal rows to the notifier: a long-poll for a job
+    queued here waits without reading, and the answer (and later GETs) need no read; the
+    JSON is the same as a read of the row gives. (Polling slowed to 20 s.)"""
+    import httpx
+
+    monkeypatch.setattr(events, "FIRST_DELAY", 20.0)
+    monkeypatch.setattr(events, "MAX_DELAY", 20.0)
+    release = threading.Event()
+    monkeypatch.setitem(
+        KINDS, "gated", JobKind("gated", NoParams, lambda c: release.wait(30) and {"x": 1})
+    )
+    reads: list[int] = []
+    read_job = events.read_job
+    monkeypatch.setattr(events, "read_job", lambda s, i: reads.append(i) or read_job(s, i))
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        services = application.state.services
+        transport = httpx.ASGITransport(app=application)
+        async with httpx.AsyncClient(transport=transport, base_url="http://ws") as client:
+            job = (await client.post("/v1/jobs", json={"kind": "gated"})).json()
+            accepted = await client.post(
+                "/v1/predictions", json={"checkpoint_id": 99, "metanetwork": "x"}
+            )
+            assert accepted.status_code == 404  # refused requests queue nothing
+            threading.Timer(0.3, release.set).start()
+            done = await client.get(f"/v1/jobs/{job['id']}", params={"wait": 15})
+            assert done.status_code == 200 and done.json()["status"] == "succeeded"
+            assert done.json()["result"] == {"x": 1}
+            again = await client.get(f"/v1/jobs/{job['id']}")
+            assert reads == []
+            assert (
+                again.content
+                == done.content
+                == events.job_response(read_job(services, job["id"])).body
+            )
+            assert again.headers["content-type"] == "application/json"
+
+
+async def test_cancel_of_a_job_queued_here_still_wakes_a_long_poll(settings, monkeypatch) -> None:
+    """A long-poll that skipped its first read (the job was queued here) reads the row
+    after any wake-up: a cancel is not a finish the worker reports."""
+    import httpx
+
+    monkeypatch.setattr(events, "FIRST_DELAY", 20.0)
+    monkeypatch.setattr(events, "MAX_DELAY", 20.0)
+    release = threading.Event()
+    monkeypatch.setitem(
+        KINDS, "gated", JobKind("gated", NoParams, lambda c: release.wait(30) and {})
+    )
+    application = create_app(settings)
+    try:
+        async with application.router.lifespan_context(application):
+            transport = httpx.ASGITransport(app=application)
+            async with httpx.AsyncClient(transport=transport, base_url="http://ws") as client:
+                busy = (await client.post("/v1/jobs", json={"kind": "gated"})).json()
+                job = (await client.post("/v1/jobs", json={"kind": "gated"})).json()
+                assert application.state.services.notifier.is_open(job["id"])
+                started = time.monotonic()
+                waiting = asyncio.create_task(
+                    client.get(f"/v1/jobs/{job['id']}", params={"wait": 15})
+                )
+                await asyncio.sleep(0.2)
+                await client.post(f"/v1/jobs/{job['id']}/cancel")
+                assert (await waiting).json()["status"] == "canceled"
+                assert time.monotonic() - started < 10
+                assert busy["id"] != job["id"]
+    finally:
+        release.set()

@@ -189,7 +189,7 @@ def test_job_of_a_dead_worker_is_requeued_and_the_old_owner_cannot_finish(
     with pytest.raises(JobLost):
         ghost.progress(0.5)
     assert runner.run_job(job_id, session_factory, settings, "live-worker")
-    assert not runner._finish(ghost, JobStatus.succeeded, result={"attempt": "ghost"})
+    assert runner._finish(ghost, JobStatus.succeeded, result={"attempt": "ghost"}) is None
     with session_factory() as session:
         job = session.get_one(Job, job_id)
         assert (job.status, job.result, job.attempts) == (JobStatus.succeeded, {"attempt": 2}, 2)
