@@ -3,6 +3,8 @@
 Small graphs are digits-CNN-zoo-sized networks (2-3 stride-2 3×3 conv layers of 4-16
 channels, a 10-way head: 40-60 nodes, 250-850 edges) with random weights; the model is the
 generalization metanetwork's default configuration (or a shipped one's, with --builtin).
+For a classification built-in (the INR classifier) the graphs are digits-inr SIRENs
+(2-32-32-1: 67 nodes, 1,120 edges) instead, so its probe pass runs on what it reads.
 Runs on the CPU (with --threads torch threads) and, when CUDA is present, on the GPU.
 Targets: >= 500 small graphs/s on a 2-core CPU, >= 50,000/s on an H100.
 
@@ -37,17 +39,25 @@ def small_cnn(widths: list[int]) -> graphs.Checkpoint:
     return graphs.from_module(nn.Sequential(*layers), torch.zeros(1, 1, 8, 8))
 
 
-def small_graphs(n: int, seed: int = 0) -> list:
+def small_siren() -> graphs.Checkpoint:
+    net = nn.Sequential(nn.Linear(2, 32), graphs.Sine(15.0), nn.Linear(32, 32),
+                        graphs.Sine(15.0), nn.Linear(32, 1))
+    return graphs.from_module(net, torch.zeros(1, 2))
+
+
+def small_graphs(n: int, seed: int = 0, kind: str = "cnn") -> list:
     """``n`` graphs: a few traced architectures, fresh random weights for each graph."""
     g = torch.Generator().manual_seed(seed)
-    archs = [
-        small_cnn(w) for w in ([4, 8], [8, 16], [16, 16], [4, 8, 12], [8, 12, 16], [16, 16, 16])
-    ]
+    if kind == "siren":
+        archs = [small_siren()]
+    else:
+        archs = [small_cnn(w) for w in
+                 ([4, 8], [8, 16], [16, 16], [4, 8, 12], [8, 12, 16], [16, 16, 16])]
     out = []
     for i in range(n):
         base = archs[i % len(archs)]
         tensors = {k: torch.randn(v.shape, generator=g) * 0.3 for k, v in base.tensors.items()}
-        y = torch.rand(1, generator=g)
+        y = torch.rand(1, generator=g) if kind == "cnn" else torch.randint(10, (1,), generator=g)
         data = graph_of(graphs.Checkpoint(tensors, base.architecture))
         data.y = y
         out.append(data)
@@ -87,7 +97,7 @@ def inference(
 
 
 def train_epoch(model: GraphMetanet, data: list, batch_size: int, device: torch.device) -> float:
-    """Seconds for one epoch (forward, BCE loss, backward, AdamW step) over ``data``."""
+    """Seconds for one epoch (forward, BCE or cross-entropy loss, backward, AdamW step)."""
     model.train().to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     loader = DataLoader(data, batch_size=batch_size, shuffle=True)
@@ -95,7 +105,11 @@ def train_epoch(model: GraphMetanet, data: list, batch_size: int, device: torch.
     t0 = time.perf_counter()
     for b in loader:
         b = b.to(device)
-        loss = nn.functional.binary_cross_entropy_with_logits(model(b)[:, 0], b.y)
+        out = model(b)
+        if model.config.task == "classification":
+            loss = nn.functional.cross_entropy(out, b.y)
+        else:
+            loss = nn.functional.binary_cross_entropy_with_logits(out[:, 0], b.y)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -117,17 +131,19 @@ def main() -> None:
     else:
         cfg = default_config("generalization")
         source = "default generalization config"
-    data = small_graphs(args.graphs)
+    kind = "siren" if cfg.task == "classification" else "cnn"
+    data = small_graphs(args.graphs, kind=kind)
     nodes = statistics.mean(d.num_nodes for d in data)
     edges = statistics.mean(d.edge_index.shape[1] for d in data)
     print(
         f"model: {source}: hidden {cfg.hidden}, edge {cfg.edge_hidden}, "
         f"{cfg.layers} layers, {sum(p.numel() for p in GraphMetanet(cfg).parameters()):,} "
-        f"parameters"
+        f"parameters" + (f", {cfg.probes} probe points" if cfg.probes else "")
     )
-    print(f"graphs: {len(data)} small CNN graphs, mean {nodes:.0f} nodes / {edges:.0f} edges")
+    print(f"graphs: {len(data)} small {kind.upper()} graphs, mean {nodes:.0f} nodes / "
+          f"{edges:.0f} edges")
     t0 = time.perf_counter()
-    small_graphs(256, seed=1)
+    small_graphs(256, seed=1, kind=kind)
     print(
         f"graph building (graphs.to_graph): {256 / (time.perf_counter() - t0):,.0f} graphs/s "
         "(one CPU thread, not included below)"

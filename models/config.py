@@ -21,7 +21,9 @@ class MetanetConfig:
     bound the depth and fixed-position embeddings (larger ids share the last row, which
     keeps any input valid); ``readout_outputs`` is how many output neurons are read in
     their fixed order. ``layer_stats`` adds per-layer weight statistics (computed from the
-    graph, invariant) to the readout.
+    graph, invariant) to the readout. ``probes`` > 0 adds probe features
+    (:mod:`models.probes`): each neuron's values on that many learned input points of
+    ``probe_dims`` coordinates, for graphs of linear layers (INRs); zero for the rest.
     """
 
     task: str = "generalization"
@@ -38,6 +40,8 @@ class MetanetConfig:
     readout_outputs: int = 10
     dropout: float = 0.0
     layer_stats: bool = False
+    probes: int = 0
+    probe_dims: int = 2
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:

@@ -25,13 +25,16 @@ def default_config(task: str) -> MetanetConfig:
     The INR classifier reads linear layers only, so its edges hold one weight
     (``max_kernel=1``); the generalization models read 3×3 conv kernels. Both add the
     per-layer statistics readout: on digits-cnn (seed 0) it, with the ranking loss, lifted
-    test τ-b from 0.679 to 0.707, and dropout 0.1 with weight decay 0.01 to 0.715.
+    test τ-b from 0.679 to 0.707, and dropout 0.1 with weight decay 0.01 to 0.715. The
+    classifier also reads 64 learned probe points through each INR (:mod:`models.probes`):
+    an INR of an 8×8 digit barely moves from its random init, so its weights alone leave
+    every method near chance.
     """
     aggregators = ("mean", "max", "std")
     if task == "classification":
         return MetanetConfig(task=task, num_outputs=10, hidden=32, edge_hidden=16, layers=3,
                              max_kernel=1, aggregators=aggregators, layer_stats=True,
-                             dropout=0.1)
+                             dropout=0.1, probes=64)
     return MetanetConfig(task=task, num_outputs=1, hidden=32, edge_hidden=16, layers=3,
                          aggregators=aggregators, layer_stats=True, dropout=0.1)
 

@@ -22,6 +22,7 @@ from torch_geometric.utils import scatter
 from graphs import ACTIVATION_IDS, EDGE_TYPES, NODE_FEATURES, NODE_TYPES
 from models.config import MetanetConfig
 from models.layers import NGConv, mlp
+from models.probes import probe_activations
 
 WEIGHT_EDGE_TYPES = tuple(EDGE_TYPES[k] for k in
                           ("linear", "conv", "flatten_linear", "attn_q", "attn_k", "attn_v",
@@ -125,6 +126,10 @@ class GraphMetanet(nn.Module):
         self.node_depth = nn.Embedding(c.max_layer, h)  # layers left to the output
         self.node_pos = nn.Embedding(c.max_pos, h)  # row 0: every hidden neuron
         self.edge_type = nn.Embedding(len(EDGE_TYPES), c.edge_hidden)
+        if c.probes:
+            # INR coordinates live in [-1, 1]^D; the points move from there as they learn.
+            self.probe_points = nn.Parameter(torch.rand(c.probes, c.probe_dims) * 2 - 1)
+            self.probe_enc = nn.Linear(c.probes, h)
         self.convs = nn.ModuleList(
             NGConv(h, c.edge_hidden, c.aggregators, c.dropout, update_edges=i < c.layers - 1)
             for i in range(c.layers))
@@ -167,6 +172,9 @@ class GraphMetanet(nn.Module):
              + self.node_act(batch.node_act) + self.node_pos(pos)
              + self.node_layer(layer.clamp(0, c.max_layer - 1))
              + self.node_depth((last - layer).clamp(0, c.max_layer - 1)))
+        if c.probes:
+            v = probe_activations(batch, num_graphs, self.probe_points)
+            x = x + self.probe_enc(torch.sign(v) * torch.log1p(v.abs()))
         e = self.edge_enc(batch.edge_attr.float()) + self.edge_type(batch.edge_type)
         for conv in self.convs:
             x, e = conv(x, batch.edge_index, e)

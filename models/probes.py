@@ -1,0 +1,99 @@
+"""Probe features (Kofinas et al., ICLR 2024): each neuron's activations on learned inputs.
+
+A network's weights are a poor view of the function it computes when many weight settings
+give nearly the same function: an INR that fits an 8×8 digit moves its weights only a little
+away from their random initialization, so weight statistics and message passing on the raw
+weights see mostly the initialization (every method stays near chance on digits-inr). Running
+a few input points through the network the graph encodes gives every neuron a vector of its
+values on those points; the output neurons' vectors are the encoded signal itself. The points
+are parameters of the metanetwork, learned with it.
+
+The pass runs on the parameter graph, not on a rebuilt module, so it is batched over any mix
+of graphs, sees the same augmented weights the metanetwork sees, and is differentiable in
+the points. Hidden neurons are permuted together with their activations, so the features
+keep the metanetwork invariant. Only networks of linear layers (and residual adds) are
+evaluated; any other graph (convolutions, normalization, attention) gets zero features,
+flagged by :func:`probe_supported`.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch_geometric.data import Batch
+from torch_geometric.utils import scatter
+
+from graphs import ACTIVATION_IDS, NODE_TYPES
+
+_SUPPORTED_NODES = tuple(NODE_TYPES[k] for k in ("input", "linear", "add"))
+
+
+def _activate(pre: Tensor, act: Tensor, param: Tensor) -> Tensor:
+    """Each node's own activation (``node_act``; 0 = identity) applied to its row of ``pre``."""
+    out = pre
+    for a in torch.unique(act).tolist():
+        if a == 0:
+            continue
+        rows = act == a
+        p = param[rows, None]
+        v = pre[rows]
+        name = next(k for k, i in ACTIVATION_IDS.items() if i == a)
+        if name == "relu":
+            y = F.relu(v)
+        elif name == "gelu":
+            y = F.gelu(v)
+        elif name == "silu":
+            y = F.silu(v)
+        elif name == "tanh":
+            y = torch.tanh(v)
+        elif name == "sigmoid":
+            y = torch.sigmoid(v)
+        elif name == "leaky_relu":
+            y = torch.where(v >= 0, v, v * p)
+        else:  # sine
+            y = torch.sin(p * v)
+        out = out.index_put((rows.nonzero()[:, 0],), y)
+    return out
+
+
+def probe_supported(batch: Batch, num_graphs: int) -> Tensor:
+    """Per graph: does it hold only linear layers, inputs and residual adds?"""
+    bad = ~torch.isin(batch.node_type,
+                      torch.tensor(_SUPPORTED_NODES, device=batch.node_type.device))
+    any_bad = scatter(bad.float(), batch.batch, 0, dim_size=num_graphs, reduce="max")
+    return any_bad == 0
+
+
+def probe_activations(batch: Batch, num_graphs: int, points: Tensor) -> Tensor:
+    """``(num_nodes, P)``: every neuron's post-activation value on each of the ``P`` points.
+
+    ``points`` is ``(P, D)``: input neuron ``i`` of a graph (in its fixed input order)
+    reads coordinate ``i`` of each point (0 past ``D``). Zero rows for unsupported graphs.
+    """
+    n, (num_points, dims) = batch.num_nodes, points.shape
+    src, dst = batch.edge_index
+    graph_of = batch.batch
+    ok = probe_supported(batch, num_graphs)[graph_of]
+    is_input = batch.node_type == NODE_TYPES["input"]
+    first = scatter(torch.where(is_input, batch.node_pos, batch.node_pos.new_full((), 1 << 30)),
+                    graph_of, 0, dim_size=num_graphs, reduce="min")
+    rank = batch.node_pos - first[graph_of]
+    take = is_input & ok & (rank >= 0) & (rank < dims)
+    values = points.new_zeros(n, num_points)
+    values = values.index_put((take.nonzero()[:, 0],), points[:, rank[take]].t())
+    weight = batch.edge_attr[:, 0].to(points.dtype)
+    bias = batch.x[:, 0].to(points.dtype)
+    param = batch.x[:, 5].to(points.dtype)
+    layer = batch.node_layer
+    edge_layer = layer[dst]
+    for depth in range(1, int(layer.max()) + 1 if n else 1):
+        e = edge_layer == depth
+        if not bool(e.any()):
+            continue
+        pre = scatter(weight[e, None] * values[src[e]], dst[e], 0, dim_size=n, reduce="sum")
+        rows = (layer == depth) & ok
+        idx = rows.nonzero()[:, 0]
+        out = _activate(pre[idx] + bias[idx, None], batch.node_act[idx], param[idx])
+        values = values.index_put((idx,), out)
+    return values
