@@ -8,8 +8,10 @@ needs no read at all. Jobs finished elsewhere (``weightscope worker`` processes,
 recovery) are seen by polling, with a backoff that starts at 10 ms and settles at 100 ms
 (a primary-key read ten times a second per waiting client; a longer interval showed up
 directly in end-to-end latency); when an embedded worker is running, polling starts at
-100 ms since it signals its own jobs. Neither needs a broker, and both work the same with
-every queue backend.
+100 ms since it signals its own jobs, and a long-poll for a job queued in this process
+polls only every ``OPEN_POLL_SECONDS`` (each poll is a thread hop and a read, a large
+part of a prediction's cost on a busy CPU). Neither needs a broker, and both work the
+same with every queue backend.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ Wait = Annotated[float, Query(ge=0, description="long-poll: seconds to wait for 
 
 FIRST_DELAY = 0.01
 MAX_DELAY = 0.1
+OPEN_POLL_SECONDS = 0.5  # a job queued here, which the embedded worker will signal
 KEEPALIVE_SECONDS = 15.0
 JOBS = Job.__table__
 
@@ -60,27 +63,29 @@ def _first_delay(services: Services) -> float:
 
 
 async def wait_for_job(services: Services, job_id: int, wait: float) -> JobOut:
-    """The job once terminal, or as it is when ``wait`` (capped) runs out. A job this
-    process saw finish comes from the notifier, with no read; a job it queued and has not
-    seen finish is first waited for, then read."""
+    """The job once terminal, or as it is when ``wait`` (capped) runs out.
+
+    A job this process saw finish comes from the notifier, with no read. A job it queued
+    and has not seen finish (``JobNotifier.is_open``) is waited for before its first read,
+    and then polled every ``OPEN_POLL_SECONDS`` only: its finish is signalled, and a poll
+    is needed just for the rare ends nobody here signals (another process's worker or
+    cancel, recovery giving up on it). Any wake-up is followed by a read."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + min(wait, services.settings.max_wait_seconds)
     delay = _first_delay(services)
     notifier = services.notifier
     with notifier.watch(job_id) as changed:
-        unread_open = wait > 0 and notifier.is_open(job_id)
+        read_now = not (wait > 0 and notifier.is_open(job_id))
         while True:
             job = notifier.terminal(job_id)
-            if job is None and unread_open and loop.time() < deadline:
-                unread_open = False  # exists and is not finished: no need to read it yet
-                await _pause(changed, min(delay, max(deadline - loop.time(), 0)))
-                continue
-            if job is None:
+            if job is None and (read_now or loop.time() >= deadline):
                 job = await run_in_threadpool(read_job, services, job_id)
-            if job.status.terminal or loop.time() >= deadline:
+            if job is not None and (job.status.terminal or loop.time() >= deadline):
                 return job
-            await _pause(changed, min(delay, max(deadline - loop.time(), 0)))
+            pause = OPEN_POLL_SECONDS if notifier.is_open(job_id) else delay
+            await _pause(changed, min(pause, max(deadline - loop.time(), 0)))
             delay = min(delay * 2, MAX_DELAY)
+            read_now = True
 
 
 def job_response(job: JobOut, status_code: int = 200, *, location: bool = False) -> Response:

@@ -339,3 +339,38 @@ async def test_cancel_of_a_job_queued_here_still_wakes_a_long_poll(settings, mon
                 assert busy["id"] != job["id"]
     finally:
         release.set()
+
+
+async def test_a_job_queued_here_but_finished_elsewhere_is_still_seen(
+    settings, session_factory, monkeypatch
+) -> None:
+    """A long-poll for a job this process queued still reads the row now and then: a
+    worker in another process (here: the row written directly) is not signalled."""
+    import httpx
+
+    monkeypatch.setattr(events, "OPEN_POLL_SECONDS", 0.2)
+    release = threading.Event()
+    monkeypatch.setitem(
+        KINDS, "gated", JobKind("gated", NoParams, lambda c: release.wait(30) and {})
+    )
+    application = create_app(settings)
+    try:
+        async with application.router.lifespan_context(application):
+            transport = httpx.ASGITransport(app=application)
+            async with httpx.AsyncClient(transport=transport, base_url="http://ws") as client:
+                await client.post("/v1/jobs", json={"kind": "gated"})  # keeps the worker busy
+                job = (await client.post("/v1/jobs", json={"kind": "gated"})).json()
+                waiting = asyncio.create_task(
+                    client.get(f"/v1/jobs/{job['id']}", params={"wait": 15})
+                )
+                await asyncio.sleep(0.3)
+                with session_scope(session_factory) as session:
+                    session.execute(
+                        update(Job)
+                        .where(Job.id == job["id"])
+                        .values(status=JobStatus.failed, error="elsewhere", finished_at=utcnow())
+                    )
+                done = (await asyncio.wait_for(waiting, 10)).json()
+                assert done["status"] == "failed" and done["error"] == "elsewhere"
+    finally:
+        release.set()
