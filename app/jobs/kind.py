@@ -79,6 +79,8 @@ class JobKind:
     ``batch_key`` at once (one forward pass for many predictions) and returns one outcome
     per job, a result or the exception that failed it. ``queue`` is the device class the
     kind needs: ``cpu``, or ``compute`` for the queue named by ``Settings.compute_queue``.
+    ``persist_many`` (optional) is ``persist`` for a whole finished batch at once (one
+    executemany), in the same transaction as the batch's terminal updates.
     """
 
     name: str
@@ -90,3 +92,4 @@ class JobKind:
     run_batch: Callable[[list[JobContext]], list[BatchOutcome]] | None = None
     batch_key: Callable[[dict[str, Any]], str] | None = None
     queue: Literal["cpu", "compute"] = "cpu"
+    persist_many: Callable[[Session, list[tuple[int, dict[str, Any]]]], None] | None = None

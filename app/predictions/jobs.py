@@ -72,26 +72,33 @@ def run_predict(ctx: JobContext) -> dict[str, Any]:
 
 
 def persist_prediction(session: Session, job_id: int, result: dict[str, Any]) -> None:
+    persist_predictions(session, [(job_id, result)])
+
+
+def persist_predictions(session: Session, finished: list[tuple[int, dict[str, Any]]]) -> None:
+    """The prediction rows of finished jobs: one Core INSERT, parameters apart (compiled
+    once, no ORM unit of work; an executemany for a batch)."""
+    session.execute(insert(Prediction.__table__), [_row(j, r) for j, r in finished])
+
+
+def _row(job_id: int, result: dict[str, Any]) -> dict[str, Any]:
     interval = result.get("interval") or (None, None)
-    session.execute(  # Core, parameters apart: compiled once, no ORM unit of work
-        insert(Prediction.__table__),
-        dict(
-            job_id=job_id,
-            checkpoint_id=result["checkpoint_id"],
-            metanetwork=result["metanetwork"],
-            metanetwork_version=result["metanetwork_version"],
-            task=result["task"],
-            label=result.get("label"),
-            probabilities=result.get("probabilities"),
-            value=result.get("value"),
-            interval_low=interval[0],
-            interval_high=interval[1],
-            coverage=result.get("coverage"),
-            in_domain=result["in_domain"],
-            domain_issues=result.get("domain_issues") or [],
-            timings=result["timings"],
-            result=result,
-        ),
+    return dict(
+        job_id=job_id,
+        checkpoint_id=result["checkpoint_id"],
+        metanetwork=result["metanetwork"],
+        metanetwork_version=result["metanetwork_version"],
+        task=result["task"],
+        label=result.get("label"),
+        probabilities=result.get("probabilities"),
+        value=result.get("value"),
+        interval_low=interval[0],
+        interval_high=interval[1],
+        coverage=result.get("coverage"),
+        in_domain=result["in_domain"],
+        domain_issues=result.get("domain_issues") or [],
+        timings=result["timings"],
+        result=result,
     )
 
 
@@ -105,6 +112,7 @@ PREDICT = JobKind(
     run=run_predict,
     check=check_predict,
     persist=persist_prediction,
+    persist_many=persist_predictions,
     description="a metanetwork's answer (label and probabilities, or value with interval)",
     run_batch=run_predict_batch,
     batch_key=lambda params: str(params.get("metanetwork")),

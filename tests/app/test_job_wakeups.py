@@ -374,3 +374,50 @@ async def test_a_job_queued_here_but_finished_elsewhere_is_still_seen(
                 assert done["status"] == "failed" and done["error"] == "elsewhere"
     finally:
         release.set()
+
+
+def test_a_batch_is_written_with_a_few_statements_and_persisted_at_once(
+    settings, session_factory, monkeypatch
+) -> None:
+    """Five finished jobs: their guarded UPDATEs go as one executemany, their rows come
+    back in one SELECT and ``persist_many`` gets all five results in one call."""
+    from sqlalchemy import event
+
+    def run_batch(ctxs: list[JobContext]) -> list:
+        return [{"n": ctx.job_id} if ctx.job_id % 2 else ValueError("odd one") for ctx in ctxs]
+
+    persisted: list[list[tuple[int, dict]]] = []
+    kind = JobKind(
+        "manyp",
+        Tag,
+        lambda ctx: {},
+        run_batch=run_batch,
+        batch_key=lambda p: p.get("tag", ""),
+        persist=lambda session, job_id, result: pytest.fail("persist_many should be used"),
+        persist_many=lambda session, finished: persisted.append(finished),
+    )
+    monkeypatch.setitem(KINDS, "manyp", kind)
+    ids = [queued(session_factory, "manyp", {"tag": "a"}) for _ in range(5)]
+    statements: list[str] = []
+    engine = session_factory.kw["bind"]
+    listener = lambda conn, cursor, sql, *args: statements.append(sql.split()[0])  # noqa: E731
+    notified: list[dict[int, dict]] = []
+    claimed = runner.claim_next(session_factory, "w")
+    event.listen(engine, "before_cursor_execute", listener)
+    try:
+        assert runner.run_claimed(claimed, session_factory, settings, "w", notified.append)
+    finally:
+        event.remove(engine, "before_cursor_execute", listener)
+    odd = [i for i in ids if i % 2]
+    assert persisted == [[(i, {"n": i}) for i in odd]]
+    # the batch mates' claim, then one executemany per status (succeeded, failed)
+    assert statements.count("UPDATE") == 3
+    with session_factory() as session:
+        rows = {r.id: r for r in session.execute(select(Job)).scalars()}
+    assert [rows[i].status for i in ids] == [
+        JobStatus.succeeded if i % 2 else JobStatus.failed for i in ids
+    ]
+    assert list(notified[0]) == ids
+    for job_id, row in notified[0].items():  # the rows watchers get are the committed rows
+        assert row["status"] == rows[job_id].status and row["result"] == rows[job_id].result
+        assert row["error"] == rows[job_id].error and row["finished_at"] is not None
