@@ -29,7 +29,9 @@ class Services:
     notifier: JobNotifier = field(default_factory=JobNotifier)
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
+    """Async so that FastAPI calls it on the event loop: a plain ``def`` dependency is run
+    in the thread pool, a thread hop on every request for one attribute read."""
     services: Services = request.app.state.services
     return services
 
