@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from app.metanetworks.catalog import find_card, summary_domain_issues, unknown_metanetwork
@@ -10,16 +10,18 @@ from app.models import Checkpoint
 from app.problems import ProblemError
 from app.settings import Settings
 
+_CHECKPOINTS = Checkpoint.__table__
+_ARCHITECTURE = select(_CHECKPOINTS.c.architecture).where(  # one column, not the whole row;
+    _CHECKPOINTS.c.id == bindparam("id")  # built once (no cache key to walk per request)
+)
+
 
 def check_prediction(
     session: Session, settings: Settings, checkpoint_id: int, metanetwork: str, force: bool
 ) -> None:
     """404 for a missing checkpoint or metanetwork; 422 for a checkpoint without a known
     architecture, or outside the metanetwork's domain (unless ``force``)."""
-    table = Checkpoint.__table__
-    found = session.execute(
-        select(table.c.architecture).where(table.c.id == checkpoint_id)  # not the whole row
-    ).first()
+    found = session.execute(_ARCHITECTURE, {"id": checkpoint_id}).first()
     if found is None:
         raise ProblemError(404, f"checkpoint {checkpoint_id} does not exist", slug="not-found")
     architecture = found[0]
