@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Query, Response
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from starlette.concurrency import run_in_threadpool
 
 from app.deps import Services
@@ -38,6 +38,7 @@ MAX_DELAY = 0.1
 OPEN_POLL_SECONDS = 0.5  # a job queued here, which the embedded worker will signal
 KEEPALIVE_SECONDS = 15.0
 JOBS = Job.__table__
+_READ_JOB = select(JOBS).where(JOBS.c.id == bindparam("id"))  # built once
 
 
 async def _pause(event: asyncio.Event, seconds: float) -> None:
@@ -52,7 +53,7 @@ def read_job(services: Services, job_id: int) -> JobOut:
     """The job row as the API shows it (one Core SELECT on a pooled connection: every
     long-poll and event stream reads through here, so it skips the ORM)."""
     with services.engine.connect() as connection:
-        row = connection.execute(select(JOBS).where(JOBS.c.id == job_id)).mappings().first()
+        row = connection.execute(_READ_JOB, {"id": job_id}).mappings().first()
     if row is None:
         raise ProblemError(404, f"job {job_id} does not exist", slug="not-found")
     return JobOut.model_validate(dict(row))

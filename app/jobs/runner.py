@@ -56,41 +56,67 @@ Claimed = tuple[int, int, str, dict[str, Any]]  # job id, attempt, kind, params
 
 def _claim(session_factory: SessionFactory, job_id: int, worker_id: str) -> Claimed | None:
     """``claim``, also returning the job's kind and params (one statement, no extra read)."""
-    return _claim_where(session_factory, JOBS.c.id == job_id, worker_id)
+    return _claim_with(session_factory, _CLAIM_ONE, worker_id, {"c_id": job_id})
 
 
 def claim_next(session_factory: SessionFactory, worker_id: str) -> Claimed | None:
     """Take the oldest queued job in one statement; None when there was none to take (or
     another worker took the one seen: call again while ``next_queued_job_id`` finds one)."""
-    oldest = (
-        select(JOBS.c.id)
-        .where(JOBS.c.status == JobStatus.queued)
-        .order_by(JOBS.c.id)
-        .limit(1)
-        .with_for_update(skip_locked=True)  # PostgreSQL; SQLite's writer is alone anyway
-        .scalar_subquery()
+    return _claim_with(session_factory, _CLAIM_NEXT, worker_id, {})
+
+
+def _taking(which: ColumnElement[bool]) -> Update:
+    """The UPDATE by which a worker takes the queued jobs ``which`` selects (one more
+    attempt, fresh heartbeat), built once with bound parameters: a statement rebuilt with
+    literal values was walked for its cache key on every claim."""
+    return (
+        update(JOBS)
+        .where(which, JOBS.c.status == JobStatus.queued)
+        .values(
+            status=JobStatus.running,
+            worker_id=bindparam("c_worker"),
+            attempts=JOBS.c.attempts + 1,
+            started_at=bindparam("c_started", type_=JOBS.c.started_at.type),
+            heartbeat_at=bindparam("c_beat", type_=JOBS.c.heartbeat_at.type),
+            progress=0.0,
+        )
     )
-    return _claim_where(session_factory, JOBS.c.id == oldest, worker_id)
+
+
+_OLDEST_QUEUED = (
+    select(JOBS.c.id)
+    .where(JOBS.c.status == JobStatus.queued)
+    .order_by(JOBS.c.id)
+    .limit(1)
+    .with_for_update(skip_locked=True)  # PostgreSQL; SQLite's writer is alone anyway
+    .scalar_subquery()
+)
+_CLAIMED = (JOBS.c.id, JOBS.c.attempts, JOBS.c.kind, JOBS.c.params)
+_CLAIM_ONE = _taking(JOBS.c.id == bindparam("c_id")).returning(*_CLAIMED)
+_CLAIM_NEXT = _taking(JOBS.c.id == _OLDEST_QUEUED).returning(*_CLAIMED)
+_CLAIM_MANY = _taking(JOBS.c.id.in_(bindparam("c_ids", expanding=True))).returning(
+    JOBS.c.id, JOBS.c.attempts
+)
+_READ_JOBS = select(JOBS).where(JOBS.c.id.in_(bindparam("ids", expanding=True)))
+_CANDIDATES = (
+    select(JOBS.c.id, JOBS.c.params)
+    .where(JOBS.c.status == JobStatus.queued, JOBS.c.kind == bindparam("kind"))
+    .order_by(JOBS.c.id)
+    .limit(bindparam("limit"))
+)
 
 
 def _taken_by(worker_id: str) -> dict[str, Any]:
-    """The column values of a queued job a worker takes (one more attempt, fresh heartbeat)."""
+    """The bound values of ``_taking`` for this worker, now."""
     now = utcnow()
-    return {"status": JobStatus.running, "worker_id": worker_id,
-            "attempts": JOBS.c.attempts + 1, "started_at": now, "heartbeat_at": now,
-            "progress": 0.0}
+    return {"c_worker": worker_id, "c_started": now, "c_beat": now}
 
 
-def _claim_where(
-    session_factory: SessionFactory, which: ColumnElement[bool], worker_id: str
+def _claim_with(
+    session_factory: SessionFactory, statement: Update, worker_id: str, params: dict[str, Any]
 ) -> Claimed | None:
     with session_scope(session_factory) as session:
-        row = session.execute(
-            update(JOBS)
-            .where(which, JOBS.c.status == JobStatus.queued)
-            .values(**_taken_by(worker_id))
-            .returning(JOBS.c.id, JOBS.c.attempts, JOBS.c.kind, JOBS.c.params)
-        ).first()
+        row = session.execute(statement, params | _taken_by(worker_id)).first()
     return None if row is None else (row[0], row[1], row[2], dict(row[3]))
 
 
@@ -236,10 +262,7 @@ def _claim_batch_mates(
         wanted = settings.max_batch - 1 - len(mates)
         with first.session_factory() as session:
             candidates = session.execute(
-                select(JOBS.c.id, JOBS.c.params)
-                .where(JOBS.c.status == JobStatus.queued, JOBS.c.kind == kind_name)
-                .order_by(JOBS.c.id)
-                .limit(4 * settings.max_batch)
+                _CANDIDATES, {"kind": kind_name, "limit": 4 * settings.max_batch}
             ).all()
         params = {job_id: p for job_id, p in candidates if batch_key(p) == key}
         chosen = list(params)[:wanted]
@@ -267,12 +290,7 @@ def claim_many(
     """Take those of ``job_ids`` that are still queued, in one guarded UPDATE; returns
     (job id, attempt) for each one taken."""
     with session_scope(session_factory) as session:
-        rows = session.execute(
-            update(JOBS)
-            .where(JOBS.c.id.in_(job_ids), JOBS.c.status == JobStatus.queued)
-            .values(**_taken_by(worker_id))
-            .returning(JOBS.c.id, JOBS.c.attempts)
-        ).all()
+        rows = session.execute(_CLAIM_MANY, {"c_ids": job_ids} | _taken_by(worker_id)).all()
     return sorted((job_id, attempt) for job_id, attempt in rows)
 
 
@@ -326,7 +344,7 @@ def _write_batch(
         if matched.rowcount != len(params_list):
             raise _ChangedHands(f"{len(params_list) - matched.rowcount} job(s) changed hands")
     ids = [ctx.job_id for _, ctx, _ in work]
-    found = session.execute(select(JOBS).where(JOBS.c.id.in_(ids))).mappings().all()
+    found = session.execute(_READ_JOBS, {"ids": ids}).mappings().all()
     by_id = {row["id"]: dict(row) for row in found}
     results = [(c.job_id, kw["result"]) for _, c, (_, kw) in work if kw.get("result") is not None]
     if persist_many is not None and results:

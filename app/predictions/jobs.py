@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 from pydantic import BaseModel, Field
-from sqlalchemy import insert, select
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.orm import Session
 
 from app.blobs import BlobStore
@@ -29,6 +29,12 @@ class PredictParams(BaseModel):
     )
 
 
+_CHECKPOINTS = Checkpoint.__table__
+_BLOBS = select(_CHECKPOINTS.c.id, _CHECKPOINTS.c.blob_sha256).where(  # built once
+    _CHECKPOINTS.c.id.in_(bindparam("ids", expanding=True))
+)
+
+
 def run_predict_batch(ctxs: list[JobContext]) -> list[BatchOutcome]:
     from app.predictions.engine import Item, engine_for
 
@@ -37,13 +43,8 @@ def run_predict_batch(ctxs: list[JobContext]) -> list[BatchOutcome]:
     settings = ctxs[0].settings
     blobs = BlobStore(settings.blob_dir)
     with ctxs[0].session_factory() as session:
-        rows = dict(
-            session.execute(
-                select(Checkpoint.id, Checkpoint.blob_sha256).where(
-                    Checkpoint.id.in_({p.checkpoint_id for p in params})
-                )
-            ).all()
-        )
+        wanted = sorted({p.checkpoint_id for p in params})
+        rows = dict(session.execute(_BLOBS, {"ids": wanted}).all())
     outcomes: list[BatchOutcome | None] = [None] * len(ctxs)
     items, positions = [], []
     for index, p in enumerate(params):
