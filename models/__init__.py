@@ -3,7 +3,8 @@
 Public surface:
 
 * :class:`MetanetConfig`, :class:`TrainConfig` (dataclasses); :class:`GraphMetanet` (the
-  model) built from :class:`NGConv` layers;
+  model) built from :class:`NGConv` layers, with optional probe features
+  (:mod:`models.probes`: neuron values on learned inputs, for INRs);
 * :class:`StatNN`, the per-tensor statistics baseline;
 * :func:`train_on_zoo` / :func:`ship` (zoo directory -> trained metanetwork + card);
 * built-ins: :func:`available`, :func:`load_metanetwork`, :func:`predict` (batched, GPU when

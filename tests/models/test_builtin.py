@@ -12,9 +12,8 @@ import graphs
 from models import OutOfDomainError, load_metanetwork
 from models.registry import BUILTIN_DIR, available
 
-# digits-inr-classifier is not shipped: trained on a 300-image zoo for 12 epochs it scored
-# below chance (5% on test); it returns when it is trained on the full zoo (ZOOS.md).
-BUILTINS = ("digits-cnn-generalization", "digits-mixed-generalization")
+BUILTINS = ("digits-inr-classifier", "digits-cnn-generalization",
+            "digits-mixed-generalization")
 
 
 def samples(name: str) -> tuple[list[graphs.Checkpoint], list[dict]]:
