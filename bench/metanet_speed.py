@@ -45,7 +45,7 @@ def small_siren() -> graphs.Checkpoint:
     return graphs.from_module(net, torch.zeros(1, 2))
 
 
-def small_graphs(n: int, seed: int = 0, kind: str = "cnn") -> list:
+def small_graphs(n: int, seed: int = 0, kind: str = "cnn", max_kernel: int = 9) -> list:
     """``n`` graphs: a few traced architectures, fresh random weights for each graph."""
     g = torch.Generator().manual_seed(seed)
     if kind == "siren":
@@ -58,7 +58,7 @@ def small_graphs(n: int, seed: int = 0, kind: str = "cnn") -> list:
         base = archs[i % len(archs)]
         tensors = {k: torch.randn(v.shape, generator=g) * 0.3 for k, v in base.tensors.items()}
         y = torch.rand(1, generator=g) if kind == "cnn" else torch.randint(10, (1,), generator=g)
-        data = graph_of(graphs.Checkpoint(tensors, base.architecture))
+        data = graph_of(graphs.Checkpoint(tensors, base.architecture), max_kernel)
         data.y = y
         out.append(data)
     return out
@@ -132,7 +132,7 @@ def main() -> None:
         cfg = default_config("generalization")
         source = "default generalization config"
     kind = "siren" if cfg.task == "classification" else "cnn"
-    data = small_graphs(args.graphs, kind=kind)
+    data = small_graphs(args.graphs, kind=kind, max_kernel=cfg.max_kernel)
     nodes = statistics.mean(d.num_nodes for d in data)
     edges = statistics.mean(d.edge_index.shape[1] for d in data)
     print(
@@ -143,7 +143,7 @@ def main() -> None:
     print(f"graphs: {len(data)} small {kind.upper()} graphs, mean {nodes:.0f} nodes / "
           f"{edges:.0f} edges")
     t0 = time.perf_counter()
-    small_graphs(256, seed=1, kind=kind)
+    small_graphs(256, seed=1, kind=kind, max_kernel=cfg.max_kernel)
     print(
         f"graph building (graphs.to_graph): {256 / (time.perf_counter() - t0):,.0f} graphs/s "
         "(one CPU thread, not included below)"
