@@ -4,9 +4,12 @@ SQLite writers of one process queuing on a lock instead of SQLite's sleeping bus
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
+from collections.abc import AsyncIterator
 
+import httpx
 import pytest
 from pydantic import BaseModel
 from sqlalchemy import func, select, update
@@ -31,6 +34,36 @@ class Tag(BaseModel):
     tag: str = ""
 
 
+@contextlib.asynccontextmanager
+async def gated_service(
+    settings, monkeypatch, result: dict | None = None
+) -> AsyncIterator[tuple[object, httpx.AsyncClient, threading.Event]]:
+    """The app (lifespan running) and an ASGI client, with a ``gated`` job kind that
+    finishes with ``result`` once the yielded event is set (it is set on the way out)."""
+    release = threading.Event()
+    monkeypatch.setitem(
+        KINDS, "gated", JobKind("gated", NoParams, lambda c: release.wait(30) and (result or {}))
+    )
+    application = create_app(settings)
+    try:
+        async with application.router.lifespan_context(application):
+            transport = httpx.ASGITransport(app=application)
+            async with httpx.AsyncClient(transport=transport, base_url="http://ws") as client:
+                yield application, client, release
+    finally:
+        release.set()
+
+
+async def cancel_ends_a_long_poll(client: httpx.AsyncClient, job_id: int) -> None:
+    """A cancel sent while a long-poll waits ends that wait well before its 15 s bound."""
+    started = time.monotonic()
+    waiting = asyncio.create_task(client.get(f"/v1/jobs/{job_id}", params={"wait": 15}))
+    await asyncio.sleep(0.2)
+    await client.post(f"/v1/jobs/{job_id}/cancel")
+    assert (await waiting).json()["status"] == "canceled"
+    assert time.monotonic() - started < 10
+
+
 def queued(session_factory, kind: str, params: dict | None = None) -> int:
     with session_scope(session_factory) as session:
         job = Job(kind=kind, params=params or {}, max_attempts=3)
@@ -53,33 +86,20 @@ async def test_notify_wakes_a_watcher_from_another_thread() -> None:
 
 async def test_long_poll_returns_when_the_embedded_worker_finishes(settings, monkeypatch) -> None:
     """With polling slowed to 20 s, only the worker's notification can end the wait."""
-    release = threading.Event()
-
-    def run(ctx: JobContext) -> dict:
-        release.wait(30)
-        return {"done": True}
-
-    monkeypatch.setitem(KINDS, "gated", JobKind("gated", NoParams, run))
     monkeypatch.setattr(events, "FIRST_DELAY", 20.0)
     monkeypatch.setattr(events, "MAX_DELAY", 20.0)
-    import httpx
-
-    application = create_app(settings)
-    async with application.router.lifespan_context(application):
+    async with gated_service(settings, monkeypatch, {"done": True}) as (application, client,
+                                                                       release):
         assert application.state.services.notifier.signals_completions
-        transport = httpx.ASGITransport(app=application)
-        async with httpx.AsyncClient(transport=transport, base_url="http://ws") as client:
-            job = (await client.post("/v1/jobs", json={"kind": "gated"})).json()
-            threading.Timer(0.3, release.set).start()
-            started = time.monotonic()
-            done = await client.get(f"/v1/jobs/{job['id']}", params={"wait": 15})
-            assert done.json()["status"] == "succeeded"
-            assert time.monotonic() - started < 10
+        job = (await client.post("/v1/jobs", json={"kind": "gated"})).json()
+        threading.Timer(0.3, release.set).start()
+        started = time.monotonic()
+        done = await client.get(f"/v1/jobs/{job['id']}", params={"wait": 15})
+        assert done.json()["status"] == "succeeded"
+        assert time.monotonic() - started < 10
 
 
 async def test_cancel_wakes_a_long_poll(settings, monkeypatch) -> None:
-    import httpx
-
     monkeypatch.setattr(events, "FIRST_DELAY", 20.0)
     monkeypatch.setattr(events, "MAX_DELAY", 20.0)
     monkeypatch.setitem(KINDS, "idle", JobKind("idle", NoParams, lambda ctx: {}))
@@ -88,12 +108,7 @@ async def test_cancel_wakes_a_long_poll(settings, monkeypatch) -> None:
         transport = httpx.ASGITransport(app=application)
         async with httpx.AsyncClient(transport=transport, base_url="http://ws") as client:
             job = (await client.post("/v1/jobs", json={"kind": "idle"})).json()
-            started = time.monotonic()
-            waiting = asyncio.create_task(client.get(f"/v1/jobs/{job['id']}", params={"wait": 15}))
-            await asyncio.sleep(0.2)
-            await client.post(f"/v1/jobs/{job['id']}/cancel")
-            assert (await waiting).json()["status"] == "canceled"
-            assert time.monotonic() - started < 10
+            await cancel_ends_a_long_poll(client, job["id"])
 
 
 def test_worker_wakes_on_submit_not_on_its_poll(settings, session_factory, monkeypatch) -> None:
@@ -274,71 +289,43 @@ async def test_a_finished_job_is_answered_without_reading_its_row(settings, monk
     """The embedded worker hands its terminal rows to the notifier: a long-poll for a job
     queued here waits without reading, and the answer (and later GETs) need no read; the
     JSON is the same as a read of the row gives. (Polling slowed to 20 s.)"""
-    import httpx
-
     monkeypatch.setattr(events, "FIRST_DELAY", 20.0)
     monkeypatch.setattr(events, "MAX_DELAY", 20.0)
-    release = threading.Event()
-    monkeypatch.setitem(
-        KINDS, "gated", JobKind("gated", NoParams, lambda c: release.wait(30) and {"x": 1})
-    )
     reads: list[int] = []
     read_job = events.read_job
     monkeypatch.setattr(events, "read_job", lambda s, i: reads.append(i) or read_job(s, i))
-    application = create_app(settings)
-    async with application.router.lifespan_context(application):
+    async with gated_service(settings, monkeypatch, {"x": 1}) as (application, client, release):
         services = application.state.services
-        transport = httpx.ASGITransport(app=application)
-        async with httpx.AsyncClient(transport=transport, base_url="http://ws") as client:
-            job = (await client.post("/v1/jobs", json={"kind": "gated"})).json()
-            accepted = await client.post(
-                "/v1/predictions", json={"checkpoint_id": 99, "metanetwork": "x"}
-            )
-            assert accepted.status_code == 404  # refused requests queue nothing
-            threading.Timer(0.3, release.set).start()
-            done = await client.get(f"/v1/jobs/{job['id']}", params={"wait": 15})
-            assert done.status_code == 200 and done.json()["status"] == "succeeded"
-            assert done.json()["result"] == {"x": 1}
-            again = await client.get(f"/v1/jobs/{job['id']}")
-            assert reads == []
-            assert (
-                again.content
-                == done.content
-                == events.job_response(read_job(services, job["id"])).body
-            )
-            assert again.headers["content-type"] == "application/json"
+        job = (await client.post("/v1/jobs", json={"kind": "gated"})).json()
+        accepted = await client.post(
+            "/v1/predictions", json={"checkpoint_id": 99, "metanetwork": "x"}
+        )
+        assert accepted.status_code == 404  # refused requests queue nothing
+        threading.Timer(0.3, release.set).start()
+        done = await client.get(f"/v1/jobs/{job['id']}", params={"wait": 15})
+        assert done.status_code == 200 and done.json()["status"] == "succeeded"
+        assert done.json()["result"] == {"x": 1}
+        again = await client.get(f"/v1/jobs/{job['id']}")
+        assert reads == []
+        assert (
+            again.content
+            == done.content
+            == events.job_response(read_job(services, job["id"])).body
+        )
+        assert again.headers["content-type"] == "application/json"
 
 
 async def test_cancel_of_a_job_queued_here_still_wakes_a_long_poll(settings, monkeypatch) -> None:
     """A long-poll that skipped its first read (the job was queued here) reads the row
     after any wake-up: a cancel is not a finish the worker reports."""
-    import httpx
-
     monkeypatch.setattr(events, "FIRST_DELAY", 20.0)
     monkeypatch.setattr(events, "MAX_DELAY", 20.0)
-    release = threading.Event()
-    monkeypatch.setitem(
-        KINDS, "gated", JobKind("gated", NoParams, lambda c: release.wait(30) and {})
-    )
-    application = create_app(settings)
-    try:
-        async with application.router.lifespan_context(application):
-            transport = httpx.ASGITransport(app=application)
-            async with httpx.AsyncClient(transport=transport, base_url="http://ws") as client:
-                busy = (await client.post("/v1/jobs", json={"kind": "gated"})).json()
-                job = (await client.post("/v1/jobs", json={"kind": "gated"})).json()
-                assert application.state.services.notifier.is_open(job["id"])
-                started = time.monotonic()
-                waiting = asyncio.create_task(
-                    client.get(f"/v1/jobs/{job['id']}", params={"wait": 15})
-                )
-                await asyncio.sleep(0.2)
-                await client.post(f"/v1/jobs/{job['id']}/cancel")
-                assert (await waiting).json()["status"] == "canceled"
-                assert time.monotonic() - started < 10
-                assert busy["id"] != job["id"]
-    finally:
-        release.set()
+    async with gated_service(settings, monkeypatch) as (application, client, _):
+        busy = (await client.post("/v1/jobs", json={"kind": "gated"})).json()
+        job = (await client.post("/v1/jobs", json={"kind": "gated"})).json()
+        assert application.state.services.notifier.is_open(job["id"])
+        await cancel_ends_a_long_poll(client, job["id"])
+        assert busy["id"] != job["id"]
 
 
 async def test_a_job_queued_here_but_finished_elsewhere_is_still_seen(
@@ -346,34 +333,20 @@ async def test_a_job_queued_here_but_finished_elsewhere_is_still_seen(
 ) -> None:
     """A long-poll for a job this process queued still reads the row now and then: a
     worker in another process (here: the row written directly) is not signalled."""
-    import httpx
-
     monkeypatch.setattr(events, "OPEN_POLL_SECONDS", 0.2)
-    release = threading.Event()
-    monkeypatch.setitem(
-        KINDS, "gated", JobKind("gated", NoParams, lambda c: release.wait(30) and {})
-    )
-    application = create_app(settings)
-    try:
-        async with application.router.lifespan_context(application):
-            transport = httpx.ASGITransport(app=application)
-            async with httpx.AsyncClient(transport=transport, base_url="http://ws") as client:
-                await client.post("/v1/jobs", json={"kind": "gated"})  # keeps the worker busy
-                job = (await client.post("/v1/jobs", json={"kind": "gated"})).json()
-                waiting = asyncio.create_task(
-                    client.get(f"/v1/jobs/{job['id']}", params={"wait": 15})
-                )
-                await asyncio.sleep(0.3)
-                with session_scope(session_factory) as session:
-                    session.execute(
-                        update(Job)
-                        .where(Job.id == job["id"])
-                        .values(status=JobStatus.failed, error="elsewhere", finished_at=utcnow())
-                    )
-                done = (await asyncio.wait_for(waiting, 10)).json()
-                assert done["status"] == "failed" and done["error"] == "elsewhere"
-    finally:
-        release.set()
+    async with gated_service(settings, monkeypatch) as (_, client, _):
+        await client.post("/v1/jobs", json={"kind": "gated"})  # keeps the worker busy
+        job = (await client.post("/v1/jobs", json={"kind": "gated"})).json()
+        waiting = asyncio.create_task(client.get(f"/v1/jobs/{job['id']}", params={"wait": 15}))
+        await asyncio.sleep(0.3)
+        with session_scope(session_factory) as session:
+            session.execute(
+                update(Job)
+                .where(Job.id == job["id"])
+                .values(status=JobStatus.failed, error="elsewhere", finished_at=utcnow())
+            )
+        done = (await asyncio.wait_for(waiting, 10)).json()
+        assert done["status"] == "failed" and done["error"] == "elsewhere"
 
 
 def test_a_batch_is_written_with_a_few_statements_and_persisted_at_once(
