@@ -56,7 +56,7 @@ def worker() -> None:
 
     _logging()
     settings = Settings()
-    configure_torch(settings)
+    configure_torch(settings, embedded=False)
     load_job_modules(settings)
     engine = create_db_engine(settings.database_url)
     session_factory = create_session_factory(engine)

@@ -58,7 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         worker = None
         if settings.embedded_worker and isinstance(queue, InProcessQueue):
-            configure_torch(settings)
+            configure_torch(settings, embedded=True)
             worker = JobWorker(
                 services.session_factory, settings, notify=services.notifier.finished
             )
