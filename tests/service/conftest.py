@@ -163,6 +163,8 @@ def start_worker(pg_settings: Settings, tmp_path: Path) -> Iterator[Callable[[],
         "OMP_NUM_THREADS": "1",
     }
     for key, value in pg_settings.model_dump(mode="json").items():
+        if value is None:  # unset: the worker applies its own default
+            continue
         env[f"WEIGHTSCOPE_{key.upper()}"] = (
             json.dumps(value) if isinstance(value, list) else str(value)
         )
