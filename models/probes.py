@@ -13,7 +13,8 @@ of graphs, sees the same augmented weights the metanetwork sees, and is differen
 the points. Hidden neurons are permuted together with their activations, so the features
 keep the metanetwork invariant. Only networks of linear layers (and residual adds) are
 evaluated; any other graph (convolutions, normalization, attention) gets zero features,
-flagged by :func:`probe_supported`.
+flagged by :func:`probe_supported`. GELU is evaluated exactly: the graph does not record a
+tanh approximation (a difference far below what the features are used for).
 """
 
 from __future__ import annotations
