@@ -30,6 +30,18 @@ from graphs import ACTIVATION_IDS, NODE_TYPES
 _SUPPORTED_NODES = tuple(NODE_TYPES[k] for k in ("input", "linear", "add"))
 
 
+# activation id -> f(pre-activation, per-row parameter: w0 of a sine, slope of a leaky ReLU)
+_ACTIVATIONS = {
+    ACTIVATION_IDS["relu"]: lambda v, p: F.relu(v),
+    ACTIVATION_IDS["gelu"]: lambda v, p: F.gelu(v),
+    ACTIVATION_IDS["silu"]: lambda v, p: F.silu(v),
+    ACTIVATION_IDS["tanh"]: lambda v, p: torch.tanh(v),
+    ACTIVATION_IDS["sigmoid"]: lambda v, p: torch.sigmoid(v),
+    ACTIVATION_IDS["leaky_relu"]: lambda v, p: torch.where(v >= 0, v, v * p),
+    ACTIVATION_IDS["sine"]: lambda v, p: torch.sin(p * v),
+}
+
+
 def _activate(pre: Tensor, act: Tensor, param: Tensor) -> Tensor:
     """Each node's own activation (``node_act``; 0 = identity) applied to its row of ``pre``."""
     out = pre
@@ -37,23 +49,7 @@ def _activate(pre: Tensor, act: Tensor, param: Tensor) -> Tensor:
         if a == 0:
             continue
         rows = act == a
-        p = param[rows, None]
-        v = pre[rows]
-        name = next(k for k, i in ACTIVATION_IDS.items() if i == a)
-        if name == "relu":
-            y = F.relu(v)
-        elif name == "gelu":
-            y = F.gelu(v)
-        elif name == "silu":
-            y = F.silu(v)
-        elif name == "tanh":
-            y = torch.tanh(v)
-        elif name == "sigmoid":
-            y = torch.sigmoid(v)
-        elif name == "leaky_relu":
-            y = torch.where(v >= 0, v, v * p)
-        else:  # sine
-            y = torch.sin(p * v)
+        y = _ACTIVATIONS[a](pre[rows], param[rows, None])
         out = out.index_put((rows.nonzero()[:, 0],), y)
     return out
 

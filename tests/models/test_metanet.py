@@ -10,20 +10,22 @@ from models import GraphMetanet, MetanetConfig, NGConv
 from models.data import graph_of
 
 
-def tiny(task: str, layer_stats: bool = False) -> GraphMetanet:
+def tiny(task: str, layer_stats: bool = False, probes: int = 0) -> GraphMetanet:
     torch.manual_seed(0)
     cfg = MetanetConfig(task=task, num_outputs=10 if task == "classification" else 1,
-                        hidden=16, edge_hidden=8, layers=2, fourier=4, layer_stats=layer_stats)
+                        hidden=16, edge_hidden=8, layers=2, fourier=4, layer_stats=layer_stats,
+                        probes=probes)
     model = GraphMetanet(cfg)
     model.fit_normalization([graph_of(checkpoint(f)) for f in FAMILIES])
     return model.eval()
 
 
-@pytest.mark.parametrize("layer_stats", [False, True])
+@pytest.mark.parametrize(("layer_stats", "probes"), [(False, 0), (True, 0), (False, 8)])
 @pytest.mark.parametrize("task", ["classification", "generalization"])
 @pytest.mark.parametrize("family", FAMILIES)
-def test_invariant_to_hidden_permutations(family: str, task: str, layer_stats: bool) -> None:
-    model = tiny(task, layer_stats)
+def test_invariant_to_hidden_permutations(family: str, task: str, layer_stats: bool,
+                                          probes: int) -> None:
+    model = tiny(task, layer_stats, probes)
     ckpt = checkpoint(family, seed=1)
     permuted = graphs.random_permutation(ckpt, torch.Generator().manual_seed(7))
     g, gp = graph_of(ckpt), graph_of(permuted)
@@ -114,3 +116,11 @@ def test_layer_statistics_match_the_weights() -> None:
         torch.testing.assert_close(stats[layer, 9], b.std(unbiased=False))
         assert stats[layer, -1] == 1
     assert stats[3:, -1].sum() == 0  # no deeper layers
+
+
+def test_probe_points_learn() -> None:
+    """The probe points get gradients through the graph pass (they train with the model)."""
+    model = tiny("classification", probes=8).train()
+    batch = Batch.from_data_list([graph_of(checkpoint("siren", seed=s)) for s in range(3)])
+    model(batch).sum().backward()
+    assert model.probe_points.grad is not None and model.probe_points.grad.abs().sum() > 0
