@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 
 from app.settings import Settings
+from models.runtime import keep_freed_memory
 
 _api_process = False
 
@@ -43,8 +44,10 @@ def torch_threads(settings: Settings, embedded: bool) -> int:
 
 
 def configure_torch(settings: Settings, embedded: bool) -> None:
-    """Apply :func:`torch_threads` in a process that computes: a worker process, or the API
-    process with its embedded worker (``embedded``)."""
+    """Apply :func:`torch_threads` and keep freed memory for reuse
+    (:func:`models.runtime.keep_freed_memory`) in a process that computes: a worker
+    process, or the API process with its embedded worker (``embedded``)."""
+    keep_freed_memory()
     threads = torch_threads(settings, embedded)
     # Set even when it is torch's default: left implicit, the embedded worker thread's
     # forward spent ~35% more CPU per prediction than with the same count set (bench/service).

@@ -5,7 +5,8 @@ channels, a 10-way head: 40-60 nodes, 250-850 edges) with random weights; the mo
 generalization metanetwork's default configuration (or a shipped one's, with --builtin).
 For a classification built-in (the INR classifier) the graphs are digits-inr SIRENs
 (2-32-32-1: 67 nodes, 1,120 edges) instead, so its probe pass runs on what it reads.
-Runs on the CPU (with --threads torch threads) and, when CUDA is present, on the GPU.
+Runs on the CPU (with --threads torch threads; once with glibc's default allocator, once
+after models.runtime.keep_freed_memory, with the ratio) and, when CUDA is present, on the GPU.
 Targets: >= 500 small graphs/s on a 2-core CPU, >= 50,000/s on an H100.
 
     .venv/bin/python -m bench.metanet_speed [--graphs 2048] [--threads 2]
@@ -27,6 +28,7 @@ from models import GraphMetanet, MetanetConfig
 from models.data import graph_of
 from models.fit import default_config
 from models.registry import BUILTIN_DIR, available, load_from
+from models.runtime import keep_freed_memory
 
 
 def small_cnn(widths: list[int]) -> graphs.Checkpoint:
@@ -148,26 +150,39 @@ def main() -> None:
         f"graph building (graphs.to_graph): {256 / (time.perf_counter() - t0):,.0f} graphs/s "
         "(one CPU thread, not included below)"
     )
-    devices = [("cpu", torch.device("cpu"), 512)]
+    # the CPU twice: glibc's default allocator first, then models.runtime.keep_freed_memory
+    # (it cannot be undone within a process, so the baseline must come first)
+    devices = [("cpu", torch.device("cpu"), 512), ("cpu", torch.device("cpu"), 512)]
     if torch.cuda.is_available():
         devices.append((torch.cuda.get_device_name(), torch.device("cuda"), 8192))
     print(
-        f"{'device':<28}{'batch':>7}{'graphs/s':>12}{'forward-only/s':>16}"
+        f"{'device':<40}{'batch':>7}{'graphs/s':>12}{'forward-only/s':>16}"
         f"{'train s/epoch':>15}{'(graphs)':>10}"
     )
-    for label, device, batch_size in devices:
+    baseline = None
+    for index, (label, device, batch_size) in enumerate(devices):
         if device.type == "cpu":
             torch.set_num_threads(args.threads)
-            label = f"cpu ({args.threads} threads)"
+            label = f"cpu ({args.threads} threads), glibc default malloc"
+            if index == 1:
+                kept = keep_freed_memory()
+                label = f"cpu ({args.threads} threads), keep freed memory"
+                label += "" if kept else " (refused)"
         model = GraphMetanet(MetanetConfig.from_dict(cfg.to_dict()))
         model.fit_normalization(data[:256])
         full, fwd = inference(model, data, batch_size, device, repeats=3)
         epoch = train_epoch(model, data[: args.train_graphs], 64, device)
         print(
-            f"{label:<28}{batch_size:>7}{full:>12,.0f}{fwd:>16,.0f}{epoch:>15.2f}"
+            f"{label:<40}{batch_size:>7}{full:>12,.0f}{fwd:>16,.0f}{epoch:>15.2f}"
             f"{args.train_graphs:>10}"
         )
-
+        if baseline is None:
+            baseline = (full, fwd, epoch)
+        elif device.type == "cpu":
+            print(
+                f"{'  ratio to the default malloc':<47}{full / baseline[0]:>12.2f}x"
+                f"{fwd / baseline[1]:>15.2f}x{baseline[2] / epoch:>14.2f}x"
+            )
 
 if __name__ == "__main__":
     main()

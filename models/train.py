@@ -33,6 +33,7 @@ from models.metrics import (
     interval_coverage,
     regression_metrics,
 )
+from models.runtime import keep_freed_memory
 
 
 def default_device() -> torch.device:
@@ -130,6 +131,7 @@ def train_metanet(train: Sequence[Data], val: Sequence[Data], mcfg: MetanetConfi
                   on_epoch: Callable[[dict[str, Any]], None] | None = None) -> TrainResult:
     """Train from scratch; returns the weights of the best validation epoch."""
     device = device or default_device()
+    keep_freed_memory()
     if tcfg.num_threads:
         torch.set_num_threads(tcfg.num_threads)
     seed_everything(tcfg.seed)
