@@ -25,16 +25,29 @@ from sqlalchemy.orm import Session, sessionmaker
 SessionFactory = sessionmaker[Session]
 
 
+# Connections a process keeps open: one per thread that can hold a session at once (the
+# API's request threadpool, 40 by default, plus the embedded worker's threads). With
+# SQLAlchemy's default of 5, most requests under load opened and closed a connection of
+# their own (a third of a prediction's submit time on SQLite, with its pragmas). Opened
+# lazily, so a process holds only as many as it has used at once.
+POOL_SIZE = 40
+POOL_OVERFLOW = 10
+
+
 def create_db_engine(url: str) -> Engine:
     """Make an engine; for SQLite also create the file's folder and set WAL, FKs, busy wait."""
     parsed = make_url(url)
+    pool = {"pool_size": POOL_SIZE, "max_overflow": POOL_OVERFLOW}
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True)
+        return create_engine(url, pool_pre_ping=True, **pool)
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    else:
+        pool = {}  # one connection per thread (SQLAlchemy's SingletonThreadPool)
     engine = create_engine(
         url,
         connect_args={"check_same_thread": False, "timeout": 30, "factory": _WriterQueueConnection},
+        **pool,
     )
     event.listen(engine, "connect", _sqlite_pragmas)
     return engine

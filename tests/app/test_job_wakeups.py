@@ -394,3 +394,33 @@ def test_a_batch_is_written_with_a_few_statements_and_persisted_at_once(
     for job_id, row in notified[0].items():  # the rows watchers get are the committed rows
         assert row["status"] == rows[job_id].status and row["result"] == rows[job_id].result
         assert row["error"] == rows[job_id].error and row["finished_at"] is not None
+
+
+def test_connections_outlive_a_burst_of_concurrent_sessions(session_factory) -> None:
+    """Each request thread keeps a pooled connection: a burst of 20 concurrent sessions
+    (more than SQLAlchemy's default pool of 5 + 10) opens 20 and closes none of them, so
+    the next burst opens nothing."""
+    engine = session_factory.kw["bind"]
+    opened: list[int] = []
+    from sqlalchemy import event
+
+    listener = lambda *_: opened.append(1)  # noqa: E731
+    event.listen(engine, "connect", listener)
+    barrier = threading.Barrier(20)
+
+    def one() -> None:
+        with session_factory() as session:
+            session.execute(select(func.count(Job.id))).scalar()
+            barrier.wait(timeout=10)
+
+    try:
+        for _ in range(2):
+            threads = [threading.Thread(target=one) for _ in range(20)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+    finally:
+        event.remove(engine, "connect", listener)
+    assert len(opened) == 20
+    assert engine.pool.checkedin() == 20
