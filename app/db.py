@@ -1,22 +1,30 @@
 """Engine and session factory; SQLite gets the pragmas that make it a safe shared store.
 
 SQLite has one writer at a time. A connection that finds the write lock taken sleeps in
-SQLite's busy handler, whose naps grow from 1 ms to 100 ms, so threads of one process
-contending for it (the API's request threads committing new jobs, the embedded worker
-claiming and finishing them) waited up to a hundred milliseconds for a lock held for one.
-Within a process, writers therefore queue on a Python lock per database file instead,
-taken at a transaction's first write and released at its commit or rollback, and wake the
-moment it is free; other processes still meet SQLite's own lock and busy timeout.
+SQLite's busy handler, whose naps grow from 1 ms to 100 ms, so writers contending for it
+(the API's request threads committing new jobs, the embedded worker claiming and finishing
+them) waited up to a hundred milliseconds for a lock held for one. Writers therefore queue
+before SQLite sees them, from a transaction's first write to its commit or rollback: the
+threads of a process on a Python lock per database file (woken the moment it is free), and
+processes (the API and its worker process) on an advisory ``flock`` of a ``-writer`` file
+beside the database, tried every half millisecond.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not on Windows: processes meet SQLite's own lock
+    fcntl = None  # type: ignore[assignment]
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
@@ -54,15 +62,65 @@ def create_db_engine(url: str) -> Engine:
 
 
 WRITER_WAIT_SECONDS = 30.0  # then go on and let SQLite's busy timeout decide, as before
-_writer_locks: dict[str, threading.Lock] = {}
+FILE_LOCK_NAP_SECONDS = 0.0005
+_writer_locks: dict[str, _FileWriters] = {}
 _writer_locks_guard = threading.Lock()
 _WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
 
 
-def _writer_lock(database: str) -> threading.Lock:
+class _FileWriters:
+    """The write turn of one database file: ``lock`` among this process's threads, then a
+    ``flock`` among processes (none for an in-memory database, or without ``fcntl``)."""
+
+    def __init__(self, database: str) -> None:
+        self.lock = threading.Lock()
+        self._path = None if database in ("", ":memory:") or fcntl is None else database + "-writer"
+        self._fd: int | None = None
+        self._pid = 0
+        self._file_held = False
+
+    def acquire(self) -> bool:
+        """Take the turn; False when the threads' lock was not had in time (then SQLite's
+        busy timeout decides). Past the deadline for the file lock, go on without it."""
+        deadline = time.monotonic() + WRITER_WAIT_SECONDS
+        if not self.lock.acquire(timeout=WRITER_WAIT_SECONDS):
+            return False
+        if self._path is not None:
+            fd = self._file()
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    self._file_held = True
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        break
+                    time.sleep(FILE_LOCK_NAP_SECONDS)
+        return True
+
+    def release(self) -> None:
+        if self._file_held:
+            self._file_held = False
+            fcntl.flock(self._file(), fcntl.LOCK_UN)
+        self.lock.release()
+
+    def _file(self) -> int:
+        """This process's descriptor of the lock file (a forked child opens its own: a
+        flock belongs to the open file, which a fork would share)."""
+        if self._fd is None or self._pid != os.getpid():
+            assert self._path is not None
+            self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+            self._pid = os.getpid()
+        return self._fd
+
+
+def _writer_lock(database: str) -> _FileWriters:
     key = database if database in ("", ":memory:") else str(Path(database).resolve())
     with _writer_locks_guard:
-        return _writer_locks.setdefault(key, threading.Lock())
+        found = _writer_locks.get(key)
+        if found is None:
+            found = _writer_locks[key] = _FileWriters(key)
+        return found
 
 
 class _WriterQueueConnection(sqlite3.Connection):
@@ -82,7 +140,7 @@ class _WriterQueueConnection(sqlite3.Connection):
     def take_writer_lock(self) -> None:
         if not self._holding:
             # bounded: a thread that somehow waits on itself falls back to SQLite's timeout
-            self._holding = self._writer.acquire(timeout=WRITER_WAIT_SECONDS)
+            self._holding = self._writer.acquire()
 
     def release_writer_lock(self) -> None:
         if self._holding:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import torch
 
 from app.settings import Settings
-from models.runtime import keep_freed_memory
 
 _api_process = False
 
@@ -46,7 +45,9 @@ def torch_threads(settings: Settings, embedded: bool) -> int:
 def configure_torch(settings: Settings, embedded: bool) -> None:
     """Apply :func:`torch_threads` and keep freed memory for reuse
     (:func:`models.runtime.keep_freed_memory`) in a process that computes: a worker
-    process, or the API process with its embedded worker (``embedded``)."""
+    process, or the API process with its embedded worker thread (``embedded``)."""
+    from models.runtime import keep_freed_memory  # not at import: the API loads no models
+
     keep_freed_memory()
     threads = torch_threads(settings, embedded)
     # Set even when it is torch's default: left implicit, the embedded worker thread's

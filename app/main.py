@@ -20,6 +20,7 @@ from app.jobs.plugins import load_job_modules
 from app.jobs.procrastinate_queue import ProcrastinateQueue
 from app.jobs.queue import InProcessQueue, JobQueue
 from app.jobs.worker import JobWorker
+from app.jobs.worker_process import WorkerProcess
 from app.merges.endpoints import router as merges_router
 from app.metanetworks.endpoints import router as metanetworks_router
 from app.predictions.endpoints import router as predictions_router
@@ -35,8 +36,9 @@ DESCRIPTION = (
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app. The schema must already be at head (``weightscope db upgrade``;
-    ``weightscope serve`` does it before starting). The embedded worker runs only with the
-    in-process queue; with procrastinate, ``weightscope worker`` processes run the jobs."""
+    ``weightscope serve`` does it before starting). The embedded worker (a child process by
+    default, or a thread) runs only with the in-process queue; with procrastinate,
+    ``weightscope worker`` processes run the jobs."""
     settings = settings or Settings()
     mark_api_process()
     load_job_modules(settings)
@@ -56,13 +58,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        worker = None
-        if settings.embedded_worker and isinstance(queue, InProcessQueue):
+        worker: JobWorker | WorkerProcess | None = None
+        mode = settings.embedded_worker if isinstance(queue, InProcessQueue) else "off"
+        if mode == "thread":
             configure_torch(settings, embedded=True)
             worker = JobWorker(
                 services.session_factory, settings, notify=services.notifier.finished
             )
             await run_in_threadpool(worker.start)
+        elif mode == "process":
+            worker = WorkerProcess(settings, services.notifier)
+            worker.start()
+        if worker is not None:
+            assert isinstance(queue, InProcessQueue)
             queue.add_waker(worker.wake)
             services.notifier.signals_completions = True
         try:

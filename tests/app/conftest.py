@@ -39,6 +39,9 @@ def make_settings(data_dir: Path, database_url: str, **overrides: object) -> Set
         "worker_poll_seconds": 0.05,
         "heartbeat_seconds": 0.2,
         "stale_after_seconds": 5.0,
+        # the worker in the API process: these tests register job kinds in this process
+        # (tests/service runs the default, a worker process)
+        "embedded_worker": "thread",
         **overrides,
     }
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
+import os
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -103,7 +105,7 @@ async def test_cancel_wakes_a_long_poll(settings, monkeypatch) -> None:
     monkeypatch.setattr(events, "FIRST_DELAY", 20.0)
     monkeypatch.setattr(events, "MAX_DELAY", 20.0)
     monkeypatch.setitem(KINDS, "idle", JobKind("idle", NoParams, lambda ctx: {}))
-    application = create_app(settings.model_copy(update={"embedded_worker": False}))
+    application = create_app(settings.model_copy(update={"embedded_worker": "off"}))
     async with application.router.lifespan_context(application):
         transport = httpx.ASGITransport(app=application)
         async with httpx.AsyncClient(transport=transport, base_url="http://ws") as client:
@@ -218,7 +220,7 @@ def test_claim_next_takes_the_oldest_queued_job_once(settings, session_factory) 
     assert runner.claim_next(session_factory, "w3") is None
 
 
-def test_sqlite_writers_of_one_process_queue_without_busy_sleeps(tmp_path) -> None:
+def test_sqlite_writers_queue_without_busy_sleeps(tmp_path) -> None:
     """Eight threads, each holding the write lock briefly 25 times: every write lands, and
     none waits anywhere near SQLite's busy-handler naps (up to 100 ms each)."""
     from app.migrate import upgrade
@@ -250,20 +252,34 @@ def test_sqlite_writers_of_one_process_queue_without_busy_sleeps(tmp_path) -> No
     assert not errors
     with factory() as session:
         assert session.scalar(select(func.count()).select_from(Job)) == 200
-    # held from a transaction's first write to its end (commit or rollback), not for reads
-    lock = _writer_lock(str(tmp_path / "db.sqlite"))
+    # held from a transaction's first write to its end (commit or rollback), not for reads,
+    # by this process's threads (a Python lock) and against other processes (a flock)
+    writers = _writer_lock(str(tmp_path / "db.sqlite"))
+    probe = os.open(tmp_path / "db.sqlite-writer", os.O_RDWR)  # as another process would
+
+    def held() -> bool:
+        try:
+            fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            assert writers.lock.locked()
+            return True
+        fcntl.flock(probe, fcntl.LOCK_UN)
+        assert not writers.lock.locked()
+        return False
+
     with factory() as session:
         session.scalar(select(func.count()).select_from(Job))
-        assert not lock.locked()
+        assert not held()
         session.add(Job(kind="w", params={}, max_attempts=1))
         session.flush()
-        assert lock.locked()
+        assert held()
         session.commit()
-        assert not lock.locked()
+        assert not held()
         session.execute(update(Job).where(Job.id == 1).values(progress=0.5))
-        assert lock.locked()
+        assert held()
         session.rollback()
-        assert not lock.locked()
+        assert not held()
+    os.close(probe)
     engine.dispose()
 
 

@@ -85,7 +85,7 @@ async def client_without_worker(settings):
     """The API alone: jobs stay queued until a test runs a worker itself."""
     import httpx
 
-    application = create_app(settings.model_copy(update={"embedded_worker": False}))
+    application = create_app(settings.model_copy(update={"embedded_worker": "off"}))
     async with application.router.lifespan_context(application):
         transport = httpx.ASGITransport(app=application)
         async with httpx.AsyncClient(transport=transport, base_url="http://ws") as client:

@@ -41,7 +41,7 @@ async def test_health_reports_database_migrations_and_worker(client) -> None:
 
 
 async def test_not_ready_without_worker_or_schema(settings, assert_problem) -> None:
-    application = create_app(settings.model_copy(update={"embedded_worker": False}))
+    application = create_app(settings.model_copy(update={"embedded_worker": "off"}))
     transport = httpx.ASGITransport(app=application)
     async with (
         application.router.lifespan_context(application),

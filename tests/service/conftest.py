@@ -18,6 +18,7 @@ import httpx
 import pytest
 import torch
 from fastapi import FastAPI
+from sqlalchemy import func, select
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -30,8 +31,10 @@ from _service_nets import (
     train,
 )
 
+from app.db import create_db_engine, create_session_factory
 from app.main import create_app
 from app.migrate import upgrade
+from app.models import Job
 from app.settings import Settings
 
 torch.set_num_threads(1)
@@ -135,7 +138,7 @@ async def upload(client: httpx.AsyncClient, path: Path, route: str = "/v1/checkp
 
 SCALE_OUT = {
     "queue": "procrastinate",
-    "embedded_worker": False,
+    "embedded_worker": "off",
     "heartbeat_seconds": 0.3,
     "stale_after_seconds": 2.0,
     "stalled_worker_seconds": 2.0,
@@ -200,3 +203,24 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None
         if time.monotonic() > deadline:
             pytest.fail(f"timed out waiting for {what}")
         time.sleep(0.05)
+
+
+def job_row(settings: Settings, job_id: int) -> Job:
+    engine = create_db_engine(settings.database_url)
+    try:
+        with create_session_factory(engine)() as session:
+            return session.get_one(Job, job_id)
+    finally:
+        engine.dispose()
+
+
+def count(settings: Settings, model: type, **where: object) -> int:
+    engine = create_db_engine(settings.database_url)
+    try:
+        with create_session_factory(engine)() as session:
+            query = select(func.count()).select_from(model)
+            for key, value in where.items():
+                query = query.where(getattr(model, key) == value)
+            return int(session.scalar(query) or 0)
+    finally:
+        engine.dispose()

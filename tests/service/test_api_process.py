@@ -1,5 +1,6 @@
 """The API process never loads a model and never initialises CUDA: checked in a fresh
-interpreter (this test process has imported models already) that serves real requests."""
+interpreter (this test process has imported models already) that serves real requests,
+answered by its embedded worker process (the default)."""
 
 from __future__ import annotations
 
@@ -21,17 +22,19 @@ from app.settings import Settings
 
 data, metanetworks, net = (Path(p) for p in sys.argv[1:4])
 settings = Settings(_env_file=None, data_dir=data, metanetwork_dir=metanetworks,
-                    embedded_worker=False)
+                    max_wait_ms=0)
 upgrade(settings.database_url)
 with TestClient(create_app(settings)) as client:
     statuses = [client.get("/v1/metanetworks").status_code]
     checkpoint = client.post("/v1/checkpoints", files={"file": ("a.st", net.read_bytes())})
     statuses.append(client.post("/v1/predictions", json={"checkpoint_id": checkpoint.json()["id"],
                                 "metanetwork": "tiny-digits"}).status_code)
-    statuses.append(client.post(f"/v1/predictions?metanetwork=tiny-digits",
+    statuses.append(client.post(f"/v1/predictions?metanetwork=tiny-digits&wait=60",
                                 files={"file": ("n.st", net.read_bytes())}).status_code)
+    jobs = client.get("/v1/jobs").json()["items"]
 print(json.dumps({
     "statuses": statuses,
+    "jobs": sorted(job["status"] for job in jobs),
     "cuda_initialized": torch.cuda.is_initialized(),
     "model_modules": sorted(m for m in sys.modules if m.split(".")[0] in ("models", "merging")),
 }))
@@ -48,6 +51,7 @@ def test_api_serves_predictions_without_models_or_cuda(files: Files, tmp_path: P
     )
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
-    assert report["statuses"] == [200, 202, 202]
+    assert report["statuses"] == [200, 202, 200]  # the second waited for its answer
+    assert report["jobs"] == ["succeeded", "succeeded"]  # the worker process ran both
     assert report["cuda_initialized"] is False
     assert report["model_modules"] == []

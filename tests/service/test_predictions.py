@@ -171,7 +171,7 @@ async def test_queued_predictions_share_one_forward_pass(
 ) -> None:
     from app.main import create_app
 
-    quiet = settings.model_copy(update={"embedded_worker": False, "max_batch": 4})
+    quiet = settings.model_copy(update={"embedded_worker": "off", "max_batch": 4})
     application = create_app(quiet)
     async with application.router.lifespan_context(application):
         transport = httpx.ASGITransport(app=application)

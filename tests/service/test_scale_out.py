@@ -11,14 +11,13 @@ from subprocess import Popen
 
 import httpx
 import pytest
-from conftest import Files, upload, wait_until
-from sqlalchemy import func, select
+from conftest import Files, count, job_row, upload, wait_until
 
 import graphs
 from app.db import create_db_engine, create_session_factory
 from app.jobs import service as jobs_service
 from app.main import create_app
-from app.models import Job, JobStatus, Merge, Prediction
+from app.models import JobStatus, Merge, Prediction
 from app.settings import Settings
 
 pytestmark = [pytest.mark.anyio, pytest.mark.postgres]
@@ -32,27 +31,6 @@ async def pg_client(pg_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
         transport = httpx.ASGITransport(app=application)
         async with httpx.AsyncClient(transport=transport, base_url="http://ws") as client:
             yield client
-
-
-def job_row(settings: Settings, job_id: int) -> Job:
-    engine = create_db_engine(settings.database_url)
-    try:
-        with create_session_factory(engine)() as session:
-            return session.get_one(Job, job_id)
-    finally:
-        engine.dispose()
-
-
-def count(settings: Settings, model: type, **where: object) -> int:
-    engine = create_db_engine(settings.database_url)
-    try:
-        with create_session_factory(engine)() as session:
-            query = select(func.count()).select_from(model)
-            for key, value in where.items():
-                query = query.where(getattr(model, key) == value)
-            return int(session.scalar(query) or 0)
-    finally:
-        engine.dispose()
 
 
 async def test_predict_and_merge_through_a_worker_process(

@@ -1,0 +1,207 @@
+"""The embedded worker as a child process of ``serve``, supervised by the API process.
+
+A worker thread inside the API process shares its interpreter lock: every millisecond of
+Python a micro-batch spends (claims, collation, the forward's dispatch, result rows) is a
+millisecond no request is served, so the two cores of a small machine worked as one and
+job acceptance queued behind forward passes. In its own process the worker gets its own
+lock and core, and, since it is not the API process, the GPU when one is visible.
+
+It still behaves as the embedded worker: it is started and stopped with the app, and it
+reports through one pipe. The API writes a byte to wake it when a job is queued; the
+worker sends the rows of the jobs it finished (as the in-process worker hands them to the
+notifier), so a long-poll is answered without a database read. A worker that dies is
+started again; the jobs it held are requeued by the usual stale-job recovery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import signal
+import threading
+import time
+from multiprocessing.connection import Connection
+from typing import Any
+
+from app.jobs.notify import JobNotifier
+from app.settings import Settings
+
+log = logging.getLogger(__name__)
+
+WAKE, STOP = b"w", b"s"  # parent -> child
+READY = "ready"  # child -> parent, once its worker runs; then only finished rows
+RESTART_DELAY_SECONDS = 1.0
+STOP_TIMEOUT_SECONDS = 15.0
+
+
+class WorkerProcess:
+    """Parent side: start, wake, supervise and stop the child; hand its rows to the
+    notifier from the event loop that ``start`` runs in."""
+
+    def __init__(self, settings: Settings, notifier: JobNotifier) -> None:
+        self.settings = settings
+        self.notifier = notifier
+        self._context = multiprocessing.get_context("spawn")  # no fork of a threaded parent
+        self._process: Any = None
+        self._conn: Connection | None = None
+        self._send_lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping = threading.Event()
+        self._ready = threading.Event()
+        self._supervisor: threading.Thread | None = None
+        self.restarts = 0
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._process is None else self._process.pid
+
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._launch()
+        self._supervisor = threading.Thread(
+            target=self._supervise, name="worker-supervisor", daemon=True
+        )
+        self._supervisor.start()
+
+    def wake(self) -> None:
+        """Called from request threads after a job is committed; never raises (a worker
+        that is down finds the job by polling once it is back)."""
+        with self._send_lock:
+            if self._conn is None:
+                return
+            with contextlib.suppress(OSError):
+                self._conn.send_bytes(WAKE)
+
+    def stop(self) -> None:
+        """Ask the child to finish its current job and exit; kill it if it does not. A
+        child still starting (importing torch) holds no job: it is terminated at once."""
+        self._stopping.set()
+        process, conn = self._process, self._conn
+        if process is None:
+            return
+        if not self._ready.is_set():
+            process.terminate()
+        with self._send_lock, contextlib.suppress(OSError):
+            if conn is not None:
+                conn.send_bytes(STOP)
+        process.join(STOP_TIMEOUT_SECONDS)
+        if process.is_alive():
+            log.warning("embedded worker process %s did not stop; killing it", process.pid)
+            process.kill()
+            process.join()
+        if self._supervisor is not None:
+            self._supervisor.join(STOP_TIMEOUT_SECONDS)
+        self._detach()
+
+    def _launch(self) -> None:
+        self._ready.clear()
+        parent_end, child_end = self._context.Pipe(duplex=True)
+        process = self._context.Process(
+            target=child_main, args=(self.settings, child_end), name="weightscope-worker",
+            daemon=True,
+        )
+        process.start()
+        child_end.close()
+        with self._send_lock:
+            self._process, self._conn = process, parent_end
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self._attach, parent_end)
+        log.info("embedded worker process %s started", process.pid)
+
+    def _attach(self, conn: Connection) -> None:
+        """In the event loop: read the child's messages as they arrive."""
+        if self._stopping.is_set() or conn.closed:
+            return
+        asyncio.get_running_loop().add_reader(conn.fileno(), self._receive, conn)
+
+    def _detach(self) -> None:
+        conn = self._conn
+        if conn is None or self._loop is None:
+            return
+        loop = self._loop
+
+        def remove() -> None:
+            if not conn.closed:
+                loop.remove_reader(conn.fileno())
+                conn.close()
+
+        if loop.is_closed():
+            conn.close()
+        elif _in_loop(loop):
+            remove()
+        else:
+            loop.call_soon_threadsafe(remove)
+
+    def _receive(self, conn: Connection) -> None:
+        try:
+            while conn.poll():
+                message = conn.recv()
+                if message == READY:
+                    self._ready.set()
+                else:
+                    self.notifier.finished(message)
+        except (EOFError, OSError):  # the child is gone: the supervisor starts another
+            asyncio.get_running_loop().remove_reader(conn.fileno())
+
+    def _supervise(self) -> None:
+        while not self._stopping.is_set():
+            process = self._process
+            process.join()
+            if self._stopping.is_set():
+                return
+            log.error(
+                "embedded worker process %s exited (code %s); starting another",
+                process.pid, process.exitcode,
+            )
+            self._detach()
+            time.sleep(RESTART_DELAY_SECONDS)
+            if self._stopping.is_set():
+                return
+            self.restarts += 1
+            self._launch()
+
+
+def _in_loop(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
+
+
+def child_main(settings: Settings, conn: Connection) -> None:
+    """The worker process: a ``JobWorker`` that wakes on the parent's bytes and sends the
+    rows of the jobs it finishes; it stops when asked, or when the parent is gone."""
+    from app.db import create_db_engine, create_session_factory
+    from app.device import configure_torch
+    from app.jobs.plugins import load_job_modules
+    from app.jobs.worker import JobWorker
+
+    # Ctrl-C reaches the whole process group; the API process stops this one in order
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(levelname)s %(message)s")
+    load_job_modules(settings)
+    configure_torch(settings, embedded=False)
+    engine = create_db_engine(settings.database_url)
+    send_lock = threading.Lock()
+
+    def send(rows: dict[int, dict[str, Any]]) -> None:
+        with send_lock:
+            conn.send(rows)
+
+    worker = JobWorker(create_session_factory(engine), settings, notify=send)
+    worker.start()
+    conn.send(READY)
+    try:
+        while True:
+            try:
+                message = conn.recv_bytes()
+            except (EOFError, OSError):
+                break  # the API process is gone
+            if message == STOP:
+                break
+            worker.wake()
+    finally:
+        worker.stop()
+        engine.dispose()
