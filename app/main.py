@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -15,9 +17,10 @@ from app.db import create_db_engine, create_session_factory
 from app.deps import Services
 from app.device import configure_torch, mark_api_process
 from app.health import router as health_router
+from app.jobs.completions import listen
 from app.jobs.endpoints import router as jobs_router
 from app.jobs.plugins import load_job_modules
-from app.jobs.procrastinate_queue import ProcrastinateQueue
+from app.jobs.procrastinate_queue import ProcrastinateQueue, conninfo
 from app.jobs.queue import InProcessQueue, JobQueue
 from app.jobs.worker import JobWorker
 from app.jobs.worker_process import WorkerProcess
@@ -69,15 +72,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         elif mode == "process":
             worker = WorkerProcess(settings, services.notifier)
             worker.start()
+        signalling = contextlib.ExitStack()
         if worker is not None:
             assert isinstance(queue, InProcessQueue)
             queue.add_waker(worker.wake)
-            services.notifier.signals_completions = True
+            signalling.enter_context(services.notifier.signalling())
+        listener = None
+        if engine.dialect.name == "postgresql":  # jobs finished by other processes
+            listener = asyncio.create_task(
+                listen(conninfo(settings.database_url), services.notifier)
+            )
         try:
             yield
         finally:
+            if listener is not None:
+                listener.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await listener
+            signalling.close()
             if worker is not None:
-                services.notifier.signals_completions = False
                 await run_in_threadpool(worker.stop)
             queue.close()
             engine.dispose()

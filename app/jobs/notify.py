@@ -21,7 +21,9 @@ class JobNotifier:
     those jobs has committed; every coroutine inside ``watch(job_id)`` for one of them is
     woken in its own event loop. A notification is only a hint to read the row again: the
     row stays the truth, and a missed one costs at most a poll interval.
-    ``signals_completions`` is set while an in-process worker reports the jobs it finishes.
+    ``signals_completions`` is true while something reports the jobs that finish: the
+    embedded worker (its own), the PostgreSQL completion listener (everyone's); each holds
+    a ``signalling()`` context while it does.
 
     ``finished(rows)`` is what that worker calls: the rows its terminal UPDATEs returned,
     after the commit. A terminal job never changes again (every UPDATE of a job is guarded
@@ -37,7 +39,21 @@ class JobNotifier:
         self._lock = threading.Lock()
         self._terminal: OrderedDict[int, JobOut] = OrderedDict()
         self._open: OrderedDict[int, None] = OrderedDict()
-        self.signals_completions = False
+        self._signallers = 0
+
+    @property
+    def signals_completions(self) -> bool:
+        return self._signallers > 0
+
+    @contextmanager
+    def signalling(self) -> Iterator[None]:
+        with self._lock:
+            self._signallers += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._signallers -= 1
 
     @contextmanager
     def watch(self, job_id: int) -> Iterator[asyncio.Event]:

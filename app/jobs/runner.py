@@ -22,6 +22,7 @@ from sqlalchemy import ColumnElement, Update, bindparam, delete, or_, select, up
 from sqlalchemy.orm import Session
 
 from app.db import SessionFactory, session_scope
+from app.jobs.completions import announce
 from app.jobs.kind import JobCanceled, JobContext, JobLost
 from app.jobs.registry import get_kind
 from app.models import Job, JobStatus, Worker, utcnow
@@ -226,6 +227,7 @@ def _conclude_all(
             else:
                 for index, ctx, (status, kw) in work:
                     rows[index] = _write(session, ctx, status, persist=persist, **kw)
+            announce(session, [ctx.job_id for ctx, row in zip(ctxs, rows, strict=True) if row])
     except Exception as exc:
         if len(work) == 1:
             raise
@@ -304,7 +306,10 @@ def _finish(
 ) -> dict[str, Any] | None:
     """Write the outcome only if this worker still owns this attempt (one transaction)."""
     with session_scope(ctx.session_factory) as session:
-        return _write(session, ctx, status, result=result, error=error, persist=persist)
+        row = _write(session, ctx, status, result=result, error=error, persist=persist)
+        if row is not None:
+            announce(session, [ctx.job_id])
+        return row
 
 
 class _ChangedHands(Exception):

@@ -5,6 +5,7 @@ Skipped where no PostgreSQL is reachable."""
 
 from __future__ import annotations
 
+import asyncio
 import signal
 from collections.abc import AsyncIterator, Callable
 from subprocess import Popen
@@ -15,6 +16,7 @@ from conftest import Files, count, job_row, upload, wait_until
 
 import graphs
 from app.db import create_db_engine, create_session_factory
+from app.jobs import events
 from app.jobs import service as jobs_service
 from app.main import create_app
 from app.models import JobStatus, Merge, Prediction
@@ -119,3 +121,26 @@ async def test_killed_worker_job_is_retried_and_finishes_once(
     assert job.status == JobStatus.succeeded, job.error
     assert job.attempts == 2 and job.worker_id != killed_worker
     assert count(pg_settings, Prediction, job_id=job_id) == 1
+
+
+async def test_a_worker_process_wakes_the_long_poll_of_the_job_it_finishes(
+    pg_client: httpx.AsyncClient,
+    files: Files,
+    start_worker: Callable[[], Popen],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The worker's NOTIFY, not polling, ends the wait: every poll interval is a minute, and
+    the long-poll must answer well before its 50 s are up (a poll-only long-poll reads the
+    finished job at its deadline)."""
+    for name in ("FIRST_DELAY", "MAX_DELAY", "OPEN_POLL_SECONDS"):
+        monkeypatch.setattr(events, name, 60.0)
+    start_worker()
+    a = await upload(pg_client, files.net_a)
+    for _ in range(2):  # the first also waits out the worker's start-up
+        response = await asyncio.wait_for(
+            pg_client.post(
+                "/v1/predictions?wait=50", json={"checkpoint_id": a, "metanetwork": NAME}
+            ),
+            40,
+        )
+        assert response.json()["status"] == "succeeded", response.text
