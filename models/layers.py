@@ -20,6 +20,11 @@ def mlp(dims: list[int], dropout: float = 0.0) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+def both_directions(edge_index: Tensor) -> Tensor:
+    """Every edge forwards, then every edge backwards (``NGConv`` sends messages both ways)."""
+    return torch.cat([edge_index, edge_index.flip(0)], dim=1)
+
+
 class NGConv(MessagePassing):
     r"""The neural-graph layer of "Graph Neural Networks for Learning Equivariant
     Representations of Neural Networks" (Kofinas et al., ICLR 2024), on sparse edge lists.
@@ -81,14 +86,20 @@ class NGConv(MessagePassing):
                 m.reset_parameters()
         nn.init.normal_(self.direction, std=0.1)
 
-    def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Tensor,
+                both: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """``both``: :func:`both_directions` of ``edge_index``, when the caller has it (it is
+        the same for every layer)."""
         h, e = self.node_norm(x), self.edge_norm(edge_attr)
-        both = torch.cat([edge_index, edge_index.flip(0)], dim=1)
-        # FiLM is linear in the edge: film(e + d) = film(e) + W d, so the edge matmul runs
-        # once for both directions and each direction adds a constant row.
-        film = self.film(e)
-        turn = self.direction @ self.film.weight.t()
-        film = torch.cat([film + turn[0], film + turn[1]], dim=0)
+        if both is None:
+            both = both_directions(edge_index)
+        # FiLM is linear in the edge: film(e + d) = film(e) + W d. Each direction's W d joins
+        # the bias, and one batched matmul writes both directions' (2E, 2H) parameters
+        # (adding the rows to one product and concatenating cost 1.7x as much).
+        w = self.film.weight.t()
+        bias = (self.direction @ w + self.film.bias)[:, None, :]
+        film = torch.baddbmm(bias, e.expand(2, *e.shape), w.expand(2, *w.shape))
+        film = film.view(-1, film.shape[-1])
         agg = self.propagate(both, a=self.msg_dst(h), b=self.msg_src(h), film=film)
         x = x + self.update_mlp(torch.cat([h, agg], dim=-1))
         if not self.update_edges:

@@ -21,7 +21,7 @@ from torch_geometric.utils import scatter
 
 from graphs import ACTIVATION_IDS, EDGE_TYPES, NODE_FEATURES, NODE_TYPES
 from models.config import MetanetConfig
-from models.layers import NGConv, mlp
+from models.layers import NGConv, both_directions, mlp
 from models.probes import probe_activations
 
 WEIGHT_EDGE_TYPES = tuple(EDGE_TYPES[k] for k in
@@ -176,8 +176,9 @@ class GraphMetanet(nn.Module):
             v = probe_activations(batch, num_graphs, self.probe_points)
             x = x + self.probe_enc(torch.sign(v) * torch.log1p(v.abs()))
         e = self.edge_enc(batch.edge_attr.float()) + self.edge_type(batch.edge_type)
+        both = both_directions(batch.edge_index)
         for conv in self.convs:
-            x, e = conv(x, batch.edge_index, e)
+            x, e = conv(x, batch.edge_index, e, both)
         x = self.out_norm(x)
         features = self.readout(x, batch, num_graphs)
         if c.layer_stats:

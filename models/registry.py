@@ -150,7 +150,7 @@ class Metanetwork:
                 raise OutOfDomainError(f"checkpoint {i}: {outcome}")
         return outcomes  # type: ignore[return-value]
 
-    @torch.no_grad()
+    @torch.inference_mode()  # cheaper than no_grad: no version counters, no view tracking
     def answer(self, checkpoints: Sequence[Checkpoint], graph_list: Sequence[Data | None],
                force: bool | Sequence[bool] = False, batch_size: int = 4096,
                ) -> list[Prediction | OutOfDomainError]:
@@ -174,24 +174,28 @@ class Metanetwork:
             chunk = ready[start:start + batch_size]
             batch = Batch.from_data_list([g for _, g, _ in chunk]).to(self.device)
             out = self.model(batch).float().cpu()
-            for row, (i, _, issues) in zip(out, chunk, strict=True):
-                outcomes[i] = self._answer(row, issues)
+            answers = self._answers(out, [issues for _, _, issues in chunk])
+            for (i, _, _), p in zip(chunk, answers, strict=True):
+                outcomes[i] = p
         return [o for o in outcomes if o is not None]
 
-    def _answer(self, out: torch.Tensor, issues: list[str]) -> Prediction:
-        p = Prediction(self.name, self.task, not issues, issues)
+    def _answers(self, out: torch.Tensor, issues: list[list[str]]) -> list[Prediction]:
+        """One prediction per row of ``out`` (the whole batch through softmax or sigmoid at
+        once, then plain floats: a dozen tensor ops per row were a tenth of a small batch)."""
+        answers = [Prediction(self.name, self.task, not i, i) for i in issues]
         if self.task == "classification":
-            probs = out.softmax(-1).tolist()
             labels = self.card["labels"]
-            p.label = labels[int(out.argmax())]
-            p.probabilities = dict(zip(labels, probs, strict=True))
+            rows = zip(answers, out.argmax(-1).tolist(), out.softmax(-1).tolist(), strict=True)
+            for p, best, probs in rows:
+                p.label = labels[best]
+                p.probabilities = dict(zip(labels, probs, strict=True))
         else:
-            value = float(out[0].sigmoid())
             q = self.card["conformal"]["half_width"]
-            p.value = value
-            p.interval = (max(0.0, value - q), min(1.0, value + q))
-            p.coverage = self.card["conformal"]["coverage"]
-        return p
+            for p, value in zip(answers, out[:, 0].sigmoid().tolist(), strict=True):
+                p.value = value
+                p.interval = (max(0.0, value - q), min(1.0, value + q))
+                p.coverage = self.card["conformal"]["coverage"]
+        return answers
 
 
 def save_metanetwork(model: GraphMetanet, card: dict[str, Any], out_dir: str | Path) -> Path:
