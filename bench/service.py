@@ -5,13 +5,15 @@ scale-out) on a temporary data folder and prints, per configuration, predictions
 finished per second of wall time), acceptance latency (POST /v1/predictions -> 202) and
 end-to-end latency (POST -> job succeeded), p50 and p99:
 
-* embedded default (SQLite, in-process worker), without micro-batching (max_batch=1);
-* the same with micro-batching (max_batch, max_wait_ms);
+* embedded default (SQLite, the worker process that ``serve`` supervises), without
+  micro-batching (max_batch=1);
+* the same with micro-batching (max_batch, max_wait_ms), and, for comparison, with the
+  worker as a thread inside the API process (``WEIGHTSCOPE_EMBEDDED_WORKER=thread``);
 * PostgreSQL + procrastinate with one and with two worker processes (skipped, with the
   reason, when PostgreSQL is not reachable).
 
-Workers compute on the GPU when one is visible (the embedded worker, inside the API
-process, always uses the CPU). Checkpoints are small digits MLPs (64-16-10); the
+Worker processes compute on the GPU when one is visible (a worker thread inside the API
+process always uses the CPU). Checkpoints are small digits MLPs (64-16-10); the
 metanetwork has the built-in classification size, read from ``models.fit.default_config``
 (untrained: speed does not depend on the weights); ``--hidden/--edge-hidden/--layers``
 override it, and ``--tiny`` (hidden=8, edge_hidden=4, layers=1) makes the forward nearly
@@ -459,6 +461,15 @@ def main() -> None:
                     },
                     0,
                 ),
+                Run(
+                    "  the same, worker thread in the API",
+                    {
+                        "WEIGHTSCOPE_EMBEDDED_WORKER": "thread",
+                        "WEIGHTSCOPE_MAX_BATCH": str(args.max_batch),
+                        "WEIGHTSCOPE_MAX_WAIT_MS": str(args.max_wait_ms),
+                    },
+                    0,
+                ),
             ]
         schemas = []
         for workers in (1, 2):
@@ -475,7 +486,7 @@ def main() -> None:
                     {
                         "WEIGHTSCOPE_DATABASE_URL": url,
                         "WEIGHTSCOPE_QUEUE": "procrastinate",
-                        "WEIGHTSCOPE_EMBEDDED_WORKER": "false",
+                        "WEIGHTSCOPE_EMBEDDED_WORKER": "off",
                         "WEIGHTSCOPE_MAX_BATCH": str(args.max_batch),
                         "WEIGHTSCOPE_MAX_WAIT_MS": str(args.max_wait_ms),
                     },

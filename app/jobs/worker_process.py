@@ -21,7 +21,6 @@ import logging
 import multiprocessing
 import signal
 import threading
-import time
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -50,12 +49,8 @@ class WorkerProcess:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping = threading.Event()
         self._ready = threading.Event()
+        self._lifecycle = threading.Lock()  # no child is launched once stopping is set
         self._supervisor: threading.Thread | None = None
-        self.restarts = 0
-
-    @property
-    def pid(self) -> int | None:
-        return None if self._process is None else self._process.pid
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -77,8 +72,9 @@ class WorkerProcess:
     def stop(self) -> None:
         """Ask the child to finish its current job and exit; kill it if it does not. A
         child still starting (importing torch) holds no job: it is terminated at once."""
-        self._stopping.set()
-        process, conn = self._process, self._conn
+        with self._lifecycle:
+            self._stopping.set()
+            process, conn = self._process, self._conn
         if process is None:
             return
         if not self._ready.is_set():
@@ -96,16 +92,19 @@ class WorkerProcess:
         self._detach()
 
     def _launch(self) -> None:
-        self._ready.clear()
-        parent_end, child_end = self._context.Pipe(duplex=True)
-        process = self._context.Process(
-            target=child_main, args=(self.settings, child_end), name="weightscope-worker",
-            daemon=True,
-        )
-        process.start()
-        child_end.close()
-        with self._send_lock:
-            self._process, self._conn = process, parent_end
+        with self._lifecycle:
+            if self._stopping.is_set():
+                return
+            self._ready.clear()
+            parent_end, child_end = self._context.Pipe(duplex=True)
+            process = self._context.Process(
+                target=child_main, args=(self.settings, child_end), name="weightscope-worker",
+                daemon=True,
+            )
+            process.start()
+            child_end.close()
+            with self._send_lock:
+                self._process, self._conn = process, parent_end
         assert self._loop is not None
         self._loop.call_soon_threadsafe(self._attach, parent_end)
         log.info("embedded worker process %s started", process.pid)
@@ -156,10 +155,8 @@ class WorkerProcess:
                 process.pid, process.exitcode,
             )
             self._detach()
-            time.sleep(RESTART_DELAY_SECONDS)
-            if self._stopping.is_set():
+            if self._stopping.wait(RESTART_DELAY_SECONDS):
                 return
-            self.restarts += 1
             self._launch()
 
 

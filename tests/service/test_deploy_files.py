@@ -53,7 +53,7 @@ def test_compose_runs_api_worker_and_postgres_on_one_queue() -> None:
     for name in ("api", "worker"):
         assert "<<: *weightscope-env" in services[name]
         assert "- data:/data" in services[name]
-    assert 'WEIGHTSCOPE_EMBEDDED_WORKER: "false"' in services["api"]
+    assert 'WEIGHTSCOPE_EMBEDDED_WORKER: "off"' in services["api"]
     assert '["weightscope", "worker"]' in services["worker"]
     assert "condition: service_healthy" in services["api"]
     assert "POSTGRES_DB: weightscope" in services["postgres"]
