@@ -1,13 +1,21 @@
-"""Fixtures every test folder shares: the anyio backend and the real PostgreSQL on
-127.0.0.1 (skipped, with the reason, where it is not reachable), a fresh schema per test."""
+"""Fixtures every test folder shares: the anyio backend, the real PostgreSQL on
+127.0.0.1 (skipped, with the reason, where it is not reachable), a fresh schema per test,
+and the ASGI app with an HTTP client on the ``settings`` of the requesting test's folder."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from typing import TYPE_CHECKING
 
 import psycopg
 import pytest
+
+if TYPE_CHECKING:
+    import httpx
+    from fastapi import FastAPI
+
+    from app.settings import Settings
 
 PG = {"host": "127.0.0.1", "port": 5432, "dbname": "test"}
 
@@ -45,3 +53,29 @@ def postgres_url(postgres_user: str) -> Iterator[str]:
     finally:
         with psycopg.connect(**PG, user=postgres_user, autocommit=True) as connection:
             connection.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+# --- the service over HTTP ---------------------------------------------------------------
+# One definition for tests/app and tests/service: each folder's conftest keeps its own
+# ``settings`` fixture (they differ), and pytest resolves it from the requesting test. The
+# service is imported in the fixtures, so the other folders' tests do not load it.
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[FastAPI]:
+    """The app on the folder's settings, its lifespan (worker, database) entered."""
+    from app.main import create_app
+
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client on ``app`` in this process (ASGI transport, no socket)."""
+    import httpx
+
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://weightscope") as client:
+        yield client

@@ -3,17 +3,15 @@ is no server), migrations applied the way production does, and the ASGI app over
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from fastapi import FastAPI
 from sqlalchemy import func, select
 
 from app.blobs import BlobStore
 from app.db import SessionFactory, create_db_engine, create_session_factory
-from app.main import create_app
 from app.migrate import upgrade
 from app.models import Checkpoint
 from app.settings import Settings
@@ -59,20 +57,6 @@ def session_factory(settings: Settings) -> Iterator[SessionFactory]:
     engine = create_db_engine(settings.database_url)
     yield create_session_factory(engine)
     engine.dispose()
-
-
-@pytest.fixture
-async def app(settings: Settings) -> AsyncIterator[FastAPI]:
-    application = create_app(settings)
-    async with application.router.lifespan_context(application):
-        yield application
-
-
-@pytest.fixture
-async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://weightscope") as client:
-        yield client
 
 
 @pytest.fixture

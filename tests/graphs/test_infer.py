@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _graph_models import ResNet, mlp, randomize_bn, siren
+from _graph_models import ResNet, mlp, randomize_norms, siren
 from torch import nn
 
 import graphs
@@ -32,7 +32,7 @@ def test_sequential_mlp() -> None:
 def test_sequential_mlp_with_flatten_and_batchnorm() -> None:
     model = nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.BatchNorm1d(8), nn.ReLU(),
                           nn.Linear(8, 2))
-    randomize_bn(model, torch.Generator().manual_seed(0))
+    randomize_norms(model, torch.Generator().manual_seed(0))
     _roundtrip(model, torch.randn(3, 16))
 
 
@@ -49,14 +49,14 @@ def test_sequential_cnn_with_batchnorm_and_global_pooling() -> None:
         nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
         nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4))
-    randomize_bn(model, torch.Generator().manual_seed(0))
+    randomize_norms(model, torch.Generator().manual_seed(0))
     ckpt = _roundtrip(model, torch.randn(2, 3, 9, 9))
     assert ckpt.architecture.inputs[0].shape == (3, None, None)
 
 
 def test_torchvision_resnet18_layout() -> None:
     torch.manual_seed(0)
-    model = randomize_bn(ResNet(), torch.Generator().manual_seed(0))
+    model = randomize_norms(ResNet(), torch.Generator().manual_seed(0))
     ckpt = _roundtrip(model, torch.randn(1, 3, 32, 32))
     assert 11_600_000 < ckpt.architecture.num_parameters() < 11_800_000
     nmap = graphs.neuron_map(ckpt.architecture)
@@ -66,8 +66,8 @@ def test_torchvision_resnet18_layout() -> None:
 
 
 def test_cifar_resnet_layout() -> None:
-    model = randomize_bn(ResNet((8, 16), (1, 1), classes=3, stem_kernel=3),
-                         torch.Generator().manual_seed(1))
+    model = randomize_norms(ResNet((8, 16), (1, 1), classes=3, stem_kernel=3),
+                            torch.Generator().manual_seed(1))
     _roundtrip(model, torch.randn(2, 3, 8, 8))
 
 

@@ -2,6 +2,9 @@
 
 The models are built the way users build them (``nn.Sequential``, torchvision's ResNet
 layout, a pre-LN encoder block) and turned into checkpoints with ``graphs.from_module``.
+They are defined only here: tests/graphs/_graph_models.py imports them for its families,
+and this module stays free of imports from other test folders because bench/merge.py
+imports it with only tests/merging on ``sys.path``.
 """
 
 from __future__ import annotations
@@ -66,7 +69,8 @@ class BasicBlock(nn.Module):
 
 
 class ResNet(nn.Module):
-    """torchvision's ResNet layout; ResNet-18 is widths 64..512, blocks 2,2,2,2, stem 7."""
+    """torchvision's ResNet layout (BasicBlock); ResNet-18 is widths 64..512, blocks 2,2,2,2,
+    stem 7, 3 input channels (the defaults)."""
 
     def __init__(self, widths: tuple[int, ...] = (64, 128, 256, 512),
                  blocks: tuple[int, ...] = (2, 2, 2, 2), classes: int = 1000,

@@ -10,14 +10,13 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 import torch
-from fastapi import FastAPI
 from sqlalchemy import func, select
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -32,7 +31,6 @@ from _service_nets import (
 )
 
 from app.db import create_db_engine, create_session_factory
-from app.main import create_app
 from app.migrate import upgrade
 from app.models import Job
 from app.settings import Settings
@@ -103,20 +101,6 @@ def settings(tmp_path: Path, files: Files) -> Settings:
     settings = make_settings(tmp_path / "data", f"sqlite:///{tmp_path / 'db.sqlite'}", files)
     upgrade(settings.database_url)
     return settings
-
-
-@pytest.fixture
-async def app(settings: Settings) -> AsyncIterator[FastAPI]:
-    application = create_app(settings)
-    async with application.router.lifespan_context(application):
-        yield application
-
-
-@pytest.fixture
-async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://weightscope") as client:
-        yield client
 
 
 def assert_problem(response: httpx.Response, status: int, fragment: str = "") -> dict:
