@@ -31,10 +31,10 @@ class Settings(BaseSettings):
     embedded_worker: Literal["process", "thread", "off"] = Field(
         default="process",
         description="the job worker `serve` runs with the in-process queue: process (a child "
-        "process it supervises: its own interpreter lock and core, micro-batched predictions "
-        "on two cores 180 -> 250/s, bench/service), thread (inside the API process: one "
-        "process, for tests and embedding), off (run `weightscope worker` processes instead); "
-        "true/false mean process/off",
+        "process it supervises: its own interpreter lock and core; micro-batched predictions "
+        "on two cores 193-202/s as a thread, 238-240/s as a process, bench/service), thread "
+        "(inside the API process: one process, for tests and embedding), off (run "
+        "`weightscope worker` processes instead); true/false mean process/off",
     )
     max_upload_bytes: int = Field(default=1024 * 2**20, gt=0)
     host: str = "127.0.0.1"
