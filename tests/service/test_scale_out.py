@@ -13,11 +13,13 @@ from subprocess import Popen
 import httpx
 import pytest
 from conftest import Files, count, job_row, upload, wait_until
+from sqlalchemy import text
 
 import graphs
 from app.db import create_db_engine, create_session_factory
 from app.jobs import events
 from app.jobs import service as jobs_service
+from app.jobs.procrastinate_queue import ProcrastinateQueue, drop_deliveries
 from app.main import create_app
 from app.models import JobStatus, Merge, Prediction
 from app.settings import Settings
@@ -144,3 +146,24 @@ async def test_a_worker_process_wakes_the_long_poll_of_the_job_it_finishes(
             40,
         )
         assert response.json()["status"] == "succeeded", response.text
+
+
+def test_drop_deliveries_deletes_only_the_waiting_procrastinate_jobs_it_names(
+    pg_settings: Settings,
+) -> None:
+    """What a micro-batch does for the jobs it finished besides the delivered one: their
+    waiting deliveries are deleted (they would be no-op runs), no other job's."""
+    queue = ProcrastinateQueue(pg_settings.database_url)
+    engine = create_db_engine(pg_settings.database_url)
+    try:
+        for job_id in (101, 102, 103):
+            queue.enqueue(job_id, "cpu")
+        drop_deliveries(create_session_factory(engine), [101, 103])
+        with engine.connect() as connection:
+            waiting = connection.execute(
+                text("SELECT queueing_lock FROM procrastinate_jobs WHERE status = 'todo'")
+            ).scalars()
+            assert sorted(waiting) == ["job-102"]
+    finally:
+        queue.close()
+        engine.dispose()
