@@ -1,9 +1,10 @@
 """Which torch device a worker computes on.
 
-Only worker code calls :func:`worker_device`. The embedded worker runs inside the API
+Only worker code calls :func:`worker_device`. An embedded worker thread runs inside the API
 process, which must never initialise CUDA, so there it is always the CPU (``create_app``
-calls :func:`mark_api_process`); a ``weightscope worker`` process uses the GPU that
-``CUDA_VISIBLE_DEVICES`` gives it when ``Settings.device`` is ``auto`` or ``gpu``.
+calls :func:`mark_api_process`); a worker process (``weightscope worker``, or the embedded
+worker process that ``serve`` starts) uses the GPU that ``CUDA_VISIBLE_DEVICES`` gives it
+when ``Settings.device`` is ``auto`` or ``gpu``.
 """
 
 from __future__ import annotations
