@@ -184,5 +184,6 @@ def main() -> None:
                 f"{fwd / baseline[1]:>15.2f}x{baseline[2] / epoch:>14.2f}x"
             )
 
+
 if __name__ == "__main__":
     main()

@@ -128,9 +128,7 @@ class WorkerProcess:
 
         if loop.is_closed():
             conn.close()
-        elif _in_loop(loop):
-            remove()
-        else:
+        else:  # called from the supervisor or a threadpool thread, never from the loop
             loop.call_soon_threadsafe(remove)
 
     def _receive(self, conn: Connection) -> None:
@@ -158,13 +156,6 @@ class WorkerProcess:
             if self._stopping.wait(RESTART_DELAY_SECONDS):
                 return
             self._launch()
-
-
-def _in_loop(loop: asyncio.AbstractEventLoop) -> bool:
-    try:
-        return asyncio.get_running_loop() is loop
-    except RuntimeError:
-        return False
 
 
 def child_main(settings: Settings, conn: Connection) -> None:
