@@ -10,8 +10,18 @@ Two formats are accepted, recognised by their first bytes (never by file name):
   tricks), then it is loaded with ``torch.load(weights_only=True)`` and nothing else, so a
   pickle can never run code. The legacy non-zip pickle format is refused outright.
 
-Every tensor must hold finite values of an allowlisted dtype; any problem raises
-:class:`graphs.errors.CheckpointError` with a one-line message for the user.
+  Training checkpoints pickle more than tensors (``args`` as an ``argparse.Namespace``, numpy
+  scalars, a whole ``nn.Module``). Each such class or function the pickle names is replaced,
+  for this one load, by an inert placeholder that runs no code and keeps no state (see
+  :class:`_Opaque`), so the extras can be *ignored* instead of failing the whole file; the
+  tensors are then found by :func:`graphs.layouts.find_state_dict` (bare, or nested under
+  ``state_dict``/``model``/...; the rest reported in ``ignored_keys``). Blocklisted modules
+  (``os``, ``sys``...) are still refused by torch. A file that *is* a pickled module is
+  refused with a message saying how to save its weights.
+
+Every tensor must hold finite values of an allowlisted dtype; a file without tensors is
+refused; any problem raises :class:`graphs.errors.CheckpointError` with a one-line message
+for the user.
 """
 
 from __future__ import annotations
@@ -20,9 +30,12 @@ import io
 import json
 import math
 import os
+import re
 import struct
+import threading
 import warnings
 import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Literal
@@ -31,6 +44,7 @@ import torch
 from safetensors.torch import save as _safetensors_save
 
 from graphs.errors import CheckpointError
+from graphs.layouts import NEST_KEYS, find_state_dict
 
 __all__ = [
     "DTYPES",
@@ -82,6 +96,10 @@ class RawCheckpoint:
     tensors: dict[str, torch.Tensor]
     metadata: dict[str, str] = field(default_factory=dict)
     format: Literal["safetensors", "pytorch"] = "safetensors"
+    # PyTorch files only: the keys descended through to reach the state dict, and the
+    # entries (dotted paths) left aside as training extras.
+    nested_under: tuple[str, ...] = ()
+    ignored_keys: tuple[str, ...] = ()
 
 
 def detect_format(head: bytes) -> Literal["safetensors", "pytorch"]:
@@ -115,9 +133,25 @@ def read_checkpoint(
 def to_safetensors_bytes(
     tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None
 ) -> bytes:
-    """Serialise tensors as safetensors (each tensor copied, so shared storage is fine)."""
+    """Serialise tensors as safetensors (each tensor copied, so shared storage is fine).
+
+    The bytes are canonical: the same tensors and metadata always give the same bytes (the
+    service deduplicates by sha256). The safetensors library lays out the data section
+    deterministically but writes the metadata map in hash order, so the header is re-written
+    here as sorted, compact JSON (same offsets, same 8-byte padding rule).
+    """
     owned = {name: t.detach().to("cpu").contiguous().clone() for name, t in tensors.items()}
-    return _safetensors_save(owned, metadata=dict(metadata) if metadata else None)
+    data = _safetensors_save(owned, metadata=dict(metadata) if metadata else None)
+    return _canonical_header(data)
+
+
+def _canonical_header(data: bytes) -> bytes:
+    (header_len,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8 : 8 + header_len])
+    text = json.dumps(header, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    raw = text.encode("ascii")
+    raw += b" " * (-len(raw) % 8)  # safetensors pads the header with spaces to 8 bytes
+    return struct.pack("<Q", len(raw)) + raw + data[8 + header_len :]
 
 
 # --- reading the source ----------------------------------------------------------------
@@ -165,6 +199,11 @@ def _read_safetensors(data: memoryview, limits: Limits) -> RawCheckpoint:
         )
     header = _parse_header(bytes(data[8 : 8 + header_len]))
     metadata = _parse_metadata(header.pop("__metadata__", None))
+    if not header:
+        raise CheckpointError(
+            "safetensors file holds no tensors; save the model's state_dict() "
+            "(or graphs.save(model, path, example_input))"
+        )
     body = data[8 + header_len :]
     entries = _check_entries(header, len(body), limits)
     tensors = {name: _tensor_from_buffer(name, body, *entry) for name, entry in entries.items()}
@@ -303,14 +342,93 @@ def _tensor_from_buffer(
 def _read_pytorch(data: memoryview, limits: Limits) -> RawCheckpoint:
     raw = bytes(data)
     _check_zip(raw, limits)
+    obj = _torch_load(raw)
+    _refuse_pickled_objects(obj)
+    found, layout = find_state_dict(obj)
+    return RawCheckpoint(tensors=_state_dict(found, limits), metadata={}, format="pytorch",
+                         nested_under=layout.nested_under, ignored_keys=layout.ignored_keys)
+
+
+class _Opaque:
+    """Stands in for a class or function a pickle names that ``weights_only`` does not allow.
+
+    Creating, calling (``REDUCE``) or building (``BUILD``) it runs no code of the file and
+    keeps nothing but one flag: whether the pickled state looked like an ``nn.Module``'s
+    ``__dict__`` (``_parameters`` and ``_modules``), which is how a ``torch.save(model)``
+    pickle is told apart from, say, an ``argparse.Namespace`` of training arguments.
+    """
+
+    __slots__ = ("looks_like_module",)
+    global_name = "?"
+
+    def __new__(cls, *args: object, **kwargs: object) -> _Opaque:
+        inst = object.__new__(cls)
+        inst.looks_like_module = False
+        return inst
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        pass
+
+    def __setstate__(self, state: object) -> None:
+        if isinstance(state, tuple) and len(state) == 2:
+            state = state[0]  # (dict, slots) form
+        self.looks_like_module = (
+            isinstance(state, dict) and "_parameters" in state and "_modules" in state
+        )
+
+
+_BLOCKED_MODULES = ("os", "sys", "posix", "nt")  # torch refuses these itself; never stub them
+_SAFE_GLOBALS_LOCK = threading.Lock()  # torch keeps the allowlist in one process-wide set
+_GLOBAL_NAME = re.compile(r"[A-Za-z0-9_.]{1,200}")
+
+
+def _torch_load(raw: bytes) -> object:
+    """``torch.load(weights_only=True)``, with inert placeholders for unknown globals."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch's deprecation chatter about hostile input
-            obj = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+            stubs = _placeholders(raw)
+            if not stubs:
+                return torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+            with _SAFE_GLOBALS_LOCK, torch.serialization.safe_globals(stubs):
+                return torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
     except Exception as exc:  # untrusted bytes: any failure inside torch.load means "bad file"
         reason = _one_line(exc)
         raise CheckpointError(f"PyTorch file rejected by the safe loader: {reason}") from None
-    return RawCheckpoint(tensors=_state_dict(obj, limits), metadata={}, format="pytorch")
+
+
+def _placeholders(raw: bytes) -> list[tuple[type, str]]:
+    """One :class:`_Opaque` subclass per non-allowlisted global the pickle names (found by
+    torch's static scan of the pickle opcodes, which executes nothing)."""
+    names = torch.serialization.get_unsafe_globals_in_checkpoint(io.BytesIO(raw))
+    stubs: list[tuple[type, str]] = []
+    for name in sorted(set(names)):
+        if name.split(".", 1)[0] in _BLOCKED_MODULES:
+            continue
+        label = name if _GLOBAL_NAME.fullmatch(name) else "an unnamed class"
+        stub = type("Opaque", (_Opaque,), {"__slots__": (), "global_name": label})
+        stubs.append((stub, name))
+    return stubs
+
+
+def _refuse_pickled_objects(obj: object) -> None:
+    """A pickled module (or other object) where the state dict should be is refused with
+    advice the user can act on, never torch's own text."""
+    candidates = [obj]
+    if isinstance(obj, dict):
+        candidates += [obj[key] for key in NEST_KEYS if key in obj]
+    for value in candidates:
+        if isinstance(value, _Opaque) and value.looks_like_module:
+            raise CheckpointError(
+                f"file holds a whole pickled module ({value.global_name}), not a state dict, "
+                "and pickled code is never run: save its weights with "
+                "torch.save(model.state_dict(), path) or graphs.save(model, path, example_input)"
+            )
+        if isinstance(value, _Opaque):
+            raise CheckpointError(
+                f"file holds a pickled {value.global_name} object, not a state dict; save "
+                "only tensors: torch.save(model.state_dict(), path)"
+            )
 
 
 def _check_zip(raw: bytes, limits: Limits) -> None:
@@ -359,13 +477,7 @@ def _check_zip(raw: bytes, limits: Limits) -> None:
         raise CheckpointError("zip archive is not a torch.save file (needs exactly one data.pkl)")
 
 
-def _state_dict(obj: object, limits: Limits) -> dict[str, torch.Tensor]:
-    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
-        obj = obj["state_dict"]
-    if not isinstance(obj, dict):
-        raise CheckpointError(
-            f"PyTorch file holds a {type(obj).__name__}, expected a flat dict of tensors"
-        )
+def _state_dict(obj: Mapping[object, object], limits: Limits) -> dict[str, torch.Tensor]:
     if len(obj) > limits.max_tensors:
         raise CheckpointError(f"{len(obj)} tensors exceed the limit of {limits.max_tensors}")
     tensors: dict[str, torch.Tensor] = {}
