@@ -6,6 +6,8 @@ Public surface:
   (torch.fx tracing), :func:`build_module` (rebuild without user code), :class:`Sine`;
 * checkpoints: :class:`Checkpoint`, :func:`save`, :func:`save_checkpoint`,
   :func:`checkpoint_bytes`, :func:`load` (metadata, ``arch`` argument or inference);
+* user files: :func:`load_checkpoint` -> :class:`Loaded` (tensors, architecture, provenance,
+  assumptions, ignored training extras, stripped prefix); :func:`infer` -> :class:`Inferred`;
 * neuron map: :func:`neuron_map` -> :class:`NeuronMap` (groups, per-axis group ids, views);
 * symmetry: :func:`sample_permutations`, :func:`apply_permutation`,
   :func:`random_permutation`, :func:`check_permutations`;
@@ -22,14 +24,18 @@ from graphs.errors import (
     MissingArchitectureError,
     UnsupportedOpError,
 )
-from graphs.infer import infer_architecture
+from graphs.infer import Inferred, infer, infer_architecture
 from graphs.interpreter import OpGraphModule, build_module
 from graphs.io import (
     ARCH_KEY,
+    PROVENANCE_KEY,
     Checkpoint,
+    Loaded,
+    Provenance,
     checkpoint_bytes,
     from_module,
     load,
+    load_checkpoint,
     save,
     save_checkpoint,
 )
@@ -62,16 +68,20 @@ __all__ = [
     "EDGE_TYPES",
     "NODE_FEATURES",
     "NODE_TYPES",
+    "PROVENANCE_KEY",
     "Architecture",
     "ArchitectureError",
     "Checkpoint",
     "CheckpointError",
     "GraphsError",
+    "Inferred",
+    "Loaded",
     "MissingArchitectureError",
     "NeuronGroup",
     "NeuronMap",
     "OpGraphModule",
     "PermutationError",
+    "Provenance",
     "Sine",
     "UnsupportedOpError",
     "View",
@@ -83,8 +93,10 @@ __all__ = [
     "from_graph",
     "from_module",
     "graph_bytes",
+    "infer",
     "infer_architecture",
     "load",
+    "load_checkpoint",
     "neuron_map",
     "random_permutation",
     "sample_permutations",

@@ -20,11 +20,33 @@ strides and paddings, so inference follows fixed conventions and refuses anythin
   (CIFAR variant) stride 1 and no max-pool.
 
 Everything else raises :class:`MissingArchitectureError` explaining how to attach one.
+
+**Assumptions are never silent.** What the tensors cannot decide is returned by
+:func:`infer` in ``Inferred.assumptions`` (value used) and ``Inferred.notes`` (one line each,
+for people), and each can be settled by the caller:
+
+* ``activation``: a state dict never records it. Given ``activation=`` (``"relu"``,
+  ``"gelu"``, ``"gelu(tanh)"``, ``"silu"``, ``"tanh"``, ``"sigmoid"``, ``"leaky_relu(0.01)"``,
+  ``"sine(30)"``) it is used everywhere the layout puts one. Otherwise the default is the
+  layout's own (``relu``; ``sine(30)`` for the SIREN reference layout), **except** that a
+  plain ``nn.Sequential`` stack of linears whose weights look like a SIREN's is inferred as
+  ``sine(30)``: a name hint (the prefix contains ``sin``/``siren``), or every layer after the
+  first with ``max|W|·√fan_in < 0.25`` (a SIREN initialises them within ``√6/w0 ≈ 0.08`` of
+  that, PyTorch's default within 1, and training a ReLU net does not shrink them fourfold).
+  Either way the choice and its evidence are listed; it is an assumption, not a fact.
+* ``input_shape``: listed whenever the tensors do not fix it: the spatial size of a conv net
+  that pools globally (``null``: any size works, the network does not depend on it), the
+  square size derived from a flatten→linear, or the image shape an MLP flattens. Given
+  ``input_shape=`` (per-sample, e.g. ``(1, 8, 8)``) it is used and checked against the
+  tensors.
 """
 
 from __future__ import annotations
 
+import math
 import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -32,29 +54,116 @@ import torch
 from graphs.architecture import Architecture
 from graphs.errors import ArchitectureError, MissingArchitectureError
 
-__all__ = ["infer_architecture"]
+__all__ = ["Inferred", "activation_text", "infer", "infer_architecture", "parse_activation"]
 
 HOW_TO = ("attach one: save with graphs.save(module, path, example_input), or send the op "
           "graph JSON as the 'arch' argument")
 
 
-def infer_architecture(tensors: dict[str, torch.Tensor]) -> Architecture:
-    """The op graph of a state dict in one of the known layouts, or a clear error."""
+@dataclass(frozen=True)
+class Inferred:
+    """An inferred op graph and everything it rests on that the tensors did not decide."""
+
+    architecture: Architecture
+    layout: str  # "resnet", "siren" or "sequential"
+    assumptions: dict[str, Any]  # e.g. {"activation": "relu", "input_shape": [3, None, None]}
+    notes: tuple[str, ...]  # one line per assumption: what was assumed, why, how to settle it
+
+
+def infer(tensors: dict[str, torch.Tensor], *, activation: str | None = None,
+          input_shape: Sequence[int] | None = None) -> Inferred:
+    """The op graph of a state dict in one of the known layouts, or a clear error.
+
+    ``activation`` and ``input_shape`` settle what a state dict cannot say; whatever is not
+    given and had to be assumed is listed in the result (never silently chosen).
+    """
+    act = parse_activation(activation) if activation is not None else None
+    shape = _parse_shape(input_shape) if input_shape is not None else None
     for guess in (_resnet, _siren, _sequential):
         try:
-            spec = guess(tensors)
+            spec = guess(tensors, act)
         except _NoMatch:
             continue
+        if shape is not None:
+            spec.shape = shape
+            spec.assumptions.pop("input_shape", None)
+            spec.notes.pop("input_shape", None)
+        layout = guess.__name__.strip("_")
         try:
-            arch = Architecture.from_json(spec)
+            arch = Architecture.from_json(spec.done())
             arch.check_tensors(tensors)
         except ArchitectureError as exc:
+            given = f" with input_shape {shape}" if shape is not None else ""
             raise MissingArchitectureError(
-                f"tensors look like a {guess.__name__.strip('_')} layout but do not fit it "
+                f"tensors look like a {layout} layout but do not fit it{given} "
                 f"({exc}); {HOW_TO}") from None
-        return arch
+        return Inferred(arch, layout, dict(spec.assumptions), tuple(spec.notes.values()))
     raise MissingArchitectureError(f"no architecture in the file and the tensor names match "
                                    f"no known layout; {HOW_TO}")
+
+
+def infer_architecture(tensors: dict[str, torch.Tensor], *, activation: str | None = None,
+                       input_shape: Sequence[int] | None = None) -> Architecture:
+    """:func:`infer`'s op graph alone (for callers that do not report assumptions)."""
+    return infer(tensors, activation=activation, input_shape=input_shape).architecture
+
+
+# --- activations ---------------------------------------------------------------------------
+
+_Act = tuple[str, dict[str, Any]]
+_ACT = re.compile(r"^\s*([a-z_]+)\s*(?:\(\s*([^()]*?)\s*\))?\s*$")
+_ACT_DEFAULTS: dict[str, tuple[str | None, Callable[[str | None], dict[str, Any]]]] = {
+    "relu": (None, lambda a: {}),
+    "silu": (None, lambda a: {}),
+    "tanh": (None, lambda a: {}),
+    "sigmoid": (None, lambda a: {}),
+    "gelu": ("none", lambda a: {"approximate": a}),
+    "leaky_relu": ("0.01", lambda a: {"negative_slope": float(a)}),  # type: ignore[arg-type]
+    "sine": ("30", lambda a: {"w0": float(a)}),  # type: ignore[arg-type]
+}
+SIREN_ACTIVATION: _Act = ("sine", {"w0": 30.0})
+RELU: _Act = ("relu", {})
+
+
+def parse_activation(text: str) -> _Act:
+    """``"relu"``, ``"gelu(tanh)"``, ``"leaky_relu(0.2)"``, ``"sine(30)"`` -> (op, attrs)."""
+    m = _ACT.match(text) if isinstance(text, str) and len(text) <= 64 else None
+    if m is None or m.group(1) not in _ACT_DEFAULTS:
+        raise ArchitectureError(
+            f"activation {text!r} is not one of: {', '.join(_ACT_DEFAULTS)} (an argument in "
+            "parentheses for gelu, leaky_relu and sine, e.g. 'sine(30)')")
+    name, arg = m.group(1), m.group(2)
+    default, build = _ACT_DEFAULTS[name]
+    if arg is not None and default is None:
+        raise ArchitectureError(f"activation {name!r} takes no argument, got {text!r}")
+    try:
+        attrs = build(arg if arg is not None else default)
+    except ValueError:
+        raise ArchitectureError(f"activation {text!r}: {arg!r} is not a number") from None
+    if name == "gelu" and attrs["approximate"] not in ("none", "tanh"):
+        raise ArchitectureError(f"activation {text!r}: gelu takes 'none' or 'tanh'")
+    if any(isinstance(v, float) and not math.isfinite(v) for v in attrs.values()):
+        raise ArchitectureError(f"activation {text!r}: the argument must be finite")
+    return name, attrs
+
+
+def activation_text(act: _Act) -> str:
+    """The canonical text of an activation, as :func:`parse_activation` reads it."""
+    name, attrs = act
+    if not attrs:
+        return name
+    (value,) = attrs.values()
+    return f"{name}({value:g})" if isinstance(value, float) else f"{name}({value})"
+
+
+def _parse_shape(shape: Sequence[int]) -> list[int | None]:
+    dims = list(shape)
+    if not 1 <= len(dims) <= 4 or not all(isinstance(d, int) and not isinstance(d, bool)
+                                          and 0 < d <= 2**20 for d in dims):
+        raise ArchitectureError(
+            f"input_shape must be 1 to 4 positive integers (per sample, no batch dim), got "
+            f"{dims}")
+    return list(dims)
 
 
 class _NoMatch(Exception):
@@ -62,12 +171,17 @@ class _NoMatch(Exception):
 
 
 class _Spec:
-    """Accumulates op-graph nodes in order."""
+    """Accumulates op-graph nodes in order, and the assumptions made on the way."""
 
-    def __init__(self, shape: list[int | None]) -> None:
+    def __init__(self, shape: list[int | None], activation: _Act,
+                 activation_note: str | None) -> None:
         self.nodes: list[dict[str, Any]] = []
         self.shape = shape
         self.last = "x"
+        self.activation = activation
+        self.activation_note = activation_note  # None: given by the caller, not assumed
+        self.assumptions: dict[str, Any] = {}
+        self.notes: dict[str, str] = {}
 
     def add(self, op: str, attrs: dict[str, Any], path: str | None = None,
             roles: list[str] | None = None, name: str | None = None,
@@ -79,9 +193,34 @@ class _Spec:
         self.last = name
         return name
 
+    def act(self, name: str | None = None) -> str:
+        """The layout's activation slot: the given activation, or the assumed one (listed)."""
+        if self.activation_note is not None:
+            self.assume("activation", activation_text(self.activation), self.activation_note)
+        op, attrs = self.activation
+        return self.add(op, dict(attrs), name=name)
+
+    def assume(self, key: str, value: Any, note: str) -> None:
+        self.assumptions[key] = value
+        self.notes[key] = f"{key}: {note}"
+
+    def input_unknown(self, channels: int, dims: int, why: str) -> None:
+        """Spatial input size the tensors do not fix (any size works): listed as unknown."""
+        self.shape = [channels, *[None] * dims]
+        self.assume("input_shape", list(self.shape),
+                    f"spatial size unknown ({why}); pass input_shape= to fix it")
+
     def done(self) -> dict[str, Any]:
         return {"version": 1, "inputs": [{"name": "x", "shape": self.shape}],
                 "nodes": self.nodes, "outputs": [self.last]}
+
+
+def _default_activation(act: _Act | None, default: _Act, why: str) -> tuple[_Act, str | None]:
+    """The caller's activation (not an assumption) or the layout's default with its note."""
+    if act is not None:
+        return act, None
+    return default, (f"not recorded in a state dict; assumed {activation_text(default)} "
+                     f"({why}); pass activation= to settle it")
 
 
 def _linear(spec: _Spec, t: dict[str, torch.Tensor], path: str, **kw: Any) -> str:
@@ -120,7 +259,7 @@ def _bn(spec: _Spec, t: dict[str, torch.Tensor], path: str, dims: int, **kw: Any
 _SEQ = re.compile(r"^(.*?)(\d+)\.(weight|bias|running_mean|running_var|num_batches_tracked)$")
 
 
-def _sequential(t: dict[str, torch.Tensor]) -> dict[str, Any]:
+def _sequential(t: dict[str, torch.Tensor], act: _Act | None) -> _Spec:
     matches = [_SEQ.match(k) for k in t]
     if not t or not all(matches) or len({m.group(1) for m in matches if m}) != 1:
         raise _NoMatch
@@ -135,19 +274,27 @@ def _sequential(t: dict[str, torch.Tensor]) -> dict[str, Any]:
             raise _NoMatch
         layers[i] = kind
     order = sorted(layers)
+    if layers[order[0]] != "weight":
+        raise _NoMatch
     first = t[f"{prefix}{order[0]}.weight"]
     conv_dims = first.dim() - 2
     kinds = [("conv" if t[f"{prefix}{i}.weight"].dim() > 2 else "linear")
              if layers[i] == "weight" else "bn" for i in order]
     n_pools = 0
-    # Input spatial size: needed only when a conv stack is flattened without adaptive pooling.
-    spec = _Spec([])
+    spec = _Spec([], *_sequential_activation(t, prefix, order, kinds, act))
     if conv_dims > 0:
-        spec.shape = [first.shape[1], *[None] * conv_dims]
+        # Input spatial size: fixed only when a conv stack is flattened without adaptive
+        # pooling (derived below); otherwise no layer depends on it.
+        spec.input_unknown(first.shape[1], conv_dims, "no layer of a conv stack that pools "
+                           "globally or ends in a conv depends on it")
     else:
         spec.shape = [first.shape[1]]
         if order[0] == 1:
             spec.add("flatten", {})
+            spec.assume("input_shape", list(spec.shape),
+                        f"the stack flattens its input first, so only its size "
+                        f"({first.shape[1]}) is known; assumed flat; pass input_shape= (e.g. "
+                        "an image's channels, height, width) to fix it")
         elif order[0] != 0:
             raise _NoMatch
     if conv_dims > 0 and order[0] != 0:
@@ -180,16 +327,20 @@ def _sequential(t: dict[str, torch.Tensor]) -> dict[str, Any]:
             side = round((in_features / c) ** (1 / conv_dims))
             if c * side**conv_dims != in_features or gap not in (2, 3):
                 raise _NoMatch
-            spec.add("relu", {})
+            spec.act()
             if gap == 3:
                 spec.add(f"adaptive_avg_pool{conv_dims}d", {"output_size": [side] * conv_dims})
             else:
                 spec.shape = [spec.shape[0], *[side * 2**n_pools] * conv_dims]
+                spec.assume("input_shape", list(spec.shape),
+                            f"derived from the first linear's {in_features} inputs assuming a "
+                            f"square input, stride 1, padding kernel//2 and {n_pools} "
+                            "2x2 max-pool(s); pass input_shape= to fix it")
             spec.add("flatten", {})
         elif gap == 1:
-            spec.add("relu", {})
+            spec.act()
         elif gap == 2 and kinds[pos] != "linear" and prev_weight(kinds, pos) == "conv":
-            spec.add("relu", {})
+            spec.act()
             spec.add(f"max_pool{conv_dims}d", {"kernel_size": [2] * conv_dims,
                                               "stride": [2] * conv_dims,
                                               "padding": [0] * conv_dims,
@@ -198,7 +349,35 @@ def _sequential(t: dict[str, torch.Tensor]) -> dict[str, Any]:
         elif gap != 0:
             raise _NoMatch
         prev = kind if kind != "bn" else prev
-    return spec.done()
+    return spec
+
+
+SIREN_SCALE = 0.25  # max|W|·√fan_in below this on every later layer: SIREN-like weights
+
+
+def _sequential_activation(t: dict[str, torch.Tensor], prefix: str, order: list[int],
+                           kinds: list[str], act: _Act | None) -> tuple[_Act, str | None]:
+    """The activation of an ``nn.Sequential`` stack: given, or relu, or (for a linear stack
+    whose names or weights look like a SIREN) sine(30); the choice is listed with its why."""
+    if act is not None or any(k != "linear" for k in kinds) or len(kinds) < 2:
+        return _default_activation(act, RELU, "PyTorch's usual choice")
+    if "sin" in prefix.lower() or "siren" in prefix.lower():
+        return _default_activation(None, SIREN_ACTIVATION, f"the prefix {prefix!r} names a "
+                                   "SIREN; w0 30 as the reference code")
+    scales = [_init_scale(t[f"{prefix}{i}.weight"]) for i in order[1:]]
+    if max(scales) < SIREN_SCALE:
+        return _default_activation(None, SIREN_ACTIVATION, f"the weights look like a SIREN's: "
+                                   f"max|W|*sqrt(fan_in) <= {max(scales):.3f} after the first "
+                                   f"layer, where ReLU nets have about 1; w0 30 as the "
+                                   "reference code")
+    return _default_activation(None, RELU, f"PyTorch's usual choice; the weights do not look "
+                               f"like a SIREN's (max|W|*sqrt(fan_in) up to {max(scales):.2f})")
+
+
+def _init_scale(weight: torch.Tensor) -> float:
+    """``max|W|·√fan_in``: about 1 for PyTorch's default init, √6/w0 for a SIREN's."""
+    fan_in = math.prod(weight.shape[1:])
+    return float(weight.detach().abs().max()) * math.sqrt(fan_in) if weight.numel() else 0.0
 
 
 def prev_weight(kinds: list[str], pos: int) -> str | None:
@@ -214,7 +393,7 @@ def prev_weight(kinds: list[str], pos: int) -> str | None:
 _SIREN = re.compile(r"^(.*?)(\d+)\.(linear\.)?(weight|bias)$")
 
 
-def _siren(t: dict[str, torch.Tensor]) -> dict[str, Any]:
+def _siren(t: dict[str, torch.Tensor], act: _Act | None) -> _Spec:
     matches = [_SIREN.match(k) for k in t]
     if not t or not all(matches) or len({m.group(1) for m in matches if m}) != 1:
         raise _NoMatch
@@ -226,13 +405,15 @@ def _siren(t: dict[str, torch.Tensor]) -> dict[str, Any]:
     if indices != list(range(len(indices))) or not all(s for _, s in layers[:-1]):
         raise _NoMatch
     first = t[f"{prefix}0.linear.weight"]
-    spec = _Spec([first.shape[1]])
+    spec = _Spec([first.shape[1]], *_default_activation(
+        act, SIREN_ACTIVATION, "the SIREN reference layout (.linear per layer); w0 30 as "
+        "that code"))
     for i, sine in layers:
         path = f"{prefix}{i}.linear" if sine else f"{prefix}{i}"
         _linear(spec, t, path)
         if sine:
-            spec.add("sine", {"w0": 30.0})
-    return spec.done()
+            spec.act()
+    return spec
 
 
 # --- torchvision ResNet --------------------------------------------------------------------
@@ -240,18 +421,19 @@ def _siren(t: dict[str, torch.Tensor]) -> dict[str, Any]:
 _BLOCK = re.compile(r"^layer([1-9])\.(\d+)\.")
 
 
-def _resnet(t: dict[str, torch.Tensor]) -> dict[str, Any]:
+def _resnet(t: dict[str, torch.Tensor], act: _Act | None) -> _Spec:
     if "conv1.weight" not in t or "fc.weight" not in t or "layer1.0.conv1.weight" not in t:
         raise _NoMatch
     stem = t["conv1.weight"]
     k = stem.shape[-1]
     if stem.dim() != 4:
         raise _NoMatch
-    spec = _Spec([stem.shape[1], None, None])
+    spec = _Spec([], *_default_activation(act, RELU, "torchvision's ResNet"))
+    spec.input_unknown(stem.shape[1], 2, "the ResNet pools globally before fc")
     big = k == 7
     _conv(spec, t, "conv1", 2 if big else 1, k // 2)
     _bn(spec, t, "bn1", 2)
-    spec.add("relu", {}, name="relu")
+    spec.act(name="relu")
     if big:
         spec.add("max_pool2d", {"kernel_size": [3, 3], "stride": [2, 2], "padding": [1, 1],
                                 "dilation": [1, 1]}, name="maxpool")
@@ -263,11 +445,11 @@ def _resnet(t: dict[str, torch.Tensor]) -> dict[str, Any]:
         bottleneck = f"{p}.conv3.weight" in t
         _conv(spec, t, f"{p}.conv1", 1 if bottleneck else stride, 0 if bottleneck else 1)
         _bn(spec, t, f"{p}.bn1", 2)
-        spec.add("relu", {}, name=f"{p}.relu1")
+        spec.act(name=f"{p}.relu1")
         _conv(spec, t, f"{p}.conv2", stride if bottleneck else 1, 1)
         _bn(spec, t, f"{p}.bn2", 2)
         if bottleneck:
-            spec.add("relu", {}, name=f"{p}.relu2")
+            spec.act(name=f"{p}.relu2")
             _conv(spec, t, f"{p}.conv3", 1, 0)
             _bn(spec, t, f"{p}.bn3", 2)
         main = spec.last
@@ -275,8 +457,8 @@ def _resnet(t: dict[str, torch.Tensor]) -> dict[str, Any]:
             _conv(spec, t, f"{p}.downsample.0", stride, 0, inputs=[identity])
             identity = _bn(spec, t, f"{p}.downsample.1", 2)
         spec.add("add", {}, name=f"{p}.add", inputs=[main, identity])
-        spec.add("relu", {}, name=f"{p}.relu")
+        spec.act(name=f"{p}.relu")
     spec.add("adaptive_avg_pool2d", {"output_size": [1, 1]}, name="avgpool")
     spec.add("flatten", {}, name="flatten")
     _linear(spec, t, "fc")
-    return spec.done()
+    return spec
