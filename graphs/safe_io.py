@@ -444,6 +444,13 @@ def _check_zip(raw: bytes, limits: Limits) -> None:
             f"zip archive has {len(members)} members, more than the limit of "
             f"{limits.max_zip_members}"
         )
+    if any(m.filename.endswith("/constants.pkl") or "/code/__torch__/" in m.filename
+           for m in members):
+        raise CheckpointError(
+            "file is a TorchScript archive (torch.jit.save), which holds code; save the "
+            "model's weights with torch.save(model.state_dict(), path) or "
+            "graphs.save(model, path, example_input)"
+        )
     names: set[str] = set()
     total = 0
     for member in members:

@@ -267,6 +267,18 @@ def test_files_without_a_state_dict_are_refused(obj: object, message: str,
     assert_one_line(message)
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
+def test_torchscript_archive_is_refused_with_how_to_save(tmp_path: Path) -> None:
+    path = tmp_path / "scripted.pt"
+    torch.jit.save(torch.jit.script(net()), path)
+    with pytest.raises(CheckpointError) as excinfo:
+        read_checkpoint(path)
+    assert str(excinfo.value) == (
+        "file is a TorchScript archive (torch.jit.save), which holds code; save the model's "
+        "weights with torch.save(model.state_dict(), path) or "
+        "graphs.save(model, path, example_input)")
+
+
 def test_safetensors_without_tensors_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "empty.safetensors"
     path.write_bytes(to_safetensors_bytes({}, {"note": "nothing here"}))
