@@ -30,10 +30,12 @@ for people), and each can be settled by the caller:
   ``"sine(30)"``) it is used everywhere the layout puts one. Otherwise the default is the
   layout's own (``relu``; ``sine(30)`` for the SIREN reference layout), **except** that a
   plain ``nn.Sequential`` stack of linears whose weights look like a SIREN's is inferred as
-  ``sine(30)``: a name hint (the prefix contains ``sin``/``siren``), or every layer after the
-  first with ``max|W|·√fan_in < 0.25`` (a SIREN initialises them within ``√6/w0 ≈ 0.08`` of
-  that, PyTorch's default within 1, and training a ReLU net does not shrink them fourfold).
-  Either way the choice and its evidence are listed; it is an assumption, not a fact.
+  ``sine(30)``: a name hint (a word ``sin``/``sine``/``siren`` in the prefix), or every
+  layer after the first with ``max|W|·√fan_in < 0.6`` (at least 64 weights in all, so chance
+  cannot do it). A SIREN initialises them to ``√6/w0`` (0.08 for w0 30) and fitted SIRENs
+  stay near it (0.27-0.31 for w0 30, 0.46 for w0 15 in our fits); PyTorch's default init
+  gives about 1 and trained ReLU nets 1.7-8. The first layer cannot tell (about 1/√fan_in
+  for both). Either way the choice and its evidence are listed: an assumption, not a fact.
 * ``input_shape``: listed whenever the tensors do not fix it: the spatial size of a conv net
   that pools globally (``null``: any size works, the network does not depend on it), the
   square size derived from a flatten→linear, or the image shape an MLP flattens. Given
@@ -352,7 +354,9 @@ def _sequential(t: dict[str, torch.Tensor], act: _Act | None) -> _Spec:
     return spec
 
 
-SIREN_SCALE = 0.25  # max|W|·√fan_in below this on every later layer: SIREN-like weights
+SIREN_SCALE = 0.6  # max|W|·√fan_in below this on every later layer: SIREN-like weights
+SIREN_MIN_WEIGHTS = 64  # fewer later weights than this are no evidence (a small max by chance)
+_SIREN_WORD = re.compile(r"(?:^|[^a-z])(?:sin|sine|siren)s?(?:[^a-z]|$)")
 
 
 def _sequential_activation(t: dict[str, torch.Tensor], prefix: str, order: list[int],
@@ -361,11 +365,12 @@ def _sequential_activation(t: dict[str, torch.Tensor], prefix: str, order: list[
     whose names or weights look like a SIREN) sine(30); the choice is listed with its why."""
     if act is not None or any(k != "linear" for k in kinds) or len(kinds) < 2:
         return _default_activation(act, RELU, "PyTorch's usual choice")
-    if "sin" in prefix.lower() or "siren" in prefix.lower():
+    if _SIREN_WORD.search(prefix.lower()):
         return _default_activation(None, SIREN_ACTIVATION, f"the prefix {prefix!r} names a "
                                    "SIREN; w0 30 as the reference code")
-    scales = [_init_scale(t[f"{prefix}{i}.weight"]) for i in order[1:]]
-    if max(scales) < SIREN_SCALE:
+    later = [t[f"{prefix}{i}.weight"] for i in order[1:]]
+    scales = [_init_scale(w) for w in later]
+    if max(scales) < SIREN_SCALE and sum(w.numel() for w in later) >= SIREN_MIN_WEIGHTS:
         return _default_activation(None, SIREN_ACTIVATION, f"the weights look like a SIREN's: "
                                    f"max|W|*sqrt(fan_in) <= {max(scales):.3f} after the first "
                                    f"layer, where ReLU nets have about 1; w0 30 as the "

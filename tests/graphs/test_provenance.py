@@ -146,6 +146,48 @@ def test_plain_sequential_siren_is_not_silently_relu(tmp_path: Path) -> None:
     assert rebuilt_matches(loaded, model, torch.rand(8, 2) * 2 - 1)
 
 
+def fit(model: nn.Module, steps: int = 300) -> nn.Module:
+    """Fit an 8x8 random image (coordinates in [-1, 1]^2 -> intensity), as INR zoos do."""
+    torch.manual_seed(1)
+    grid = torch.linspace(-1, 1, 8)
+    xy = torch.stack(torch.meshgrid(grid, grid, indexing="ij"), -1).reshape(-1, 2)
+    image = torch.rand(64, 1)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    for _ in range(steps):
+        optimizer.zero_grad()
+        ((model(xy) - image) ** 2).mean().backward()
+        optimizer.step()
+    return model
+
+
+@pytest.mark.parametrize("w0", [30.0, 15.0])
+def test_fitted_sequential_siren_is_still_recognised(w0: float, tmp_path: Path) -> None:
+    model = fit(sequential_siren([2, 32, 32, 1], w0))
+    loaded = graphs.load_checkpoint(write(tmp_path, model.state_dict()))
+    assert loaded.assumptions == {"activation": "sine(30)"}
+
+
+def test_fitted_relu_mlp_stays_relu(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = fit(nn.Sequential(nn.Linear(2, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(),
+                              nn.Linear(32, 1)))
+    loaded = graphs.load_checkpoint(write(tmp_path, model.state_dict()))
+    assert loaded.assumptions == {"activation": "relu"}
+    assert "do not look like a SIREN's" in loaded.notes[0]
+
+
+def test_few_small_weights_are_no_siren_evidence(tmp_path: Path) -> None:
+    tensors = {"0.weight": torch.randn(4, 2), "2.weight": torch.full((1, 4), 0.01)}
+    loaded = graphs.load_checkpoint(write(tmp_path, tensors))
+    assert loaded.assumptions == {"activation": "relu"}
+
+
+@pytest.mark.parametrize("prefix", ["encoder_using.", "basin.", "sinkhorn."])
+def test_sin_inside_another_word_is_no_name_hint(prefix: str, tmp_path: Path) -> None:
+    tensors = {f"{prefix}{k}": v for k, v in mlp(nn.ReLU()).state_dict().items()}
+    assert graphs.load_checkpoint(write(tmp_path, tensors)).assumptions == {"activation": "relu"}
+
+
 def test_sequential_siren_with_another_w0_is_settled_by_the_caller(tmp_path: Path) -> None:
     model = sequential_siren([2, 16, 16, 1], w0=15.0)
     loaded = graphs.load_checkpoint(write(tmp_path, model.state_dict()),
