@@ -384,6 +384,7 @@ _GLOBAL_NAME = re.compile(r"[A-Za-z0-9_.]{1,200}")
 
 def _torch_load(raw: bytes) -> object:
     """``torch.load(weights_only=True)``, with inert placeholders for unknown globals."""
+    stubs: list[tuple[type, str]] = []
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch's deprecation chatter about hostile input
@@ -393,8 +394,41 @@ def _torch_load(raw: bytes) -> object:
             with _SAFE_GLOBALS_LOCK, torch.serialization.safe_globals(stubs):
                 return torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
     except Exception as exc:  # untrusted bytes: any failure inside torch.load means "bad file"
-        reason = _one_line(exc)
-        raise CheckpointError(f"PyTorch file rejected by the safe loader: {reason}") from None
+        raise CheckpointError(_load_failure(exc, stubs)) from None
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_NOT_REBUILT = re.compile(r"but got <class '([A-Za-z0-9_.]{1,200})'>")
+
+
+def _load_failure(exc: BaseException, stubs: list[tuple[type, str]]) -> str:
+    """One line for the user from a torch.load failure: torch's cause without its framing
+    (ANSI codes, "re-run with weights_only=False", allowlisting advice nobody here can act
+    on); an object only a full unpickler could rebuild (a ``defaultdict`` of training
+    history, a placeholder used as a container) is named, with what to save instead."""
+    reason = _torch_reason(exc)
+    match = _NOT_REBUILT.search(reason)
+    if match is None:
+        return f"PyTorch file rejected by the safe loader: {reason}"
+    name = match.group(1)
+    if name.endswith(".Opaque"):
+        name = ", ".join(n for _, n in stubs[:3]) + (", ..." if len(stubs) > 3 else "")
+    return (f"PyTorch file rejected by the safe loader: it pickles objects only full "
+            f"unpickling could rebuild ({name}); save the state dict alone: "
+            "torch.save(model.state_dict(), path)")
+
+
+def _torch_reason(exc: BaseException) -> str:
+    text = _ANSI.sub("", str(exc))
+    marker = "WeightsUnpickler error:"
+    if marker in text:
+        text = text.split(marker, 1)[1]
+    framing = ("Weights only load failed", "Check the documentation of torch.load")
+    paragraphs = [p for p in text.split("\n\n")
+                  if p.strip() and not p.strip().startswith(framing)]
+    text = paragraphs[0] if paragraphs else ""
+    text = re.split(r"\s*Please use `torch\.serialization", text)[0]
+    return _one_line(text) if text.strip() else type(exc).__name__
 
 
 def _placeholders(raw: bytes) -> list[tuple[type, str]]:
@@ -539,6 +573,8 @@ def _check_values(name: str, tensor: torch.Tensor) -> None:
         raise CheckpointError(f"tensor {name!r}: BOOL values must be 0 or 1")
 
 
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
+def _one_line(exc: BaseException | str) -> str:
+    text = " ".join(_ANSI.sub("", str(exc)).split())
+    if not text:
+        text = type(exc).__name__ if isinstance(exc, BaseException) else "unknown error"
     return text[:300]

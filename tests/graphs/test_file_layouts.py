@@ -279,6 +279,37 @@ def test_torchscript_archive_is_refused_with_how_to_save(tmp_path: Path) -> None
         "graphs.save(model, path, example_input)")
 
 
+def test_extras_only_a_full_unpickler_could_rebuild_are_refused_by_name(tmp_path: Path) -> None:
+    """torch's weights_only loader fills only real dicts and lists, so a defaultdict among
+    the extras cannot become a placeholder: the file is refused, saying what to save."""
+    from collections import defaultdict
+
+    history: defaultdict[str, list[float]] = defaultdict(list, loss=[1.0, 0.5])
+    path = save_pt({"model": net().state_dict(), "history": history}, tmp_path / "x.pt")
+    with pytest.raises(CheckpointError) as excinfo:
+        read_checkpoint(path)
+    assert str(excinfo.value) == (
+        "PyTorch file rejected by the safe loader: it pickles objects only full unpickling "
+        "could rebuild (collections.defaultdict); save the state dict alone: "
+        "torch.save(model.state_dict(), path)")
+
+
+def test_pickle_that_runs_code_gets_torchs_cause_without_its_advice(tmp_path: Path) -> None:
+    import os
+
+    class RunsShell:
+        def __reduce__(self) -> tuple[object, tuple[str]]:
+            return (os.system, (f"touch {tmp_path / 'ran'}",))
+
+    path = save_pt({"model": net().state_dict(), "x": RunsShell()}, tmp_path / "x.pt")
+    with pytest.raises(CheckpointError) as excinfo:
+        read_checkpoint(path)
+    assert str(excinfo.value) == ("PyTorch file rejected by the safe loader: Trying to load "
+                                  "unsupported GLOBAL posix.system whose module posix is "
+                                  "blocked.")
+    assert not (tmp_path / "ran").exists()
+
+
 def test_safetensors_without_tensors_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "empty.safetensors"
     path.write_bytes(to_safetensors_bytes({}, {"note": "nothing here"}))
