@@ -379,3 +379,22 @@ def test_a_prefix_only_some_names_carry_is_not_stripped(prefixes: list[str]) -> 
     assert split_prefix(names) == ""
     assert split_prefix([prefix + "weight"]) == prefix
     assert split_prefix(["module."]) == ""  # a name is never stripped to nothing
+
+
+LEAVES = st.one_of(st.integers(), st.text(max_size=4), st.none(), st.just(torch.ones(2)))
+KEYS = st.one_of(st.sampled_from([*NEST_KEYS, "optimizer", "epoch", "0.weight", "fc.bias"]),
+                 st.text(max_size=6), st.integers())
+OBJECTS = st.recursive(LEAVES, lambda inner: st.one_of(
+    st.lists(inner, max_size=3), st.dictionaries(KEYS, inner, max_size=4)), max_leaves=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(OBJECTS)
+def test_any_object_gives_tensors_or_a_one_line_checkpoint_error(obj: object) -> None:
+    try:
+        found, layout = find_state_dict(obj)
+    except CheckpointError as exc:
+        assert_one_line(str(exc))
+        return
+    assert found and all(isinstance(v, torch.Tensor) for v in found.values())
+    assert len(layout.nested_under) <= 3
