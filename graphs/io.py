@@ -175,7 +175,7 @@ def load_checkpoint(source: bytes | str | os.PathLike[str],
 
     Tensors come in the op graph's order (safetensors files store them sorted by name).
     The architecture is the ``arch`` argument if given (``declared``), else the file's own
-    (its recorded provenance, ``declared`` if none), else inferred from tensor names and
+    (the provenance it records, which is the file's claim, ``declared`` if none), else inferred from tensor names and
     shapes (``inferred``: plain ``nn.Sequential`` MLPs/CNNs, SIREN INRs, torchvision-style
     ResNets), where ``activation``/``input_shape`` settle what the tensors cannot say; they
     are refused for a declared or traced architecture, which already says it. Failing all
@@ -192,10 +192,10 @@ def load_checkpoint(source: bytes | str | os.PathLike[str],
     if declared and (activation is not None or input_shape is not None):
         raise ArchitectureError(
             "activation= and input_shape= settle an inferred architecture only; this "
-            "checkpoint's architecture is given (arch or file metadata) and says both")
+            "checkpoint's architecture is given (arch or file metadata) and already fixes both")
     notes: tuple[str, ...] = ()
     if arch is not None:
-        architecture, provenance = Architecture.from_json(arch), DECLARED  # type: ignore[arg-type]
+        architecture, provenance = Architecture.from_json(arch), DECLARED
         tensors, prefix = _fit_names(raw.tensors, architecture)
     elif embedded is not None:
         architecture, provenance = _embedded(embedded, recorded)
@@ -204,9 +204,8 @@ def load_checkpoint(source: bytes | str | os.PathLike[str],
         prefix = split_prefix(raw.tensors)
         tensors = strip_prefix(raw.tensors, prefix)
         inferred = infer(tensors, activation=activation, input_shape=input_shape)
-        architecture = inferred.architecture
+        architecture, notes = inferred.architecture, inferred.notes
         provenance = Provenance("inferred", inferred.assumptions)
-        notes = inferred.notes
     ordered = {name: tensors[name] for name in architecture.param_shapes()}
     return Loaded(ordered, architecture, provenance.source, dict(provenance.assumptions),
                   notes, raw.ignored_keys, prefix, raw.nested_under, metadata, raw.format)

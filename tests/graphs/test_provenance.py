@@ -305,4 +305,4 @@ def test_overrides_are_refused_for_a_declared_architecture(tmp_path: Path) -> No
             graphs.load_checkpoint(tmp_path / "m.safetensors", **kwargs)
         assert str(excinfo.value) == (
             "activation= and input_shape= settle an inferred architecture only; this "
-            "checkpoint's architecture is given (arch or file metadata) and says both")
+            "checkpoint's architecture is given (arch or file metadata) and already fixes both")
