@@ -175,8 +175,8 @@ def load_checkpoint(source: bytes | str | os.PathLike[str],
 
     Tensors come in the op graph's order (safetensors files store them sorted by name).
     The architecture is the ``arch`` argument if given (``declared``), else the file's own
-    (the provenance it records, which is the file's claim, ``declared`` if none), else inferred from tensor names and
-    shapes (``inferred``: plain ``nn.Sequential`` MLPs/CNNs, SIREN INRs, torchvision-style
+    (with the provenance the file claims, ``declared`` if none), else inferred from tensor
+    names and shapes (``inferred``: plain ``nn.Sequential`` MLPs/CNNs, SIREN INRs, torchvision-style
     ResNets), where ``activation``/``input_shape`` settle what the tensors cannot say; they
     are refused for a declared or traced architecture, which already says it. Failing all
     three a ``MissingArchitectureError`` says how to attach one.
