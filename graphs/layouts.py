@@ -25,6 +25,7 @@ partial prefix is part of the architecture, not of a wrapper), repeatedly, so
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -60,6 +61,7 @@ NEST_KEYS: tuple[str, ...] = (
 PREFIXES: tuple[str, ...] = ("module.", "_orig_mod.", "model.")
 MAX_DEPTH = 3
 _MAX_KEYS_SHOWN = 8
+_PLAIN_KEY = re.compile(r"[\w.\-]{1,64}")  # shown as is in messages; others as repr()
 _MAX_SCAN = 100_000  # bound on the containers walked when asking "does this hold tensors?"
 
 
@@ -149,7 +151,8 @@ def _not_a_dict(obj: object, path: list[str]) -> str:
 
 
 def _keys(obj: Mapping[object, object]) -> str:
-    names = [repr(k) if not isinstance(k, str) else k for k in list(obj)[:_MAX_KEYS_SHOWN]]
+    names = [k if isinstance(k, str) and _PLAIN_KEY.fullmatch(k) else repr(k)
+             for k in list(obj)[:_MAX_KEYS_SHOWN]]
     more = f" (+{len(obj) - _MAX_KEYS_SHOWN} more)" if len(obj) > _MAX_KEYS_SHOWN else ""
     return (", ".join(names) or "none") + more
 
