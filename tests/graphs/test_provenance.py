@@ -306,3 +306,10 @@ def test_overrides_are_refused_for_a_declared_architecture(tmp_path: Path) -> No
         assert str(excinfo.value) == (
             "activation= and input_shape= settle an inferred architecture only; this "
             "checkpoint's architecture is given (arch or file metadata) and already fixes both")
+
+
+def test_a_stack_that_starts_with_a_norm_is_an_unknown_layout_not_a_crash(
+        tmp_path: Path) -> None:
+    model = nn.Sequential(nn.BatchNorm1d(4, affine=False), nn.Linear(4, 2))
+    with pytest.raises(MissingArchitectureError, match="attach one"):
+        graphs.load_checkpoint(write(tmp_path, model.state_dict()))
