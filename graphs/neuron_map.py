@@ -197,7 +197,8 @@ class _Builder:
         key = view or name
         if key in self.views:
             raise ArchitectureError(f"tensor view {key!r} is mapped twice")
-        self.views[key] = View(key, name, start, stop, shape or self.param_shapes[name], axis)
+        stored = self.arch.ties.get(name, name)  # a tied name is a view of the stored tensor
+        self.views[key] = View(key, stored, start, stop, shape or self.param_shapes[name], axis)
         self.raw_axes[key] = axes
 
     def map(self, name: str, axes: tuple[Axis, ...]) -> None:

@@ -13,10 +13,12 @@ fast-path guards of ``nn.TransformerEncoderLayer``) are decided on the real inpu
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import torch
 from torch import fx, nn
+from torch.fx import _symbolic_trace
 
 from graphs.architecture import Architecture
 from graphs.errors import UnsupportedOpError
@@ -48,12 +50,38 @@ class _Tracer(fx.Tracer):
             return False
         return super().is_leaf_module(m, qualname)
 
+    def proxy(self, node: fx.Node) -> fx.Proxy:
+        return _Proxy(node, self)
+
     def to_bool(self, obj: fx.Proxy) -> bool:
+        return bool(self.concrete(obj))
+
+    def concrete(self, obj: fx.Proxy) -> Any:
+        """The value a traced expression has on the example input."""
+        target = obj.node  # an attribute proxy (x.is_nested) creates its node on access
         graph, env = fx.Graph(), {}
         graph.graph_copy(self.graph, env)
-        graph.output(env[obj.node])
-        with torch.no_grad():
-            return bool(fx.GraphModule(self.root, graph)(self.example))
+        graph.output(env[target])
+        # fx patches nn.Module.__call__/__getattr__ while tracing; the graph so far must run
+        # on real tensors, so lift the patches for the run (torch pinned: private API).
+        patcher = _symbolic_trace.CURRENT_PATCHER
+        if patcher is None:
+            raise fx.proxy.TraceError("a traced value is used in Python control flow")
+        patcher.revert_all_patches()
+        try:
+            with torch.no_grad():
+                return fx.GraphModule(self.root, graph)(self.example)
+        finally:
+            patcher.reapply_all_patches()
+
+
+class _Proxy(fx.Proxy):
+    """``len(x.size())`` is read on the example input, like ``bool()``."""
+
+    tracer: _Tracer
+
+    def __len__(self) -> int:
+        return len(self.tracer.concrete(self))
 
 
 def describe(module: nn.Module, example_input: torch.Tensor) -> Architecture:
@@ -62,7 +90,7 @@ def describe(module: nn.Module, example_input: torch.Tensor) -> Architecture:
     module.eval()
     try:
         with torch.no_grad():
-            graph = _Tracer(example_input).trace(module)
+            graph = _Tracer(example_input).trace(module, concrete_args=_defaults(module))
             gm = fx.GraphModule(module, graph)
             values = _Record(gm).values_on(example_input)
     except UnsupportedOpError:
@@ -80,6 +108,13 @@ def describe(module: nn.Module, example_input: torch.Tensor) -> Architecture:
     arch = Architecture.from_json(builder.result())
     arch.check_tensors(module.state_dict())
     return arch
+
+
+def _defaults(module: nn.Module) -> dict[str, Any]:
+    """``forward``'s optional arguments at their defaults (``targets=None``): only the
+    example input is traced."""
+    params = list(inspect.signature(module.forward).parameters.values())[1:]
+    return {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
 
 
 class _Record(fx.Interpreter):
@@ -114,6 +149,7 @@ class _Builder:
         self.aranges: dict[fx.Node, list[int]] = {}
         self.tuples: dict[fx.Node, str] = {}  # multi-output modules -> where
         self.claimed: dict[fx.Node, Any] = {}  # node -> None (skip) or an emission
+        self.pending: set[fx.Node] = set()  # parameters not yet used as values
 
     def result(self) -> dict[str, Any]:
         out = {"version": 1, "inputs": self.inputs, "nodes": list(self.nodes.values()),
@@ -136,6 +172,12 @@ class _Builder:
     def path(self, node: fx.Node) -> str:
         return str(node.target)
 
+    def param_path(self, arg: Any) -> str | None:
+        """The parameter name a ``get_attr`` node reads (consumed by the caller), else None."""
+        if isinstance(arg, fx.Node) and arg.op == "get_attr":
+            return str(arg.target)
+        return None
+
     def is_tensor(self, arg: Any) -> bool:
         return isinstance(arg, fx.Node) and isinstance(self.values.get(arg), torch.Tensor)
 
@@ -152,6 +194,8 @@ class _Builder:
         return tuple(value.shape)
 
     def src(self, arg: Any, user: fx.Node) -> str:
+        if isinstance(arg, fx.Node) and arg in self.pending and arg not in self.aliases:
+            OPS["parameter"].trace(self, arg, arg.target)
         if not isinstance(arg, fx.Node) or arg not in self.aliases:
             raise UnsupportedOpError(f"{self.where(user)}: operand {arg!r} is not a traced "
                                      "tensor of the network")
@@ -237,9 +281,9 @@ class _Builder:
         elif node.op == "output":
             outs = node.args[0]
             outs = list(outs) if isinstance(outs, tuple | list) else [outs]
-            self.outputs = [self.src(o, node) for o in outs]
+            self.outputs = [self.src(o, node) for o in outs if o is not None]  # (y, None)
         elif node.op == "get_attr":
-            OPS["parameter"].trace(self, node, node.target)
+            self.pending.add(node)  # emitted on first use as a value (see src)
         elif node.op == "call_function" and node.args and node.args[0] in self.tuples:
             if node.target.__name__ != "getitem" or node.args[1] != 0:  # type: ignore[union-attr]
                 raise UnsupportedOpError(f"{self.tuples[node.args[0]]}: only the output "

@@ -288,7 +288,8 @@ class _Match:
                 not all(self.tb.is_tensor(a) for a in n.args)
             if not (shape_step or scale_step):
                 return None
-            n = next((a for a in n.args if self.tb.is_tensor(a)), None)
+            n = n.args[0] if shape_step else next(
+                (a for a in n.args if self.tb.is_tensor(a)), None)
         return None
 
     def forward(self, n: fx.Node) -> fx.Node | None:

@@ -144,7 +144,7 @@ class Identity(Op):
 
     name = "identity"  # never emitted: tracing aliases the value
     modules = (nn.Identity,)
-    methods = ("contiguous", "clone", "detach")
+    methods = ("contiguous", "clone", "detach", "requires_grad_")
     functions = (operator.pos,)
 
     def build(self, node: Node, host: Host) -> Step:

@@ -47,26 +47,39 @@ def _sample_dim(tb: TraceBuilder, fx_node: fx.Node, dim: int, rank: int) -> int:
 
 
 class Flatten(Op):
+    """Merge the per-sample axes from ``start_dim`` on into one (``torch.flatten(x, 1 +
+    start_dim)``); the default 0 is the classic flatten to (batch, features)."""
+
     name = "flatten"
+    attrs: ClassVar[dict[str, Check]] = {"start_dim": is_int}
+    optional: ClassVar[dict[str, Any]] = {"start_dim": 0}
     modules = (nn.Flatten,)
     functions = (torch.flatten,)
     methods = ("flatten", "view", "reshape")
 
     def shape(self, node: Node, shapes: list[Shape]) -> Shape:
-        (s,) = shapes
-        if any(d is None for d in s):
+        (s,), start = shapes, node.attrs.get("start_dim", 0)
+        if start >= max(len(s), 1):
+            raise fail(node, f"start_dim {start} of a {len(s)}-axis value")
+        if any(d is None for d in s[start:]):
             raise fail(node, f"flattens a value of unknown size {list(s)}: give the input shape")
-        return (math.prod(s),)  # type: ignore[arg-type]
+        return (*s[:start], math.prod(s[start:]))  # type: ignore[arg-type]
 
     def neurons(self, nb: _Builder, node: Node, ins: list[Value]) -> Value:
         (v,), s = ins, nb.arch.shapes[node.inputs[0]]
+        start = node.attrs.get("start_dim", 0)
+        if start > 0:  # merges axes after the features (pixels): the features stay put
+            if v.axis >= start:
+                raise fail(node, "flatten merging the feature axis with others")
+            return v
         if len(s) == 1:
             return v
         if nb.is_fixed_input(v):  # an image flattened into an MLP: one fixed feature group
             return nb.value(nb.group(node.name, math.prod(s), node.name, "input"), 0)  # type: ignore[arg-type]
-        if v.axis != 0 or v.repeat > 1 or len(v.segments) > 1:
-            raise fail(node, "flatten of a non channel-first value")
         r = math.prod(s[1:])  # type: ignore[arg-type]
+        if v.axis != 0 or v.repeat > 1 or (len(v.segments) > 1 and r > 1):
+            raise fail(node, "flatten of a non channel-first value (or of concatenated "
+                             "channels with pixels: pool them first)")
         return v if r == 1 else Value(v.segments, r, 0)
 
     def graph(self, gb: _LayoutBuilder, node: Node) -> None:
@@ -74,27 +87,29 @@ class Flatten(Op):
             gb.passthrough(node)
 
     def build(self, node: Node, host: Host) -> Step:
-        return lambda x: torch.flatten(x, 1)
+        start = node.attrs.get("start_dim", 0) + 1
+        return lambda x: torch.flatten(x, start)
 
     def trace(self, tb: TraceBuilder, fx_node: fx.Node, target: Any) -> None:
         src, out = tb.shape(fx_node.args[0]), tb.shape(fx_node)
+        if src == out:
+            tb.alias(fx_node, fx_node.args[0])
+            return
+        k = len(out) - 1  # out = src[:k] + (prod(src[k:]),) for a flatten from axis k
+        ok = 1 <= k < len(src) - 1 or (k == len(src) - 1 and k >= 1)
+        ok = ok and out[:k] == src[:k] and out[k] == math.prod(src[k:])
         if isinstance(target, nn.Flatten):
-            ok = target.start_dim == 1 and target.end_dim in (-1, len(src) - 1)
-        elif target in ("view", "reshape"):
-            if src == out:
-                tb.alias(fx_node, fx_node.args[0])
-                return
-            ok = len(src) > 2 and len(out) == 2 and out[0] == src[0]
-        else:
-            start = fx_node.args[1] if len(fx_node.args) > 1 else fx_node.kwargs.get(
-                "start_dim", 0)
-            ok = start == 1 and len(out) == 2
+            ok = ok and target.end_dim in (-1, len(src) - 1)
+        elif target not in ("view", "reshape"):
+            end = fx_node.args[2] if len(fx_node.args) > 2 else fx_node.kwargs.get("end_dim", -1)
+            ok = ok and end in (-1, len(src) - 1)
         if not ok:
             raise UnsupportedOpError(
                 f"{tb.where(fx_node)}: {getattr(target, '__name__', target)} to shape "
-                f"{list(out)}: only a flatten to (batch, features) is supported outside "
-                "attention (permute axes or use nn.Flatten())")
-        tb.emit(fx_node, self.name, tb.one(fx_node), {})
+                f"{list(out)}: only flattening trailing axes is supported outside attention "
+                "(permute axes or use nn.Flatten())")
+        attrs = {"start_dim": k - 1} if k > 1 else {}
+        tb.emit(fx_node, self.name, tb.one(fx_node), attrs)
 
 
 class Permute(Op):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import torch.nn.functional as F
 from torch import fx, nn
 
 from graphs.errors import UnsupportedOpError
@@ -106,6 +107,7 @@ class LayerNorm(_Norm):
         "normalized_shape": is_pos, "eps": is_num, "elementwise_affine": is_bool,
              "bias": is_bool}
     modules = (nn.LayerNorm,)
+    functions = (F.layer_norm,)
 
     def roles(self, a: dict[str, Any]) -> dict[str, tuple[int, ...]]:
         n, roles = a["normalized_shape"], {}
@@ -131,7 +133,10 @@ class LayerNorm(_Norm):
             a["normalized_shape"], eps=a["eps"], elementwise_affine=a["elementwise_affine"],
             bias=a["bias"]))
 
-    def trace(self, tb: TraceBuilder, fx_node: fx.Node, m: nn.LayerNorm) -> None:
+    def trace(self, tb: TraceBuilder, fx_node: fx.Node, m: Any) -> None:
+        if not isinstance(m, nn.Module):
+            self.trace_function(tb, fx_node)
+            return
         if len(m.normalized_shape) != 1:
             raise UnsupportedOpError(f"{tb.path(fx_node)}: LayerNorm over more than the last "
                                      "dim (normalize the feature axis only)")
@@ -139,3 +144,23 @@ class LayerNorm(_Norm):
             "normalized_shape": m.normalized_shape[0], "eps": m.eps,
             "elementwise_affine": m.elementwise_affine,
             "bias": m.elementwise_affine and m.bias is not None}, tb.path(fx_node))
+
+    def trace_function(self, tb: TraceBuilder, fx_node: fx.Node) -> None:
+        """``F.layer_norm(x, shape, self.weight, self.bias, eps)`` in a user LayerNorm class
+        (nanoGPT, ConvNeXt): the module's own tensors become the op's."""
+        names = ("input", "normalized_shape", "weight", "bias", "eps")
+        a = dict(zip(names, fx_node.args, strict=False)) | dict(fx_node.kwargs)
+        shape = a["normalized_shape"]
+        shape = tb.values.get(shape, shape) if isinstance(shape, fx.Node) else shape
+        w, b = tb.param_path(a.get("weight")), tb.param_path(a.get("bias"))
+        if len(shape) != 1 or (a.get("weight") is not None and w is None) or (
+                a.get("bias") is not None and b is None) or (b is not None and w is None):
+            raise UnsupportedOpError(f"{tb.where(fx_node)}: layer_norm over the last dim with "
+                                     "the module's own weight (and bias) is supported")
+        path = w.rpartition(".")[0] if w else None
+        if (w and not w.endswith(".weight")) or (b and b != f"{path}.bias"):
+            raise UnsupportedOpError(f"{tb.where(fx_node)}: layer_norm tensors must be named "
+                                     "'<module>.weight' and '<module>.bias'")
+        tb.emit(fx_node, self.name, tb.one(fx_node), {
+            "normalized_shape": int(shape[0]), "eps": float(a.get("eps", 1e-5)),
+            "elementwise_affine": w is not None, "bias": b is not None}, path)
