@@ -150,6 +150,8 @@ class _Builder:
         self.tuples: dict[fx.Node, str] = {}  # multi-output modules -> where
         self.claimed: dict[fx.Node, Any] = {}  # node -> None (skip) or an emission
         self.pending: set[fx.Node] = set()  # parameters not yet used as values
+        self.used: set[str] = set()  # tensor names of emitted nodes
+        self.calls: dict[str, int] = {}  # module path -> times called
 
     def result(self) -> dict[str, Any]:
         out = {"version": 1, "inputs": self.inputs, "nodes": list(self.nodes.values()),
@@ -209,7 +211,16 @@ class _Builder:
 
     def emit(self, node: fx.Node, op: str, srcs: list[str], attrs: dict[str, Any],
              path: str | None = None, params: dict[str, str] | None = None) -> None:
-        """Add an op-graph node for ``node``; ``path`` names its module (and tensors)."""
+        """Add an op-graph node for ``node``; ``path`` names its module (and tensors).
+
+        A module called a second time gets the path ``<path>@2`` and its tensors are tied
+        to the first call's (weight sharing by reuse)."""
+        if params is None and path and any(f"{path}.{r}" in self.used
+                                           for r in OPS[op].roles(attrs)):
+            calls = self.calls[path] = self.calls.get(path, 1) + 1
+            first, path = path, f"{path}@{calls}"
+            params = {r: f"{path}.{r}" for r in OPS[op].roles(attrs)}
+            self.ties.update({f"{path}.{r}": f"{first}.{r}" for r in params})
         name = path if path and path not in self.nodes and path not in self.inputs_names() \
             else node.name
         while name in self.nodes or name in self.inputs_names():
@@ -218,6 +229,7 @@ class _Builder:
             params = {role: f"{path}.{role}" for role in OPS[op].roles(attrs)} if path else {}
         self.nodes[name] = {"name": name, "op": op, "inputs": srcs, "attrs": attrs,
                             "params": params}
+        self.used.update(params.values())
         self.aliases[node] = name
         self._find_ties(params)
 

@@ -14,7 +14,7 @@ from graphs.ops.base import Op
 from graphs.ops.conv import Conv
 from graphs.ops.elementwise import ACTIVATION_TABLE, V1_ACTIVATIONS, Activation, Dropout, Identity
 from graphs.ops.embedding import Arange, Embedding, PositionEmbedding
-from graphs.ops.layout import Cat, Expand, Flatten, Mean, Permute, Take
+from graphs.ops.layout import Cat, Expand, Flatten, Permute, Reduce, Take
 from graphs.ops.linear import Linear
 from graphs.ops.norm import BatchNorm, LayerNorm
 from graphs.ops.parameter import Parameter
@@ -35,8 +35,9 @@ def _table(*ops: Op) -> dict[str, Op]:
 OPS: dict[str, Op] = _table(
     Linear(), Conv(1), Conv(2), BatchNorm(1), BatchNorm(2), LayerNorm(),
     *(Activation(row) for row in ACTIVATION_TABLE), Dropout(), Add(), Flatten(), *POOL_OPS,
-    SelfAttention(), Attention(), Mul(), Neg(), *SCALAR_OPS, Cat(), Permute(), Take(), Mean(),
-    Parameter(), Embedding(), PositionEmbedding(), Identity(),
+    SelfAttention(), Attention(), Mul(), Neg(), *SCALAR_OPS, Cat(), Permute(), Take(),
+    Reduce("mean"), Parameter(), Embedding(), PositionEmbedding(), Identity(), Reduce("amax"),
+    Reduce("sum"),
 )
 TRACE_ONLY: dict[str, Op] = _table(Arithmetic(), Expand(), Arange())
 CLAIMS = (claim_attention,)  # rules that claim a whole subgraph before the op-by-op walk

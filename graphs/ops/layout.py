@@ -216,13 +216,17 @@ class Take(Op):
         tb.emit(fx_node, self.name, tb.one(fx_node), {"axis": axis - 1, "index": index})
 
 
-class Mean(Op):
-    """A mean over non-feature axes (global average pooling written ``x.mean((2, 3))``)."""
+class Reduce(Op):
+    """A mean/max/sum over non-feature axes (global pooling written ``x.mean((2, 3))``,
+    ``x.amax((2, 3))``); each neuron is reduced alone."""
 
-    name = "mean"
     attrs: ClassVar[dict[str, Check]] = {"dims": int_list, "keepdim": is_bool}
-    functions = (torch.mean,)
-    methods = ("mean",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name  # type: ignore[misc]
+        self.fn = getattr(torch, name)
+        self.functions = (self.fn,)  # type: ignore[misc]
+        self.methods = (name,)  # type: ignore[misc]
 
     def shape(self, node: Node, shapes: list[Shape]) -> Shape:
         (s,), dims = shapes, node.attrs["dims"]
@@ -241,14 +245,15 @@ class Mean(Op):
         return v.moved(v.axis - sum(d < v.axis for d in dims))
 
     def build(self, node: Node, host: Host) -> Step:
-        dims, keep = tuple(d + 1 for d in node.attrs["dims"]), node.attrs["keepdim"]
-        return lambda x: x.mean(dims, keepdim=keep)
+        dims, keep, fn = tuple(d + 1 for d in node.attrs["dims"]), node.attrs["keepdim"], self.fn
+        return lambda x: fn(x, dims, keepdim=keep)
 
     def trace(self, tb: TraceBuilder, fx_node: fx.Node, target: Any) -> None:
         rank = len(tb.shape(fx_node.args[0]))
         dim = fx_node.args[1] if len(fx_node.args) > 1 else fx_node.kwargs.get("dim")
         if dim is None or fx_node.kwargs.get("dtype") is not None:
-            raise UnsupportedOpError(f"{tb.where(fx_node)}: mean needs explicit dims")
+            raise UnsupportedOpError(f"{tb.where(fx_node)}: {self.name} needs explicit dims "
+                                     "(and no dtype)")
         dims = [dim] if isinstance(dim, int) else list(dim)
         keep = bool(fx_node.args[2] if len(fx_node.args) > 2 else
                     fx_node.kwargs.get("keepdim", False))
