@@ -180,6 +180,12 @@ class _Builder:
             return str(arg.target)
         return None
 
+    def holds_tensors(self, arg: Any) -> bool:
+        """A traced tensor or a tuple of them (``split``), not a size or a number."""
+        v = self.values.get(arg) if isinstance(arg, fx.Node) else None
+        return isinstance(v, torch.Tensor) or (
+            isinstance(v, tuple | list) and any(isinstance(x, torch.Tensor) for x in v))
+
     def is_tensor(self, arg: Any) -> bool:
         return isinstance(arg, fx.Node) and isinstance(self.values.get(arg), torch.Tensor)
 
@@ -321,6 +327,8 @@ class _Builder:
                 name = getattr(node.target, "__name__", str(node.target))
                 raise UnsupportedOpError(f"{self.where(node)}: {name} is not supported; "
                                          "see the op list in the README (or send arch=)")
+        if node.op != "call_module" and not self.holds_tensors(node):
+            return  # arithmetic on sizes (x.size()[:-1] + (h, d)), not part of the graph
         if rule.name == "take" and not self.is_tensor(node.args[0]):
             if isinstance(self.values.get(node), torch.Tensor):
                 raise UnsupportedOpError(f"{self.where(node)}: indexing the tuple result of "

@@ -294,8 +294,8 @@ class _Match:
 
     def forward(self, n: fx.Node) -> fx.Node | None:
         """Walk down a single-user chain of reshapes/identities to a Linear call."""
-        while len(n.users) == 1:
-            (n,) = n.users
+        while len(users := self.tensor_users(n)) == 1:
+            (n,) = users
             if self.is_module(n, nn.Linear):
                 return n
             self.nodes.add(n)
@@ -303,6 +303,11 @@ class _Match:
                     self.is_module(n, nn.Identity | nn.Dropout)):
                 return None
         return None
+
+
+    def tensor_users(self, n: fx.Node) -> list[fx.Node]:
+        """Users computing tensors (not ``x.size()`` reads of the shape)."""
+        return [u for u in n.users if self.tb.holds_tensors(u)]
 
 
 def _is_softmax(n: fx.Node) -> bool:
@@ -326,13 +331,13 @@ def _core(m: _Match, n: fx.Node) -> tuple[list[Any], bool, fx.Node] | None:
                                                scores.target in _MATMUL):
         m.nodes.add(scores)
         scores = next((a for a in scores.args if tb.is_tensor(a)), None)
-    if scores is None or len(n.users) != 1:
+    if scores is None or len(m.tensor_users(n)) != 1:
         return None
     m.nodes.add(scores)
     q, kt = scores.args[:2]
     out = n
-    while len(out.users) == 1:
-        (nxt,) = out.users
+    while len(users := m.tensor_users(out)) == 1:
+        (nxt,) = users
         m.nodes.add(out)
         if nxt.op == "call_function" and nxt.target in _MATMUL and nxt.args[0] is out:
             return [q, kt, nxt.args[1]], False, nxt
@@ -392,7 +397,8 @@ def _emit(tb: TraceBuilder, m: _Match, ends: list[fx.Node], proj: fx.Node, causa
              "out_bias": out_m.bias is not None, "causal": causal}
     _verify(tb, where, x, proj, mods, attrs)
     for n in m.nodes | set(ends):
-        outside = [u for u in n.users if u not in m.nodes and u not in ends and u is not proj]
+        outside = [u for u in m.tensor_users(n) if u not in m.nodes and u not in ends
+                   and u is not proj]
         if outside and n not in ends:
             raise UnsupportedOpError(f"{where}: an attention intermediate ({n.name}) is also "
                                      "used outside the attention")

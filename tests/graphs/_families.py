@@ -3,8 +3,9 @@
 Each module class follows its reference code closely: the SIREN paper's ``explore_siren``
 notebook, Karpathy's nanoGPT ``model.py``, timm's ``vision_transformer.py``, torchvision's
 MobileNetV2 ``InvertedResidual`` and ``SqueezeExcitation`` and DenseNet ``_DenseLayer``/
-``_DenseBlock``, the official ConvNeXt ``Block``/``LayerNorm``, and torch's own
-``nn.TransformerEncoder``. ``build(name, seed)`` gives (module in eval mode, example input).
+``_DenseBlock``, the official ConvNeXt ``Block``/``LayerNorm``, torch's own
+``nn.TransformerEncoder`` and Hugging Face's ``BertSelfAttention`` (separate q/k/v).
+``build(name, seed)`` gives (module in eval mode, example input).
 """
 
 from __future__ import annotations
@@ -567,10 +568,76 @@ class Encoder(nn.Module):
         return self.head(self.encoder(self.embed(x)))
 
 
+# --- BERT-style attention (Hugging Face modeling_bert.py): separate q/k/v, explicit softmax
+
+
+class BertSelfAttention(nn.Module):
+    def __init__(self, hidden_size: int, num_attention_heads: int) -> None:
+        super().__init__()
+        self.num_attention_heads = num_attention_heads
+        self.attention_head_size = hidden_size // num_attention_heads
+        self.all_head_size = self.num_attention_heads * self.attention_head_size
+        self.query = nn.Linear(hidden_size, self.all_head_size)
+        self.key = nn.Linear(hidden_size, self.all_head_size)
+        self.value = nn.Linear(hidden_size, self.all_head_size)
+        self.dropout = nn.Dropout(0.1)
+
+    def transpose_for_scores(self, x: Tensor) -> Tensor:
+        new_x_shape = x.size()[:-1] + (self.num_attention_heads,  # noqa: RUF005 (as HF)
+                                       self.attention_head_size)
+        x = x.view(new_x_shape)
+        return x.permute(0, 2, 1, 3)
+
+    def forward(self, hidden_states: Tensor) -> Tensor:
+        query_layer = self.transpose_for_scores(self.query(hidden_states))
+        key_layer = self.transpose_for_scores(self.key(hidden_states))
+        value_layer = self.transpose_for_scores(self.value(hidden_states))
+        attention_scores = torch.matmul(query_layer, key_layer.transpose(-1, -2))
+        attention_scores = attention_scores / math.sqrt(self.attention_head_size)
+        attention_probs = nn.functional.softmax(attention_scores, dim=-1)
+        attention_probs = self.dropout(attention_probs)
+        context_layer = torch.matmul(attention_probs, value_layer)
+        context_layer = context_layer.permute(0, 2, 1, 3).contiguous()
+        new_context_layer_shape = context_layer.size()[:-2] + (self.all_head_size,)  # noqa: RUF005
+        return context_layer.view(new_context_layer_shape)
+
+
+class BertLayer(nn.Module):
+    def __init__(self, hidden: int, heads: int, intermediate: int) -> None:
+        super().__init__()
+        self.self = BertSelfAttention(hidden, heads)
+        self.dense = nn.Linear(hidden, hidden)
+        self.LayerNorm = nn.LayerNorm(hidden, eps=1e-12)
+        self.intermediate = nn.Linear(hidden, intermediate)
+        self.output = nn.Linear(intermediate, hidden)
+        self.output_norm = nn.LayerNorm(hidden, eps=1e-12)
+
+    def forward(self, hidden_states: Tensor) -> Tensor:
+        attention_output = self.LayerNorm(self.dense(self.self(hidden_states)) + hidden_states)
+        inter = F.gelu(self.intermediate(attention_output))
+        return self.output_norm(self.output(inter) + attention_output)
+
+
+class Bert(nn.Module):
+    def __init__(self, d_in: int = 3, hidden: int = 8, heads: int = 2, layers: int = 2,
+                 classes: int = 3) -> None:
+        super().__init__()
+        self.embeddings = nn.Linear(d_in, hidden)
+        self.layer = nn.ModuleList(BertLayer(hidden, heads, 12) for _ in range(layers))
+        self.pooler = nn.Linear(hidden, hidden)
+        self.classifier = nn.Linear(hidden, classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.embeddings(x)
+        for layer in self.layer:
+            h = layer(h)
+        return self.classifier(torch.tanh(self.pooler(h[:, 0])))
+
+
 # --- the table ------------------------------------------------------------------------------
 
 FAMILY_NAMES = ("siren", "nanogpt", "vit", "vit_softmax", "mobilenet_v2", "densenet",
-                "convnext", "transformer_encoder")
+                "convnext", "transformer_encoder", "bert")
 
 
 def build(name: str, seed: int) -> tuple[nn.Module, Tensor]:
@@ -595,6 +662,9 @@ def build(name: str, seed: int) -> tuple[nn.Module, Tensor]:
     elif name == "convnext":
         model = ConvNeXt()
         x = torch.randn(2, 3, 8, 8, generator=g)
+    elif name == "bert":
+        model = Bert()
+        x = torch.randn(2, 5, 3, generator=g)
     elif name == "transformer_encoder":
         model = Encoder(norm_first=seed % 2 == 1)
         x = torch.randn(2, 5, 3, generator=g)

@@ -212,6 +212,17 @@ def test_transformer_encoder_traces_through_its_guards() -> None:
         _axes(ckpt, "embed.weight")[0]
 
 
+def test_bert_separate_projections_are_one_attention_op() -> None:
+    _, _, ckpt = _family("bert")
+    (attn, *_) = [n for n in ckpt.architecture.nodes if n.op == "attention"]
+    assert not attn.attrs["packed"] and not attn.attrs["causal"]
+    assert attn.params["q_weight"] == "layer.0.self.query.weight"
+    assert attn.params["out_weight"] == "layer.0.dense.weight"
+    qk = _axes(ckpt, "layer.0.self.query.weight")[0]
+    assert _axes(ckpt, "layer.0.self.key.weight")[0] == qk
+    assert _axes(ckpt, "layer.0.dense.weight")[1] == _axes(ckpt, "layer.0.self.value.weight")[0]
+
+
 @pytest.mark.parametrize(
     ("module", "message"),
     [
