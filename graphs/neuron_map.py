@@ -1,6 +1,7 @@
 """The neuron map: which permutation group every axis of every tensor belongs to.
 
-Derived from the op graph alone, with no per-architecture code:
+Derived from the op graph alone, with no per-architecture code: each op's rule lives in its
+module under :mod:`graphs.ops` (``Op.neurons``) and uses the helpers of ``_Builder``.
 
 * every linear/conv output, and the attention output projection, starts a new **group**;
   elementwise ops, activations, dropout, pooling and norms pass their input's group through;
@@ -12,11 +13,17 @@ Derived from the op graph alone, with no per-architecture code:
   ``"<fc>.weight@unflatten"``), so the channel permutation moves whole pixel blocks. A
   flatten of an input (not permutable anyway) starts a new fixed group of size C·H·W.
 
+**Values.** A value's feature axis is a list of segments ``(group, size)`` (:class:`Value`):
+one segment, except after a channel ``cat`` (DenseNet), whose output is its inputs' groups
+side by side; ``add``/``mul`` tie groups; ``permute`` moves the feature axis.
+
 **Views.** A few tensors do not map axis-by-axis onto groups: the linear after a spatial
-flatten (reshape above) and ``nn.MultiheadAttention``'s packed ``in_proj_weight``/``bias``
-(rows are Q, K, V stacked). ``NeuronMap.views`` names a slice-and-reshape of a tensor for
-each such piece (``"attn.in_proj_weight#q"``, ``#k``, ``#v``); every other tensor is its own
-view under its own name. ``axes`` is keyed by view name; :meth:`NeuronMap.split` turns
+flatten (reshape above), packed attention projections (rows are Q, K, V stacked), a weight
+reading a concatenated value (split per segment, ``"conv.weight#cat0"``...), a learned
+parameter (rows × features, ``"cls_token@rows"``) and a tied name (a whole view of the
+stored tensor). ``NeuronMap.views`` names a slice-and-reshape of a tensor for each such
+piece (``"attn.in_proj_weight#q"``, ``#k``, ``#v``); every other tensor is its own view under
+its own name. ``axes`` is keyed by view name; :meth:`NeuronMap.split` turns
 state-dict tensors into views and :meth:`NeuronMap.join` puts (edited) views back.
 
 **Attention** (``num_heads`` H, ``head_dim`` d, E = H·d) has three groups:

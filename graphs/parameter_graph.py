@@ -23,8 +23,15 @@ column 0. The linear after a spatial flatten gets the C→out weight's H·W pixe
 its kernel. Residual, norm and attention Q↔K pairing edges are identity edges (1 in
 column 0). A larger kernel needs a larger ``max_kernel`` or raises.
 
+Each op's rule is ``Op.graph`` in its module under :mod:`graphs.ops`. A channel ``cat`` and a
+gating ``mul`` get a node set like ``add`` (identity edges from their inputs); a learned
+parameter or an embedding table is a set of fixed "row" input neurons with ``linear``
+edges (``(rows, features)`` order) to its features; a depthwise conv has one edge per
+channel carrying its kernel.
+
 Also on the ``Data``: ``node_type``/``edge_type`` (:data:`NODE_TYPES`, :data:`EDGE_TYPES`),
-``node_act`` (:data:`ACTIVATION_IDS`, the activation applied to the node's value),
+``node_act`` (:data:`ACTIVATION_IDS`, the activation applied to the node's value, nearest
+v1 entry), ``node_fn`` (:data:`FUNCTION_IDS`, the exact elementwise op),
 ``node_layer`` (depth of the node set: inputs 0), ``node_group`` (index into
 ``group_ids``, the neuron map's group ids), ``node_pos`` (a fixed position id, unique per
 neuron across input/output groups; -1 for hidden neurons, so hidden ones stay exchangeable).
