@@ -37,11 +37,10 @@ class OpGraphModule(nn.Module):
         self.architecture = architecture
         self._steps: list[tuple[Node, Callable[..., torch.Tensor]]] = []
         for node in architecture.nodes:
-            if node.params and not OPS[node.op].free_names and not node.module_path \
-                    and node.op != "parameter":
-                raise ArchitectureError(f"node {node.name!r}: tensor names need a module "
-                                        "prefix (e.g. 'fc.weight') to be rebuilt")
-            self._steps.append((node, OPS[node.op].build(node, self)))
+            try:
+                self._steps.append((node, OPS[node.op].build(node, self)))
+            except ArchitectureError as exc:
+                raise ArchitectureError(f"node {node.name!r}: {exc}") from None
         for alias, target in architecture.ties.items():
             self._tie(alias, self.get_parameter(target))
         if architecture.ties:
@@ -54,6 +53,9 @@ class OpGraphModule(nn.Module):
 
     def place(self, path: str, module: nn.Module) -> nn.Module:
         """Put ``module`` at the dotted ``path``, creating plain parent modules on the way."""
+        if not path:
+            raise ArchitectureError("tensor names need a module prefix (e.g. 'fc.weight') "
+                                    "to be rebuilt")
         parent, leaf = self._parent(path)
         if leaf in parent._modules or hasattr(parent, leaf):
             raise ArchitectureError(f"module path {path!r} is used twice")
