@@ -116,8 +116,14 @@ class Architecture:
         return out
 
     def stored(self, tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """``tensors`` without the tied names (a module's state dict lists both)."""
-        return {k: v for k, v in tensors.items() if k not in self.ties}
+        """``tensors`` without the tied names (a module's state dict lists both) and the
+        buffers an op declares it does not need (a causal-mask buffer)."""
+        skip = set(self.ties) | self.ignored()
+        return {k: v for k, v in tensors.items() if k not in skip}
+
+    def ignored(self) -> set[str]:
+        """State-dict names the source module has but the op graph does not use."""
+        return {name for n in self.nodes for name in n.attrs.get("ignored", ())}
 
     def consumers(self) -> dict[str, list[Node]]:
         out: dict[str, list[Node]] = {i.name: [] for i in self.inputs}
@@ -298,6 +304,9 @@ def _check_params(arch: Architecture) -> None:
             prefixes.add(name[: len(name) - len(role)])
         if len(prefixes) > 1 and not spec.free_names:
             raise fail(n, f"params must share one module prefix, got {sorted(prefixes)}")
+    for name in arch.ignored():
+        if name in owner:
+            raise ArchitectureError(f"tensor {name!r} is both used and declared ignored")
     shapes = arch.all_param_shapes()
     for alias, target in arch.ties.items():
         if alias not in owner or target not in owner or target in arch.ties:

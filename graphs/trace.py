@@ -42,6 +42,7 @@ class _Tracer(fx.Tracer):
     def __init__(self, example: torch.Tensor) -> None:
         super().__init__()
         self.example = example
+        self.proxy_buffer_attributes = True  # a mask buffer sliced by a traced length
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
         if type(m) in _MODULES:

@@ -193,7 +193,9 @@ class Attention(_Attention):
     free_names = True
     attrs: ClassVar[dict[str, Check]] = {
         "embed_dim": is_pos, "num_heads": is_pos, "packed": is_bool, "bias": is_bool,
-             "out_bias": is_bool, "causal": is_bool}
+        "out_bias": is_bool, "causal": is_bool,
+        "ignored": lambda v: isinstance(v, list) and all(isinstance(s, str) for s in v)}
+    optional: ClassVar[dict[str, Any]] = {"ignored": []}
 
     def roles(self, a: dict[str, Any]) -> dict[str, tuple[int, ...]]:
         e = a["embed_dim"]
@@ -269,6 +271,7 @@ _SOFTMAX = {F.softmax, torch.softmax}
 class _Match:
     def __init__(self, tb: TraceBuilder) -> None:
         self.tb, self.nodes = tb, set()
+        self.buffers: list[str] = []  # mask buffers the matched subgraph reads
 
     def is_module(self, n: Any, cls: type | tuple[type, ...]) -> bool:
         return isinstance(n, fx.Node) and n.op == "call_module" and isinstance(
@@ -305,6 +308,27 @@ class _Match:
         return None
 
 
+    def constant(self, arg: Any) -> bool:
+        """Claim ``arg``'s subgraph if it does not depend on the input (a mask built from a
+        buffer, ``torch.tril(torch.ones(T, T))``); the buffers it reads are recorded."""
+        todo, seen = [arg], set()
+        while todo:
+            n = todo.pop()
+            if not isinstance(n, fx.Node) or n in seen:
+                continue
+            seen.add(n)
+            if not self.tb.holds_tensors(n):
+                continue  # a size read on the example (T of the mask slice)
+            if n.op == "placeholder":
+                return False
+            todo.extend(n.all_input_nodes)
+        for n in seen:
+            if self.tb.holds_tensors(n):
+                self.nodes.add(n)
+                if n.op == "get_attr":
+                    self.buffers.append(str(n.target))
+        return True
+
     def tensor_users(self, n: fx.Node) -> list[fx.Node]:
         """Users computing tensors (not ``x.size()`` reads of the shape)."""
         return [u for u in n.users if self.tb.holds_tensors(u)]
@@ -326,10 +350,14 @@ def _core(m: _Match, n: fx.Node) -> tuple[list[Any], bool, fx.Node] | None:
         return [bound["query"], bound["key"], bound["value"]], bool(bound.get("is_causal")), n
     if not _is_softmax(n):
         return None
-    scores = n.args[0]
+    scores, masked = n.args[0], False
     while isinstance(scores, fx.Node) and not (scores.op == "call_function" and
                                                scores.target in _MATMUL):
         m.nodes.add(scores)
+        if str(scores.target) in ("masked_fill", "masked_fill_"):  # a constant causal mask
+            if not m.constant(scores.args[1]):
+                return None
+            masked = True
         scores = next((a for a in scores.args if tb.is_tensor(a)), None)
     if scores is None or len(m.tensor_users(n)) != 1:
         return None
@@ -340,7 +368,7 @@ def _core(m: _Match, n: fx.Node) -> tuple[list[Any], bool, fx.Node] | None:
         (nxt,) = users
         m.nodes.add(out)
         if nxt.op == "call_function" and nxt.target in _MATMUL and nxt.args[0] is out:
-            return [q, kt, nxt.args[1]], False, nxt
+            return [q, kt, nxt.args[1]], masked, nxt
         if not (m.is_module(nxt, nn.Dropout) or (nxt.op == "call_function" and
                                                  nxt.target is F.dropout)):
             return None
@@ -393,9 +421,12 @@ def _emit(tb: TraceBuilder, m: _Match, ends: list[fx.Node], proj: fx.Node, causa
     params["out_weight"] = f"{proj.target}.weight"
     if out_m.bias is not None:
         params["out_bias"] = f"{proj.target}.bias"
-    attrs = {"embed_dim": e, "num_heads": heads, "packed": packed, "bias": biased.pop(),
-             "out_bias": out_m.bias is not None, "causal": causal}
-    _verify(tb, where, x, proj, mods, attrs)
+    attrs: dict[str, Any] = {"embed_dim": e, "num_heads": heads, "packed": packed,
+                             "bias": biased.pop(), "out_bias": out_m.bias is not None,
+                             "causal": causal}
+    if m.buffers:  # the source's mask buffers: not needed, the op knows it is causal
+        attrs["ignored"] = sorted(set(m.buffers))
+    _verify(tb, where, x, proj, mods, attrs)  # a masked softmax: the mask must be causal
     for n in m.nodes | set(ends):
         outside = [u for u in m.tensor_users(n) if u not in m.nodes and u not in ends
                    and u is not proj]
@@ -414,10 +445,11 @@ def _verify(tb: TraceBuilder, where: str, x: fx.Node, proj: fx.Node, mods: list[
     qkv = mods[0](xv).split(e, dim=-1) if attrs["packed"] else [m(xv) for m in mods[:3]]
     got = mods[-1](attend(qkv, attrs["num_heads"], attrs["causal"]))
     scale = want.abs().max().clamp_min(1.0)
+    mask = " with a causal mask" if attrs["causal"] else ""
     if got.shape != want.shape or (got - want).abs().max() > 1e-4 * scale:
         raise UnsupportedOpError(
             f"{where}: looks like attention but does not compute softmax(q·kᵀ/√d)·v over "
-            f"{attrs['num_heads']} heads of (B, T, H, d) layout; write it that way or send "
-            "arch=")
+            f"{attrs['num_heads']} heads of (B, T, H, d) layout{mask}; write it that way "
+            "(masks other than causal are not supported) or send arch=")
 
 

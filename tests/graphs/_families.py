@@ -93,6 +93,7 @@ class GPTConfig:
     n_embd: int = 8
     dropout: float = 0.0
     bias: bool = True
+    flash: bool = True  # False: nanoGPT's explicit path (a causal-mask buffer, softmax)
 
 
 class CausalSelfAttention(nn.Module):
@@ -106,7 +107,12 @@ class CausalSelfAttention(nn.Module):
         self.n_head = config.n_head
         self.n_embd = config.n_embd
         self.dropout = config.dropout
-        self.flash = hasattr(torch.nn.functional, "scaled_dot_product_attention")
+        self.flash = config.flash and hasattr(torch.nn.functional,
+                                              "scaled_dot_product_attention")
+        if not self.flash:
+            self.register_buffer("bias", torch.tril(torch.ones(
+                config.block_size, config.block_size)).view(
+                1, 1, config.block_size, config.block_size))
 
     def forward(self, x: Tensor) -> Tensor:
         B, T, C = x.size()
@@ -114,9 +120,16 @@ class CausalSelfAttention(nn.Module):
         k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
         q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
         v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
-        y = torch.nn.functional.scaled_dot_product_attention(
-            q, k, v, attn_mask=None, dropout_p=self.dropout if self.training else 0,
-            is_causal=True)
+        if self.flash:
+            y = torch.nn.functional.scaled_dot_product_attention(
+                q, k, v, attn_mask=None, dropout_p=self.dropout if self.training else 0,
+                is_causal=True)
+        else:
+            att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))
+            att = att.masked_fill(self.bias[:, :, :T, :T] == 0, float("-inf"))
+            att = F.softmax(att, dim=-1)
+            att = self.attn_dropout(att)
+            y = att @ v
         y = y.transpose(1, 2).contiguous().view(B, T, C)
         y = self.resid_dropout(self.c_proj(y))
         return y
@@ -636,8 +649,8 @@ class Bert(nn.Module):
 
 # --- the table ------------------------------------------------------------------------------
 
-FAMILY_NAMES = ("siren", "nanogpt", "vit", "vit_softmax", "mobilenet_v2", "densenet",
-                "convnext", "transformer_encoder", "bert")
+FAMILY_NAMES = ("siren", "nanogpt", "nanogpt_slow", "vit", "vit_softmax", "mobilenet_v2",
+                "densenet", "convnext", "transformer_encoder", "bert")
 
 
 def build(name: str, seed: int) -> tuple[nn.Module, Tensor]:
@@ -647,8 +660,8 @@ def build(name: str, seed: int) -> tuple[nn.Module, Tensor]:
     if name == "siren":
         model: nn.Module = Siren(2, 8, 2, 3, outermost_linear=True)
         x = torch.rand(16, 2, generator=g) * 2 - 1
-    elif name == "nanogpt":
-        model = GPT(GPTConfig())
+    elif name in ("nanogpt", "nanogpt_slow"):
+        model = GPT(GPTConfig(flash=name == "nanogpt"))  # nanogpt_slow: explicit path
         x = torch.randint(0, 23, (3, 7), generator=g)
     elif name in ("vit", "vit_softmax"):
         model = VisionTransformer(fused_attn=name == "vit")

@@ -156,6 +156,18 @@ def test_nanogpt_ties_the_embedding_and_attends_causally(tmp_path: Path) -> None
     assert rebuilt.lm_head.weight is rebuilt.transformer.wte.weight
 
 
+def test_nanogpt_explicit_causal_softmax_is_the_same_attention() -> None:
+    """nanoGPT without flash: masked_fill with its tril buffer, softmax, @ v."""
+    _, _, ckpt = _family("nanogpt_slow")
+    attn = [n for n in ckpt.architecture.nodes if n.op == "attention"]
+    assert all(n.attrs["causal"] for n in attn)
+    assert attn[0].attrs["ignored"] == ["transformer.h.0.attn.bias"]  # the mask buffer
+    assert "transformer.h.0.attn.bias" not in ckpt.tensors
+    flash = _family("nanogpt")[2].architecture
+    assert [(n.op, n.params) for n in ckpt.architecture.nodes] == [
+        (n.op, n.params) for n in flash.nodes]
+
+
 def test_vit_tokens_and_attention_forms() -> None:
     """Class token, position embedding, patch projection and layer scale share the
     residual stream's group; fused and explicit-softmax attention give one op graph."""
