@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from graphs.errors import UnsupportedOpError
-from graphs.ops.base import Host, Node, Op, Shape, Step, Value, fail, ints, is_bool, is_pos, pair
+from graphs.ops.base import Host, Node, Op, Shape, Step, Value, fail, ints, is_bool, pair
 from graphs.ops.conv import spatial
 
 if TYPE_CHECKING:
@@ -144,4 +144,3 @@ class AdaptivePool(Op):
 
 POOL_OPS = (*(Pool(k, d) for k in ("avg", "max") for d in (1, 2)),
             *(AdaptivePool(k, d) for k in ("avg", "max") for d in (1, 2)))
-_ = is_pos
