@@ -22,6 +22,7 @@ from torch.fx import _symbolic_trace
 
 from graphs.architecture import Architecture
 from graphs.errors import UnsupportedOpError
+from graphs.neuron_map import neuron_map
 from graphs.ops import CLAIMS, OPS, TRACE_ONLY
 from graphs.ops.base import Op
 
@@ -108,6 +109,7 @@ def describe(module: nn.Module, example_input: torch.Tensor) -> Architecture:
         builder.visit(node)
     arch = Architecture.from_json(builder.result())
     arch.check_tensors(module.state_dict())
+    neuron_map(arch)  # a layout the symmetry rules refuse is an error now, not at first use
     return arch
 
 
