@@ -216,6 +216,14 @@ def test_convnext_channels_last_block_keeps_the_stream() -> None:
     assert _axes(ckpt, "stages.1.gamma@rows")[1] == stream
 
 
+def test_pre_ln_transformer_encoder_keeps_its_function() -> None:
+    model, x, ckpt = _family("transformer_encoder", 1)  # odd seeds build norm_first=True
+    assert model.encoder.layers[0].norm_first
+    permuted = graphs.random_permutation(ckpt, torch.Generator().manual_seed(3))
+    for c in (ckpt, permuted):
+        torch.testing.assert_close(_run(c, x), _expected(model, x), atol=1e-5, rtol=1e-4)
+
+
 def test_transformer_encoder_traces_through_its_guards() -> None:
     _, _, ckpt = _family("transformer_encoder")
     ops = [n.op for n in ckpt.architecture.nodes]
