@@ -1,16 +1,22 @@
 """Parameter-graph construction speed and size, on one CPU thread.
 
-Prints, for a ~5k-parameter CNN and a ResNet-18-sized network (torchvision layout,
-architecture inferred from the state dict): build time (first call, which also lays out the
-graph for the architecture, then the median of repeated calls), nodes, edges and bytes.
-Targets: <= 2 ms for the small CNN; <= 1 s and <= 1.5 GB for ResNet-18.
+Prints, for a ~5k-parameter CNN, a ResNet-18-sized network (torchvision layout,
+architecture inferred from the state dict), a ResNet-50-sized one (torchvision Bottleneck
+layout, traced) and a 12-layer 768-wide transformer (traced): build time (first call, which
+also lays out the graph for the architecture, then the median of repeated calls), nodes,
+edges, graph bytes and the process' peak memory (each row runs in a fresh process).
+Targets: <= 2 ms for the small CNN; <= 1 s and <= 1.5 GB for ResNet-18; <= 3 s and <= 2 GB
+for ResNet-50.
 
-    .venv/bin/python -m bench.graph_build
+    .venv/bin/python -m bench.graph_build [row ...]
 """
 
 from __future__ import annotations
 
+import multiprocessing
+import resource
 import statistics
+import sys
 import time
 from collections.abc import Callable
 
@@ -62,6 +68,65 @@ def resnet18_state_dict() -> dict[str, torch.Tensor]:
     return sd
 
 
+class Bottleneck(nn.Module):
+    """torchvision's Bottleneck (ResNet-50), same attribute names."""
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv3 = nn.Conv2d(planes, planes * 4, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(planes * 4)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = None
+        if stride != 1 or inplanes != planes * 4:
+            self.downsample = nn.Sequential(nn.Conv2d(inplanes, planes * 4, 1, stride,
+                                                      bias=False), nn.BatchNorm2d(planes * 4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        return self.relu(self.bn3(self.conv3(out)) + identity)
+
+
+def resnet50(stem_kernel: int) -> graphs.Checkpoint:
+    """ResNet-50 (blocks 3, 4, 6, 3; 25.5M parameters) with a ``stem_kernel`` stem."""
+    layers: list[nn.Module] = [nn.Conv2d(3, 64, stem_kernel, 2, stem_kernel // 2, bias=False),
+                               nn.BatchNorm2d(64), nn.ReLU(inplace=True),
+                               nn.MaxPool2d(3, 2, 1)]
+    inplanes = 64
+    for i, (planes, blocks) in enumerate(zip((64, 128, 256, 512), (3, 4, 6, 3), strict=True)):
+        for j in range(blocks):
+            layers.append(Bottleneck(inplanes, planes, 2 if j == 0 and i > 0 else 1))
+            inplanes = planes * 4
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2048, 1000)]
+    return graphs.from_module(nn.Sequential(*layers).eval(), torch.randn(1, 3, 64, 64))
+
+
+def transformer(layers: int = 12, dim: int = 768, heads: int = 12) -> graphs.Checkpoint:
+    """A pre-LN encoder (nn.MultiheadAttention, 4x MLP): 85M parameters at 12 x 768."""
+
+    class Block(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.ln1, self.ln2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+            self.attn = nn.MultiheadAttention(dim, heads, batch_first=True)
+            self.fc1, self.act, self.fc2 = nn.Linear(dim, 4 * dim), nn.GELU(), \
+                nn.Linear(4 * dim, dim)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h = self.ln1(x)
+            x = x + self.attn(h, h, h, need_weights=False)[0]
+            return x + self.fc2(self.act(self.fc1(self.ln2(x))))
+
+    model = nn.Sequential(nn.Linear(16, dim), *[Block() for _ in range(layers)],
+                          nn.LayerNorm(dim), nn.Linear(dim, 10))
+    return graphs.from_module(model.eval(), torch.randn(1, 8, 16))
+
+
 def measure(build: Callable[[], object], repeats: int) -> tuple[float, float]:
     start = time.perf_counter()
     build()
@@ -87,12 +152,59 @@ def report(name: str, ckpt: graphs.Checkpoint, max_kernel: int, repeats: int) ->
           f"({graphs.graph_bytes(g) / 2**20:.1f} MiB)")
 
 
-def main() -> None:
-    torch.set_num_threads(1)
-    report("small CNN", small_cnn(), 9, 200)
+def _resnet18() -> graphs.Checkpoint:
     sd = resnet18_state_dict()
-    arch = graphs.infer_architecture(sd)
-    report("ResNet-18", graphs.Checkpoint(sd, arch), 49, 5)
+    return graphs.Checkpoint(sd, graphs.infer_architecture(sd))
+
+
+ROWS: dict[str, tuple[str, Callable[[], graphs.Checkpoint], int, int]] = {
+    "small_cnn": ("small CNN", small_cnn, 9, 200),
+    "resnet18": ("ResNet-18", _resnet18, 49, 5),
+    "resnet50": ("ResNet-50 (3x3 stem, traced)", lambda: resnet50(3), 9, 3),
+    "transformer": ("transformer 12 x 768 (traced)", transformer, 1, 1),
+}
+
+
+def families() -> None:
+    """The test networks of every module style (tests/graphs/_families.py)."""
+    sys.path.insert(0, "tests/graphs")
+    from _families import FAMILY_NAMES, build
+
+    print("family: parameters, op-graph nodes, describe ms, to_graph ms (first / median), "
+          "graph nodes, edges (max_kernel=49)")
+    for name in FAMILY_NAMES:
+        model, x = build(name, 0)
+        start = time.perf_counter()
+        ckpt = graphs.from_module(model, x)
+        traced = time.perf_counter() - start
+        first, median = measure(lambda c=ckpt: graphs.to_graph(c, max_kernel=49), 20)
+        g = graphs.to_graph(ckpt, max_kernel=49)
+        print(f"  {name}: {ckpt.architecture.num_parameters():,}, "
+              f"{len(ckpt.architecture.nodes)}, {traced * 1e3:.0f}, "
+              f"{first * 1e3:.2f} / {median * 1e3:.2f}, {g.num_nodes:,}, "
+              f"{g.edge_index.shape[1]:,}")
+
+
+def _row(key: str) -> None:
+    torch.set_num_threads(1)
+    if key == "families":
+        families()
+        return
+    name, make, max_kernel, repeats = ROWS[key]
+    ckpt = make()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    report(name, ckpt, max_kernel, repeats)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    print(f"  peak memory {peak / 2**20:.2f} GiB (of which building the graph "
+          f"{(peak - before) / 2**20:.2f} GiB)", flush=True)
+
+
+def main() -> None:
+    ctx = multiprocessing.get_context("spawn")  # a fresh process: its own memory peak
+    for key in sys.argv[1:] or [*ROWS, "families"]:
+        proc = ctx.Process(target=_row, args=(key,))
+        proc.start()
+        proc.join()
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 Public surface:
 
 * op graph: :class:`Architecture` (``to_json``/``from_json``/``summary``), :func:`describe`
-  (torch.fx tracing), :func:`build_module` (rebuild without user code), :class:`Sine`;
+  (torch.fx tracing), :func:`build_module` (rebuild without user code), :class:`Sine`,
+  :class:`Cosine`; :data:`OPS`, the op registry (one module per op under ``graphs.ops``);
 * checkpoints: :class:`Checkpoint`, :func:`save`, :func:`save_checkpoint`,
   :func:`checkpoint_bytes`, :func:`load` (metadata, ``arch`` argument or inference);
 * user files: :func:`load_checkpoint` -> :class:`Loaded` (tensors, architecture, provenance,
@@ -39,12 +40,14 @@ from graphs.io import (
     save,
     save_checkpoint,
 )
-from graphs.modules import Sine
+from graphs.modules import Cosine, Sine
 from graphs.neuron_map import NeuronGroup, NeuronMap, View, neuron_map
+from graphs.ops import OPS
 from graphs.parameter_graph import (
     ACTIVATION_IDS,
     DEFAULT_MAX_KERNEL,
     EDGE_TYPES,
+    FUNCTION_IDS,
     NODE_FEATURES,
     NODE_TYPES,
     from_graph,
@@ -66,13 +69,16 @@ __all__ = [
     "ARCH_KEY",
     "DEFAULT_MAX_KERNEL",
     "EDGE_TYPES",
+    "FUNCTION_IDS",
     "NODE_FEATURES",
     "NODE_TYPES",
+    "OPS",
     "PROVENANCE_KEY",
     "Architecture",
     "ArchitectureError",
     "Checkpoint",
     "CheckpointError",
+    "Cosine",
     "GraphsError",
     "Inferred",
     "Loaded",

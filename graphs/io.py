@@ -152,7 +152,7 @@ def save(module: nn.Module, path: str | os.PathLike[str], example_input: torch.T
          metadata: dict[str, str] | None = None) -> Architecture:
     """Describe ``module`` by tracing and write its state dict with the op graph attached."""
     arch = describe(module, example_input)
-    tensors = {k: v.detach() for k, v in module.state_dict().items()}
+    tensors = {k: v.detach() for k, v in arch.stored(module.state_dict()).items()}
     save_checkpoint(Checkpoint(tensors, arch, dict(metadata or {}), TRACED), path)
     return arch
 
@@ -254,5 +254,5 @@ def from_module(module: nn.Module, example_input: torch.Tensor,
                 metadata: dict[str, str] | None = None) -> Checkpoint:
     """A checkpoint of a live module (its state dict, detached and cloned) without a file."""
     arch = describe(module, example_input)
-    tensors = {k: v.detach().clone() for k, v in module.state_dict().items()}
+    tensors = {k: v.detach().clone() for k, v in arch.stored(module.state_dict()).items()}
     return Checkpoint(tensors, arch, dict(metadata or {}), TRACED)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["Sine"]
+__all__ = ["Cosine", "Sine"]
 
 
 class Sine(nn.Module):
@@ -24,3 +24,10 @@ class Sine(nn.Module):
 
     def extra_repr(self) -> str:
         return f"w0={self.w0}"
+
+
+class Cosine(Sine):
+    """``cos(w0 * x)``: the cosine counterpart of :class:`Sine`."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cos(self.w0 * x)

@@ -1,6 +1,7 @@
 """The neuron map: which permutation group every axis of every tensor belongs to.
 
-Derived from the op graph alone, with no per-architecture code:
+Derived from the op graph alone, with no per-architecture code: each op's rule lives in its
+module under :mod:`graphs.ops` (``Op.neurons``) and uses the helpers of ``_Builder``.
 
 * every linear/conv output, and the attention output projection, starts a new **group**;
   elementwise ops, activations, dropout, pooling and norms pass their input's group through;
@@ -12,11 +13,17 @@ Derived from the op graph alone, with no per-architecture code:
   ``"<fc>.weight@unflatten"``), so the channel permutation moves whole pixel blocks. A
   flatten of an input (not permutable anyway) starts a new fixed group of size C·H·W.
 
+**Values.** A value's feature axis is a list of segments ``(group, size)`` (:class:`Value`):
+one segment, except after a channel ``cat`` (DenseNet), whose output is its inputs' groups
+side by side; ``add``/``mul`` tie groups; ``permute`` moves the feature axis.
+
 **Views.** A few tensors do not map axis-by-axis onto groups: the linear after a spatial
-flatten (reshape above) and ``nn.MultiheadAttention``'s packed ``in_proj_weight``/``bias``
-(rows are Q, K, V stacked). ``NeuronMap.views`` names a slice-and-reshape of a tensor for
-each such piece (``"attn.in_proj_weight#q"``, ``#k``, ``#v``); every other tensor is its own
-view under its own name. ``axes`` is keyed by view name; :meth:`NeuronMap.split` turns
+flatten (reshape above), packed attention projections (rows are Q, K, V stacked), a weight
+reading a concatenated value (split per segment, ``"conv.weight#cat0"``...), a learned
+parameter (rows × features, ``"cls_token@rows"``) and a tied name (a whole view of the
+stored tensor). ``NeuronMap.views`` names a slice-and-reshape of a tensor for each such
+piece (``"attn.in_proj_weight#q"``, ``#k``, ``#v``); every other tensor is its own view under
+its own name. ``axes`` is keyed by view name; :meth:`NeuronMap.split` turns
 state-dict tensors into views and :meth:`NeuronMap.join` puts (edited) views back.
 
 **Attention** (``num_heads`` H, ``head_dim`` d, E = H·d) has three groups:
@@ -37,16 +44,17 @@ assignments) and then the within-head d×d assignments.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
 
-from graphs.architecture import ACTIVATIONS, Architecture, Node
+from graphs.architecture import Architecture
 from graphs.errors import ArchitectureError
+from graphs.ops import OPS
+from graphs.ops.base import Node, Value
 
-__all__ = ["NeuronGroup", "NeuronMap", "View", "neuron_map"]
+__all__ = ["NeuronGroup", "NeuronMap", "Value", "View", "neuron_map"]
 
 GroupKind = Literal["input", "hidden", "output"]
 
@@ -72,17 +80,19 @@ class NeuronGroup:
 
 @dataclass(frozen=True)
 class View:
-    """``tensor[start:stop].reshape(shape)``: a piece of a state-dict tensor with own axes."""
+    """``tensor[start:stop]`` along ``axis``, reshaped to ``shape``: a piece of a state-dict
+    tensor with its own axes (``start is None``: the whole tensor)."""
 
     name: str
     tensor: str
     start: int | None
     stop: int | None
     shape: tuple[int, ...]
+    axis: int = 0
 
     def take(self, t: torch.Tensor) -> torch.Tensor:
         if self.start is not None:
-            t = t[self.start:self.stop]
+            t = t.narrow(self.axis, self.start, self.stop - self.start)  # type: ignore[operator]
         return t.reshape(self.shape)
 
 
@@ -95,6 +105,7 @@ class NeuronMap:
     views: dict[str, View]
     value_groups: dict[str, str] = field(default_factory=dict)
     tensor_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    values: dict[str, Value] = field(default_factory=dict)  # every value's segments
 
     def tensor_axes_of(self, group_id: str) -> list[tuple[str, int]]:
         """Every (view name, axis) a group's permutation re-indexes."""
@@ -108,16 +119,25 @@ class NeuronMap:
         return {name: view.take(tensors[view.tensor]) for name, view in self.views.items()}
 
     def join(self, views: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Views -> state-dict tensors (inverse of :meth:`split`)."""
-        pieces: dict[str, list[tuple[int, torch.Tensor]]] = {}
-        for name, view in self.views.items():
-            pieces.setdefault(view.tensor, []).append((view.start or 0, views[name]))
+        """Views -> state-dict tensors (inverse of :meth:`split`).
+
+        A tied tensor has several whole views that agree; the first one is taken.
+        """
+        pieces: dict[str, list[tuple[int, View]]] = {}
+        for view in self.views.values():
+            pieces.setdefault(view.tensor, []).append((view.start or 0, view))
         out = {}
         for tensor, parts in pieces.items():
             shape = self.tensor_shapes[tensor]
+            whole = [v for _, v in parts if v.start is None]
+            if whole:
+                out[tensor] = views[whole[0].name].reshape(shape)
+                continue
             parts.sort(key=lambda part: part[0])
-            flat = [t.reshape(-1, *shape[1:]) for _, t in parts]
-            out[tensor] = torch.cat(flat, 0) if len(flat) > 1 else flat[0].reshape(shape)
+            axis = parts[0][1].axis
+            flat = [views[v.name].reshape(*shape[:axis], -1, *shape[axis + 1:])
+                    for _, v in parts]
+            out[tensor] = torch.cat(flat, axis)
         return out
 
 
@@ -146,158 +166,123 @@ class _UnionFind:
             self.parent[rb] = ra
 
 
-@dataclass
-class _Value:
-    group: str
-    repeat: int  # >1 after a spatial flatten: each group neuron owns `repeat` features
-    axis: int  # the feature axis in the per-sample shape
+Axis = str | Value | None
 
 
 class _Builder:
+    """Runs each op's neuron-map rule; the helpers below are what the rules may use."""
+
     def __init__(self, arch: Architecture) -> None:
         self.arch = arch
         self.uf = _UnionFind()
         self.size: dict[str, int] = {}
         self.flags: dict[str, set[str]] = {}
         self.layers: dict[str, list[str]] = {}
-        self.blocks: dict[str, tuple[tuple[int, int], str]] = {}
-        self.values: dict[str, _Value] = {}
+        self.blocks: list[tuple[str, tuple[int, int], str]] = []
+        self.values: dict[str, Value] = {}
         self.views: dict[str, View] = {}
         self.raw_axes: dict[str, tuple[str | None, ...]] = {}
+        self.param_shapes = arch.all_param_shapes()
+
+    # --- helpers for op rules -------------------------------------------------------------
 
     def group(self, gid: str, size: int, node: str, flag: str | None = None) -> str:
+        """A new group (``flag``: ``"input"`` for a fixed one)."""
         self.uf.add(gid)
         self.size[gid] = size
         self.flags[gid] = {flag} if flag else set()
         self.layers[gid] = [node]
         return gid
 
-    def tensor(self, name: str, axes: tuple[str | None, ...], shape: tuple[int, ...] | None = None,
-               view: str | None = None, start: int | None = None,
-               stop: int | None = None) -> None:
+    def value(self, group: str, axis: int, repeat: int = 1) -> Value:
+        return Value(((group, self.size[group]),), repeat, axis)
+
+    def tensor(self, name: str, axes: tuple[str | None, ...],
+               shape: tuple[int, ...] | None = None, view: str | None = None,
+               start: int | None = None, stop: int | None = None, axis: int = 0) -> None:
+        """Map the axes of a tensor, or of a view (a slice along ``axis``) of it."""
         key = view or name
-        self.views[key] = View(key, name, start, stop,
-                               shape or self.arch_shape(name))
+        if key in self.views:
+            raise ArchitectureError(f"tensor view {key!r} is mapped twice")
+        stored = self.arch.ties.get(name, name)  # a tied name is a view of the stored tensor
+        self.views[key] = View(key, stored, start, stop, shape or self.param_shapes[name], axis)
         self.raw_axes[key] = axes
 
-    def arch_shape(self, name: str) -> tuple[int, ...]:
-        return self.param_shapes[name]
+    def map(self, name: str, axes: tuple[Axis, ...]) -> None:
+        """Map a tensor whose axes are groups, ``None`` or values; an axis given a
+        concatenated value is split into one view per segment (``name#cat<i>``)."""
+        split = [i for i, a in enumerate(axes) if isinstance(a, Value) and len(a.segments) > 1]
+        if len(split) > 1:
+            raise ArchitectureError(f"tensor {name!r}: two concatenated axes")
+        plain = tuple(a.group if isinstance(a, Value) else a for a in axes) if not split \
+            else None
+        if plain is not None:
+            self.tensor(name, plain)
+            return
+        (i,) = split
+        v = axes[i]
+        assert isinstance(v, Value)
+        shape, start = self.param_shapes[name], 0
+        for j, (g, size) in enumerate(v.segments):
+            piece = (*shape[:i], size, *shape[i + 1:])
+            rest = tuple(g if k == i else (a.group if isinstance(a, Value) else a)
+                         for k, a in enumerate(axes))
+            self.tensor(name, rest, piece, f"{name}#cat{j}", start, start + size, i)
+            start += size
+
+    def union(self, node: Node, a: Value, b: Value) -> Value:
+        """Tie two values' neurons together (residual add, gating product)."""
+        if [s for _, s in a.segments] != [s for _, s in b.segments] or a.repeat != b.repeat:
+            raise ArchitectureError(f"node {node.name!r}: joins values of different layouts")
+        for (ga, _), (gb, _) in zip(a.segments, b.segments, strict=True):
+            self.uf.union(ga, gb)
+        return a
+
+    def use(self, value: Value, node: str) -> None:
+        """Record that ``node`` reads (or normalizes) the value's neurons."""
+        for g, _ in value.segments:
+            self.layers[g].append(node)
+
+    def structure(self, group: str, blocks: tuple[int, int], heads: str) -> None:
+        """Constrain a group to permute in blocks that follow the ``heads`` group."""
+        self.blocks.append((group, blocks, heads))
+
+    def feature_last(self, node: Node, v: Value) -> None:
+        if v.axis != len(self.arch.shapes[node.inputs[0]]) - 1 or v.repeat > 1:
+            raise ArchitectureError(f"node {node.name!r}: {node.op} over a non-feature axis "
+                                    "(permute the features last first)")
+
+    def channels(self, node: Node, v: Value) -> None:
+        if v.axis != 0 or v.repeat > 1:
+            raise ArchitectureError(f"node {node.name!r}: {node.op} needs channels on axis 1")
+
+    def is_fixed_input(self, v: Value) -> bool:
+        roots = {self.uf.find(g) for g, _ in v.segments}
+        return any("input" in self.flags[g] for g in self.uf.parent if self.uf.find(g) in roots)
+
+    # --- the walk -----------------------------------------------------------------------
 
     def build(self) -> NeuronMap:
         arch = self.arch
-        self.param_shapes = arch.param_shapes()
         consumers = arch.consumers()
         for spec in arch.inputs:
-            channel_first = any(c.op.startswith(("conv", "batchnorm", "avg_pool", "max_pool",
-                                                 "adaptive")) for c in consumers[spec.name])
+            channel_first = any(OPS[c.op].channel_first for c in consumers[spec.name])
             axis = 0 if channel_first or len(spec.shape) == 1 else len(spec.shape) - 1
             if not spec.shape or spec.shape[axis] is None:
                 raise ArchitectureError(f"input {spec.name!r}: feature dim must be known")
             gid = self.group(spec.name, spec.shape[axis], spec.name, "input")  # type: ignore[arg-type]
-            self.values[spec.name] = _Value(gid, 1, axis)
+            self.values[spec.name] = self.value(gid, axis)
         for node in arch.nodes:
-            self.visit(node)
+            self.values[node.name] = OPS[node.op].neurons(
+                self, node, [self.values[s] for s in node.inputs])
+        for alias, target in arch.ties.items():
+            for a, b in zip(self.raw_axes[alias], self.raw_axes[target], strict=True):
+                if a is not None and b is not None:
+                    self.uf.union(a, b)
         for out in arch.outputs:
-            self.flags[self.values[out].group].add("output")
+            for g, _ in self.values[out].segments:
+                self.flags[g].add("output")
         return self.finish()
-
-    def visit(self, node: Node) -> None:
-        op, a, p = node.op, node.attrs, node.params
-        shape = self.arch.shapes
-        ins = [self.values[s] for s in node.inputs]
-        v = ins[0]
-        last = len(shape[node.inputs[0]]) - 1
-        if op == "linear":
-            if v.axis != last:
-                raise ArchitectureError(f"node {node.name!r}: linear over a non-feature axis")
-            g = self.group(node.name, a["out_features"], node.name)
-            if v.repeat > 1:
-                w = p["weight"]
-                self.tensor(w, (g, v.group, None),
-                            (a["out_features"], a["in_features"] // v.repeat, v.repeat),
-                            view=f"{w}@unflatten")
-            else:
-                self.tensor(p["weight"], (g, v.group))
-            if "bias" in p:
-                self.tensor(p["bias"], (g,))
-            self.layers[v.group].append(node.name)
-            self.values[node.name] = _Value(g, 1, len(shape[node.name]) - 1)
-        elif op in ("conv1d", "conv2d"):
-            self.require_channels(node, v)
-            g = self.group(node.name, a["out_channels"], node.name)
-            self.tensor(p["weight"], (g, v.group, *[None] * len(a["kernel_size"])))
-            if "bias" in p:
-                self.tensor(p["bias"], (g,))
-            self.layers[v.group].append(node.name)
-            self.values[node.name] = _Value(g, 1, 0)
-        elif op in ("batchnorm1d", "batchnorm2d", "layernorm"):
-            if op == "layernorm" and (v.axis != last or v.repeat > 1):
-                raise ArchitectureError(f"node {node.name!r}: layernorm over a non-feature axis")
-            if op != "layernorm":
-                self.require_channels(node, v)
-            for role, name in p.items():
-                self.tensor(name, () if role == "num_batches_tracked" else (v.group,))
-            self.layers[v.group].append(node.name)
-            self.values[node.name] = v
-        elif op in ("dropout", *ACTIVATIONS):
-            self.values[node.name] = v
-        elif "pool" in op:
-            self.require_channels(node, v)
-            self.values[node.name] = v
-        elif op == "add":
-            w = ins[1]
-            if (v.repeat, v.axis) != (w.repeat, w.axis):
-                raise ArchitectureError(f"node {node.name!r}: adds differently laid-out values")
-            self.uf.union(v.group, w.group)
-            self.values[node.name] = v
-        elif op == "flatten":
-            self.flatten(node, v)
-        elif op == "self_attention":
-            self.attention(node, v, last)
-        else:  # pragma: no cover - Architecture validation rejects unknown ops
-            raise ArchitectureError(f"node {node.name!r}: op {op} has no neuron map rule")
-
-    def require_channels(self, node: Node, v: _Value) -> None:
-        if v.axis != 0 or v.repeat > 1:
-            raise ArchitectureError(f"node {node.name!r}: {node.op} needs channels on axis 1")
-
-    def flatten(self, node: Node, v: _Value) -> None:
-        s = self.arch.shapes[node.inputs[0]]
-        if len(s) == 1:
-            self.values[node.name] = v
-            return
-        fixed_input = any("input" in self.flags[g] for g in self.uf.parent
-                          if self.uf.find(g) == self.uf.find(v.group))
-        if fixed_input:  # an image flattened into an MLP: any layout, one fixed feature group
-            g = self.group(node.name, math.prod(s), node.name, "input")  # type: ignore[arg-type]
-            self.values[node.name] = _Value(g, 1, 0)
-            return
-        if v.axis != 0 or v.repeat > 1:
-            raise ArchitectureError(f"node {node.name!r}: flatten of a non channel-first value")
-        r = math.prod(s[1:])  # type: ignore[arg-type]
-        self.values[node.name] = v if r == 1 else _Value(v.group, r, 0)
-
-    def attention(self, node: Node, v: _Value, last: int) -> None:
-        if v.axis != last or v.repeat > 1:
-            raise ArchitectureError(f"node {node.name!r}: attention over a non-feature axis")
-        e, h = node.attrs["embed_dim"], node.attrs["num_heads"]
-        n, p = node.name, node.params
-        heads = self.group(f"{n}:heads", h, n)
-        qk = self.group(f"{n}:qk", e, n)
-        vo = self.group(f"{n}:vo", e, n)
-        out = self.group(n, e, n)
-        self.blocks[qk] = self.blocks[vo] = ((h, e // h), heads)
-        for i, (part, g) in enumerate((("q", qk), ("k", qk), ("v", vo))):
-            w = p["in_proj_weight"]
-            self.tensor(w, (g, v.group), (e, e), f"{w}#{part}", i * e, (i + 1) * e)
-            if "in_proj_bias" in p:
-                b = p["in_proj_bias"]
-                self.tensor(b, (g,), (e,), f"{b}#{part}", i * e, (i + 1) * e)
-        self.tensor(p["out_proj.weight"], (out, vo))
-        if "out_proj.bias" in p:
-            self.tensor(p["out_proj.bias"], (out,))
-        self.layers[v.group].append(n)
-        self.values[n] = _Value(out, 1, last)
 
     def finish(self) -> NeuronMap:
         uf = self.uf
@@ -311,6 +296,11 @@ class _Builder:
             for i, g in enumerate(ax):
                 if g is not None:
                     tensors_of[g].append((key, i))
+        blocks: dict[str, tuple[tuple[int, int], str]] = {}
+        for g, b, heads in self.blocks:
+            root, head = uf.find(g), uf.find(heads)
+            if blocks.setdefault(root, (b, head)) != (b, head):
+                raise ArchitectureError(f"group {root!r} is split into blocks in two ways")
         groups: dict[str, NeuronGroup] = {}
         for root, ms in members.items():
             flags = set().union(*(self.flags[m] for m in ms))
@@ -320,12 +310,14 @@ class _Builder:
             kind: GroupKind = "input" if "input" in flags else \
                 "output" if "output" in flags else "hidden"
             layers = tuple(dict.fromkeys(x for m in ms for x in self.layers[m]))
-            blocks, heads = self.blocks.get(root, (None, None))
+            block, heads = blocks.get(root, (None, None))
             groups[root] = NeuronGroup(root, sizes.pop(), kind, kind == "hidden", layers,
-                                       tuple(tensors_of[root]), blocks, heads)
-        return NeuronMap(groups, axes, self.views,
-                         {k: uf.find(v.group) for k, v in self.values.items()},
-                         dict(self.param_shapes))
+                                       tuple(tensors_of[root]), block, heads)
+        shapes = {n: s for n, s in self.param_shapes.items() if n not in self.arch.ties}
+        values = {k: Value(tuple((uf.find(g), n) for g, n in v.segments), v.repeat, v.axis)
+                  for k, v in self.values.items()}
+        value_groups = {k: v.segments[0][0] for k, v in values.items()}
+        return NeuronMap(groups, axes, self.views, value_groups, shapes, values)
 
 
 def neuron_map(architecture: Architecture) -> NeuronMap:

@@ -23,8 +23,15 @@ column 0. The linear after a spatial flatten gets the C→out weight's H·W pixe
 its kernel. Residual, norm and attention Q↔K pairing edges are identity edges (1 in
 column 0). A larger kernel needs a larger ``max_kernel`` or raises.
 
+Each op's rule is ``Op.graph`` in its module under :mod:`graphs.ops`. A channel ``cat`` and a
+gating ``mul`` get a node set like ``add`` (identity edges from their inputs); a learned
+parameter or an embedding table is a set of fixed "row" input neurons with ``linear``
+edges (``(rows, features)`` order) to its features; a depthwise conv has one edge per
+channel carrying its kernel.
+
 Also on the ``Data``: ``node_type``/``edge_type`` (:data:`NODE_TYPES`, :data:`EDGE_TYPES`),
-``node_act`` (:data:`ACTIVATION_IDS`, the activation applied to the node's value),
+``node_act`` (:data:`ACTIVATION_IDS`, the activation applied to the node's value, nearest
+v1 entry), ``node_fn`` (:data:`FUNCTION_IDS`, the exact elementwise op),
 ``node_layer`` (depth of the node set: inputs 0), ``node_group`` (index into
 ``group_ids``, the neuron map's group ids), ``node_pos`` (a fixed position id, unique per
 neuron across input/output groups; -1 for hidden neurons, so hidden ones stay exchangeable).
@@ -42,11 +49,14 @@ from graphs.architecture import ACTIVATIONS, Architecture
 from graphs.errors import ArchitectureError
 from graphs.io import Checkpoint
 from graphs.neuron_map import NeuronMap, neuron_map
+from graphs.ops import OPS
+from graphs.ops.base import Node
 
 __all__ = [
     "ACTIVATION_IDS",
     "DEFAULT_MAX_KERNEL",
     "EDGE_TYPES",
+    "FUNCTION_IDS",
     "NODE_FEATURES",
     "NODE_TYPES",
     "from_graph",
@@ -55,6 +65,9 @@ __all__ = [
 ]
 
 DEFAULT_MAX_KERNEL = 9
+# The vocabulary of the v1 metanetworks (their embedding tables are sized by it): append-only
+# would still change those sizes, so ops outside it map onto the nearest entry (see
+# ``Op.activation`` and each op's ``graph`` rule); ``node_fn`` keeps the exact function.
 NODE_FEATURES = ("bias", "norm_weight", "norm_bias", "running_mean", "running_var", "act_param")
 NODE_TYPES = {name: i for i, name in enumerate(
     ("input", "linear", "conv", "batchnorm", "layernorm", "add", "attn_q", "attn_k", "attn_v",
@@ -63,7 +76,10 @@ EDGE_TYPES = {name: i for i, name in enumerate(
     ("linear", "conv", "flatten_linear", "residual", "norm", "attn_q", "attn_k", "attn_v",
      "attn_out", "attn_pair"))}
 ACTIVATION_IDS = {name: i + 1 for i, name in enumerate(ACTIVATIONS)}  # 0: none
-_NORM_COLUMNS = {"weight": 1, "bias": 2, "running_mean": 3, "running_var": 4}
+# node_fn: the exact elementwise op applied to a node's value (0: none), by registry order
+FUNCTION_IDS = {name: i + 1 for i, name in enumerate(
+    n for n, op in OPS.items() if op.activation is not None)}
+NORM_COLUMNS = {"weight": 1, "bias": 2, "running_mean": 3, "running_var": 4}
 
 
 @dataclass
@@ -71,7 +87,7 @@ class _Set:
     offset: int
     size: int
     type: int
-    group: str
+    segments: list[tuple[str, int]]  # (group, size) along the set
     layer: int
 
 
@@ -82,8 +98,8 @@ class _Layout:
     num_nodes: int = 0
     num_edges: int = 0
     sets: list[_Set] = field(default_factory=list)
-    act: dict[int, tuple[int, float]] = field(default_factory=dict)  # set index -> act
-    edges: list[tuple[int, int, int, int, bool, int]] = field(default_factory=list)
+    act: dict[int, tuple[int, float, int]] = field(default_factory=dict)  # set -> act, p, fn
+    edges: list[tuple[int, int, int, int, str, int]] = field(default_factory=list)
     identity_place: list[tuple[int, int]] = field(default_factory=list)  # offset, count
     node_place: list[tuple[str, int, int]] = field(default_factory=list)  # view, offset, col
     edge_place: list[tuple[str, int, int, int]] = field(default_factory=list)  # view, off, n, k
@@ -92,17 +108,23 @@ class _Layout:
 
 
 class _LayoutBuilder:
+    """Runs each op's parameter-graph rule; the helpers below are what the rules may use."""
+
     def __init__(self, arch: Architecture, nmap: NeuronMap, max_kernel: int) -> None:
         self.arch, self.nmap, self.max_kernel = arch, nmap, max_kernel
         self.out = _Layout(group_ids=list(nmap.groups))
         self.vset: dict[str, int] = {}  # value -> node set index
         self.alias: dict[str, str] = {}  # pass-through value -> its input value
-        self.pending_act: dict[str, tuple[int, float]] = {}
-        self.nodes = {n.name: n for n in arch.nodes}
+        self.pending_act: dict[str, tuple[int, float, int]] = {}
 
-    def new_set(self, size: int, kind: str, group: str, parents: list[int]) -> int:
+    # --- helpers for op rules -------------------------------------------------------------
+
+    def new_set(self, size: int, kind: str, value: str | list[tuple[str, int]],
+                parents: list[int]) -> int:
+        """A node set of ``size`` neurons laid out as ``value``'s groups (or given ones)."""
+        segments = list(self.nmap.values[value].segments) if isinstance(value, str) else value
         layer = 1 + max((self.out.sets[p].layer for p in parents), default=-1)
-        self.out.sets.append(_Set(self.out.num_nodes, size, NODE_TYPES[kind], group, layer))
+        self.out.sets.append(_Set(self.out.num_nodes, size, NODE_TYPES[kind], segments, layer))
         self.out.num_nodes += size
         return len(self.out.sets) - 1
 
@@ -115,8 +137,8 @@ class _LayoutBuilder:
         """The node set holding ``value``'s neurons, creating input sets on first use."""
         value = self.root(value)
         if value not in self.vset:
-            group = self.nmap.value_groups[value]
-            s = self.new_set(self.nmap.groups[group].size, "input", group, [])
+            size = sum(n for _, n in self.nmap.values[value].segments)
+            s = self.new_set(size, "input", value, [])
             self.vset[value] = s
             if value in self.pending_act:
                 self.out.act[s] = self.pending_act[value]
@@ -125,90 +147,87 @@ class _LayoutBuilder:
     def produce(self, value: str, s: int) -> None:
         self.vset[value] = s
 
-    def edges(self, src: int, dst: int, kind: str, view: str | None, kernel: int = 1) -> None:
-        """Dense bipartite edges dst×src in row-major order (identity if ``view`` is None)."""
-        a, b = self.out.sets[src], self.out.sets[dst]
-        dense = view is not None
-        count = a.size * b.size if dense else a.size
-        if view is None:
-            self.out.identity_place.append((self.out.num_edges, count))
+    def passthrough(self, node: Node) -> None:
+        """A value whose neurons are its input's (pooling, dropout, reshapes)."""
+        self.alias[node.name] = node.inputs[0]
+
+    def activation(self, node: Node, act: str, param: float) -> None:
+        """An elementwise function: recorded on the neurons of its input (first one wins)."""
+        self.alias[node.name] = node.inputs[0]
+        root = self.root(node.inputs[0])
+        entry = (ACTIVATION_IDS[act], param, FUNCTION_IDS[node.op])
+        if root in self.vset:
+            self.out.act.setdefault(self.vset[root], entry)
         else:
-            if kernel > self.max_kernel:
-                raise ArchitectureError(
-                    f"{view}: kernel of {kernel} entries exceeds max_kernel={self.max_kernel}; "
-                    f"build the graph with max_kernel>={kernel}")
-            self.out.edge_place.append((view, self.out.num_edges, count, kernel))
-        self.out.edges.append((a.offset, a.size, b.offset, b.size, dense, EDGE_TYPES[kind]))
-        self.out.num_edges += count
+            self.pending_act.setdefault(root, entry)
+
+    def weight(self, src_value: str, dst: int, kind: str, tensor: str,
+               transposed: bool = False) -> None:
+        """Dense edges from ``src_value``'s neurons to set ``dst`` carrying ``tensor``
+        (``(dst, src, *kernel)``, or ``(src, dst)`` if ``transposed``), through its views."""
+        src = self.resolve(src_value)
+        views = self.nmap.views
+        if f"{tensor}@unflatten" in views:
+            self.dense(src, 0, dst, f"{tensor}@unflatten", "flatten_linear")
+        elif f"{tensor}#cat0" in views:
+            offset, j = 0, 0
+            while f"{tensor}#cat{j}" in views:
+                view = f"{tensor}#cat{j}"
+                self.dense(src, offset, dst, view, kind)
+                offset += views[view].shape[1]
+                j += 1
+        else:
+            self.dense(src, 0, dst, tensor, kind, transposed)
+
+    def dense(self, src: int, src_offset: int, dst: int, view: str, kind: str,
+              transposed: bool = False) -> None:
+        shape = self.nmap.views[view].shape
+        a, b = self.out.sets[src], self.out.sets[dst]
+        n_src = shape[0] if transposed else shape[1]
+        kernel = int(torch.Size(shape[2:]).numel())
+        self._place(view, b.size * n_src, kernel)
+        self.out.edges.append((a.offset + src_offset, n_src, b.offset, b.size,
+                               "dense_t" if transposed else "dense", EDGE_TYPES[kind]))
+        self.out.num_edges += b.size * n_src
+
+    def diagonal(self, src: int, dst: int, kind: str, view: str | None,
+                 src_offset: int = 0, dst_offset: int = 0, size: int | None = None) -> None:
+        """One edge per neuron, i -> i: identity (``view`` None) or carrying a kernel each."""
+        a, b = self.out.sets[src], self.out.sets[dst]
+        n = a.size if size is None else size
+        if view is None:
+            self.out.identity_place.append((self.out.num_edges, n))
+        else:
+            self._place(view, n, int(torch.Size(self.nmap.views[view].shape[1:]).numel()))
+        self.out.edges.append((a.offset + src_offset, n, b.offset + dst_offset, n, "diagonal",
+                               EDGE_TYPES[kind]))
+        self.out.num_edges += n
+
+    def features(self, tensor: str, s: int, column: int) -> None:
+        """A per-neuron vector as node feature ``column`` of set ``s`` (through its views)."""
+        views, offset = self.nmap.views, self.out.sets[s].offset
+        if tensor in views:
+            self.out.node_place.append((tensor, offset, column))
+            return
+        j = 0
+        while f"{tensor}#cat{j}" in views:
+            self.out.node_place.append((f"{tensor}#cat{j}", offset, column))
+            offset += views[f"{tensor}#cat{j}"].shape[0]
+            j += 1
+
+    def _place(self, view: str, count: int, kernel: int) -> None:
+        if kernel > self.max_kernel:
+            raise ArchitectureError(
+                f"{view}: kernel of {kernel} entries exceeds max_kernel={self.max_kernel}; "
+                f"build the graph with max_kernel>={kernel}")
+        self.out.edge_place.append((view, self.out.num_edges, count, kernel))
+
+    # --- the walk -----------------------------------------------------------------------
 
     def build(self) -> _Layout:
         for node in self.arch.nodes:
-            self.visit(node)
+            OPS[node.op].graph(self, node)
         return self.finish()
-
-    def visit(self, node) -> None:
-        op, p, name = node.op, node.params, node.name
-        group = self.nmap.value_groups[name]
-        if op == "linear" or op.startswith("conv"):
-            src = self.resolve(node.inputs[0])
-            kind = "linear" if op == "linear" else "conv"
-            s = self.new_set(self.nmap.groups[group].size, kind, group, [src])
-            view = p["weight"]
-            if f"{view}@unflatten" in self.nmap.views:
-                view = f"{view}@unflatten"
-                kind = "flatten_linear"
-            shape = self.nmap.views[view].shape
-            self.edges(src, s, kind, view, int(torch.Size(shape[2:]).numel()))
-            if "bias" in p:
-                self.out.node_place.append((p["bias"], self.out.sets[s].offset, 0))
-            self.produce(name, s)
-        elif op in ("batchnorm1d", "batchnorm2d", "layernorm"):
-            src = self.resolve(node.inputs[0])
-            kind = "layernorm" if op == "layernorm" else "batchnorm"
-            s = self.new_set(self.out.sets[src].size, kind, group, [src])
-            self.edges(src, s, "norm", None)
-            for role, col in _NORM_COLUMNS.items():
-                if role in p:
-                    self.out.node_place.append((p[role], self.out.sets[s].offset, col))
-            self.produce(name, s)
-        elif op == "add":
-            srcs = [self.resolve(v) for v in node.inputs]
-            s = self.new_set(self.out.sets[srcs[0]].size, "add", group, srcs)
-            for src in srcs:
-                self.edges(src, s, "residual", None)
-            self.produce(name, s)
-        elif op == "self_attention":
-            self.attention(node, group)
-        elif op == "flatten" and name in self.nmap.groups:
-            pass  # flatten of an input: a new fixed group, resolved as an input set on use
-        else:  # activations, dropout, pooling, channel-keeping flatten
-            self.alias[name] = node.inputs[0]
-            if op in ACTIVATION_IDS:
-                param = float(node.attrs.get("w0", node.attrs.get("negative_slope", 0.0)))
-                root = self.root(node.inputs[0])
-                act = (ACTIVATION_IDS[op], param)
-                if root in self.vset:
-                    self.out.act.setdefault(self.vset[root], act)
-                else:
-                    self.pending_act.setdefault(root, act)
-
-    def attention(self, node, group: str) -> None:
-        p, n = node.params, node.name
-        src = self.resolve(node.inputs[0])
-        e = node.attrs["embed_dim"]
-        sets = {}
-        for part, g in (("q", f"{n}:qk"), ("k", f"{n}:qk"), ("v", f"{n}:vo")):
-            s = sets[part] = self.new_set(e, f"attn_{part}", g, [src])
-            self.edges(src, s, f"attn_{part}", f"{p['in_proj_weight']}#{part}")
-            if "in_proj_bias" in p:
-                self.out.node_place.append((f"{p['in_proj_bias']}#{part}",
-                                            self.out.sets[s].offset, 0))
-        self.edges(sets["k"], sets["q"], "attn_pair", None)
-        out = self.new_set(e, "attn_out", group, [sets["v"]])
-        self.edges(sets["v"], out, "attn_out", p["out_proj.weight"])
-        if "out_proj.bias" in p:
-            self.out.node_place.append((p["out_proj.bias"], self.out.sets[out].offset, 0))
-        self.produce(n, out)
 
     def finish(self) -> _Layout:
         out, nmap = self.out, self.nmap
@@ -218,37 +237,44 @@ class _LayoutBuilder:
             if not g.permutable and g.blocks is None and g.kind != "hidden":
                 pos_base[g.id] = next_pos
                 next_pos += g.size
-        cols: dict[str, list[torch.Tensor]] = {k: [] for k in
-                                               ("type", "act", "param", "layer", "group", "pos")}
+        cols: dict[str, list[torch.Tensor]] = {
+            k: [] for k in ("type", "act", "param", "fn", "layer", "group", "pos")}
         for i, s in enumerate(out.sets):
-            act, param = out.act.get(i, (0, 0.0))
+            act, param, fn = out.act.get(i, (0, 0.0, 0))
             cols["type"].append(torch.full((s.size,), s.type))
             cols["act"].append(torch.full((s.size,), act))
             cols["param"].append(torch.full((s.size,), param))
+            cols["fn"].append(torch.full((s.size,), fn))
             cols["layer"].append(torch.full((s.size,), s.layer))
-            cols["group"].append(torch.full((s.size,), group_index[s.group]))
-            base = pos_base.get(s.group)
-            cols["pos"].append(torch.arange(s.size) + base if base is not None
-                               else torch.full((s.size,), -1))
+            for g, n in s.segments:
+                cols["group"].append(torch.full((n,), group_index[g]))
+                base = pos_base.get(g)
+                cols["pos"].append(torch.arange(n) + base if base is not None
+                                   else torch.full((n,), -1))
         cat = {k: torch.cat(v) if v else torch.zeros(0) for k, v in cols.items()}
         out.tensors = {
             "node_type": cat["type"].long(), "node_act": cat["act"].long(),
-            "act_param": cat["param"].float(), "node_layer": cat["layer"].long(),
-            "node_group": cat["group"].long(), "node_pos": cat["pos"].long(),
+            "act_param": cat["param"].float(), "node_fn": cat["fn"].long(),
+            "node_layer": cat["layer"].long(), "node_group": cat["group"].long(),
+            "node_pos": cat["pos"].long(),
             "edge_index": torch.empty(2, out.num_edges, dtype=torch.long),
             "edge_type": torch.empty(out.num_edges, dtype=torch.long),
         }
         offset = 0
-        for a_off, a_size, b_off, b_size, dense, kind in out.edges:
-            count = a_size * b_size if dense else a_size
+        for a_off, a_size, b_off, b_size, mode, kind in out.edges:
+            count = a_size if mode == "diagonal" else a_size * b_size
             src = out.tensors["edge_index"][0, offset:offset + count]
             dst = out.tensors["edge_index"][1, offset:offset + count]
-            if dense:  # row-major (dst, src) order, filled by broadcasting
-                src.view(b_size, a_size).copy_(torch.arange(a_off, a_off + a_size))
-                dst.view(b_size, a_size).copy_(torch.arange(b_off, b_off + b_size)[:, None])
+            a, b = torch.arange(a_off, a_off + a_size), torch.arange(b_off, b_off + b_size)
+            if mode == "dense":  # row-major (dst, src) order, filled by broadcasting
+                src.view(b_size, a_size).copy_(a)
+                dst.view(b_size, a_size).copy_(b[:, None])
+            elif mode == "dense_t":  # row-major (src, dst): an embedding table
+                src.view(a_size, b_size).copy_(a[:, None])
+                dst.view(a_size, b_size).copy_(b)
             else:
-                src.copy_(torch.arange(a_off, a_off + a_size))
-                dst.copy_(torch.arange(b_off, b_off + b_size))
+                src.copy_(a)
+                dst.copy_(b)
             out.tensors["edge_type"][offset:offset + count] = kind
             offset += count
         out.edges = []  # folded into the tensors above
@@ -291,7 +317,8 @@ def to_graph(checkpoint: Checkpoint, max_kernel: int = DEFAULT_MAX_KERNEL,
     return Data(
         x=x, edge_index=t["edge_index"].clone(), edge_attr=edge_attr,
         node_type=t["node_type"].clone(), edge_type=t["edge_type"].clone(),
-        node_act=t["node_act"].clone(), node_layer=t["node_layer"].clone(),
+        node_act=t["node_act"].clone(), node_fn=t["node_fn"].clone(),
+        node_layer=t["node_layer"].clone(),
         node_group=t["node_group"].clone(), node_pos=t["node_pos"].clone(),
         group_ids=list(layout.group_ids), num_nodes=layout.num_nodes,
     )

@@ -1,303 +1,340 @@
 """``describe``: turn a live ``nn.Module`` into an op graph by ``torch.fx`` tracing.
 
-Tracing records the calls ``forward`` makes; each one is mapped onto one op of
-:mod:`graphs.architecture` or refused with an :class:`~graphs.errors.UnsupportedOpError`
-naming it. Shapes come from running the example input once (``ShapeProp``), which also
-lets ``x.view(x.size(0), -1)`` be recognised as a flatten.
+Tracing records the calls ``forward`` makes; each one is handed to the op that registered
+it as a pattern (a module type, function or tensor method, see :mod:`graphs.ops`), which
+emits op-graph nodes or refuses with an :class:`~graphs.errors.UnsupportedOpError` naming
+the module path, the call and what to write instead. Before that walk, subgraph rules
+(hand-written attention) claim the calls they replace with one node.
+
+The example input is run once through the traced graph: every value is known, so shapes,
+``x.size(-1) ** -0.5`` constants and Python control flow on tensors (``assert t <= n``, the
+fast-path guards of ``nn.TransformerEncoderLayer``) are decided on the real input.
 """
 
 from __future__ import annotations
 
-import operator
-from collections.abc import Callable
+import inspect
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import fx, nn
-from torch.fx.passes.shape_prop import ShapeProp
+from torch.fx import _symbolic_trace
 
-from graphs.architecture import OPS, Architecture
+from graphs.architecture import Architecture
 from graphs.errors import UnsupportedOpError
-from graphs.modules import Sine
+from graphs.neuron_map import neuron_map
+from graphs.ops import CLAIMS, OPS, TRACE_ONLY
+from graphs.ops.base import Op
 
 __all__ = ["describe"]
 
+_RULES = (*OPS.values(), *TRACE_ONLY.values())
+_MODULES: dict[type, Op] = {t: op for op in _RULES for t in op.modules}
+_FUNCTIONS: dict[Any, Op] = {f: op for op in _RULES for f in op.functions}
+_METHODS: dict[str, Op] = {m: op for op in _RULES for m in op.methods}
+# torch containers traced through, not kept whole
+_TRACE_THROUGH = (nn.TransformerEncoder, nn.TransformerEncoderLayer)
+
 
 class _Tracer(fx.Tracer):
+    """Leaves are the modules an op knows; Python ``bool()`` of a traced value is evaluated
+    on the example input (the graph so far is run), so guards take the branch they take."""
+
+    def __init__(self, example: torch.Tensor) -> None:
+        super().__init__()
+        self.example = example
+        self.proxy_buffer_attributes = True  # a mask buffer sliced by a traced length
+
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        return isinstance(m, Sine) or super().is_leaf_module(m, qualname)
+        if type(m) in _MODULES:
+            return True
+        if isinstance(m, _TRACE_THROUGH):
+            return False
+        return super().is_leaf_module(m, qualname)
+
+    def proxy(self, node: fx.Node) -> fx.Proxy:
+        return _Proxy(node, self)
+
+    def to_bool(self, obj: fx.Proxy) -> bool:
+        return bool(self.concrete(obj))
+
+    def concrete(self, obj: fx.Proxy) -> Any:
+        """The value a traced expression has on the example input."""
+        target = obj.node  # an attribute proxy (x.is_nested) creates its node on access
+        graph, env = fx.Graph(), {}
+        graph.graph_copy(self.graph, env)
+        graph.output(env[target])
+        # fx patches nn.Module.__call__/__getattr__ while tracing; the graph so far must run
+        # on real tensors, so lift the patches for the run (torch pinned: private API).
+        patcher = _symbolic_trace.CURRENT_PATCHER
+        if patcher is None:
+            raise fx.proxy.TraceError("a traced value is used in Python control flow")
+        patcher.revert_all_patches()
+        try:
+            with torch.no_grad():
+                return fx.GraphModule(self.root, graph)(self.example)
+        finally:
+            patcher.reapply_all_patches()
+
+
+class _Proxy(fx.Proxy):
+    """``len(x.size())`` is read on the example input, like ``bool()``."""
+
+    tracer: _Tracer
+
+    def __len__(self) -> int:
+        return len(self.tracer.concrete(self))
 
 
 def describe(module: nn.Module, example_input: torch.Tensor) -> Architecture:
     """Trace ``module`` on ``example_input`` (batched) and return its validated op graph."""
-    try:
-        graph = _Tracer().trace(module)
-    except Exception as exc:  # fx raises many types for untraceable code
-        raise UnsupportedOpError(f"module cannot be traced by torch.fx: {exc}") from None
-    gm = fx.GraphModule(module, graph)
     was_training = module.training
-    gm.eval()
-    with torch.no_grad():
-        ShapeProp(gm).propagate(example_input)
-    module.train(was_training)
-    builder = _Builder(gm)
+    module.eval()
+    try:
+        with torch.no_grad():
+            graph = _Tracer(example_input).trace(module, concrete_args=_defaults(module))
+            gm = fx.GraphModule(module, graph)
+            values = _Record(gm).values_on(example_input)
+    except UnsupportedOpError:
+        raise
+    except Exception as exc:  # fx raises many types for untraceable code
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UnsupportedOpError(f"module cannot be traced by torch.fx: {first}") from None
+    finally:
+        module.train(was_training)
+    builder = _Builder(gm, values, module)
+    for claim in CLAIMS:
+        claim(builder)
     for node in gm.graph.nodes:
         builder.visit(node)
     arch = Architecture.from_json(builder.result())
     arch.check_tensors(module.state_dict())
+    neuron_map(arch)  # a layout the symmetry rules refuse is an error now, not at first use
     return arch
 
 
-def _shape(node: fx.Node) -> tuple[int, ...]:
-    meta = node.meta.get("tensor_meta")
-    if meta is None or not hasattr(meta, "shape"):
-        raise UnsupportedOpError(f"{node.name}: value is not a single tensor")
-    return tuple(meta.shape)
+def _defaults(module: nn.Module) -> dict[str, Any]:
+    """``forward``'s optional arguments at their defaults (``targets=None``): only the
+    example input is traced."""
+    params = list(inspect.signature(module.forward).parameters.values())[1:]
+    return {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
 
 
-def _pair(v: Any, dims: int) -> list[int]:
-    return list(v) if isinstance(v, tuple | list) else [int(v)] * dims
+class _Record(fx.Interpreter):
+    """Runs the traced graph once and keeps every node's value."""
 
+    def values_on(self, x: torch.Tensor) -> dict[fx.Node, Any]:
+        self.values: dict[fx.Node, Any] = {}
+        self.run(x)
+        return self.values
 
-_ACT_MODULES: dict[type, str] = {
-    nn.ReLU: "relu", nn.GELU: "gelu", nn.SiLU: "silu", nn.Tanh: "tanh",
-    nn.Sigmoid: "sigmoid", nn.LeakyReLU: "leaky_relu", Sine: "sine",
-}
-_ACT_FUNCTIONS: dict[Any, str] = {
-    F.relu: "relu", torch.relu: "relu", F.gelu: "gelu", F.silu: "silu", torch.tanh: "tanh",
-    F.tanh: "tanh", torch.sigmoid: "sigmoid", F.sigmoid: "sigmoid", F.leaky_relu: "leaky_relu",
-}
-_ACT_METHODS = {"relu": "relu", "tanh": "tanh", "sigmoid": "sigmoid"}
-_ADD = {operator.add, operator.iadd, torch.add}
+    def run_node(self, n: fx.Node) -> Any:
+        out = super().run_node(n)
+        self.values[n] = out
+        return out
 
 
 class _Builder:
-    def __init__(self, gm: fx.GraphModule) -> None:
+    """Walks the fx graph; the helpers below are what the ops' trace rules may use."""
+
+    def __init__(self, gm: fx.GraphModule, values: dict[fx.Node, Any],
+                 module: nn.Module) -> None:
         self.gm = gm
+        self.root = module
+        self.values = values
         self.modules = dict(gm.named_modules())
-        self.alias: dict[fx.Node, str] = {}
+        self.params = {id(p): name for name, p in module.named_parameters()}
+        self.aliases: dict[fx.Node, str] = {}
         self.inputs: list[dict[str, Any]] = []
-        self.nodes: list[dict[str, Any]] = []
+        self.nodes: dict[str, dict[str, Any]] = {}
         self.outputs: list[str] = []
-        self.names: set[str] = set()
-        self.ignored: set[fx.Node] = set()  # non-tensor values such as x.size(0)
-        self.attention: set[fx.Node] = set()  # attention calls, whose result is a tuple
+        self.ties: dict[str, str] = {}
+        self.aranges: dict[fx.Node, list[int]] = {}
+        self.tuples: dict[fx.Node, str] = {}  # multi-output modules -> where
+        self.claimed: dict[fx.Node, Any] = {}  # node -> None (skip) or an emission
+        self.pending: set[fx.Node] = set()  # parameters not yet used as values
+        self.used: set[str] = set()  # tensor names of emitted nodes
+        self.calls: dict[str, int] = {}  # module path -> times called
 
     def result(self) -> dict[str, Any]:
-        return {"version": 1, "inputs": self.inputs, "nodes": self.nodes, "outputs": self.outputs}
+        out = {"version": 1, "inputs": self.inputs, "nodes": list(self.nodes.values()),
+               "outputs": self.outputs}
+        if self.ties:
+            out["ties"] = self.ties
+        return out
+
+    # --- helpers for op trace rules -----------------------------------------------------
+
+    def where(self, node: fx.Node) -> str:
+        """The module path and call of a node, for error messages."""
+        stack = node.meta.get("nn_module_stack") or {}
+        path = next(reversed(stack), "") if stack else ""
+        if node.op == "call_module":
+            path = str(node.target)
+        call = getattr(node.target, "__name__", str(node.target))
+        return f"{path or '<root>'} ({node.op} {call})"
+
+    def path(self, node: fx.Node) -> str:
+        return str(node.target)
+
+    def param_path(self, arg: Any) -> str | None:
+        """The parameter name a ``get_attr`` node reads (consumed by the caller), else None."""
+        if isinstance(arg, fx.Node) and arg.op == "get_attr":
+            return str(arg.target)
+        return None
+
+    def holds_tensors(self, arg: Any) -> bool:
+        """A traced tensor or a tuple of them (``split``), not a size or a number."""
+        v = self.values.get(arg) if isinstance(arg, fx.Node) else None
+        return isinstance(v, torch.Tensor) or (
+            isinstance(v, tuple | list) and any(isinstance(x, torch.Tensor) for x in v))
+
+    def is_tensor(self, arg: Any) -> bool:
+        return isinstance(arg, fx.Node) and isinstance(self.values.get(arg), torch.Tensor)
+
+    def const(self, arg: Any) -> float | None:
+        """A Python number, or a traced non-tensor value that is one (``x.size(-1)**-0.5``)."""
+        value = self.values.get(arg) if isinstance(arg, fx.Node) else arg
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        return float(value) if ok else None  # type: ignore[arg-type]
+
+    def shape(self, arg: Any) -> tuple[int, ...]:
+        value = self.values.get(arg)
+        if not isinstance(value, torch.Tensor):
+            raise UnsupportedOpError(f"{arg}: value is not a single tensor")
+        return tuple(value.shape)
 
     def src(self, arg: Any, user: fx.Node) -> str:
-        if not isinstance(arg, fx.Node) or arg not in self.alias:
-            raise UnsupportedOpError(f"{user.name}: operand {arg!r} is not a traced tensor")
-        return self.alias[arg]
-
-    def emit(self, node: fx.Node, op: str, srcs: list[str], attrs: dict[str, Any],
-             path: str | None = None) -> None:
-        name = path if path and path not in self.names else node.name
-        while name in self.names:
-            name += "_"
-        self.names.add(name)
-        params = {role: f"{path}.{role}" for role in OPS[op].roles(attrs)} if path else {}
-        self.nodes.append({"name": name, "op": op, "inputs": srcs, "attrs": attrs,
-                           "params": params})
-        self.alias[node] = name
-
-    def visit(self, node: fx.Node) -> None:
-        if node.op == "placeholder":
-            if self.inputs:
-                raise UnsupportedOpError(f"{node.name}: only single-input modules are supported")
-            self.names.add(node.name)
-            self.inputs.append({"name": node.name, "shape": list(_shape(node)[1:])})
-            self.alias[node] = node.name
-        elif node.op == "output":
-            outs = node.args[0]
-            outs = list(outs) if isinstance(outs, tuple | list) else [outs]
-            self.outputs = [self.src(o, node) for o in outs]
-        elif node.op == "call_module":
-            self.visit_module(node, self.modules[str(node.target)])
-        elif node.op == "call_function":
-            self.visit_function(node)
-        elif node.op == "call_method":
-            self.visit_method(node)
-        else:
-            raise UnsupportedOpError(f"{node.name}: unsupported fx op {node.op} {node.target}")
+        if isinstance(arg, fx.Node) and arg in self.pending and arg not in self.aliases:
+            OPS["parameter"].trace(self, arg, arg.target)
+        if not isinstance(arg, fx.Node) or arg not in self.aliases:
+            raise UnsupportedOpError(f"{self.where(user)}: operand {arg!r} is not a traced "
+                                     "tensor of the network")
+        return self.aliases[arg]
 
     def one(self, node: fx.Node) -> list[str]:
         return [self.src(node.args[0], node)]
 
-    def visit_module(self, node: fx.Node, m: nn.Module) -> None:
-        path = str(node.target)
-        kind = type(m).__name__
-        if isinstance(m, nn.Identity):
-            self.alias[node] = self.src(node.args[0], node)
-        elif type(m) in _ACT_MODULES:
-            op = _ACT_MODULES[type(m)]
-            self.emit(node, op, self.one(node), _act_attrs(op, m))
-        elif isinstance(m, nn.Linear):
-            self.emit(node, "linear", self.one(node), {
-                "in_features": m.in_features, "out_features": m.out_features,
-                "bias": m.bias is not None}, path)
-        elif isinstance(m, nn.Conv1d | nn.Conv2d) and type(m) in (nn.Conv1d, nn.Conv2d):
-            dims = 1 if isinstance(m, nn.Conv1d) else 2
-            if m.groups != 1 or m.padding_mode != "zeros":
-                raise UnsupportedOpError(f"{path}: {kind} with groups={m.groups} or "
-                                         f"padding_mode={m.padding_mode!r} is not supported")
-            padding = m.padding
-            if isinstance(padding, str):
-                padding = _same_padding(path, padding, m, dims)
-            self.emit(node, f"conv{dims}d", self.one(node), {
-                "in_channels": m.in_channels, "out_channels": m.out_channels,
-                "kernel_size": _pair(m.kernel_size, dims), "stride": _pair(m.stride, dims),
-                "padding": _pair(padding, dims), "dilation": _pair(m.dilation, dims),
-                "bias": m.bias is not None}, path)
-        elif type(m) in (nn.BatchNorm1d, nn.BatchNorm2d):
-            op = "batchnorm1d" if isinstance(m, nn.BatchNorm1d) else "batchnorm2d"
-            self.emit(node, op, self.one(node), {
-                "num_features": m.num_features, "eps": m.eps, "momentum": m.momentum,
-                "affine": m.affine, "track_running_stats": m.track_running_stats}, path)
-        elif isinstance(m, nn.LayerNorm):
-            if len(m.normalized_shape) != 1:
-                raise UnsupportedOpError(f"{path}: LayerNorm over more than the last dim")
-            self.emit(node, "layernorm", self.one(node), {
-                "normalized_shape": m.normalized_shape[0], "eps": m.eps,
-                "elementwise_affine": m.elementwise_affine,
-                "bias": m.elementwise_affine and m.bias is not None}, path)
-        elif isinstance(m, nn.Dropout):
-            self.emit(node, "dropout", self.one(node), {"p": m.p})
-        elif isinstance(m, nn.Flatten):
-            if m.start_dim != 1 or m.end_dim != -1:
-                raise UnsupportedOpError(f"{path}: Flatten must use start_dim=1, end_dim=-1")
-            self.emit(node, "flatten", self.one(node), {})
-        elif type(m) in _POOLS:
-            op, attrs = _POOLS[type(m)](path, m)
-            self.emit(node, op, self.one(node), attrs)
-        elif isinstance(m, nn.MultiheadAttention):
-            self.visit_attention(node, m, path)
+    def alias(self, node: fx.Node, arg: Any) -> None:
+        self.aliases[node] = self.src(arg, node)
+
+    def emit(self, node: fx.Node, op: str, srcs: list[str], attrs: dict[str, Any],
+             path: str | None = None, params: dict[str, str] | None = None) -> None:
+        """Add an op-graph node for ``node``; ``path`` names its module (and tensors).
+
+        A module called a second time gets the path ``<path>@2`` and its tensors are tied
+        to the first call's (weight sharing by reuse)."""
+        if params is None and path and any(f"{path}.{r}" in self.used
+                                           for r in OPS[op].roles(attrs)):
+            calls = self.calls[path] = self.calls.get(path, 1) + 1
+            first, path = path, f"{path}@{calls}"
+            params = {r: f"{path}.{r}" for r in OPS[op].roles(attrs)}
+            self.ties.update({f"{path}.{r}": f"{first}.{r}" for r in params})
+        name = path if path and path not in self.nodes and path not in self.inputs_names() \
+            else node.name
+        while name in self.nodes or name in self.inputs_names():
+            name += "_"
+        if params is None:
+            params = {role: f"{path}.{role}" for role in OPS[op].roles(attrs)} if path else {}
+        self.nodes[name] = {"name": name, "op": op, "inputs": srcs, "attrs": attrs,
+                            "params": params}
+        self.used.update(params.values())
+        self.aliases[node] = name
+        self._find_ties(params)
+
+    def inputs_names(self) -> set[str]:
+        return {i["name"] for i in self.inputs}
+
+    def fold_scale(self, arg: Any) -> tuple[float, str] | None:
+        """If ``arg`` is a ``mul_scalar`` used only here, remove it: (factor, its input)."""
+        name = self.aliases.get(arg) if isinstance(arg, fx.Node) else None
+        node = self.nodes.get(name) if name else None
+        if node is None or node["op"] != "mul_scalar" or len(arg.users) != 1:
+            return None
+        del self.nodes[name]  # type: ignore[arg-type]
+        return node["attrs"]["value"], node["inputs"][0]
+
+    def mark_arange(self, node: fx.Node) -> None:
+        self.aranges[node] = [int(i) for i in self.values[node].tolist()]
+
+    def arange(self, arg: Any) -> list[int] | None:
+        return self.aranges.get(arg)
+
+    def tuple_output(self, node: fx.Node, where: str) -> None:
+        """A module returning (output, extras): only ``[0]`` may be used."""
+        self.tuples[node] = where
+
+    def claim(self, nodes: set[fx.Node], at: fx.Node, op: str, x: fx.Node,
+              attrs: dict[str, Any], params: dict[str, str]) -> None:
+        """Replace ``nodes`` by one ``op`` node emitted when the walk reaches ``at``."""
+        for n in nodes:
+            self.claimed[n] = None
+        self.claimed[at] = (op, x, attrs, params)
+
+    # --- the walk -----------------------------------------------------------------------
+
+    def _find_ties(self, params: dict[str, str]) -> None:
+        for name in params.values():
+            try:
+                p = self.root.get_parameter(name)
+            except AttributeError:
+                continue
+            first = self.params.get(id(p))
+            if first is not None and first != name:
+                self.ties[name] = first
+
+    def visit(self, node: fx.Node) -> None:
+        if node in self.claimed:
+            emission = self.claimed[node]
+            if emission is not None:
+                op, x, attrs, params = emission
+                where = str(node.target).rpartition(".")[0] or None
+                self.emit(node, op, [self.src(x, node)], attrs, where, params)
+            return
+        if node.op == "placeholder":
+            if self.inputs:
+                if node.args:  # an optional argument left at its default
+                    return
+                raise UnsupportedOpError(f"{node.name}: only single-input modules are "
+                                         "supported")
+            self.inputs.append({"name": node.name, "shape": list(self.shape(node)[1:])})
+            self.aliases[node] = node.name
+        elif node.op == "output":
+            outs = node.args[0]
+            outs = list(outs) if isinstance(outs, tuple | list) else [outs]
+            self.outputs = [self.src(o, node) for o in outs if o is not None]  # (y, None)
+        elif node.op == "get_attr":
+            self.pending.add(node)  # emitted on first use as a value (see src)
+        elif node.op == "call_function" and node.args and node.args[0] in self.tuples:
+            if node.target.__name__ != "getitem" or node.args[1] != 0:  # type: ignore[union-attr]
+                raise UnsupportedOpError(f"{self.tuples[node.args[0]]}: only the output "
+                                         "([0]) of this module may be used")
+            self.aliases[node] = self.aliases[node.args[0]]  # type: ignore[index]
         else:
-            raise UnsupportedOpError(f"{path}: module type {kind} is not supported")
+            self.visit_call(node)
 
-    def visit_attention(self, node: fx.Node, m: nn.MultiheadAttention, path: str) -> None:
-        q, k, v = (node.args + (None,) * 3)[:3]
-        if not (q is k is v) or q is None:
-            raise UnsupportedOpError(f"{path}: only self-attention (query is key is value)")
-        for key, value in node.kwargs.items():
-            if key in ("attn_mask", "key_padding_mask") and value is not None:
-                raise UnsupportedOpError(f"{path}: attention masks are not supported")
-            if key == "is_causal" and value:
-                raise UnsupportedOpError(f"{path}: causal attention is not supported")
-        if not m.batch_first or not m._qkv_same_embed_dim or m.bias_k is not None \
-                or m.add_zero_attn:
-            raise UnsupportedOpError(f"{path}: MultiheadAttention must use batch_first=True, "
-                                     "equal q/k/v dims, no bias_kv, no add_zero_attn")
-        self.emit(node, "self_attention", [self.src(q, node)], {
-            "embed_dim": m.embed_dim, "num_heads": m.num_heads,
-            "bias": m.in_proj_bias is not None, "dropout": m.dropout}, path)
-        self.attention.add(node)
-        for user in node.users:
-            if user.op != "call_function" or user.target is not operator.getitem \
-                    or user.args[1] != 0:
-                raise UnsupportedOpError(f"{path}: only the attention output ([0]) may be used")
-
-    def visit_function(self, node: fx.Node) -> None:
-        f = node.target
-        if f is operator.getitem and node.args[0] in self.attention and node.args[1] == 0:
-            self.alias[node] = self.alias[node.args[0]]
-        elif f in _ADD:
-            if len(node.args) != 2 or node.kwargs:
-                raise UnsupportedOpError(f"{node.name}: add with extra arguments")
-            self.emit(node, "add", [self.src(a, node) for a in node.args], {})
-        elif f in _ACT_FUNCTIONS:
-            op = _ACT_FUNCTIONS[f]
-            attrs: dict[str, Any] = {}
-            if op == "gelu":
-                attrs["approximate"] = node.kwargs.get("approximate", "none")
-            if op == "leaky_relu":
-                args = node.args[1:] or (node.kwargs.get("negative_slope", 0.01),)
-                attrs["negative_slope"] = float(args[0])
-            self.emit(node, op, self.one(node), attrs)
-        elif f is torch.flatten:
-            self.flatten(node, *node.args[1:], **node.kwargs)
-        elif f is F.dropout:
-            self.emit(node, "dropout", self.one(node), {"p": float(node.kwargs.get("p", 0.5))})
+    def visit_call(self, node: fx.Node) -> None:
+        if node.op == "call_module":
+            m = self.modules[str(node.target)]
+            rule, target = _MODULES.get(type(m)), m
+            if rule is None:
+                raise UnsupportedOpError(
+                    f"{node.target}: module type {type(m).__name__} is not supported; "
+                    "see the op list in the README (or send arch=)")
         else:
-            name = getattr(f, "__name__", str(f))
-            raise UnsupportedOpError(f"{node.name}: function {name} is not supported")
-
-    def visit_method(self, node: fx.Node) -> None:
-        m = str(node.target)
-        if m == "size":
-            self.ignored.add(node)
-        elif m in _ACT_METHODS:
-            self.emit(node, _ACT_METHODS[m], self.one(node), {})
-        elif m == "flatten":
-            self.flatten(node, *node.args[1:], **node.kwargs)
-        elif m == "contiguous":
-            self.alias[node] = self.src(node.args[0], node)
-        elif m in ("view", "reshape"):
-            src, out = _shape(node.args[0]), _shape(node)  # type: ignore[arg-type]
-            if len(src) > 2 and len(out) == 2 and out[0] == src[0]:
-                self.emit(node, "flatten", self.one(node), {})
-            elif src == out:
-                self.alias[node] = self.src(node.args[0], node)
-            else:
-                raise UnsupportedOpError(f"{node.name}: {m} other than a flatten to (batch, -1)")
-        elif m in ("add", "add_", "__add__", "__iadd__"):
-            self.emit(node, "add", [self.src(a, node) for a in node.args], {})
-        else:
-            raise UnsupportedOpError(f"{node.name}: tensor method {m} is not supported")
-
-    def flatten(self, node: fx.Node, start_dim: int = 0, end_dim: int = -1) -> None:
-        if start_dim != 1 or end_dim != -1:
-            raise UnsupportedOpError(f"{node.name}: flatten must use start_dim=1, end_dim=-1")
-        self.emit(node, "flatten", self.one(node), {})
-
-
-def _act_attrs(op: str, m: nn.Module) -> dict[str, Any]:
-    if op == "gelu":
-        return {"approximate": m.approximate}
-    if op == "leaky_relu":
-        return {"negative_slope": float(m.negative_slope)}
-    if op == "sine":
-        return {"w0": float(m.w0)}
-    return {}
-
-
-def _same_padding(path: str, padding: str, m: nn.Module, dims: int) -> list[int]:
-    if padding == "valid":
-        return [0] * dims
-    totals = [d * (k - 1) for d, k in zip(_pair(m.dilation, dims), _pair(m.kernel_size, dims),
-                                           strict=True)]
-    if any(t % 2 for t in totals):
-        raise UnsupportedOpError(f"{path}: padding='same' with an even kernel is asymmetric")
-    return [t // 2 for t in totals]
-
-
-def _pool(kind: str, dims: int) -> Callable[[str, nn.Module], tuple[str, dict[str, Any]]]:
-    def convert(path: str, m: Any) -> tuple[str, dict[str, Any]]:
-        if kind == "adaptive_avg" or kind == "adaptive_max":
-            size = _pair(m.output_size, dims)
-            if any(s is None for s in size) or getattr(m, "return_indices", False):
-                raise UnsupportedOpError(f"{path}: adaptive pooling needs a full output size")
-            return f"{kind}_pool{dims}d", {"output_size": size}
-        if m.ceil_mode or getattr(m, "return_indices", False) \
-                or getattr(m, "divisor_override", None) is not None \
-                or getattr(m, "count_include_pad", True) is False:
-            raise UnsupportedOpError(f"{path}: {type(m).__name__} with ceil_mode, "
-                                     "return_indices, divisor_override or count_include_pad=False")
-        stride = m.stride if m.stride is not None else m.kernel_size
-        attrs = {"kernel_size": _pair(m.kernel_size, dims), "stride": _pair(stride, dims),
-                 "padding": _pair(m.padding, dims)}
-        if kind == "max":
-            attrs["dilation"] = _pair(m.dilation, dims)
-        return f"{kind}_pool{dims}d", attrs
-
-    return convert
-
-
-_POOLS: dict[type, Callable[[str, nn.Module], tuple[str, dict[str, Any]]]] = {
-    nn.AvgPool1d: _pool("avg", 1), nn.AvgPool2d: _pool("avg", 2),
-    nn.MaxPool1d: _pool("max", 1), nn.MaxPool2d: _pool("max", 2),
-    nn.AdaptiveAvgPool1d: _pool("adaptive_avg", 1), nn.AdaptiveAvgPool2d: _pool("adaptive_avg", 2),
-    nn.AdaptiveMaxPool1d: _pool("adaptive_max", 1), nn.AdaptiveMaxPool2d: _pool("adaptive_max", 2),
-}
+            table = _FUNCTIONS if node.op == "call_function" else _METHODS
+            rule, target = table.get(node.target), node.target
+            if rule is None:
+                if not isinstance(self.values.get(node), torch.Tensor):
+                    return  # sizes, dtypes, devices: read on the example, not part of the graph
+                name = getattr(node.target, "__name__", str(node.target))
+                raise UnsupportedOpError(f"{self.where(node)}: {name} is not supported; "
+                                         "see the op list in the README (or send arch=)")
+        if node.op != "call_module" and not self.holds_tensors(node):
+            return  # arithmetic on sizes (x.size()[:-1] + (h, d)), not part of the graph
+        if rule.name == "take" and not self.is_tensor(node.args[0]):
+            if isinstance(self.values.get(node), torch.Tensor):
+                raise UnsupportedOpError(f"{self.where(node)}: indexing the tuple result of "
+                                         f"{node.args[0]} is not supported")
+            return  # indexing a shape tuple
+        rule.trace(self, node, target)

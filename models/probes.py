@@ -15,41 +15,38 @@ keep the metanetwork invariant. Only networks of linear layers (and residual add
 evaluated; any other graph (convolutions, normalization, attention) gets zero features,
 flagged by :func:`probe_supported`. GELU is evaluated exactly: the graph does not record a
 tanh approximation (a difference far below what the features are used for).
+
+The activation functions come from the op registry (:data:`graphs.OPS`): a graph that
+carries ``node_fn`` (the exact elementwise op of each node) is evaluated exactly; one
+that carries only ``node_act`` (the v1 vocabulary: ``relu6`` is recorded as ``relu``) gets
+the nearest v1 activation.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.data import Batch
 from torch_geometric.utils import scatter
 
-from graphs import ACTIVATION_IDS, NODE_TYPES
+from graphs import ACTIVATION_IDS, FUNCTION_IDS, NODE_TYPES, OPS
 
 _SUPPORTED_NODES = tuple(NODE_TYPES[k] for k in ("input", "linear", "add"))
 
 
-# activation id -> f(pre-activation, per-row parameter: w0 of a sine, slope of a leaky ReLU)
-_ACTIVATIONS = {
-    ACTIVATION_IDS["relu"]: lambda v, p: F.relu(v),
-    ACTIVATION_IDS["gelu"]: lambda v, p: F.gelu(v),
-    ACTIVATION_IDS["silu"]: lambda v, p: F.silu(v),
-    ACTIVATION_IDS["tanh"]: lambda v, p: torch.tanh(v),
-    ACTIVATION_IDS["sigmoid"]: lambda v, p: torch.sigmoid(v),
-    ACTIVATION_IDS["leaky_relu"]: lambda v, p: torch.where(v >= 0, v, v * p),
-    ACTIVATION_IDS["sine"]: lambda v, p: torch.sin(p * v),
-}
+# id -> f(pre-activation, per-row parameter: w0 of a sine, slope of a leaky ReLU)
+_ACTIVATIONS = {i: OPS[name].apply for name, i in ACTIVATION_IDS.items()}
+_FUNCTIONS = {i: OPS[name].apply for name, i in FUNCTION_IDS.items()}
 
 
-def _activate(pre: Tensor, act: Tensor, param: Tensor) -> Tensor:
-    """Each node's own activation (``node_act``; 0 = identity) applied to its row of ``pre``."""
+def _activate(pre: Tensor, act: Tensor, param: Tensor, table: dict) -> Tensor:
+    """Each node's own function (``node_fn`` or ``node_act``; 0 = identity) on its row."""
     out = pre
     for a in torch.unique(act).tolist():
         if a == 0:
             continue
         rows = act == a
-        y = _ACTIVATIONS[a](pre[rows], param[rows, None])
+        y = table[a](pre[rows], param[rows, None])
         out = out.index_put((rows.nonzero()[:, 0],), y)
     return out
 
@@ -83,6 +80,8 @@ def probe_activations(batch: Batch, num_graphs: int, points: Tensor) -> Tensor:
     bias = batch.x[:, 0].to(points.dtype)
     param = batch.x[:, 5].to(points.dtype)
     layer = batch.node_layer
+    exact = getattr(batch, "node_fn", None)
+    fn, table = (batch.node_act, _ACTIVATIONS) if exact is None else (exact, _FUNCTIONS)
     edge_layer = layer[dst]
     for depth in range(1, int(layer.max()) + 1 if n else 1):
         e = edge_layer == depth
@@ -91,6 +90,6 @@ def probe_activations(batch: Batch, num_graphs: int, points: Tensor) -> Tensor:
         pre = scatter(weight[e, None] * values[src[e]], dst[e], 0, dim_size=n, reduce="sum")
         rows = (layer == depth) & ok
         idx = rows.nonzero()[:, 0]
-        out = _activate(pre[idx] + bias[idx, None], batch.node_act[idx], param[idx])
+        out = _activate(pre[idx] + bias[idx, None], fn[idx], param[idx], table)
         values = values.index_put((idx,), out)
     return values

@@ -139,9 +139,9 @@ def test_corrupt_embedded_architecture_is_an_error() -> None:
         graphs.load(raw)
 
 
-class _Mul(nn.Module):
+class _Cumsum(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * 2
+        return torch.cumsum(x, 1)
 
 
 @pytest.mark.parametrize(
@@ -149,7 +149,7 @@ class _Mul(nn.Module):
     [
         (nn.Sequential(nn.Linear(4, 4), nn.Softplus()), "Softplus"),
         (nn.Sequential(nn.Conv2d(4, 4, 3, groups=2)), "groups=2"),
-        (nn.Sequential(nn.Linear(4, 4), _Mul()), "mul"),
+        (nn.Sequential(nn.Linear(4, 4), _Cumsum()), r"^1 \(call_function cumsum\)"),
         (nn.Sequential(nn.Linear(4, 4), nn.Unflatten(1, (2, 2))), "Unflatten"),
     ],
 )
