@@ -1,8 +1,6 @@
 """Canonical form under scale (ReLU) and sign (tanh, sine) symmetries: property tests."""
 
-import sys
-from pathlib import Path
-
+import _merging_models as M
 import pytest
 import torch
 from hypothesis import given, settings
@@ -11,9 +9,6 @@ from torch import nn
 
 import graphs
 from graphs.canonical import canonical_groups, canonicalize, random_rescaling
-
-sys.path.insert(0, str(Path(__file__).parents[1] / "merging"))
-import _merging_models as M  # noqa: E402
 
 
 def _odd(act: str, seed: int):
