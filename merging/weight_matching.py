@@ -18,6 +18,7 @@ import torch
 
 from graphs import Checkpoint, NeuronMap, apply_permutation, check_permutations, neuron_map
 from merging.assignment import assignment_value, best_device, solve_unit, units
+from merging.errors import UnsupportedMergeError
 
 __all__ = ["STAT_ROLES", "MatchResult", "matched_views", "weight_matching"]
 
@@ -44,7 +45,9 @@ class MatchResult:
 
 def _check_pair(a: Checkpoint, b: Checkpoint) -> NeuronMap:
     if a.architecture != b.architecture:
-        raise ValueError("checkpoints to align must share one architecture")
+        raise UnsupportedMergeError(
+            "checkpoints to align by permutation must share one architecture (networks of "
+            "different widths: method 'ot'; of different depths: method 'clafusion')")
     return neuron_map(a.architecture)
 
 
