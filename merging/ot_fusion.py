@@ -8,7 +8,7 @@ onto the target's, and the aligned networks are averaged.
 
 * **Ground cost** per group, squared Euclidean between neurons: ``"weights"`` — their
   incoming weights (rows of every tensor whose axis 0 is the group), with the input axes
-  already carried into the target's basis by the plans of the groups processed before
+  already carried into the target's basis (as below) by the plans of the groups before
   (groups are taken in neuron-map order, i.e. topologically; tensors whose other axes are not
   aligned yet, such as a residual block's inner conv for the stream group, are left out of
   the cost); ``"activations"`` — their values over data (every op-graph value in the group).
@@ -257,7 +257,7 @@ def ot_fusion(checkpoints: Sequence[Checkpoint], *, target: int = 0, mode: Mode 
                 own[j][gid] = fan[j][gid] = eye
                 plans[j][gid] = eye / size
                 continue
-            xj = _incoming(maps[j], views[j], names, gid, own[j], done, fixed)
+            xj = _incoming(maps[j], views[j], names, gid, fan[j], done, fixed)
             if mode == "activations":
                 assert acts is not None
                 cost = ot.dist(acts[target][gid].numpy(), acts[j][gid].numpy())
