@@ -12,8 +12,8 @@ onto the target's, and the aligned networks are averaged.
   (groups are taken in neuron-map order, i.e. topologically; tensors whose other axes are not
   aligned yet, such as a residual block's inner conv for the stream group, are left out of
   the cost); ``"activations"`` — their values over data (every op-graph value in the group).
-* **Plans**: exact (``ot.emd``) or entropic (``ot.sinkhorn``, log-domain, on the cost scaled
-  to max 1); masses uniform or by neuron importance (ℓ1 norm of the incoming weights).
+* **Plans**: exact (``ot.emd``) or entropic (``ot.sinkhorn``, log-stabilized, on the cost
+  scaled to max 1); masses uniform or by neuron importance (ℓ1 norm of the incoming weights).
 * **Carrying a network into the target basis**: a neuron's own parameters (axis 0: weight
   rows, bias, norm parameters and statistics) become ``diag(1/μ)·T`` averages of the source
   neurons sent to it (the paper's barycentric map); the weights that *read* the group (axes
@@ -177,8 +177,8 @@ def _plan(cost: np.ndarray, mu: np.ndarray, nu: np.ndarray, solver: Solver, reg:
         return ot.emd(mu, nu, cost, numItermax=10_000_000)
     scale = cost.max() if cost.max() > 0 else 1.0
     # Marginals to 1e-6 of their unit total: far below what changes the fused weights.
-    return ot.sinkhorn(mu, nu, cost / scale, reg, method="sinkhorn_log", numItermax=20_000,
-                       stopThr=1e-6)
+    return ot.sinkhorn(mu, nu, cost / scale, reg, method="sinkhorn_stabilized",
+                       numItermax=20_000, stopThr=1e-6)
 
 
 def _activation_features(checkpoints: Sequence[Checkpoint], data: torch.Tensor,
