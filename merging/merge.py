@@ -150,7 +150,12 @@ def merge(a: Checkpoint, b: Checkpoint, *, method: Method = "weight", lam: float
     ``"clafusion"`` fuse A and B with weights (1−λ, λ) into A's widths (:func:`fuse`;
     ``options`` go to it); the others align B to A by permutations first.
     """
+    if canonical and method != "weight":
+        raise MergeInputError("canonical applies to weight matching only")
     if method in _FUSION:
+        if bn not in (None, "reset", "stale"):
+            raise MergeInputError(f"fusion resets BatchNorm statistics on data; bn={bn!r} "
+                                  "is for permutation merges")
         if not 0 <= lam <= 1:
             raise MergeInputError("lam must lie in [0, 1] for a fusion")
         fused = fuse([a, b], method=method, data=data, weights=[1 - lam, lam],
