@@ -128,3 +128,27 @@ def test_dead_neurons_are_left_alone():
     assert all(torch.isfinite(t).all() for t in canon.tensors.values())
     assert not canon.tensors["0.weight"][0].any() and canon.tensors["0.bias"][0] == 0
     torch.testing.assert_close(_out(canon, x), _out(c, x), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("family", ("mlp", "cnn_bn", "tanh"))
+def test_metanetwork_output_is_invariant_with_the_scale_invariant_input(family):
+    """The acceptance check of the scale-invariant option: same prediction for a rescaled /
+    sign-flipped copy when the metanetwork reads ``scale_invariant_input``."""
+    from torch_geometric.data import Batch
+
+    from models import GraphMetanet, MetanetConfig
+    from models.data import graph_of
+
+    c, _ = _make(family, 1, 0)
+    copy = random_rescaling(c, torch.Generator().manual_seed(3), low=0.1, high=10.0)
+    torch.manual_seed(0)
+    model = GraphMetanet(MetanetConfig(hidden=16, edge_hidden=8, layers=2, fourier=4,
+                                       layer_stats=True))
+    model.fit_normalization([graph_of(x) for x in (c, copy, graphs.scale_invariant_input(c))])
+    model.eval()
+    with torch.no_grad():
+        plain = model(Batch.from_data_list([graph_of(c), graph_of(copy)]))
+        inv = model(Batch.from_data_list([graph_of(graphs.scale_invariant_input(c)),
+                                          graph_of(graphs.scale_invariant_input(copy))]))
+    assert not torch.allclose(plain[0], plain[1], atol=1e-4)
+    torch.testing.assert_close(inv[0], inv[1], atol=1e-4, rtol=0)
