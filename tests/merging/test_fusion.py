@@ -230,3 +230,16 @@ def test_clafusion_refuses_what_it_cannot_balance():
     relu = M.checkpoint(M.mlp([4, 5, 2]), x)
     with pytest.raises(merging.UnsupportedMergeError, match="activation"):
         merging.clafusion([relu, tanh3])
+
+
+@pytest.mark.parametrize("family", ("cnn", "cnn_bn", "resnet"))
+@pytest.mark.parametrize("target", (0, 1))
+def test_convolutional_networks_of_different_widths_fuse(family, target):
+    (m1, x), (m2, _) = M.family(family, 0, 0), M.family(family, 2, 1)
+    a, b = M.checkpoint(m1, x), M.checkpoint(m2, x)
+    merging.check_method("ot", [a.architecture, b.architecture])
+    result = merging.ot_fusion([a, b], target=target, data=torch.randn(16, *x.shape[1:]))
+    want = (a, b)[target]
+    assert result.checkpoint.architecture == want.architecture
+    assert torch.isfinite(_out(result.checkpoint, x)).all()
+    assert result.bn_stats == ("none" if family == "cnn" else "reset")
