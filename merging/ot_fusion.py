@@ -202,6 +202,63 @@ def _activation_features(checkpoints: Sequence[Checkpoint], data: torch.Tensor,
     return out
 
 
+Plans = list[dict[str, torch.Tensor]]
+
+
+def _transport(maps: list[NeuronMap], views: list[dict[str, torch.Tensor]], target: int,
+               names: set[str], order: list[str], fixed: set[str],
+               acts: list[dict[str, torch.Tensor]] | None, solver: Solver, reg: float,
+               masses: Masses, fan_in: FanIn) -> tuple[Plans, Plans, Plans]:
+    """Per input and group: ``diag(1/μ)·T`` (own), ``T·diag(1/ν)`` (fan) and ``T``.
+
+    Groups go in ``order``; a group's weight cost sees the earlier groups' ``fan`` carrying.
+    """
+    n = len(maps)
+    nmap0 = maps[target]
+    own: Plans = [{} for _ in range(n)]
+    fan: Plans = [{} for _ in range(n)]
+    plans: Plans = [{} for _ in range(n)]
+    done: set[str] = set()
+    for gid in order:
+        x0 = _incoming(nmap0, views[target], names, gid, None, done, fixed)
+        n0 = nmap0.groups[gid].size
+        for j in range(n):
+            size = maps[j].groups[gid].size
+            if j == target:
+                eye = torch.eye(size, dtype=torch.float64)
+                own[j][gid] = fan[j][gid] = eye
+                plans[j][gid] = eye / size
+                continue
+            xj = _incoming(maps[j], views[j], names, gid, fan[j], done, fixed)
+            if acts is not None:
+                cost = ot.dist(acts[target][gid].numpy(), acts[j][gid].numpy())
+            elif x0 is not None and xj is not None:
+                cost = ot.dist(x0.numpy(), xj.numpy())
+            else:  # nothing aligned feeds this group: no preference
+                cost = np.zeros((n0, size))
+            mu, nu = _masses(masses, x0, n0), _masses(masses, xj, size)
+            t = torch.from_numpy(np.asarray(_plan(cost, mu, nu, solver, reg), dtype=np.float64))
+            plans[j][gid] = t
+            own[j][gid] = t / t.sum(1).clamp_min(1e-300)[:, None]  # rows: μ (Sinkhorn: ≈ μ)
+            fan[j][gid] = (t / t.sum(0).clamp_min(1e-300)[None, :] if fan_in == "preserve"
+                           else own[j][gid])  # columns: ν
+        done.add(gid)
+    return own, fan, plans
+
+
+def _carry(nmap: NeuronMap, views: dict[str, torch.Tensor], own: dict[str, torch.Tensor],
+           fan: dict[str, torch.Tensor], fixed: set[str]) -> dict[str, torch.Tensor]:
+    """A network's views in the target's basis: axis 0 by ``own``, reader axes by ``fan``."""
+    carried = {}
+    for view, t in views.items():
+        if t.is_floating_point():
+            for ax, h in enumerate(nmap.axes[view]):
+                if h is not None and h not in fixed:
+                    t = _along(t, ax, (own if ax == 0 else fan)[h])
+        carried[view] = t
+    return carried
+
+
 def ot_fusion(checkpoints: Sequence[Checkpoint], *, target: int = 0, mode: Mode = "weights",
               solver: Solver = "emd", reg: float = 0.01, masses: Masses = "uniform",
               fan_in: FanIn = "preserve", weights: Sequence[float] | None = None,
@@ -245,52 +302,16 @@ def ot_fusion(checkpoints: Sequence[Checkpoint], *, target: int = 0, mode: Mode 
     acts = (_activation_features(checkpoints, x, order, dev, max_samples)
             if mode == "activations" else None)
 
-    own: list[dict[str, torch.Tensor]] = [{} for _ in range(n)]  # diag(1/μ)·T
-    fan: list[dict[str, torch.Tensor]] = [{} for _ in range(n)]  # T·diag(1/ν)
-    plans: list[dict[str, torch.Tensor]] = [{} for _ in range(n)]
-    done: set[str] = set()
-    for gid in order:
-        x0 = _incoming(nmap0, views[target], names, gid, None, done, fixed)
-        for j in range(n):
-            size = maps[j].groups[gid].size
-            if j == target:
-                eye = torch.eye(size, dtype=torch.float64)
-                own[j][gid] = fan[j][gid] = eye
-                plans[j][gid] = eye / size
-                continue
-            xj = _incoming(maps[j], views[j], names, gid, fan[j], done, fixed)
-            if mode == "activations":
-                assert acts is not None
-                cost = ot.dist(acts[target][gid].numpy(), acts[j][gid].numpy())
-            elif x0 is not None and xj is not None:
-                cost = ot.dist(x0.numpy(), xj.numpy())
-            else:  # nothing aligned feeds this group: no preference
-                cost = np.zeros((nmap0.groups[gid].size, size))
-            mu = _masses(masses, x0, nmap0.groups[gid].size)
-            nu = _masses(masses, xj, size)
-            t = torch.from_numpy(np.asarray(_plan(cost, mu, nu, solver, reg), dtype=np.float64))
-            plans[j][gid] = t
-            row = t.sum(1).clamp_min(1e-300)  # = μ for an exact plan; Sinkhorn is close
-            own[j][gid] = t / row[:, None]
-            if fan_in == "preserve":
-                col = t.sum(0).clamp_min(1e-300)  # = ν
-                fan[j][gid] = t / col[None, :]
-            else:
-                fan[j][gid] = own[j][gid]
-        done.add(gid)
-
+    own, fan, plans = _transport(maps, views, target, names, order, fixed, acts, solver, reg,
+                                 masses, fan_in)
     aligned: list[Checkpoint] = []
     fused_views: dict[str, torch.Tensor] = {}
     for j in range(n):
-        carried = {}
-        for view, t in views[j].items():
-            if t.is_floating_point():
-                for ax, h in enumerate(maps[j].axes[view]):
-                    if h is not None and h not in fixed:
-                        t = _along(t, ax, (own if ax == 0 else fan)[j][h])
-                fused_views[view] = fused_views.get(view, 0) + w[j] * t
-            carried[view] = t
+        carried = _carry(maps[j], views[j], own[j], fan[j], fixed)
         aligned.append(_to_checkpoint(nmap0, carried, tgt))
+        for view, t in carried.items():
+            if t.is_floating_point():
+                fused_views[view] = fused_views.get(view, 0) + w[j] * t
     fused = _to_checkpoint(nmap0, {**views[target], **fused_views}, tgt)
     bn = "none"
     if has_batchnorm(tgt.architecture):
