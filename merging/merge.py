@@ -96,12 +96,15 @@ class ManyMergeResult:
 
 def align(a: Checkpoint, b: Checkpoint, method: Method = "weight",
           data: tuple[torch.Tensor, ...] | torch.Tensor | None = None,
-          device: torch.device | str | None = None, canonical: bool = False
-          ) -> MatchResult | None:
+          device: torch.device | str | None = None, canonical: bool = False,
+          **ste_options: Any) -> MatchResult | None:
     """Permutations that align B to A (``None`` for ``method="none"``).
 
-    ``canonical`` applies to weight matching (see :func:`merging.weight_matching`).
+    ``canonical`` applies to weight matching (see :func:`merging.weight_matching`),
+    ``ste_options`` (``epochs``, ``steps_per_epoch``, ``lr``, ...) to STE matching.
     """
+    if ste_options and method != "ste":
+        raise MergeInputError(f"method {method!r} takes no options {sorted(ste_options)}")
     if method == "weight":
         return weight_matching(a, b, device=device, canonical=canonical)
     if method == "activation":
@@ -111,7 +114,7 @@ def align(a: Checkpoint, b: Checkpoint, method: Method = "weight",
     if method == "ste":
         if not isinstance(data, tuple | list) or len(data) != 2:
             raise MergeInputError("STE matching needs labelled data (x, y)")
-        return ste_matching(a, b, (data[0], data[1]), device=device)
+        return ste_matching(a, b, (data[0], data[1]), device=device, **ste_options)
     if method == "none":
         return None
     if method in _FUSION:
@@ -148,7 +151,8 @@ def merge(a: Checkpoint, b: Checkpoint, *, method: Method = "weight", lam: float
 
     ``parents`` names the inputs in the lineage (default: their sha256). ``"ot"`` and
     ``"clafusion"`` fuse A and B with weights (1−λ, λ) into A's widths (:func:`fuse`;
-    ``options`` go to it); the others align B to A by permutations first.
+    ``options`` go to it); the others align B to A by permutations first (``options`` go to
+    :func:`merging.ste_matching` for ``"ste"``; STE learns on ``data``).
     """
     if canonical and method != "weight":
         raise MergeInputError("canonical applies to weight matching only")
@@ -162,10 +166,8 @@ def merge(a: Checkpoint, b: Checkpoint, *, method: Method = "weight", lam: float
                      parents=parents, device=device, **options)
         result = fused.fusion if isinstance(fused, ClaFusionResult) else fused
         return MergeResult(fused.checkpoint, None, result.bn_stats, fused)
-    if options:
-        raise MergeInputError(f"method {method!r} takes no options {sorted(options)}")
     dev = torch.device(device) if device is not None else best_device()
-    match = align(a, b, method, data, dev, canonical=canonical)
+    match = align(a, b, method, data, dev, canonical=canonical, **options)
     a_end, b_aligned = match.endpoints(a, b) if match is not None else (a, b)
     mode = _bn_mode(a, data, bn)
     x = None if data is None else data[0]

@@ -44,7 +44,7 @@ def test_ste_midpoint_is_no_worse_than_weight_matching(mlp_pair, digits_flat):
     ste = merging.ste_matching(a, b, train, epochs=2, steps_per_epoch=20)
     assert _train_slice_loss(a, b, ste.perms, train) <= \
         _train_slice_loss(a, b, wm.perms, train) + 1e-9
-    merged = merging.merge(a, b, method="ste", data=train)
+    merged = merging.merge(a, b, method="ste", data=train, epochs=1, steps_per_epoch=5)
     assert merging.lineage(merged.checkpoint)["method"] == "ste"
 
 
