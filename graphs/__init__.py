@@ -18,6 +18,7 @@ Errors are :mod:`graphs.errors` ``ValueError`` subclasses with one-line messages
 """
 
 from graphs.architecture import Architecture
+from graphs.canonical import canonical_groups, canonicalize, scale_invariant_input  # noqa: F401
 from graphs.errors import (
     ArchitectureError,
     CheckpointError,

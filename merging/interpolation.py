@@ -167,5 +167,5 @@ def interpolate(a: Checkpoint, b: Checkpoint, lambdas: int | list[float] = 25,
             raise ValueError("activation matching needs data")
         match = activation_matching(a, b, data, device=dev)
     naive = _path(a, b, grid, data, bn, dev)
-    aligned = None if match is None else _path(a, match.apply(b), grid, data, bn, dev)
+    aligned = None if match is None else _path(*match.endpoints(a, b), grid, data, bn, dev)
     return InterpolationResult(naive, aligned, match)

@@ -16,8 +16,16 @@ from dataclasses import dataclass, field
 
 import torch
 
-from graphs import Checkpoint, NeuronMap, apply_permutation, check_permutations, neuron_map
+from graphs import (
+    Checkpoint,
+    NeuronMap,
+    apply_permutation,
+    canonicalize,
+    check_permutations,
+    neuron_map,
+)
 from merging.assignment import assignment_value, best_device, solve_unit, units
+from merging.errors import UnsupportedMergeError
 
 __all__ = ["STAT_ROLES", "MatchResult", "matched_views", "weight_matching"]
 
@@ -36,15 +44,27 @@ class MatchResult:
     seconds: float
     method: str
     history: list[float] = field(default_factory=list)  # objective after each sweep
+    # The permutations align the canonical forms (graphs.canonicalize) of A and B.
+    canonical: bool = False
 
     def apply(self, b: Checkpoint) -> Checkpoint:
-        """B with its neurons reordered to line up with A (same function as B)."""
-        return apply_permutation(b, self.perms)
+        """B with its neurons reordered to line up with A (same function as B).
+
+        For a match of canonical forms, B is canonicalized first (still B's function).
+        """
+        return apply_permutation(canonicalize(b) if self.canonical else b, self.perms)
+
+    def endpoints(self, a: Checkpoint, b: Checkpoint) -> tuple[Checkpoint, Checkpoint]:
+        """The two networks to interpolate between: A and aligned B (canonical if matched so).
+        """
+        return (canonicalize(a) if self.canonical else a), self.apply(b)
 
 
 def _check_pair(a: Checkpoint, b: Checkpoint) -> NeuronMap:
     if a.architecture != b.architecture:
-        raise ValueError("checkpoints to align must share one architecture")
+        raise UnsupportedMergeError(
+            "checkpoints to align by permutation must share one architecture (networks of "
+            "different widths: method 'ot'; of different depths: method 'clafusion')")
     return neuron_map(a.architecture)
 
 
@@ -99,11 +119,19 @@ class _Objective:
 
 
 def weight_matching(a: Checkpoint, b: Checkpoint, *, max_sweeps: int = 100, seed: int = 0,
-                    init: dict[str, torch.Tensor] | None = None,
+                    init: dict[str, torch.Tensor] | None = None, canonical: bool = False,
                     device: torch.device | str | None = None) -> MatchResult:
-    """Align B to A by weight matching; ``init`` starts from given permutations."""
+    """Align B to A by weight matching; ``init`` starts from given permutations.
+
+    ``canonical=True`` matches the canonical forms of A and B (``graphs.canonicalize``:
+    ReLU neurons' scales moved out of their incoming weights, odd activations' signs fixed),
+    so neurons that differ only by a scale or sign compare equal; the result then aligns
+    (and :meth:`MatchResult.endpoints` interpolates) the canonical forms.
+    """
     start = time.perf_counter()
     nmap = _check_pair(a, b)
+    if canonical:
+        a, b = canonicalize(a), canonicalize(b)
     dev = torch.device(device) if device is not None else best_device()
     obj = _Objective(nmap, a, b, dev)
     todo = units(nmap)
@@ -136,4 +164,4 @@ def weight_matching(a: Checkpoint, b: Checkpoint, *, max_sweeps: int = 100, seed
     check_permutations(nmap, result)
     after = obj.value(perms)
     return MatchResult(result, before, after, sweeps, time.perf_counter() - start,
-                       "weight", history)
+                       "weight", history, canonical)
