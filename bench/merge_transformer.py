@@ -211,11 +211,14 @@ def table_anchored_mass(a: graphs.Checkpoint) -> None:
           "axes are fixed, before any group is solved")
     for unit in units(nmap):
         pairs = [(v, ax) for g in unit.groups for v, ax in nmap.groups[g].tensors if v in obj.a]
-        total = sum(float(obj.a[v].square().sum()) for v, _ in pairs)
-        anchored = [(v, ax) for v, ax in pairs if obj.anchored(v, ax, fixed)]
-        mass = sum(float(obj.a[v].square().sum()) for v, _ in anchored)
-        names = ", ".join(v for v, _ in anchored if obj.a[v].dim() > 1) or "none (biases only)"
-        print(f"   {'+'.join(unit.groups):<18} {mass / total:>6.1%}  matrices: {names}")
+        mass = {v: float(obj.a[v].square().sum()) for v, _ in pairs}
+        total = sum(mass[v] for v, _ in pairs)
+        anchored = [v for v, ax in pairs if obj.anchored(v, ax, fixed)]
+        matrices = [v for v in anchored if obj.a[v].dim() > 1]
+        share = sum(mass[v] for v in anchored) / total
+        share_m = sum(mass[v] for v in matrices) / total
+        print(f"   {'+'.join(unit.groups):<18} {share:>6.1%}, of which matrices {share_m:>5.1%}"
+              f" ({', '.join(matrices) or 'none'})")
     print("   (LayerNorm gains are ≈1 in every dim after training: they are anchored mass "
           "that does not tell neurons apart)")
 
