@@ -9,7 +9,8 @@ anchored start (``init`` = identity permutations); "anchored" is today's default
    anchored tensors (embedding, readout), agreement of the stream permutation with the
    anchored one (=anch), the mean correlation of matched features over the test digits, whether
    π(B) still computes B's function, the loss barrier and the midpoint accuracy.
-2. What the midpoint's loss is made of: only one part's tensors interpolated, the rest A's.
+2. What the midpoint's loss is made of: only one part's tensors interpolated, the rest A's;
+   2b: one group's permutation swapped between weight and activation matching.
 3. A planted copy π(A): the neuron map, the head blocks and the permutations are right.
 4. How much of each group's weight mass is anchored (other axes fixed) before any solve.
 5. Widths and seeds (skipped with ``--quick``): barriers of every alignment.
@@ -189,6 +190,26 @@ def table_parts(a: graphs.Checkpoint, b: graphs.Checkpoint, test: Split,
         print(f"{label:<34} " + " ".join(f"{c:>15}" for c in cells))
 
 
+def table_swaps(a: graphs.Checkpoint, b: graphs.Checkpoint, test: Split,
+                rows: dict[str, MatchResult | None]) -> None:
+    """Which group's alignment carries the barrier: one group's permutation taken from the
+    other method (activation matching solves every group on its own features, so any mix
+    of the two methods' groups is a valid symmetry)."""
+    wm, am = rows["weight, anchored (now)"], rows["activation"]
+    assert wm is not None and am is not None
+    print("\n2b. Barrier (11 λ points) with one group's permutation swapped between anchored "
+          f"weight matching ({barrier(a, wm.apply(b), test, 11)[0]:.3f}) and activation "
+          f"matching ({barrier(a, am.apply(b), test, 11)[0]:.3f})")
+    for label, groups in (("stream", ("embed",)), ("attention", ("attn:heads", "attn:qk",
+                                                               "attn:vo")), ("fc1", ("fc1",))):
+        mixed = []
+        for base, other in ((wm, am), (am, wm)):
+            perms = {**base.perms, **{g: other.perms[g] for g in groups}}
+            mixed.append(barrier(a, graphs.apply_permutation(b, perms), test, 11)[0])
+        print(f"   {label:<10} weight matching with activation's: {mixed[0]:.3f}; "
+              f"activation matching with weight's: {mixed[1]:.3f}")
+
+
 def table_planted(a: graphs.Checkpoint, test: Split) -> None:
     nmap = graphs.neuron_map(a.architecture)
     q = graphs.sample_permutations(nmap, torch.Generator().manual_seed(7))
@@ -255,6 +276,7 @@ def main() -> None:
     a, b = trained_pair(4, 1200, (1, 2), train, test)
     rows = table_alignments(a, b, train, test)
     table_parts(a, b, test, rows)
+    table_swaps(a, b, test, rows)
     table_planted(a, test)
     table_anchored_mass(a)
     if not args.quick:
