@@ -18,9 +18,10 @@ models). "ours": ``graphs.from_module`` of both models ("trace"), then ``merging
 its coordinate-descent steps and ``apply_permutations`` ("match"). Both are capped at
 ``--sweeps`` passes over all permutations (a full convergence of the transformer takes
 hours of CPU on this shared 2-core machine); "/sweep" is match time per pass, the
-comparable figure. Times are CPU seconds of the measuring process (one thread): wall time on
-a shared machine measures the neighbours. "same f" says whether the permuted B still
-computes B's function.
+comparable figure (ours: the anchored start pass is in "match" but not counted as a sweep,
+so our figure is an upper bound). Times are CPU seconds of the measuring process (one
+thread): wall time on a shared machine measures the neighbours. "same f" says whether the
+permuted B still computes B's function.
 
     nice .venv/bin/python bench/merge_large.py [--only resnet50|transformer] [--sweeps N]
 """
