@@ -16,10 +16,10 @@ is the process's peak resident memory during the method above what it held befor
 models). "ours": ``graphs.from_module`` of both models ("trace"), then ``merging.weight_matching``
 ("match"); "rebasin": ``PermutationCoordinateDescent(a, b, x)`` ("init", its tracing), then
 its coordinate-descent steps and ``apply_permutations`` ("match"). Both are capped at
-``--sweeps`` passes over all permutations (a full convergence of the transformer takes
-hours of CPU on this shared 2-core machine); "/sweep" is match time per pass, the
-comparable figure (ours: the anchored start pass is in "match" but not counted as a sweep,
-so our figure is an upper bound). Times are CPU seconds of the measuring process (one
+``--sweeps`` passes over all permutations (each run gets a fraction of a core on this
+shared 2-core machine); "/sweep" is match time per pass, the comparable figure (ours: the
+anchored start pass is in "match" but not counted as a sweep, so our figure is an upper
+bound). Times are CPU seconds of the measuring process (one
 thread): wall time on a shared machine measures the neighbours. "same f" says whether the
 permuted B still computes B's function.
 
