@@ -12,8 +12,8 @@ solved one at a time, the one whose weight mass is most determined first, each o
 whose other axes are fixed (input/output) or already solved. From the identity, a group's
 first cost mixes the signal of its anchored tensors with the noise of every tensor whose
 other axis is still unaligned. A transformer's residual stream is anchored only through the
-small embedding and readout (about a tenth of its weight mass in the digits encoder block),
-so the noise won: the descent settled in self-consistent but wrong stream permutations with
+small embedding and readout (6.6% of its weight mass in the digits encoder block), so the
+noise won: the descent settled in self-consistent but wrong stream permutations with
 *higher* barriers than no alignment (bench/merge_transformer.py).
 """
 
