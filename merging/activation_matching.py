@@ -17,7 +17,7 @@ import torch
 
 from graphs import Checkpoint, check_permutations
 from merging.assignment import assignment_value, best_device, solve_unit, units
-from merging.forward import batches, features, load_module, run_values
+from merging.forward import activation_values, batches, features, load_module, run_values
 from merging.weight_matching import MatchResult, _check_pair
 
 __all__ = ["activation_matching"]
@@ -75,8 +75,7 @@ def activation_matching(a: Checkpoint, b: Checkpoint,
     ma, mb = load_module(a, dev), load_module(b, dev)
     va, vb = nmap.split(a.tensors), nmap.split(b.tensors)
     permutable = {g.id for g in nmap.permutable_groups()}
-    values = {v: g for v, g in nmap.value_groups.items()
-              if g in permutable and not any(i.name == v for i in arch.inputs)}
+    values = activation_values(arch, nmap, permutable)
     attention = [n for n in arch.nodes if n.op == "self_attention"]
     wanted = set(values) | {n.inputs[0] for n in attention}
     corr = {gid: _Correlation() for gid in permutable if nmap.groups[gid].tensors}
@@ -84,7 +83,7 @@ def activation_matching(a: Checkpoint, b: Checkpoint,
         ea, eb = run_values(ma, xb, wanted), run_values(mb, xb, wanted)
         for v, gid in values.items():
             size = nmap.groups[gid].size
-            corr[gid].add(features(arch, v, ea[v], size), features(arch, v, eb[v], size))
+            corr[gid].add(features(nmap, v, ea[v], size), features(nmap, v, eb[v], size))
         for node in attention:
             pa = _attention_features(va, node.params, ea[node.inputs[0]])
             pb = _attention_features(vb, node.params, eb[node.inputs[0]])

@@ -80,7 +80,7 @@ def layer_stats(module: OpGraphModule, x: torch.Tensor, nodes: list[str],
     for xb in batches(x, batch_size, device):
         values = run_values(module, xb, nodes)
         for n in nodes:
-            f = features(arch, n, values[n], nmap.groups[nmap.value_groups[n]].size).double()
+            f = features(nmap, n, values[n], nmap.groups[nmap.value_groups[n]].size).double()
             s = sums.setdefault(n, [0, 0.0, 0.0])
             s[0] = s[0] + f.shape[0]
             s[1] = s[1] + f.sum(0)

@@ -11,12 +11,9 @@ from collections.abc import Iterable, Iterator
 
 import torch
 
-from graphs import Architecture, Checkpoint, OpGraphModule, build_module
-from graphs.architecture import PASSTHROUGH
+from graphs import Architecture, Checkpoint, NeuronMap, OpGraphModule, build_module
 
-__all__ = ["batches", "features", "load_module", "run_values"]
-
-_CHANNEL_FIRST = ("conv", "batchnorm", "avg_pool", "max_pool", "adaptive")
+__all__ = ["activation_values", "batches", "features", "load_module", "run_values"]
 
 
 def load_module(checkpoint: Checkpoint | tuple[Architecture, dict[str, torch.Tensor]],
@@ -46,22 +43,19 @@ def run_values(module: OpGraphModule, x: torch.Tensor, names: Iterable[str]
     return {n: env[n] for n in wanted}
 
 
-def channel_first(arch: Architecture, name: str) -> bool:
-    """Whether a value's features sit on axis 1 (conv layout) rather than the last axis."""
-    consumers = arch.consumers()
-    while True:
-        if any(i.name == name for i in arch.inputs):
-            return any(c.op.startswith(_CHANNEL_FIRST) for c in consumers[name])
-        node = arch.node(name)
-        if node.op.startswith(_CHANNEL_FIRST):
-            return True
-        if node.op in (*PASSTHROUGH, "add"):
-            name = node.inputs[0]
-            continue
-        return False
+def activation_values(arch: Architecture, nmap: NeuronMap, groups: Iterable[str]) -> dict[str, str]:
+    """The per-sample values (value -> group) whose features are neurons of ``groups``.
+
+    Inputs, learned parameters (no batch axis) and concatenations (several groups) are left
+    out: their features are not one group's neurons over samples.
+    """
+    wanted = set(groups)
+    skip = {i.name for i in arch.inputs} | {n.name for n in arch.nodes if n.op == "parameter"}
+    return {v: value.segments[0][0] for v, value in nmap.values.items()
+            if v not in skip and len(value.segments) == 1 and value.segments[0][0] in wanted}
 
 
-def features(arch: Architecture, name: str, value: torch.Tensor, size: int) -> torch.Tensor:
+def features(nmap: NeuronMap, name: str, value: torch.Tensor, size: int) -> torch.Tensor:
     """A batch of a value as (samples, size): positions and pixels count as samples.
 
     After a spatial flatten a value has C·H·W features for a C-channel group; each
@@ -72,6 +66,5 @@ def features(arch: Architecture, name: str, value: torch.Tensor, size: int) -> t
         if f == size:
             return value
         return value.reshape(n, size, f // size).transpose(1, 2).reshape(-1, size)
-    if channel_first(arch, name):
-        return value.movedim(1, -1).reshape(-1, size)
-    return value.reshape(-1, size)
+    # the neuron map knows where the feature axis went (conv channels, tokens, after permute)
+    return value.movedim(nmap.values[name].axis + 1, -1).reshape(-1, size)

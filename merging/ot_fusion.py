@@ -47,7 +47,7 @@ from merging.assignment import best_device
 from merging.batchnorm import has_batchnorm, reset_bn
 from merging.errors import MergeInputError, UnsupportedMergeError
 from merging.finetune import FinetuneRecipe, finetune
-from merging.forward import features, load_module, run_values
+from merging.forward import activation_values, features, load_module, run_values
 from merging.weight_matching import matched_views
 
 __all__ = ["FusionResult", "check_fusable", "ot_fusion"]
@@ -190,13 +190,12 @@ def _activation_features(checkpoints: Sequence[Checkpoint], data: torch.Tensor,
     for ckpt in checkpoints:
         arch = ckpt.architecture
         nmap = neuron_map(arch)
-        values = {v: gid for v, gid in nmap.value_groups.items()
-                  if gid in groups and not any(i.name == v for i in arch.inputs)}
+        values = activation_values(arch, nmap, groups)
         module = load_module(ckpt, device)
         env = run_values(module, x, values)
         feats: dict[str, list[torch.Tensor]] = {}
         for v, gid in values.items():
-            f = features(arch, v, env[v], nmap.groups[gid].size)
+            f = features(nmap, v, env[v], nmap.groups[gid].size)
             feats.setdefault(gid, []).append(f.detach().to("cpu", torch.float64))
         out.append({g: torch.cat(fs, 0).T for g, fs in feats.items()})
     return out

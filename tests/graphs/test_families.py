@@ -256,3 +256,18 @@ def test_unsupported_styles_name_the_module_and_what_to_do(module: nn.Module,
     x = torch.randn(2, 4, 5, 5) if isinstance(module[0], nn.Conv2d) else torch.randn(2, 4)
     with pytest.raises(graphs.UnsupportedOpError, match=message):
         graphs.describe(module, x)
+
+
+@pytest.mark.parametrize("name", ["convnext", "mobilenet_v2", "densenet"])
+def test_activation_matching_reads_features_where_the_neuron_map_puts_them(name: str) -> None:
+    """Channels-last blocks (``permute``), gates and concatenations move a value's feature axis;
+    activation matching must correlate along it, so a planted permutation is recovered."""
+    _, x, a = _family(name)
+    data = torch.randn(64, *x.shape[1:], generator=torch.Generator().manual_seed(5))
+    nmap = graphs.neuron_map(a.architecture)
+    q = graphs.sample_permutations(nmap, torch.Generator().manual_seed(12))
+    b = graphs.apply_permutation(a, q)
+    result = merging.activation_matching(a, b, data, device="cpu")
+    aligned = result.apply(b)
+    for k, t in a.tensors.items():
+        torch.testing.assert_close(aligned.tensors[k], t, msg=k)
