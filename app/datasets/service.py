@@ -1,5 +1,5 @@
-"""Dataset ingestion and lookup. Same discipline as checkpoints: hash while streaming,
-answer duplicates, validate, only then place the blob and insert the row."""
+"""Dataset ingestion and lookup: the checkpoints' discipline (hash while streaming, answer
+duplicates, validate, only then place the blob and insert the row)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.blobs import BlobStore, TempBlob
+from app.datasets import repository
 from app.datasets.data import read_eval_set
-from app.db import SessionFactory
+from app.datasets.schemas import DatasetOut
+from app.db import SessionFactory, read_session
 from app.models import Dataset
-from app.pagination import newest_first
+from app.pagination import Page, PageRequest, paginate
 from app.problems import ProblemError
 from graphs.errors import CheckpointError
 
@@ -21,35 +23,32 @@ def ingest_dataset(
 ) -> tuple[Dataset, bool]:
     try:
         sha256 = temp.close()
+        with read_session(session_factory) as session:
+            existing = repository.by_sha256(session, sha256)
+        if existing is not None:
+            return existing, False
+        try:
+            data = read_eval_set(temp.path)
+        except CheckpointError as exc:
+            raise ProblemError(422, f"invalid dataset: {exc}", slug="invalid-dataset") from None
+        dataset = Dataset(
+            sha256=sha256,
+            size=temp.size,
+            filename=filename,
+            blob_sha256=blobs.commit(temp),
+            num_samples=len(data.x),
+            x_shape=list(data.x.shape),
+            y_shape=list(data.y.shape),
+            num_classes=data.num_classes,
+        )
         with session_factory() as session:
-            existing = session.scalars(select(Dataset).where(Dataset.sha256 == sha256)).first()
-            if existing is not None:
-                return existing, False
+            session.add(dataset)
             try:
-                data = read_eval_set(temp.path)
-            except CheckpointError as exc:
-                raise ProblemError(422, f"invalid dataset: {exc}", slug="invalid-dataset") from None
-            blob_sha256 = blobs.commit(temp)
-            dataset = Dataset(
-                sha256=sha256,
-                size=temp.size,
-                filename=filename,
-                blob_sha256=blob_sha256,
-                num_samples=len(data.x),
-                x_shape=list(data.x.shape),
-                y_shape=list(data.y.shape),
-                num_classes=data.num_classes,
-            )
-            try:
-                session.add(dataset)
                 session.commit()
-                return dataset, True
-            except IntegrityError:
+            except IntegrityError:  # the same bytes, uploaded concurrently, won
                 session.rollback()
-                existing = session.scalars(select(Dataset).where(Dataset.sha256 == sha256)).first()
-                if existing is None:
-                    raise
-                return existing, False
+                return session.scalars(select(Dataset).where(Dataset.sha256 == sha256)).one(), False
+            return dataset, True
     finally:
         temp.discard()
 
@@ -61,6 +60,11 @@ def get_dataset(session: Session, dataset_id: int) -> Dataset:
     return dataset
 
 
-def list_datasets(session: Session, *, limit: int, cursor: str | None) -> list[Dataset]:
-    query = newest_first(Dataset, limit, cursor)
-    return list(session.scalars(query))
+def list_datasets(session: Session, page: PageRequest) -> Page[DatasetOut]:
+    return paginate(
+        session,
+        select(Dataset),
+        Dataset.id,
+        page,
+        lambda rows: [DatasetOut.model_validate(row) for row in rows],
+    )

@@ -10,11 +10,11 @@ from starlette.concurrency import run_in_threadpool
 
 from app.checkpoints import service as checkpoints_service
 from app.checkpoints.upload import clean_filename, receive_upload
-from app.deps import ServicesDep, SessionDep
+from app.deps import ReadSessionDep, ServicesDep
 from app.jobs.events import Wait
 from app.jobs.schemas import JobOut
-from app.jobs.submit import accept_job
-from app.pagination import Cursor, Limit, Page, next_cursor
+from app.jobs.service import accept_job
+from app.pagination import Page, PageDep
 from app.predictions import service
 from app.predictions.schemas import PredictionCreate, PredictionOut
 from app.problems import PROBLEM_MEDIA_TYPE, ProblemError
@@ -92,29 +92,23 @@ async def create_prediction(
 
 @router.get("", response_model=Page[PredictionOut])
 def list_predictions(
-    session: SessionDep,
-    limit: Limit = 50,
-    cursor: Cursor = None,
+    session: ReadSessionDep,
+    page: PageDep,
     checkpoint_id: int | None = None,
     metanetwork: str | None = None,
     created_after: dt.datetime | None = None,
     created_before: dt.datetime | None = None,
 ) -> Page[PredictionOut]:
-    rows = service.list_predictions(
+    return service.list_predictions(
         session,
-        limit=limit,
-        cursor=cursor,
+        page,
         checkpoint_id=checkpoint_id,
         metanetwork=metanetwork,
         created_after=created_after,
         created_before=created_before,
     )
-    return Page[PredictionOut](
-        items=[PredictionOut.model_validate(row) for row in rows[:limit]],
-        next_cursor=next_cursor([row.id for row in rows], limit),
-    )
 
 
 @router.get("/{prediction_id}", response_model=PredictionOut, responses={404: PROBLEM})
-def get_prediction(prediction_id: int, session: SessionDep) -> PredictionOut:
+def get_prediction(prediction_id: int, session: ReadSessionDep) -> PredictionOut:
     return PredictionOut.model_validate(service.get_prediction(session, prediction_id))
