@@ -27,7 +27,7 @@ def by_ids(session: Session, ids: list[int]) -> dict[int, Checkpoint]:
 
 def blobs_of(session: Session, ids: list[int]) -> dict[int, str]:
     """checkpoint id -> stored blob's sha256, for those that exist."""
-    return dict(session.execute(_BLOBS, {"ids": sorted(set(ids))}).tuples().all())
+    return dict(session.execute(_BLOBS, {"ids": sorted(set(ids))}).all())
 
 
 def architecture_of(session: Session, checkpoint_id: int) -> tuple[dict[str, Any] | None] | None:

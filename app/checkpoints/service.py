@@ -87,8 +87,8 @@ def store(
     filename: str | None,
     lineage: dict[str, Any] | None = None,
 ) -> Checkpoint:
-    """Validate a closed temp file, place its blob, and add (flush) its row in the
-    caller's transaction; the caller commits, or removes the blob if it cannot."""
+    """Validate a closed temp file, place its blob, and add its row to the caller's
+    session; the caller commits, or removes the blob if it cannot."""
     raw, architecture = _validate(temp.path)
     if raw.format == "safetensors":
         blob_sha256, blob_size = blobs.commit(temp), temp.size
@@ -107,10 +107,10 @@ def store(
         tensor_count=len(raw.tensors),
         parameter_count=sum(math.prod(t.shape) for t in raw.tensors.values()),
         dtype_summary=dtype_summary(raw.tensors),
-        lineage=lineage,
     )
+    if lineage is not None:  # unset, the column is NULL rather than JSON null
+        checkpoint.lineage = lineage
     session.add(checkpoint)
-    session.flush()
     return checkpoint
 
 

@@ -34,7 +34,7 @@ def inputs_of(session: Session, merge_ids: list[int]) -> dict[int, list[int]]:
 
 
 def results_of(session: Session, job_ids: list[int]) -> dict[int, dict[str, Any] | None]:
-    return dict(session.execute(select(Job.id, Job.result).where(Job.id.in_(job_ids))).tuples())
+    return dict(session.execute(select(Job.id, Job.result).where(Job.id.in_(job_ids))).all())
 
 
 def dataset_blob(session: Session, dataset_id: int) -> str | None:

@@ -278,6 +278,7 @@ def _persist_one(session: Session, job_id: int, result: dict[str, Any]) -> None:
             checkpoint = checkpoint_service.store(
                 session, blobs, temp, sha256, f"merge-{job_id}.safetensors", lineage
             )
+            session.flush()
         merge = Merge(
             job_id=job_id,
             result_checkpoint_id=checkpoint.id,
