@@ -155,6 +155,8 @@ def _conclude(
             log.exception("finishing %d job(s) failed; one by one now", len(finals))
         for ctx, values in finals:
             try:
+                if len(finals) == 1:
+                    raise exc
                 rows |= _write(ctxs[0].job_id, [(ctx, values)], kind, hooks)
             except Exception as one:  # its rows cannot be written: it fails, with the reason
                 error = f"its result could not be stored: {type(one).__name__}: {one}"

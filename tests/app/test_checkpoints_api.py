@@ -9,7 +9,7 @@ import httpx
 import pytest
 import torch
 
-from app.checkpoints import repository, service
+from app.checkpoints import repository
 from app.models import Prediction
 from graphs.safe_io import read_checkpoint, to_safetensors_bytes
 
