@@ -13,7 +13,7 @@ from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Depends, Query
 from pydantic import BaseModel
-from sqlalchemy import Select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from app.problems import ProblemError
@@ -60,15 +60,24 @@ def decode_cursor(cursor: str | None) -> int | None:
     return before
 
 
+def matching(model: Any, **equal: object) -> Select[Any]:
+    """``select(model)`` filtered on each column given a value (None: not filtered)."""
+    query = select(model)
+    for name, value in equal.items():
+        if value is not None:
+            query = query.where(getattr(model, name) == value)
+    return query
+
+
 def paginate(
     session: Session,
     query: Select[Any],
-    id_column: Any,
     page: PageRequest,
     out: Callable[[Sequence[Any]], list[Any]],
 ) -> Page[Any]:
     """Newest first, below the cursor's id. One row more than the page is read: when it
     exists there is a next page."""
+    id_column = query.column_descriptions[0]["entity"].id
     before = decode_cursor(page.cursor)
     if before is not None:
         query = query.where(id_column < before)
@@ -78,15 +87,28 @@ def paginate(
     return Page[Any](items=out(rows), next_cursor=encode_cursor(rows[-1].id) if more else None)
 
 
-def created_within(
-    query: Select[Any], column: Any, after: dt.datetime | None, before: dt.datetime | None
-) -> Select[Any]:
-    """``created_after``/``created_before`` filters; a naive time is taken as UTC."""
-    if after is not None:
-        query = query.where(column > _aware(after))
-    if before is not None:
-        query = query.where(column < _aware(before))
-    return query
+@dataclass(frozen=True)
+class Created:
+    """The ``created_after``/``created_before`` filters of a list; a naive time is UTC."""
+
+    after: dt.datetime | None
+    before: dt.datetime | None
+
+    def within(self, query: Select[Any], column: Any) -> Select[Any]:
+        if self.after is not None:
+            query = query.where(column > _aware(self.after))
+        if self.before is not None:
+            query = query.where(column < _aware(self.before))
+        return query
+
+
+def created_range(
+    created_after: dt.datetime | None = None, created_before: dt.datetime | None = None
+) -> Created:
+    return Created(created_after, created_before)
+
+
+CreatedDep = Annotated[Created, Depends(created_range)]
 
 
 def _aware(moment: dt.datetime) -> dt.datetime:

@@ -14,3 +14,8 @@ def located(response: Response, path: str, status_code: int | None = None) -> Re
 
 def job_path(job_id: int) -> str:
     return f"/v1/jobs/{job_id}"
+
+
+def stored(response: Response, path: str, created: bool) -> None:
+    """An upload's answer: 201 with ``Location`` when new, 200 when the bytes were known."""
+    located(response, path, 201 if created else 200)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request, Response, status
@@ -16,13 +15,12 @@ from app.deps import ReadSessionDep, ServicesDep, SessionDep
 from app.jobs.events import job_response
 from app.jobs.schemas import JobOut
 from app.jobs.service import submit_job
-from app.pagination import Page, PageDep
-from app.problems import PROBLEM_MEDIA_TYPE
-from app.responses import located
+from app.pagination import CreatedDep, Page, PageDep
+from app.problems import PROBLEM
+from app.responses import stored
 
 router = APIRouter(prefix="/v1/checkpoints", tags=["checkpoints"])
 
-PROBLEM = {"content": {PROBLEM_MEDIA_TYPE: {}}}
 UPLOAD_BODY = {
     "required": True,
     "content": {
@@ -65,8 +63,7 @@ async def upload_checkpoint(
     checkpoint, created = await run_in_threadpool(
         service.ingest, services.session_factory, services.blobs, temp, name
     )
-    code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
-    located(response, f"/v1/checkpoints/{checkpoint.id}", code)
+    stored(response, f"/v1/checkpoints/{checkpoint.id}", created)
     return CheckpointOut.model_validate(checkpoint)
 
 
@@ -74,19 +71,11 @@ async def upload_checkpoint(
 def list_checkpoints(
     session: ReadSessionDep,
     page: PageDep,
+    created: CreatedDep,
     format: Annotated[str | None, Query(description="safetensors or pytorch")] = None,
-    created_after: dt.datetime | None = None,
-    created_before: dt.datetime | None = None,
     sha256_prefix: Annotated[str | None, Query(max_length=64)] = None,
 ) -> Page[CheckpointOut]:
-    return service.list_checkpoints(
-        session,
-        page,
-        format=format,
-        created_after=created_after,
-        created_before=created_before,
-        sha256_prefix=sha256_prefix,
-    )
+    return service.list_checkpoints(session, page, created, format, sha256_prefix)
 
 
 @router.get("/{checkpoint_id}", response_model=CheckpointOut, responses={404: PROBLEM})

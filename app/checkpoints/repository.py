@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Select, bindparam, exists, select
+from sqlalchemy import bindparam, exists, select
 from sqlalchemy.orm import Session
 
 from app.models import Checkpoint, Merge, MergeInput, Prediction
@@ -51,12 +51,3 @@ def in_use(session: Session, checkpoint_id: int) -> bool:
             )
         )
     )
-
-
-def list_query(format: str | None, sha256_prefix: str | None) -> Select[Any]:
-    query = select(Checkpoint)
-    if format is not None:
-        query = query.where(Checkpoint.format == format)
-    if sha256_prefix is not None:
-        query = query.where(Checkpoint.sha256.startswith(sha256_prefix, autoescape=True))
-    return query

@@ -1,8 +1,6 @@
-"""Checkpoint ingestion, lookup and deletion.
+"""Checkpoint ingestion (``app.ingest``'s order), lookup and deletion.
 
-Ingestion order is what keeps failures clean: hash while streaming, answer duplicates
-from the database, validate, only then place the blob and insert the row. A rejected upload
-therefore leaves no blob, no temp file and no row. ``sha256`` is of the uploaded bytes
+``sha256`` is of the uploaded bytes
 (so re-uploading the same file is recognised before any parsing); the stored blob is
 always safetensors (the upload itself for safetensors, a conversion for PyTorch files).
 Merged checkpoints come in through the same path (``store``), inside the transaction that
@@ -11,7 +9,6 @@ finishes their merge job.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import math
 import re
@@ -20,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 import graphs
@@ -32,10 +28,11 @@ from app.checkpoints.architecture import (
     find_architecture,
 )
 from app.checkpoints.schemas import CheckpointOut
-from app.db import SessionFactory, read_session
+from app.db import SessionFactory
+from app.ingest import ingest as ingest_upload
 from app.models import Checkpoint
-from app.pagination import Page, PageRequest, created_within, paginate
-from app.problems import ProblemError
+from app.pagination import Created, Page, PageRequest, matching, paginate
+from app.problems import ProblemError, get_or_404
 from graphs.errors import ArchitectureError, CheckpointError
 from graphs.safe_io import DTYPES, RawCheckpoint, read_checkpoint, to_safetensors_bytes
 
@@ -49,34 +46,13 @@ def ingest(
     session_factory: SessionFactory, blobs: BlobStore, temp: TempBlob, filename: str | None
 ) -> tuple[Checkpoint, bool]:
     """Store an uploaded temp file; returns the checkpoint and whether it is new."""
-    try:
-        sha256 = temp.close()
-        with read_session(session_factory) as session:
-            existing = repository.by_sha256(session, sha256)
-        if existing is not None:
-            return existing, False
-        with session_factory() as session:
-            checkpoint = store(session, blobs, temp, sha256, filename)
-            try:
-                session.commit()
-                return checkpoint, True
-            except IntegrityError:
-                # A concurrent upload of the same bytes won the unique constraint: same answer.
-                session.rollback()
-                return _existing(session, sha256), False
-            except BaseException:
-                session.rollback()
-                forget_blob_if_unused(session, blobs, checkpoint.blob_sha256)
-                raise
-    finally:
-        temp.discard()
-
-
-def _existing(session: Session, sha256: str) -> Checkpoint:
-    found = repository.by_sha256(session, sha256)
-    if found is None:
-        raise RuntimeError(f"checkpoint {sha256} vanished")
-    return found
+    return ingest_upload(
+        session_factory,
+        temp,
+        lambda session, sha256: repository.by_sha256(session, sha256),
+        lambda session, sha256: store(session, blobs, temp, sha256, filename),
+        lambda session, row: forget_blob_if_unused(session, blobs, row.blob_sha256),
+    )
 
 
 def store(
@@ -139,28 +115,24 @@ def forget_blob_if_unused(session: Session, blobs: BlobStore, blob_sha256: str) 
 
 
 def get_checkpoint(session: Session, checkpoint_id: int) -> Checkpoint:
-    checkpoint = session.get(Checkpoint, checkpoint_id)
-    if checkpoint is None:
-        raise ProblemError(404, f"checkpoint {checkpoint_id} does not exist", slug="not-found")
-    return checkpoint
+    return get_or_404(session, Checkpoint, checkpoint_id, "checkpoint")
 
 
 def list_checkpoints(
     session: Session,
     page: PageRequest,
-    *,
+    created: Created,
     format: str | None = None,
-    created_after: dt.datetime | None = None,
-    created_before: dt.datetime | None = None,
     sha256_prefix: str | None = None,
 ) -> Page[CheckpointOut]:
     if sha256_prefix is not None:
         sha256_prefix = sha256_prefix.lower()
         if not _HEX.fullmatch(sha256_prefix):
             raise ProblemError(422, "sha256_prefix must be 1 to 64 hex digits", slug="validation")
-    query = repository.list_query(format, sha256_prefix)
-    query = created_within(query, Checkpoint.created_at, created_after, created_before)
-    return paginate(session, query, Checkpoint.id, page, _out)
+    query = matching(Checkpoint, format=format)
+    if sha256_prefix is not None:
+        query = query.where(Checkpoint.sha256.startswith(sha256_prefix, autoescape=True))
+    return paginate(session, created.within(query, Checkpoint.created_at), page, _out)
 
 
 def _out(rows: list[Checkpoint]) -> list[CheckpointOut]:

@@ -10,13 +10,12 @@ from app.checkpoints.upload import clean_filename, receive_upload
 from app.datasets import service
 from app.datasets.schemas import DatasetOut
 from app.deps import ReadSessionDep, ServicesDep
+from app.models import Dataset
 from app.pagination import Page, PageDep
-from app.problems import PROBLEM_MEDIA_TYPE
-from app.responses import located
+from app.problems import PROBLEM, get_or_404
+from app.responses import stored
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
-
-PROBLEM = {"content": {PROBLEM_MEDIA_TYPE: {}}}
 
 
 @router.post(
@@ -36,8 +35,7 @@ async def upload_dataset(request: Request, response: Response, services: Service
     dataset, created = await run_in_threadpool(
         service.ingest_dataset, services.session_factory, services.blobs, temp, name
     )
-    code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
-    located(response, f"/v1/datasets/{dataset.id}", code)
+    stored(response, f"/v1/datasets/{dataset.id}", created)
     return DatasetOut.model_validate(dataset)
 
 
@@ -48,4 +46,4 @@ def list_datasets(session: ReadSessionDep, page: PageDep) -> Page[DatasetOut]:
 
 @router.get("/{dataset_id}", response_model=DatasetOut, responses={404: PROBLEM})
 def get_dataset(dataset_id: int, session: ReadSessionDep) -> DatasetOut:
-    return DatasetOut.model_validate(service.get_dataset(session, dataset_id))
+    return DatasetOut.model_validate(get_or_404(session, Dataset, dataset_id, "dataset"))

@@ -1,17 +1,16 @@
-"""Dataset ingestion and lookup: the checkpoints' discipline (hash while streaming, answer
-duplicates, validate, only then place the blob and insert the row)."""
+"""Dataset ingestion (``app.ingest``'s order) and lookup."""
 
 from __future__ import annotations
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.blobs import BlobStore, TempBlob
 from app.datasets import repository
 from app.datasets.data import read_eval_set
 from app.datasets.schemas import DatasetOut
-from app.db import SessionFactory, read_session
+from app.db import SessionFactory
+from app.ingest import ingest
 from app.models import Dataset
 from app.pagination import Page, PageRequest, paginate
 from app.problems import ProblemError
@@ -21,12 +20,7 @@ from graphs.errors import CheckpointError
 def ingest_dataset(
     session_factory: SessionFactory, blobs: BlobStore, temp: TempBlob, filename: str | None
 ) -> tuple[Dataset, bool]:
-    try:
-        sha256 = temp.close()
-        with read_session(session_factory) as session:
-            existing = repository.by_sha256(session, sha256)
-        if existing is not None:
-            return existing, False
+    def create(session: Session, sha256: str) -> Dataset:
         try:
             data = read_eval_set(temp.path)
         except CheckpointError as exc:
@@ -41,30 +35,17 @@ def ingest_dataset(
             y_shape=list(data.y.shape),
             num_classes=data.num_classes,
         )
-        with session_factory() as session:
-            session.add(dataset)
-            try:
-                session.commit()
-            except IntegrityError:  # the same bytes, uploaded concurrently, won
-                session.rollback()
-                return session.scalars(select(Dataset).where(Dataset.sha256 == sha256)).one(), False
-            return dataset, True
-    finally:
-        temp.discard()
+        session.add(dataset)
+        return dataset
 
+    def forget(session: Session, dataset: Dataset) -> None:
+        if repository.by_sha256(session, dataset.sha256) is None:
+            blobs.delete(dataset.blob_sha256)
 
-def get_dataset(session: Session, dataset_id: int) -> Dataset:
-    dataset = session.get(Dataset, dataset_id)
-    if dataset is None:
-        raise ProblemError(404, f"dataset {dataset_id} does not exist", slug="not-found")
-    return dataset
+    return ingest(session_factory, temp, repository.by_sha256, create, forget)
 
 
 def list_datasets(session: Session, page: PageRequest) -> Page[DatasetOut]:
     return paginate(
-        session,
-        select(Dataset),
-        Dataset.id,
-        page,
-        lambda rows: [DatasetOut.model_validate(row) for row in rows],
+        session, select(Dataset), page, lambda rows: [DatasetOut.model_validate(r) for r in rows]
     )

@@ -17,7 +17,6 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
-    Select,
     Update,
     bindparam,
     delete,
@@ -64,15 +63,6 @@ def read_job_row(session_factory: SessionFactory, job_id: int) -> dict[str, Any]
         connection = connection.execution_options(**READ_ONLY)
         row = connection.execute(_READ_ONE, {"id": job_id}).mappings().first()
     return None if row is None else dict(row)
-
-
-def list_query(kind: str | None, status: JobStatus | None) -> Select[Any]:
-    query = select(Job)
-    if kind is not None:
-        query = query.where(Job.kind == kind)
-    if status is not None:
-        query = query.where(Job.status == status)
-    return query
 
 
 def request_cancel(session: Session, job_id: int) -> None:

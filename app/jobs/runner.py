@@ -37,32 +37,24 @@ class QueueHooks:
 
 
 def run_job(
-    job_id: int,
+    job: int | repository.Claimed,
     session_factory: SessionFactory,
     settings: Settings,
     worker_id: str,
     notify: Notify | None = None,
     hooks: QueueHooks | None = None,
 ) -> bool:
-    """Claim and run one delivered job (with ``hooks``, taking it over from a cut-short
-    attempt). False when it was not ours to run."""
-    claimed = repository.claim(session_factory, job_id, worker_id, take_over=hooks is not None)
-    if claimed is None:
-        return False
-    return run_claimed(claimed, session_factory, settings, worker_id, notify, hooks)
-
-
-def run_claimed(
-    claimed: repository.Claimed,
-    session_factory: SessionFactory,
-    settings: Settings,
-    worker_id: str,
-    notify: Notify | None = None,
-    hooks: QueueHooks | None = None,
-) -> bool:
-    """Run a claimed job; a kind with ``run_batch`` also claims up to ``max_batch - 1``
-    queued mates with the same batch key (waiting at most ``max_wait_ms`` for them) and
-    runs them in one call. Returns whether the claimed job's outcome was written."""
+    """Run a claimed job, or claim it first when given its id (with ``hooks``, taking it
+    over from a cut-short attempt). A kind with ``run_batch`` also claims up to
+    ``max_batch - 1`` queued mates with the same batch key (waiting at most
+    ``max_wait_ms`` for them) and runs them in one call. Returns whether the job's outcome
+    was written (False when it was not ours to run)."""
+    if isinstance(job, int):
+        claimed = repository.claim(session_factory, job, worker_id, take_over=hooks is not None)
+        if claimed is None:
+            return False
+    else:
+        claimed = job
     job_id, attempt, kind_name, params = claimed
     ctx = JobContext(job_id, params, worker_id, attempt, session_factory, settings)
     try:

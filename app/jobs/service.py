@@ -21,7 +21,7 @@ from app.jobs.events import job_response, read_job, wait_for_job
 from app.jobs.kind import KINDS, queue_name
 from app.jobs.schemas import JobOut
 from app.models import Job, JobStatus
-from app.pagination import Page, PageRequest, paginate
+from app.pagination import Page, PageRequest, matching, paginate
 from app.problems import ProblemError
 
 log = logging.getLogger(__name__)
@@ -97,8 +97,7 @@ def cancel_job(session: Session, services: Services, job_id: int) -> JobOut:
 def list_jobs(
     session: Session, page: PageRequest, kind: str | None, status: JobStatus | None
 ) -> Page[JobOut]:
-    query = repository.list_query(kind, status)
-    return paginate(session, query, Job.id, page, _out)
+    return paginate(session, matching(Job, kind=kind, status=status), page, _out)
 
 
 def _out(rows: list[Job]) -> list[JobOut]:

@@ -16,7 +16,7 @@ import time
 
 from app.db import SessionFactory
 from app.jobs import repository
-from app.jobs.runner import Notify, run_claimed
+from app.jobs.runner import Notify, run_job
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ class JobWorker:
                 if not repository.any_queued(self.session_factory):
                     return ran
                 continue  # another worker took the one we saw; there are more
-            if run_claimed(claimed, self.session_factory, self.settings, self.id, self.notify):
+            if run_job(claimed, self.session_factory, self.settings, self.id, self.notify):
                 ran += 1
         return ran
 

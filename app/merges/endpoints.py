@@ -11,11 +11,9 @@ from app.jobs.service import accept_job
 from app.merges import service
 from app.merges.schemas import MergeCreate, MergeOut
 from app.pagination import Page, PageDep
-from app.problems import PROBLEM_MEDIA_TYPE
+from app.problems import PROBLEM
 
 router = APIRouter(prefix="/v1/merges", tags=["merges"])
-
-PROBLEM = {"content": {PROBLEM_MEDIA_TYPE: {}}}
 
 
 @router.post(

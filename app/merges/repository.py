@@ -11,10 +11,8 @@ from sqlalchemy.orm import Session
 from app.models import Dataset, Job, Merge, MergeInput
 
 
-def list_query(checkpoint_id: int | None, job_id: int | None) -> Select[Any]:
-    query = select(Merge)
-    if job_id is not None:
-        query = query.where(Merge.job_id == job_id)
+def with_checkpoint(query: Select[Any], checkpoint_id: int | None) -> Select[Any]:
+    """Merges that have the checkpoint as an input or as their result."""
     if checkpoint_id is not None:
         used = select(MergeInput.merge_id).where(MergeInput.checkpoint_id == checkpoint_id)
         query = query.where(Merge.id.in_(used) | (Merge.result_checkpoint_id == checkpoint_id))

@@ -27,8 +27,8 @@ from app.jobs.kind import JobContext
 from app.merges import repository
 from app.merges.schemas import MergeCreate, MergeOut
 from app.models import Dataset, Merge
-from app.pagination import Page, PageRequest, paginate
-from app.problems import ProblemError
+from app.pagination import Page, PageRequest, matching, paginate
+from app.problems import ProblemError, get_or_404
 from app.settings import Settings
 
 
@@ -70,9 +70,7 @@ def check(session: Session, params: MergeCreate, settings: Settings) -> None:
 
 
 def _check_dataset(session: Session, dataset_id: int, summary: dict[str, Any]) -> None:
-    dataset = session.get(Dataset, dataset_id)
-    if dataset is None:
-        raise ProblemError(404, f"dataset {dataset_id} does not exist", slug="not-found")
+    dataset = get_or_404(session, Dataset, dataset_id, "dataset")
     inputs = list(summary.get("inputs", {}).values())
     if len(inputs) != 1 or list(inputs[0]) != list(dataset.x_shape[1:]):
         raise ProblemError(
@@ -336,14 +334,11 @@ def _without_staging(result: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 def get_merge(session: Session, merge_id: int) -> MergeOut:
-    merge = session.get(Merge, merge_id)
-    if merge is None:
-        raise ProblemError(404, f"merge {merge_id} does not exist", slug="not-found")
-    return to_out(session, [merge])[0]
+    return to_out(session, [get_or_404(session, Merge, merge_id, "merge")])[0]
 
 
 def list_merges(
     session: Session, page: PageRequest, checkpoint_id: int | None, job_id: int | None
 ) -> Page[MergeOut]:
-    query = repository.list_query(checkpoint_id, job_id)
-    return paginate(session, query, Merge.id, page, lambda rows: to_out(session, list(rows)))
+    query = repository.with_checkpoint(matching(Merge, job_id=job_id), checkpoint_id)
+    return paginate(session, query, page, lambda rows: to_out(session, list(rows)))

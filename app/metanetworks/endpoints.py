@@ -7,7 +7,7 @@ from fastapi import APIRouter
 from app.deps import ServicesDep
 from app.metanetworks.schemas import MetanetworkDetail, MetanetworkOut
 from app.metanetworks.service import list_cards, require_card
-from app.problems import PROBLEM_MEDIA_TYPE
+from app.problems import PROBLEM
 
 router = APIRouter(prefix="/v1/metanetworks", tags=["metanetworks"])
 
@@ -23,7 +23,7 @@ def list_metanetworks(services: ServicesDep) -> list[MetanetworkOut]:
 @router.get(
     "/{name}",
     response_model=MetanetworkDetail,
-    responses={404: {"content": {PROBLEM_MEDIA_TYPE: {}}}},
+    responses={404: PROBLEM},
 )
 def get_metanetwork(name: str, services: ServicesDep) -> MetanetworkDetail:
     card = require_card(services.settings.metanetwork_dir, name)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response, status
@@ -14,14 +13,14 @@ from app.deps import ReadSessionDep, ServicesDep
 from app.jobs.events import Wait
 from app.jobs.schemas import JobOut
 from app.jobs.service import accept_job
-from app.pagination import Page, PageDep
+from app.models import Prediction
+from app.pagination import CreatedDep, Page, PageDep
 from app.predictions import service
 from app.predictions.schemas import PredictionCreate, PredictionOut
-from app.problems import PROBLEM_MEDIA_TYPE, ProblemError
+from app.problems import PROBLEM, ProblemError, get_or_404
 
 router = APIRouter(prefix="/v1/predictions", tags=["predictions"])
 
-PROBLEM = {"content": {PROBLEM_MEDIA_TYPE: {}}}
 PREDICT_BODY = {
     "required": True,
     "content": {
@@ -94,21 +93,14 @@ async def create_prediction(
 def list_predictions(
     session: ReadSessionDep,
     page: PageDep,
+    created: CreatedDep,
     checkpoint_id: int | None = None,
     metanetwork: str | None = None,
-    created_after: dt.datetime | None = None,
-    created_before: dt.datetime | None = None,
 ) -> Page[PredictionOut]:
-    return service.list_predictions(
-        session,
-        page,
-        checkpoint_id=checkpoint_id,
-        metanetwork=metanetwork,
-        created_after=created_after,
-        created_before=created_before,
-    )
+    return service.list_predictions(session, page, created, checkpoint_id, metanetwork)
 
 
 @router.get("/{prediction_id}", response_model=PredictionOut, responses={404: PROBLEM})
 def get_prediction(prediction_id: int, session: ReadSessionDep) -> PredictionOut:
-    return PredictionOut.model_validate(service.get_prediction(session, prediction_id))
+    prediction = get_or_404(session, Prediction, prediction_id, "prediction")
+    return PredictionOut.model_validate(prediction)

@@ -3,7 +3,6 @@ a finished job leaves, and reading them back."""
 
 from __future__ import annotations
 
-import datetime as dt
 import time
 from typing import Any
 
@@ -15,7 +14,7 @@ from app.db import read_session
 from app.jobs.kind import JobContext, Outcome
 from app.metanetworks.service import require_card, summary_domain_issues
 from app.models import Prediction
-from app.pagination import Page, PageRequest, created_within, paginate
+from app.pagination import Created, Page, PageRequest, matching, paginate
 from app.predictions import repository
 from app.predictions.schemas import PredictionCreate, PredictionOut
 from app.problems import ProblemError
@@ -99,28 +98,16 @@ def _row(job_id: int, result: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def get_prediction(session: Session, prediction_id: int) -> Prediction:
-    prediction = session.get(Prediction, prediction_id)
-    if prediction is None:
-        raise ProblemError(404, f"prediction {prediction_id} does not exist", slug="not-found")
-    return prediction
-
-
 def list_predictions(
     session: Session,
     page: PageRequest,
-    *,
+    created: Created,
     checkpoint_id: int | None = None,
     metanetwork: str | None = None,
-    created_after: dt.datetime | None = None,
-    created_before: dt.datetime | None = None,
 ) -> Page[PredictionOut]:
-    query = repository.list_query(checkpoint_id, metanetwork)
-    query = created_within(query, Prediction.created_at, created_after, created_before)
-    return paginate(
-        session,
-        query,
-        Prediction.id,
-        page,
-        lambda rows: [PredictionOut.model_validate(row) for row in rows],
-    )
+    query = matching(Prediction, checkpoint_id=checkpoint_id, metanetwork=metanetwork)
+    return paginate(session, created.within(query, Prediction.created_at), page, _out)
+
+
+def _out(rows: list[Prediction]) -> list[PredictionOut]:
+    return [PredictionOut.model_validate(row) for row in rows]

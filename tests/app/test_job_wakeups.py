@@ -356,7 +356,7 @@ def test_a_batch_is_persisted_at_once_with_its_committed_rows(
     ids = [queued(session_factory, "manyp", {"tag": "a"}) for _ in range(5)]
     notified: list[dict[int, dict]] = []
     claimed = repository.claim_next(session_factory, "w")
-    assert runner.run_claimed(claimed, session_factory, settings, "w", notified.append)
+    assert runner.run_job(claimed, session_factory, settings, "w", notified.append)
     odd = [i for i in ids if i % 2]
     assert persisted == [[(i, {"n": i}) for i in odd]]
     with session_factory() as session:
