@@ -5,7 +5,8 @@ from ``Settings.metanetwork_dir``; it never imports ``models``, so it never load
 The request-time domain check (:func:`summary_domain_issues`) is the part of
 ``models.registry.domain_issues`` that a stored architecture summary can answer (ops and
 input/output shapes), with the same rule and wording; the sizes (neurons, weights, depth)
-need the parameter graph and are checked by the worker, with the library's full check.
+need the parameter graph and are checked by the worker, with the library's full check
+(``tests/app/test_domain_check.py`` holds the two to the same answers).
 """
 
 from __future__ import annotations
