@@ -18,6 +18,7 @@ from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
 from app.db import SessionFactory
+from app.jobs import repository
 from app.settings import Settings
 
 
@@ -42,8 +43,6 @@ class JobContext:
 
     def progress(self, fraction: float) -> None:
         """Record progress (at most every ``min_progress_interval`` s) and stop if asked to."""
-        from app.jobs import repository  # repository imports this module's types
-
         now = time.monotonic()
         if self._last_write and now - self._last_write < self.min_progress_interval:
             return

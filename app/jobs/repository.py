@@ -13,7 +13,7 @@ import functools
 import logging
 import os
 import socket
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     ColumnElement,
@@ -28,8 +28,10 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from app.db import READ_ONLY, SessionFactory, read_session, session_scope
-from app.jobs.kind import JobContext
 from app.models import Job, JobStatus, Worker, utcnow
+
+if TYPE_CHECKING:  # kind.py calls into this module
+    from app.jobs.kind import JobContext
 
 log = logging.getLogger(__name__)
 
