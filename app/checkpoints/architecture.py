@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import graphs
-from graphs.errors import MissingArchitectureError
+from graphs import MissingArchitectureError
 
 
 def find_architecture(path: Path) -> graphs.Architecture | None:

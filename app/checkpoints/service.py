@@ -33,7 +33,7 @@ from app.ingest import ingest as ingest_upload
 from app.models import Checkpoint
 from app.pagination import Created, Page, PageRequest, matching, paginate
 from app.problems import ProblemError, get_or_404
-from graphs.errors import ArchitectureError, CheckpointError
+from graphs import ArchitectureError, CheckpointError
 from graphs.safe_io import DTYPES, RawCheckpoint, read_checkpoint, to_safetensors_bytes
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ from app.ingest import ingest
 from app.models import Dataset
 from app.pagination import Page, PageRequest, paginate
 from app.problems import ProblemError
-from graphs.errors import CheckpointError
+from graphs import CheckpointError
 
 
 def ingest_dataset(
