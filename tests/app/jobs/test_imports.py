@@ -7,7 +7,7 @@ from pathlib import Path
 
 import app.tasks
 
-JOBS = Path(__file__).parents[2] / "app" / "jobs"
+JOBS = Path(__file__).parents[3] / "app" / "jobs"
 DOMAINS = {module.split(".")[1] for module in app.tasks.DOMAIN_TASKS} | {
     "datasets",
     "metanetworks",
