@@ -266,7 +266,7 @@ async def test_finished_rows_wake_every_watcher_and_are_remembered() -> None:
     assert notifier.terminal(3) is None
     with notifier.watch(3) as first, notifier.watch(3) as second:
         threading.Timer(0.05, notifier.finished, args=({3: row},)).start()
-        await asyncio.wait_for(asyncio.gather(first.wait(), second.wait()), 5)
+        await asyncio.wait_for(asyncio.gather(first.wait(), second.wait()), 30)
     assert notifier.terminal(3).result == {"ok": True}
     notifier.finished({n: {**row, "id": n} for n in range(4, 4 + notify.REMEMBERED_JOBS)})
     assert notifier.terminal(3) is None  # forgotten: a reader goes to the row again
@@ -330,7 +330,7 @@ async def test_a_job_queued_here_but_finished_elsewhere_is_still_seen(
                 .where(Job.id == job["id"])
                 .values(status=JobStatus.failed, error="elsewhere", finished_at=utcnow())
             )
-        done = (await asyncio.wait_for(waiting, 10)).json()
+        done = (await asyncio.wait_for(waiting, 30)).json()
         assert done["status"] == "failed" and done["error"] == "elsewhere"
 
 
