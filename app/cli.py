@@ -51,26 +51,20 @@ def worker() -> None:
     class (cpu; cpu and gpu on a GPU); otherwise it polls the jobs table."""
     from app.db import create_db_engine, create_session_factory
     from app.device import configure_torch, worker_queues
-    from app.jobs.plugins import load_job_modules
     from app.jobs.worker import JobWorker
+    from app.tasks import load_tasks, task_modules
 
     _logging()
     settings = Settings()
     configure_torch(settings, embedded=False)
-    load_job_modules(settings)
-    engine = create_db_engine(settings.database_url)
-    session_factory = create_session_factory(engine)
+    load_tasks(task_modules(settings))
+    session_factory = create_session_factory(create_db_engine(settings.database_url))
     if settings.queue != "procrastinate":
         JobWorker(session_factory, settings).run_forever()
         return
     from app.jobs.procrastinate_queue import run_procrastinate_worker
 
-    heartbeat = JobWorker(session_factory, settings, poll_jobs=False)
-    heartbeat.start()
-    try:
-        run_procrastinate_worker(session_factory, settings, heartbeat.id, worker_queues(settings))
-    finally:
-        heartbeat.stop()
+    run_procrastinate_worker(session_factory, settings, worker_queues(settings))
 
 
 @db.command("upgrade")
@@ -148,7 +142,8 @@ def merge(
     from rich.console import Console
 
     import graphs
-    from merging.report import barrier_table, merge_files
+    from app.formatting import barrier_table, merge_lines
+    from merging.report import merge_files
 
     try:
         result, curve = merge_files(a, b, out, data, method, lam, bn)  # type: ignore[arg-type]
@@ -157,13 +152,10 @@ def merge(
         raise typer.Exit(2) from None
     console = Console()
     console.print(barrier_table(curve))
-    if result.match is not None:
-        m = result.match
-        console.print(
-            f"{m.method} matching: objective {m.objective_before:.4g} -> "
-            f"{m.objective_after:.4g}, {m.sweeps} sweep(s), {m.seconds:.2f} s"
-        )
-    console.print(f"wrote {out} (λ={lam}, BatchNorm statistics: {result.bn_stats})")
+    matches = [] if result.match is None else [vars(result.match)]
+    for line in merge_lines({"matches": matches, "bn_stats": result.bn_stats}):
+        console.print(line)
+    console.print(f"wrote {out} (λ={lam})")
 
 
 @app.command()
@@ -179,6 +171,9 @@ def train(
     threads: int = typer.Option(0, help="torch CPU threads (0: torch's default)"),
 ) -> None:
     """Train a graph metanetwork on a zoo; print its test metrics as JSON."""
+    import torch
+
+    from app.formatting import card_summary
     from models import commands
 
     try:
@@ -186,7 +181,7 @@ def train(
     except (ValueError, OSError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    typer.echo(commands.card_summary(card))
+    typer.echo(card_summary(card, "cuda" if torch.cuda.is_available() else "cpu"))
 
 
 @app.command()
@@ -204,11 +199,14 @@ def predict(
     if server is not None:
         _client_call(lambda: [_client().predict(server, file, metanetwork, force)])
         return
+    from dataclasses import asdict
+
+    from app.formatting import prediction_line
     from models import commands
 
     try:
-        for line in commands.predict(file, metanetwork, force):
-            typer.echo(line)
+        for answer in commands.predict(file, metanetwork, force):
+            typer.echo(prediction_line(asdict(answer)))
     except (ValueError, OSError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None

@@ -12,6 +12,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from app.formatting import history_tables, merge_lines, prediction_line
+
 TERMINAL = ("succeeded", "failed", "canceled")
 
 
@@ -91,18 +93,6 @@ def _check_list(response: httpx.Response) -> list[dict[str, Any]]:
     return body
 
 
-def format_prediction(result: dict[str, Any]) -> str:
-    head = f"{result['metanetwork']} ({result['metanetwork_version']})"
-    if result.get("label") is not None:
-        p = result["probabilities"][result["label"]]
-        answer = f"label {result['label']} (p={p:.3f})"
-    else:
-        low, high = result["interval"]
-        answer = f"value {result['value']:.4f} [{low:.4f}, {high:.4f}]"
-    flag = "" if result["in_domain"] else "  OUT OF DOMAIN: " + "; ".join(result["domain_issues"])
-    return f"{head}: {answer}{flag}"
-
-
 def predict(server: str, file: str, metanetwork: str | None, force: bool) -> str:
     console = Console(stderr=True)
     with connect(server) as client:
@@ -119,7 +109,7 @@ def predict(server: str, file: str, metanetwork: str | None, force: bool) -> str
                 files={"file": (path.name, content)},
             )
         )
-        return format_prediction(follow(client, job, console)["result"])
+        return prediction_line(follow(client, job, console)["result"])
 
 
 def merge(
@@ -141,19 +131,12 @@ def merge(
                 json={"checkpoints": ids, "method": method, "lam": lam, "dataset_id": dataset_id},
             )
         )
-        result = follow(client, job, console)["result"]
+        follow(client, job, console)
         (row,) = _check(client.get("/v1/merges", params={"job_id": job["id"]}))["items"]
         lines = [
-            f"merge {row['id']}: checkpoints {ids} -> checkpoint {row['result_checkpoint_id']}"
+            f"merge {row['id']}: checkpoints {ids} -> checkpoint {row['result_checkpoint_id']}",
+            *merge_lines(row["result"]),
         ]
-        if result.get("barrier") is not None:
-            naive, aligned = result["naive_barrier"], result["barrier"]
-            lines.append(f"loss barrier: naive {naive:.4f}, aligned {aligned:.4f}")
-        if result.get("merged"):
-            lines.append(
-                f"merged network: loss {result['merged']['loss']:.4f}, "
-                f"accuracy {result['merged']['accuracy']:.4f}"
-            )
         if out:
             download = client.get(f"/v1/checkpoints/{row['result_checkpoint_id']}/file")
             _check_bytes(download)
@@ -171,36 +154,4 @@ def history(server: str, limit: int) -> list[Table]:
     with connect(server) as client:
         predictions = _check(client.get("/v1/predictions", params={"limit": limit}))["items"]
         merges = _check(client.get("/v1/merges", params={"limit": limit}))["items"]
-    table = Table(title="predictions")
-    for column in ("id", "checkpoint", "metanetwork", "answer", "in domain", "created"):
-        table.add_column(column)
-    for p in predictions:
-        answer = (
-            p["label"]
-            if p["label"] is not None
-            else f"{p['value']:.4f}"
-            if p["value"] is not None
-            else "-"
-        )
-        table.add_row(
-            str(p["id"]),
-            str(p["checkpoint_id"]),
-            str(p["metanetwork"]),
-            str(answer),
-            "yes" if p["in_domain"] else "no",
-            p["created_at"][:19],
-        )
-    merge_table = Table(title="merges")
-    for column in ("id", "inputs", "method", "lam", "barrier", "result", "created"):
-        merge_table.add_column(column)
-    for m in merges:
-        merge_table.add_row(
-            str(m["id"]),
-            ",".join(map(str, m["checkpoints"])),
-            str(m["method"]),
-            str(m["lam"]),
-            "-" if m["barrier"] is None else f"{m['barrier']:.4f}",
-            str(m["result_checkpoint_id"]),
-            m["created_at"][:19],
-        )
-    return [table, merge_table]
+    return history_tables(predictions, merges)

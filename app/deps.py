@@ -11,7 +11,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from app.blobs import BlobStore
-from app.db import SessionFactory
+from app.db import SessionFactory, read_session
 from app.jobs.notify import JobNotifier
 from app.jobs.queue import JobQueue
 from app.settings import Settings
@@ -30,8 +30,8 @@ class Services:
 
 
 async def get_services(request: Request) -> Services:
-    """Async so that FastAPI calls it on the event loop: a plain ``def`` dependency is run
-    in the thread pool, a thread hop on every request for one attribute read."""
+    """Async so that FastAPI calls it on the event loop (a plain ``def`` dependency is a
+    thread hop per request for one attribute read)."""
     services: Services = request.app.state.services
     return services
 
@@ -45,4 +45,11 @@ def get_session(services: ServicesDep) -> Iterator[Session]:
         yield session
 
 
+def get_read_session(services: ServicesDep) -> Iterator[Session]:
+    """A session for routes that only read."""
+    with read_session(services.session_factory) as session:
+        yield session
+
+
 SessionDep = Annotated[Session, Depends(get_session)]
+ReadSessionDep = Annotated[Session, Depends(get_read_session)]

@@ -1,8 +1,9 @@
 """Which torch device a worker computes on.
 
-Only worker code calls :func:`worker_device`. An embedded worker thread runs inside the API
-process, which must never initialise CUDA, so there it is always the CPU (``create_app``
-calls :func:`mark_api_process`); a worker process (``weightscope worker``, or the embedded
+Only worker code calls :func:`worker_device`. The API process imports torch (the graphs
+library validates uploads with it) but never loads a model and never initialises CUDA, so
+an embedded worker thread inside it always computes on the CPU (``create_app`` calls
+:func:`mark_api_process`); a worker process (``weightscope worker``, or the embedded
 worker process that ``serve`` starts) uses the GPU that ``CUDA_VISIBLE_DEVICES`` gives it
 when ``Settings.device`` is ``auto`` or ``gpu``.
 """
@@ -52,5 +53,5 @@ def configure_torch(settings: Settings, embedded: bool) -> None:
     keep_freed_memory()
     threads = torch_threads(settings, embedded)
     # Set even when it is torch's default: left implicit, the embedded worker thread's
-    # forward spent ~35% more CPU per prediction than with the same count set (bench/service).
+    # forward passes cost measurably more CPU (bench/service).
     torch.set_num_threads(threads if threads > 0 else torch.get_num_threads())

@@ -6,13 +6,15 @@ import datetime as dt
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
-from sqlalchemy import select, text
+from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
+from app.db import read_session
 from app.deps import Services, ServicesDep
+from app.jobs.procrastinate_queue import live_worker as procrastinate_worker
+from app.jobs.repository import live_worker
 from app.migrate import current_revision, head_revision
-from app.models import Worker, utcnow
 from app.problems import problem_response
 
 router = APIRouter(tags=["health"])
@@ -35,7 +37,7 @@ async def readyz(services: ServicesDep) -> JSONResponse:
 def readiness_checks(services: Services) -> dict[str, tuple[bool, str]]:
     """name -> (ok, message) for the database, its schema version and a live worker."""
     try:
-        with services.session_factory() as session:
+        with read_session(services.session_factory) as session:
             session.execute(text("SELECT 1"))
         revision = current_revision(services.engine)
     except SQLAlchemyError as exc:
@@ -46,8 +48,11 @@ def readiness_checks(services: Services) -> dict[str, tuple[bool, str]]:
         checks["migrations"] = (False, f"at {revision}, head is {head}")
         return checks
     checks["migrations"] = (True, f"at {revision}")
-    cutoff = utcnow() - dt.timedelta(seconds=services.settings.stale_after_seconds)
-    with services.session_factory() as session:
-        live = session.scalar(select(Worker.id).where(Worker.heartbeat_at >= cutoff).limit(1))
+    settings = services.settings
+    if settings.queue == "procrastinate":
+        live = procrastinate_worker(services.session_factory, settings.stalled_worker_seconds)
+    else:
+        stale = dt.timedelta(seconds=settings.stale_after_seconds)
+        live = live_worker(services.session_factory, stale)
     checks["worker"] = (live is not None, f"{live} alive" if live else "no live job worker")
     return checks

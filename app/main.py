@@ -19,7 +19,6 @@ from app.device import configure_torch, mark_api_process
 from app.health import router as health_router
 from app.jobs.completions import listen
 from app.jobs.endpoints import router as jobs_router
-from app.jobs.plugins import load_job_modules
 from app.jobs.procrastinate_queue import ProcrastinateQueue, conninfo
 from app.jobs.queue import InProcessQueue, JobQueue
 from app.jobs.worker import JobWorker
@@ -29,11 +28,21 @@ from app.metanetworks.endpoints import router as metanetworks_router
 from app.predictions.endpoints import router as predictions_router
 from app.problems import install_problem_handlers
 from app.settings import Settings
+from app.tasks import load_tasks, task_modules
 
 DESCRIPTION = (
     "Upload neural-network checkpoints, ask metanetworks about them, merge them modulo "
     "permutation symmetry, and query their history. "
     "Errors are application/problem+json (RFC 9457)."
+)
+ROUTERS = (
+    health_router,
+    checkpoints_router,
+    jobs_router,
+    metanetworks_router,
+    predictions_router,
+    datasets_router,
+    merges_router,
 )
 
 
@@ -44,7 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     ``weightscope worker`` processes run the jobs."""
     settings = settings or Settings()
     mark_api_process()
-    load_job_modules(settings)
+    load_tasks(task_modules(settings))
     engine = create_db_engine(settings.database_url)
     queue: JobQueue
     if settings.queue == "procrastinate":
@@ -61,48 +70,48 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        worker: JobWorker | WorkerProcess | None = None
-        mode = settings.embedded_worker if isinstance(queue, InProcessQueue) else "off"
-        if mode == "thread":
-            configure_torch(settings, embedded=True)
-            worker = JobWorker(
-                services.session_factory, settings, notify=services.notifier.finished
-            )
-            await run_in_threadpool(worker.start)
-        elif mode == "process":
-            worker = WorkerProcess(settings, services.notifier)
-            worker.start()
-        signalling = contextlib.ExitStack()
-        if worker is not None:
-            assert isinstance(queue, InProcessQueue)
-            queue.add_waker(worker.wake)
-            signalling.enter_context(services.notifier.signalling())
-        listener = None
-        if engine.dialect.name == "postgresql":  # jobs finished by other processes
-            listener = asyncio.create_task(
-                listen(conninfo(settings.database_url), services.notifier)
-            )
-        try:
+        async with contextlib.AsyncExitStack() as stack:  # closed in reverse order
+            stack.callback(engine.dispose)
+            stack.callback(queue.close)
+            if isinstance(queue, InProcessQueue):
+                await _embedded_worker(stack, services, queue)
+            else:  # workers elsewhere announce the jobs they finish
+                stack.enter_context(_listening(settings, services))
             yield
-        finally:
-            if listener is not None:
-                listener.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await listener
-            signalling.close()
-            if worker is not None:
-                await run_in_threadpool(worker.stop)
-            queue.close()
-            engine.dispose()
 
     app = FastAPI(title="Weightscope", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.services = services
     install_problem_handlers(app)
-    app.include_router(health_router)
-    app.include_router(checkpoints_router)
-    app.include_router(jobs_router)
-    app.include_router(metanetworks_router)
-    app.include_router(predictions_router)
-    app.include_router(datasets_router)
-    app.include_router(merges_router)
+    for router in ROUTERS:
+        app.include_router(router)
     return app
+
+
+async def _embedded_worker(
+    stack: contextlib.AsyncExitStack, services: Services, queue: InProcessQueue
+) -> None:
+    """Start the embedded worker (``Settings.embedded_worker``); it signals the jobs it
+    finishes to the notifier, the in-process queue's one completion signal."""
+    settings = services.settings
+    worker: JobWorker | WorkerProcess
+    if settings.embedded_worker == "thread":
+        configure_torch(settings, embedded=True)
+        worker = JobWorker(services.session_factory, settings, notify=services.notifier.finished)
+        await run_in_threadpool(worker.start)
+    elif settings.embedded_worker == "process":
+        worker = WorkerProcess(settings, services.notifier, task_modules(settings))
+        worker.start()
+    else:
+        return
+    stack.push_async_callback(run_in_threadpool, worker.stop)
+    queue.add_waker(worker.wake)
+    stack.enter_context(services.notifier.signalling())
+
+
+@contextlib.contextmanager
+def _listening(settings: Settings, services: Services) -> contextlib.Iterator[None]:
+    listener = asyncio.create_task(listen(conninfo(settings.database_url), services.notifier))
+    try:
+        yield
+    finally:
+        listener.cancel()

@@ -113,8 +113,7 @@ class Job(Base):
     )
     progress: Mapped[float] = mapped_column(Float, default=0.0)
     params: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    result: Mapped[dict[str, Any] | None]
-    result_ref: Mapped[str | None] = mapped_column(String(255))
+    result: Mapped[dict[str, Any] | None]  # the one stored copy of a job's result
     error: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     max_attempts: Mapped[int] = mapped_column(Integer, default=3)
@@ -179,25 +178,18 @@ class Prediction(Base):
     in_domain: Mapped[bool | None] = mapped_column(Boolean)
     domain_issues: Mapped[list[str] | None] = mapped_column(JSON)
     timings: Mapped[dict[str, Any] | None]
-    result: Mapped[dict[str, Any] | None]
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
 
 
 class Merge(Base):
-    """A merge of two or more checkpoints into ``result_checkpoint_id``; ``inputs`` lists
-    all of them in order (a and b are the first two)."""
+    """A merge of two or more checkpoints (``merge_inputs``, in order) into
+    ``result_checkpoint_id``; its result document is its job's ``result``."""
 
     __tablename__ = "merges"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     job_id: Mapped[int | None] = mapped_column(
         ForeignKey("jobs.id", ondelete="SET NULL"), index=True, unique=True
-    )
-    checkpoint_a_id: Mapped[int] = mapped_column(
-        ForeignKey("checkpoints.id", ondelete="RESTRICT"), index=True
-    )
-    checkpoint_b_id: Mapped[int] = mapped_column(
-        ForeignKey("checkpoints.id", ondelete="RESTRICT"), index=True
     )
     result_checkpoint_id: Mapped[int | None] = mapped_column(
         ForeignKey("checkpoints.id", ondelete="RESTRICT")
@@ -209,7 +201,6 @@ class Merge(Base):
     )
     barrier: Mapped[float | None] = mapped_column(Float)
     timings: Mapped[dict[str, Any] | None]
-    result: Mapped[dict[str, Any] | None]
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
 
 

@@ -1,4 +1,5 @@
-"""Keyset pagination over descending integer ids with opaque cursors."""
+"""Keyset pagination over descending integer ids with opaque cursors: ``paginate`` is the
+one way every list route pages."""
 
 from __future__ import annotations
 
@@ -6,17 +7,16 @@ import base64
 import binascii
 import datetime as dt
 import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Annotated, Any, Generic, TypeVar
 
-from fastapi import Query
+from fastapi import Depends, Query
 from pydantic import BaseModel
 from sqlalchemy import Select, select
+from sqlalchemy.orm import Session
 
 from app.problems import ProblemError
-
-Limit = Annotated[int, Query(ge=1, le=200, description="page size")]
-Cursor = Annotated[str | None, Query(description="`next_cursor` of the previous page")]
-
 
 T = TypeVar("T")
 
@@ -24,6 +24,22 @@ T = TypeVar("T")
 class Page(BaseModel, Generic[T]):
     items: list[T]
     next_cursor: str | None
+
+
+@dataclass(frozen=True)
+class PageRequest:
+    limit: int
+    cursor: str | None
+
+
+def page_request(
+    limit: Annotated[int, Query(ge=1, le=200, description="page size")] = 50,
+    cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page")] = None,
+) -> PageRequest:
+    return PageRequest(limit, cursor)
+
+
+PageDep = Annotated[PageRequest, Depends(page_request)]
 
 
 def encode_cursor(last_id: int) -> str:
@@ -38,36 +54,61 @@ def decode_cursor(cursor: str | None) -> int | None:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         before = json.loads(raw)["before"]
     except (binascii.Error, ValueError, KeyError, TypeError):
-        raise ProblemError(
-            422, "cursor is not one this service issued", slug="bad-cursor"
-        ) from None
+        before = None
     if type(before) is not int:
         raise ProblemError(422, "cursor is not one this service issued", slug="bad-cursor")
     return before
 
 
-def next_cursor(ids: list[int], limit: int) -> str | None:
-    """Callers fetch ``limit + 1`` rows; a full extra row means there is a next page."""
-    return encode_cursor(ids[limit - 1]) if len(ids) > limit else None
-
-
-def newest_first(model: Any, limit: int, cursor: str | None) -> Select[Any]:
-    """The page query every list route starts from: newest first, below the cursor's id,
-    ``limit + 1`` rows (the extra one tells :func:`next_cursor` there is a next page)."""
-    query = select(model).order_by(model.id.desc()).limit(limit + 1)
-    before = decode_cursor(cursor)
-    return query if before is None else query.where(model.id < before)
-
-
-def created_within(
-    query: Select[Any], column: Any, after: dt.datetime | None, before: dt.datetime | None
-) -> Select[Any]:
-    """``created_after``/``created_before`` filters; a naive time is taken as UTC."""
-    if after is not None:
-        query = query.where(column > _aware(after))
-    if before is not None:
-        query = query.where(column < _aware(before))
+def matching(model: Any, **equal: object) -> Select[Any]:
+    """``select(model)`` filtered on each column given a value (None: not filtered)."""
+    query = select(model)
+    for name, value in equal.items():
+        if value is not None:
+            query = query.where(getattr(model, name) == value)
     return query
+
+
+def paginate(
+    session: Session,
+    query: Select[Any],
+    page: PageRequest,
+    out: Callable[[Sequence[Any]], list[Any]],
+) -> Page[Any]:
+    """Newest first, below the cursor's id. One row more than the page is read: when it
+    exists there is a next page."""
+    id_column = query.column_descriptions[0]["entity"].id
+    before = decode_cursor(page.cursor)
+    if before is not None:
+        query = query.where(id_column < before)
+    rows = list(session.scalars(query.order_by(id_column.desc()).limit(page.limit + 1)))
+    more = len(rows) > page.limit
+    rows = rows[: page.limit]
+    return Page[Any](items=out(rows), next_cursor=encode_cursor(rows[-1].id) if more else None)
+
+
+@dataclass(frozen=True)
+class Created:
+    """The ``created_after``/``created_before`` filters of a list; a naive time is UTC."""
+
+    after: dt.datetime | None
+    before: dt.datetime | None
+
+    def within(self, query: Select[Any], column: Any) -> Select[Any]:
+        if self.after is not None:
+            query = query.where(column > _aware(self.after))
+        if self.before is not None:
+            query = query.where(column < _aware(self.before))
+        return query
+
+
+def created_range(
+    created_after: dt.datetime | None = None, created_before: dt.datetime | None = None
+) -> Created:
+    return Created(created_after, created_before)
+
+
+CreatedDep = Annotated[Created, Depends(created_range)]
 
 
 def _aware(moment: dt.datetime) -> dt.datetime:

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import logging
 from http import HTTPStatus
+from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger(__name__)
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_TYPE_BASE = "urn:weightscope:problem:"
+PROBLEM = {"content": {PROBLEM_MEDIA_TYPE: {}}}  # a route's error responses in the OpenAPI
+
+Row = TypeVar("Row")
 
 
 class ProblemError(Exception):
@@ -32,6 +37,14 @@ class ProblemError(Exception):
         self.detail = detail
         self.slug = slug
         self.headers = headers
+
+
+def get_or_404(session: Session, model: type[Row], row_id: int, what: str) -> Row:
+    """The row with this id, or a 404 problem naming what is missing."""
+    row: Any = session.get(model, row_id)
+    if row is None:
+        raise ProblemError(404, f"{what} {row_id} does not exist", slug="not-found")
+    return row  # type: ignore[no-any-return]
 
 
 def problem_response(

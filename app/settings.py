@@ -10,7 +10,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 def _builtin_metanetworks() -> Path:
-    """models/builtin, found without importing models (and torch) into the API process."""
+    """models/builtin, found without importing ``models`` into the API process."""
     return Path(__file__).resolve().parent.parent / "models" / "builtin"
 
 
@@ -31,10 +31,9 @@ class Settings(BaseSettings):
     embedded_worker: Literal["process", "thread", "off"] = Field(
         default="process",
         description="the job worker `serve` runs with the in-process queue: process (a child "
-        "process it supervises: its own interpreter lock and core; micro-batched predictions "
-        "on two cores 193-202/s as a thread, 238-240/s as a process, bench/service), thread "
-        "(inside the API process: one process, for tests and embedding), off (run "
-        "`weightscope worker` processes instead); true/false mean process/off",
+        "process it supervises, with its own interpreter lock and core), thread (inside the "
+        "API process: one process, for tests and embedding), off (run `weightscope worker` "
+        "processes instead); true/false mean process/off",
     )
     max_upload_bytes: int = Field(default=1024 * 2**20, gt=0)
     host: str = "127.0.0.1"
@@ -70,10 +69,9 @@ class Settings(BaseSettings):
         default=None,
         ge=0,
         description="torch CPU threads of a worker (0: torch's default). Unset: one in a "
-        "`weightscope worker` process (scale-out is by processes, and more threads than free "
-        "cores make every forward pass many times slower), torch's default in the API "
-        "process's embedded worker, the only computing process there (micro-batched "
-        "predictions/s 73 -> 98 on two cores, bench/service)",
+        "`weightscope worker` process (scale-out is by processes; more threads than free "
+        "cores slow every forward pass), torch's default for the API process's embedded "
+        "worker thread, the only computing thread there",
     )
     max_dataset_bytes: int = Field(default=256 * 2**20, gt=0)
     extra_job_modules: list[str] = Field(
@@ -81,12 +79,9 @@ class Settings(BaseSettings):
         description="modules imported at startup that register more job kinds (plugins)",
     )
     stalled_worker_seconds: float = Field(
-        default=30.0, gt=0, description="procrastinate: a worker silent this long is stalled"
-    )
-    redefer_after_seconds: float = Field(
-        default=10.0,
+        default=30.0,
         gt=0,
-        description="procrastinate: a queued job with no procrastinate job this old is re-sent",
+        description="procrastinate: a worker silent this long is stalled; its jobs are retried",
     )
 
     @field_validator("embedded_worker", mode="before")

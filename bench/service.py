@@ -109,13 +109,13 @@ def make_metanetwork(directory: Path, nets: list[Path], config: MetanetConfig) -
 def forward_alone(directory: Path, nets: list[Path], batch: int) -> float:
     """The compute ceiling: the engine's cached-graph forward, with no service around it."""
     from app.device import configure_torch
-    from app.predictions.engine import Item, PredictionEngine
+    from app.predictions.engine import PredictionEngine
     from app.settings import Settings
 
     settings = Settings(_env_file=None, metanetwork_dir=directory)
     configure_torch(settings, embedded=False)  # as a worker process would
     engine = PredictionEngine(settings)
-    items = [Item(f"{i:064x}", path, False) for i, path in enumerate(nets)][:batch]
+    items = [(path, False) for path in nets][:batch]
     engine.predict(NAME, items)
     started = time.perf_counter()
     rounds = 3

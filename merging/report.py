@@ -1,4 +1,5 @@
-"""File-level merge for the CLI: read A, B and data, merge, and render the barrier table."""
+"""File-level merge for the CLI: read A, B and data, merge, and compute the curves (the CLI
+prints them)."""
 
 from __future__ import annotations
 
@@ -6,14 +7,13 @@ import os
 from pathlib import Path as FilePath
 
 import torch
-from rich.table import Table
 
 import graphs
 from graphs.safe_io import read_checkpoint
 from merging.interpolation import BnMode, InterpolationResult, interpolate
 from merging.merge import MergeResult, Method, merge
 
-__all__ = ["barrier_table", "load_data", "merge_files"]
+__all__ = ["load_data", "merge_files"]
 
 
 def load_data(path: str | os.PathLike[str]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -26,31 +26,6 @@ def load_data(path: str | os.PathLike[str]) -> tuple[torch.Tensor, torch.Tensor]
     if len(x) != len(y) or y.dim() != 1:
         raise ValueError("data file: y must be 1-D class labels, one per row of x")
     return x, y
-
-
-def _fmt(v: float | None, pct: bool = False) -> str:
-    if v is None:
-        return "-"
-    return f"{100 * v:.1f}%" if pct else f"{v:.4f}"
-
-
-def barrier_table(curve: InterpolationResult) -> Table:
-    """Naive vs aligned: loss/accuracy at A, the midpoint and B, and both barriers."""
-    table = Table(title="interpolation A → B")
-    for col in ("path", "loss A", "loss λ=.5", "loss B", "barrier", "acc A", "acc λ=.5",
-                "acc B", "acc barrier", "‖θA−θB‖"):
-        table.add_column(col, justify="left" if col == "path" else "right")
-    for label, path in (("naive", curve.naive), ("aligned", curve.aligned)):
-        if path is None:
-            continue
-        losses = path.losses or [None] * len(path.lambdas)
-        accs = path.accuracies or [None] * len(path.lambdas)
-        mid_loss, mid_acc = path.at(0.5)
-        table.add_row(label, _fmt(losses[0]), _fmt(mid_loss), _fmt(losses[-1]),
-                      _fmt(path.barrier), _fmt(accs[0], True), _fmt(mid_acc, True),
-                      _fmt(accs[-1], True), _fmt(path.accuracy_barrier, True),
-                      f"{path.distance:.3f}")
-    return table
 
 
 def merge_files(a_path: str | os.PathLike[str], b_path: str | os.PathLike[str],

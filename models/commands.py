@@ -1,13 +1,11 @@
-"""What the ``weightscope train`` and ``weightscope predict`` commands do (the CLI is thin)."""
+"""What the ``weightscope train`` and ``weightscope predict`` commands do; the CLI (``app``)
+prints the results."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
-
-import torch
 
 import graphs
 from models.config import TrainConfig
@@ -44,22 +42,10 @@ def train(task: str, zoo_dir: str | Path, name: str | None = None, seed: int = 0
     return card
 
 
-def format_prediction(p: Prediction) -> str:
-    flag = "" if p.in_domain else f"  [OUT OF DOMAIN: {'; '.join(p.domain_issues)}]"
-    if p.task == "classification":
-        assert p.probabilities is not None
-        top = sorted(p.probabilities.items(), key=lambda kv: -kv[1])[:3]
-        rest = ", ".join(f"{k}: {v:.3f}" for k, v in top)
-        return f"{p.metanetwork}: label {p.label} ({rest}){flag}"
-    assert p.value is not None and p.interval is not None
-    return (f"{p.metanetwork}: predicted test accuracy {p.value:.3f} "
-            f"[{p.interval[0]:.3f}, {p.interval[1]:.3f}] at {p.coverage:.0%} coverage{flag}")
-
-
 def predict(file: str | Path, metanetwork: str | None = None,
-            force: bool = False) -> list[str]:
-    """Lines answering for one checkpoint: the named built-in, or every built-in whose domain
-    holds it (an error listing why none does)."""
+            force: bool = False) -> list[Prediction]:
+    """Answers for one checkpoint: the named built-in, or every built-in whose domain holds
+    it (an error listing why none does)."""
     ckpt = graphs.load(file)
     names = [metanetwork] if metanetwork else available()
     nets: list[Metanetwork] = [load_metanetwork(n) for n in names]
@@ -76,14 +62,4 @@ def predict(file: str | Path, metanetwork: str | None = None,
             detail = "; ".join(f"{k}: {' / '.join(v)}" for k, v in reasons.items())
             raise OutOfDomainError(f"no built-in metanetwork covers this checkpoint ({detail})")
         nets = inside or nets
-    return [format_prediction(net.predict([ckpt], force=force)[0]) for net in nets]
-
-
-def card_summary(card: dict[str, Any]) -> str:
-    """The card's test metrics (and interval) as one JSON line."""
-    keep = {"name": card["name"], "test": card["metrics"]["test"],
-            "best_epoch": card["best_epoch"], "epochs_run": card["epochs_run"]}
-    if "conformal" in card:
-        keep["conformal"] = card["conformal"]
-    keep["device"] = "cuda" if torch.cuda.is_available() else "cpu"
-    return json.dumps(keep)
+    return [net.predict([ckpt], force=force)[0] for net in nets]

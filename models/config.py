@@ -70,9 +70,7 @@ class TrainConfig:
 
     Augmentations act on the parameter graph of each training batch: ``noise`` adds
     Gaussian noise of that many per-feature scales to weights and biases, ``weight_dropout``
-    zeroes that fraction of weight edges, and ``permute`` re-draws random hidden-neuron
-    permutations of the checkpoints (a no-op for an exactly equivariant model, kept to
-    train and check models that are not). ``rank_loss`` weighs a pairwise ranking term
+    zeroes that fraction of weight edges. ``rank_loss`` weighs a pairwise ranking term
     added to the generalization loss.
     """
 
@@ -85,7 +83,6 @@ class TrainConfig:
     patience: int = 20
     noise: float = 0.02
     weight_dropout: float = 0.05
-    permute: bool = False
     seed: int = 0
     coverage: float = 0.9
     rank_loss: float = 1.0

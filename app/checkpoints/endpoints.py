@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request, Response, status
@@ -12,15 +11,16 @@ from starlette.concurrency import run_in_threadpool
 from app.checkpoints import service
 from app.checkpoints.schemas import CheckpointOut
 from app.checkpoints.upload import clean_filename, receive_upload
-from app.deps import ServicesDep, SessionDep
+from app.deps import ReadSessionDep, ServicesDep, SessionDep
+from app.jobs.events import job_response
 from app.jobs.schemas import JobOut
-from app.jobs.submit import submit_job
-from app.pagination import Cursor, Limit, Page, next_cursor
-from app.problems import PROBLEM_MEDIA_TYPE
+from app.jobs.service import submit_job
+from app.pagination import CreatedDep, Page, PageDep
+from app.problems import PROBLEM
+from app.responses import stored
 
 router = APIRouter(prefix="/v1/checkpoints", tags=["checkpoints"])
 
-PROBLEM = {"content": {PROBLEM_MEDIA_TYPE: {}}}
 UPLOAD_BODY = {
     "required": True,
     "content": {
@@ -63,38 +63,23 @@ async def upload_checkpoint(
     checkpoint, created = await run_in_threadpool(
         service.ingest, services.session_factory, services.blobs, temp, name
     )
-    response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
-    response.headers["Location"] = f"/v1/checkpoints/{checkpoint.id}"
+    stored(response, f"/v1/checkpoints/{checkpoint.id}", created)
     return CheckpointOut.model_validate(checkpoint)
 
 
 @router.get("", response_model=Page[CheckpointOut])
 def list_checkpoints(
-    session: SessionDep,
-    limit: Limit = 50,
-    cursor: Cursor = None,
+    session: ReadSessionDep,
+    page: PageDep,
+    created: CreatedDep,
     format: Annotated[str | None, Query(description="safetensors or pytorch")] = None,
-    created_after: dt.datetime | None = None,
-    created_before: dt.datetime | None = None,
     sha256_prefix: Annotated[str | None, Query(max_length=64)] = None,
 ) -> Page[CheckpointOut]:
-    rows = service.list_checkpoints(
-        session,
-        limit=limit,
-        cursor=cursor,
-        format=format,
-        created_after=created_after,
-        created_before=created_before,
-        sha256_prefix=sha256_prefix,
-    )
-    return Page[CheckpointOut](
-        items=[CheckpointOut.model_validate(row) for row in rows[:limit]],
-        next_cursor=next_cursor([row.id for row in rows], limit),
-    )
+    return service.list_checkpoints(session, page, created, format, sha256_prefix)
 
 
 @router.get("/{checkpoint_id}", response_model=CheckpointOut, responses={404: PROBLEM})
-def get_checkpoint(checkpoint_id: int, session: SessionDep) -> CheckpointOut:
+def get_checkpoint(checkpoint_id: int, session: ReadSessionDep) -> CheckpointOut:
     return CheckpointOut.model_validate(service.get_checkpoint(session, checkpoint_id))
 
 
@@ -104,7 +89,7 @@ def get_checkpoint(checkpoint_id: int, session: SessionDep) -> CheckpointOut:
     responses={200: {"content": {"application/octet-stream": {}}}, 404: PROBLEM},
 )
 def download_checkpoint(
-    checkpoint_id: int, session: SessionDep, services: ServicesDep
+    checkpoint_id: int, session: ReadSessionDep, services: ServicesDep
 ) -> FileResponse:
     """The stored safetensors file (PyTorch uploads come back converted)."""
     checkpoint = service.get_checkpoint(session, checkpoint_id)
@@ -132,11 +117,8 @@ def delete_checkpoint(checkpoint_id: int, session: SessionDep, services: Service
     response_model=JobOut,
     responses={404: PROBLEM},
 )
-def inspect_checkpoint(
-    checkpoint_id: int, session: SessionDep, services: ServicesDep, response: Response
-) -> JobOut:
+def inspect_checkpoint(checkpoint_id: int, session: SessionDep, services: ServicesDep) -> Response:
     """Queue an ``inspect`` job (per-tensor statistics); poll ``Location`` for the result."""
     service.get_checkpoint(session, checkpoint_id)
     job = submit_job(session, services, "inspect", {"checkpoint_id": checkpoint_id})
-    response.headers["Location"] = f"/v1/jobs/{job.id}"
-    return JobOut.model_validate(job)
+    return job_response(job, status.HTTP_202_ACCEPTED, location=True)

@@ -25,6 +25,8 @@ class CheckpointOut(BaseModel):
         description="architecture op graph, or null when none is attached or inferable"
     )
     lineage: dict[str, Any] | None = Field(
-        default=None, description="for merge results: parents, method, lam, dataset, job"
+        default=None,
+        description="for merged checkpoints, the lineage the file carries: parents (sha256),"
+        " method, lam, BatchNorm statistics",
     )
     created_at: dt.datetime

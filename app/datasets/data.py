@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from graphs.errors import CheckpointError
+from graphs import CheckpointError
 from graphs.safe_io import read_checkpoint
 
 MAX_SAMPLES = 100_000

@@ -9,13 +9,13 @@ from app.checkpoints.endpoints import UPLOAD_BODY
 from app.checkpoints.upload import clean_filename, receive_upload
 from app.datasets import service
 from app.datasets.schemas import DatasetOut
-from app.deps import ServicesDep, SessionDep
-from app.pagination import Cursor, Limit, Page, next_cursor
-from app.problems import PROBLEM_MEDIA_TYPE
+from app.deps import ReadSessionDep, ServicesDep
+from app.models import Dataset
+from app.pagination import Page, PageDep
+from app.problems import PROBLEM, get_or_404
+from app.responses import stored
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
-
-PROBLEM = {"content": {PROBLEM_MEDIA_TYPE: {}}}
 
 
 @router.post(
@@ -35,22 +35,15 @@ async def upload_dataset(request: Request, response: Response, services: Service
     dataset, created = await run_in_threadpool(
         service.ingest_dataset, services.session_factory, services.blobs, temp, name
     )
-    response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
-    response.headers["Location"] = f"/v1/datasets/{dataset.id}"
+    stored(response, f"/v1/datasets/{dataset.id}", created)
     return DatasetOut.model_validate(dataset)
 
 
 @router.get("", response_model=Page[DatasetOut])
-def list_datasets(
-    session: SessionDep, limit: Limit = 50, cursor: Cursor = None
-) -> Page[DatasetOut]:
-    rows = service.list_datasets(session, limit=limit, cursor=cursor)
-    return Page[DatasetOut](
-        items=[DatasetOut.model_validate(row) for row in rows[:limit]],
-        next_cursor=next_cursor([row.id for row in rows], limit),
-    )
+def list_datasets(session: ReadSessionDep, page: PageDep) -> Page[DatasetOut]:
+    return service.list_datasets(session, page)
 
 
 @router.get("/{dataset_id}", response_model=DatasetOut, responses={404: PROBLEM})
-def get_dataset(dataset_id: int, session: SessionDep) -> DatasetOut:
-    return DatasetOut.model_validate(service.get_dataset(session, dataset_id))
+def get_dataset(dataset_id: int, session: ReadSessionDep) -> DatasetOut:
+    return DatasetOut.model_validate(get_or_404(session, Dataset, dataset_id, "dataset"))

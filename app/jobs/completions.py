@@ -1,14 +1,9 @@
-"""Finished jobs announced over PostgreSQL ``LISTEN``/``NOTIFY``, for watchers in other
-processes.
+"""Finished jobs announced over PostgreSQL ``LISTEN``/``NOTIFY``: the procrastinate
+queue's one way of telling the API that a worker process finished a job.
 
-A worker process (``weightscope worker``) finishes jobs the API process did not see
-finish; without a word from it, a long-poll had to read the row every 10-100 ms, which cost
-a read per waiting client per poll and up to 100 ms of latency per job. Now the worker's
-finishing transaction also sends a ``NOTIFY`` with the job ids, which PostgreSQL delivers
-at commit, and the API process listens on one connection and wakes the watchers of those
-jobs (they read the row once). While the listener is connected, a long-poll for a job
-queued here polls only as a safety net, as with the embedded worker. SQLite has no such
-channel: there, only the embedded worker signals (through its pipe or in process).
+The finishing transaction sends a ``NOTIFY`` with the job ids, which PostgreSQL delivers
+at commit; the API process listens on one connection and wakes the watchers of those jobs
+(they read the row once).
 """
 
 from __future__ import annotations
@@ -32,10 +27,9 @@ _NOTIFY = select(sql.pg_notify(CHANNEL, bindparam("ids")))
 
 
 def announce(session: Session, job_ids: Iterable[int]) -> None:
-    """In the transaction that finishes the jobs: tell listeners once it commits (a no-op
-    on other databases)."""
+    """In the transaction that finishes the jobs: tell listeners once it commits."""
     ids = ",".join(str(job_id) for job_id in job_ids)
-    if ids and session.get_bind().dialect.name == "postgresql":
+    if ids:
         session.execute(_NOTIFY, {"ids": ids})
 
 

@@ -1,17 +1,11 @@
 """Watching a job: long-poll (``?wait=``) and server-sent events.
 
 Both read the job row, the one source of truth. Between reads they wait on the process's
-:class:`JobNotifier`, which the embedded worker (and a cancel request) signals once a
-job's terminal state has committed, so a job finished in this process is answered at
-once; the worker hands the notifier the terminal rows its UPDATEs returned, so that answer
-needs no read at all. Jobs finished elsewhere (``weightscope worker`` processes,
-recovery) are seen by polling, with a backoff that starts at 10 ms and settles at 100 ms
-(a primary-key read ten times a second per waiting client; a longer interval showed up
-directly in end-to-end latency); when an embedded worker is running, polling starts at
-100 ms since it signals its own jobs, and a long-poll for a job queued in this process
-polls only every ``OPEN_POLL_SECONDS`` (each poll is a thread hop and a read, a large
-part of a prediction's cost on a busy CPU). Neither needs a broker, and both work the
-same with every queue backend.
+:class:`JobNotifier`, which the queue's completion signal (the embedded worker's finished
+rows, or PostgreSQL NOTIFY with procrastinate) and a cancel request set once a job's
+terminal state has committed; a finished row handed over by the embedded worker needs no
+read at all. Jobs nobody here signals are seen by polling with a backoff, and a long-poll
+for a job queued here, which will be signalled, reads only every ``OPEN_POLL_SECONDS``.
 """
 
 from __future__ import annotations
@@ -23,13 +17,13 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Query, Response
-from sqlalchemy import bindparam, select
 from starlette.concurrency import run_in_threadpool
 
 from app.deps import Services
+from app.jobs.repository import read_job_row
 from app.jobs.schemas import JobOut
-from app.models import Job
 from app.problems import ProblemError
+from app.responses import job_path, located
 
 Wait = Annotated[float, Query(ge=0, description="long-poll: seconds to wait for a terminal status")]
 
@@ -37,8 +31,6 @@ FIRST_DELAY = 0.01
 MAX_DELAY = 0.1
 OPEN_POLL_SECONDS = 0.5  # a job queued here, which the embedded worker will signal
 KEEPALIVE_SECONDS = 15.0
-JOBS = Job.__table__
-_READ_JOB = select(JOBS).where(JOBS.c.id == bindparam("id"))  # built once
 
 
 async def _pause(event: asyncio.Event, seconds: float) -> None:
@@ -50,13 +42,11 @@ async def _pause(event: asyncio.Event, seconds: float) -> None:
 
 
 def read_job(services: Services, job_id: int) -> JobOut:
-    """The job row as the API shows it (one Core SELECT on a pooled connection: every
-    long-poll and event stream reads through here, so it skips the ORM)."""
-    with services.engine.connect() as connection:
-        row = connection.execute(_READ_JOB, {"id": job_id}).mappings().first()
+    """The job row as the API shows it."""
+    row = read_job_row(services.session_factory, job_id)
     if row is None:
         raise ProblemError(404, f"job {job_id} does not exist", slug="not-found")
-    return JobOut.model_validate(dict(row))
+    return JobOut.model_validate(row)
 
 
 def _first_delay(services: Services) -> float:
@@ -92,10 +82,8 @@ async def wait_for_job(services: Services, job_id: int, wait: float) -> JobOut:
 def job_response(job: JobOut, status_code: int = 200, *, location: bool = False) -> Response:
     """The job as JSON, serialized once by pydantic (the same bytes FastAPI's
     ``response_model`` path makes, without validating the model a second time)."""
-    headers = {"Location": f"/v1/jobs/{job.id}"} if location else None
-    return Response(
-        job.model_dump_json(), status_code, headers=headers, media_type="application/json"
-    )
+    response = Response(job.model_dump_json(), status_code, media_type="application/json")
+    return located(response, job_path(job.id)) if location else response
 
 
 def sse(event: str, data: str, event_id: int | None = None) -> bytes:

@@ -1,7 +1,9 @@
-"""What a job kind is, and the context a running job sees.
+"""What a job kind is, the context a running job sees, and the table of kinds.
 
-A job function gets a :class:`JobContext`, loads its own inputs (from ``ctx.params`` and
-the database), reports progress (which is also where cancellation and lost ownership are
+A domain's ``tasks.py`` registers its kinds here when it is imported (``app.tasks`` imports
+them all, in the API and in every worker); this package never imports a domain. A job
+function gets a :class:`JobContext`, loads its own inputs (from ``ctx.params`` and the
+database), reports progress (which is also where cancellation and lost ownership are
 noticed) and returns a JSON-able result. It never writes the job row itself.
 """
 
@@ -13,11 +15,10 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import BaseModel
-from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from app.db import SessionFactory, session_scope
-from app.models import Job, JobStatus, utcnow
+from app.db import SessionFactory
+from app.jobs import repository
 from app.settings import Settings
 
 
@@ -46,50 +47,61 @@ class JobContext:
         if self._last_write and now - self._last_write < self.min_progress_interval:
             return
         self._last_write = now
-        with session_scope(self.session_factory) as session:
-            cancel_requested = session.execute(
-                update(Job)
-                .where(
-                    Job.id == self.job_id,
-                    Job.status == JobStatus.running,
-                    Job.worker_id == self.worker_id,
-                    Job.attempts == self.attempt,
-                )
-                .values(progress=min(max(fraction, 0.0), 1.0), heartbeat_at=utcnow())
-                .returning(Job.cancel_requested)
-            ).scalar_one_or_none()
+        cancel_requested = repository.record_progress(self, min(max(fraction, 0.0), 1.0))
         if cancel_requested is None:
             raise JobLost(f"job {self.job_id} is no longer held by {self.worker_id}")
         if cancel_requested:
             raise JobCanceled(f"job {self.job_id} was canceled")
 
 
-BatchOutcome = dict[str, Any] | Exception
+Outcome = dict[str, Any] | Exception
+# The rows a finished job leaves beside its job row, in the transaction that finishes it.
+Persist = Callable[[Session, list[tuple[int, dict[str, Any]]]], None]
 
 
 @dataclass(frozen=True)
 class JobKind:
     """A registered kind. ``run`` does the work in a worker. ``check`` (optional) rejects
     params that refer to missing things at submit time by raising ValueError (a 422) or a
-    ``ProblemError`` with its own status. ``persist``
-    (optional) writes extra rows in the same transaction that marks the job succeeded, so a
-    result is stored exactly once.
+    ``ProblemError`` with its own status. ``persist`` (optional) writes the domain rows of
+    finished jobs (one call for a whole batch) in the transaction that marks them succeeded,
+    so a result is stored exactly once.
 
     ``run_batch`` (optional) runs several claimed jobs whose params have the same
     ``batch_key`` at once (one forward pass for many predictions) and returns one outcome
-    per job, a result or the exception that failed it. ``queue`` is the device class the
-    kind needs: ``cpu``, or ``compute`` for the queue named by ``Settings.compute_queue``.
-    ``persist_many`` (optional) is ``persist`` for a whole finished batch at once (one
-    executemany), in the same transaction as the batch's terminal updates.
+    per job. ``queue`` is the device class the kind needs: ``cpu``, or ``compute`` for the
+    queue named by ``Settings.compute_queue``.
     """
 
     name: str
     params_model: type[BaseModel]
     run: Callable[[JobContext], dict[str, Any]]
     check: Callable[[Session, Any, Settings], None] | None = None
-    persist: Callable[[Session, int, dict[str, Any]], None] | None = None
+    persist: Persist | None = None
     description: str = ""
-    run_batch: Callable[[list[JobContext]], list[BatchOutcome]] | None = None
+    run_batch: Callable[[list[JobContext]], list[Outcome]] | None = None
     batch_key: Callable[[dict[str, Any]], str] | None = None
     queue: Literal["cpu", "compute"] = "cpu"
-    persist_many: Callable[[Session, list[tuple[int, dict[str, Any]]]], None] | None = None
+
+
+KINDS: dict[str, JobKind] = {}
+
+
+def register(kind: JobKind) -> JobKind:
+    if kind.name in KINDS and KINDS[kind.name] is not kind:
+        raise ValueError(f"job kind {kind.name!r} is already registered")
+    KINDS[kind.name] = kind
+    return kind
+
+
+def get_kind(name: str) -> JobKind:
+    try:
+        return KINDS[name]
+    except KeyError:
+        raise ValueError(f"unknown job kind {name!r}; known: {', '.join(sorted(KINDS))}") from None
+
+
+def queue_name(kind_name: str, settings: Settings) -> str:
+    """The device-class queue of a kind: ``cpu``, or ``Settings.compute_queue``."""
+    kind = KINDS.get(kind_name)
+    return settings.compute_queue if kind is not None and kind.queue == "compute" else "cpu"

@@ -1,45 +1,45 @@
-"""Scale-out: procrastinate on the service's own PostgreSQL carries job ids to workers.
+"""Scale-out: procrastinate, on the service's own PostgreSQL, runs the jobs.
 
-The ``jobs`` table stays the only truth about a job; a procrastinate job carries nothing
-but its id (``run_job(job_id)``), on the queue of the kind's device class (``cpu`` or
-``gpu``), with the queueing lock ``job-<id>`` so one id is never waiting twice. The task
-calls the same guarded ``run_job`` as the embedded worker, so a second delivery of an id
-finds the job already claimed and does nothing.
+One state machine: procrastinate's job is the state of a run, and the job row follows it
+in the same transactions. The API inserts the row and defers its procrastinate job (the
+``run_job`` task with the job id, on the kind's device-class queue, queueing lock
+``job-<id>``) in one transaction, so no job is ever without a delivery. A delivery claims
+the row (taking it over from an attempt that a dead worker cut short: procrastinate hands
+a job to one worker at a time, and again only after that worker stalled). A micro-batch
+takes its mates' procrastinate jobs over (``doing``, under the same procrastinate worker)
+in the transaction that claims their rows, and finishes them in the transaction that
+writes their outcomes, which also NOTIFYs the API (``completions``).
 
-Failures and how they end:
+A worker killed mid-job stops heart-beating in procrastinate; the workers retry the
+``doing`` jobs of stalled workers (procrastinate's ``get_stalled_jobs``/``retry_job``,
+its documented recipe), and the next delivery takes the row over. The row's guarded
+updates (attempt number) and the unique ``job_id`` of result rows keep one result per job.
+There is no heartbeat or recovery pass of ours beside procrastinate's.
 
-* the API commits a job and its enqueue fails: the row stays ``queued``; the maintenance
-  pass of any worker re-sends queued rows older than ``redefer_after_seconds`` that have no
-  waiting or running procrastinate job;
-* a worker is killed mid-job: its procrastinate heartbeat stops, so after
-  ``stalled_worker_seconds`` the maintenance pass retries its stalled procrastinate job
-  (procrastinate's ``get_stalled_jobs`` / ``retry_job``); its ``workers`` row goes silent,
-  so after ``stale_after_seconds`` the job row is requeued (``recover_stale_jobs``); the
-  retried delivery (or a re-send) then claims the job, and only that attempt may write the
-  result (guarded update, unique ``job_id`` in the result tables).
-
-procrastinate's own schema (``procrastinate_*`` tables and functions) is applied by
-:func:`ensure_schema` at startup of the API and of each worker, under an advisory lock and
-only when absent; it is not part of the Alembic migrations, which own only our tables.
+procrastinate's own schema is applied by :func:`ensure_schema` at startup of the API and of
+each worker, under an advisory lock and only when absent; the Alembic migrations own only
+our tables.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import datetime as dt
+import json
 import logging
 
 import procrastinate
 import psycopg
-from procrastinate.exceptions import AlreadyEnqueued
 from procrastinate.schema import SchemaManager
-from sqlalchemy import select, text
+from sqlalchemy import bindparam, text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
+from sqlalchemy.types import String
 
-from app.db import SessionFactory, session_scope
-from app.jobs.runner import recover_stale_jobs, run_job
-from app.models import Job, JobStatus, utcnow
+from app.db import SessionFactory, read_session
+from app.jobs import repository
+from app.jobs.completions import announce
+from app.jobs.runner import QueueHooks, run_job
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -49,8 +49,7 @@ SCHEMA_LOCK = 7_340_001  # pg_advisory_xact_lock key while applying the schema
 
 
 def conninfo(database_url: str) -> str:
-    """The libpq form of a SQLAlchemy PostgreSQL URL (query options such as a
-    ``search_path`` carry over)."""
+    """The libpq form of a SQLAlchemy PostgreSQL URL (query options carry over)."""
     url = make_url(database_url)
     if url.get_backend_name() != "postgresql":
         raise ValueError("WEIGHTSCOPE_QUEUE=procrastinate needs a PostgreSQL database_url")
@@ -59,23 +58,6 @@ def conninfo(database_url: str) -> str:
 
 def queueing_lock(job_id: int) -> str:
     return f"job-{job_id}"
-
-
-_CANCEL_WAITING = text(
-    "SELECT procrastinate_cancel_job_v1(id, false, true) FROM procrastinate_jobs"
-    " WHERE status = 'todo' AND queueing_lock = ANY(:locks)"
-)
-
-
-def drop_deliveries(session_factory: SessionFactory, job_ids: list[int]) -> None:
-    """Delete the waiting procrastinate jobs of jobs that a micro-batch finished alongside
-    the one delivered (procrastinate's own cancel-and-delete, for all of them in one
-    statement). Each would be a no-op delivery (the job is claimed, nothing runs), but a
-    worker fetched, ran and finished them one by one before the next real job: 10-15 of
-    them after every batch of a busy queue."""
-    if job_ids:
-        with session_scope(session_factory) as session:
-            session.execute(_CANCEL_WAITING, {"locks": [queueing_lock(i) for i in job_ids]})
 
 
 def ensure_schema(database_url: str) -> None:
@@ -87,124 +69,99 @@ def ensure_schema(database_url: str) -> None:
             log.info("applied the procrastinate schema")
 
 
-def defer(app: procrastinate.App, job_id: int, queue: str) -> None:
-    with contextlib.suppress(AlreadyEnqueued):  # that id is already waiting
-        app.configure_task(TASK_NAME, queue=queue, queueing_lock=queueing_lock(job_id)).defer(
-            job_id=job_id
-        )
+_DEFER = text(
+    "SELECT procrastinate_defer_jobs_v1(ARRAY[ROW(:queue, :task, 0, NULL, :lock,"
+    " CAST(:args AS jsonb), NULL)::procrastinate_job_to_defer_v1])"
+)
+_LOCKS = bindparam("locks", type_=ARRAY(String))
+_ADOPT = text(
+    "UPDATE procrastinate_jobs SET status = 'doing', worker_id = ("
+    " SELECT worker_id FROM procrastinate_jobs"
+    " WHERE queueing_lock = :leader AND status = 'doing' LIMIT 1)"
+    " WHERE status = 'todo' AND queueing_lock = ANY(:locks) RETURNING queueing_lock"
+).bindparams(_LOCKS)
+_FINISH = text(
+    "SELECT procrastinate_finish_job_v1(id, 'succeeded', true) FROM procrastinate_jobs"
+    " WHERE status = 'doing' AND queueing_lock = ANY(:locks)"
+).bindparams(_LOCKS)
 
 
 class ProcrastinateQueue:
-    """The API side: defers ids synchronously (called after the job row committed)."""
+    """The API side: a job's delivery is deferred in the job row's own transaction."""
 
     def __init__(self, database_url: str) -> None:
         ensure_schema(database_url)
-        self.app = procrastinate.App(
-            connector=procrastinate.SyncPsycopgConnector(
-                conninfo=conninfo(database_url), min_size=1, max_size=8
-            )
-        )
-        self.app.open()
 
-    def enqueue(self, job_id: int, queue: str) -> None:
-        defer(self.app, job_id, queue)
+    def enqueue(self, session: Session, job_id: int, queue: str) -> None:
+        values = {
+            "queue": queue,
+            "task": TASK_NAME,
+            "lock": queueing_lock(job_id),
+            "args": json.dumps({"job_id": job_id}),
+        }
+        session.execute(_DEFER, values)
+
+    def committed(self) -> None:
+        pass  # procrastinate's own NOTIFY on insert wakes the workers
 
     def close(self) -> None:
-        self.app.close()
+        pass
 
 
-def orphaned_queued_jobs(
-    session_factory: SessionFactory, database_url: str, older_than: dt.timedelta
-) -> list[tuple[int, str]]:
-    """Queued job rows, older than ``older_than``, with no procrastinate job waiting or
-    running for them: (id, kind)."""
-    cutoff = utcnow() - older_than
-    with session_factory() as session:
-        rows = session.execute(
-            select(Job.id, Job.kind)
-            .where(Job.status == JobStatus.queued, Job.created_at < cutoff)
-            .order_by(Job.id)
-            .limit(1000)
-        ).all()
-    if not rows:
-        return []
-    with psycopg.connect(conninfo(database_url)) as connection:
-        live = {
-            lock
-            for (lock,) in connection.execute(
-                "SELECT queueing_lock FROM procrastinate_jobs "
-                "WHERE status IN ('todo', 'doing') AND queueing_lock = ANY(%s)",
-                ([queueing_lock(job_id) for job_id, _ in rows],),
-            )
-        }
-    return [(job_id, kind) for job_id, kind in rows if queueing_lock(job_id) not in live]
+def adopt(session: Session, leader_id: int, job_ids: list[int]) -> list[int]:
+    """Take over the waiting deliveries of a batch's mates; the ids whose we got."""
+    locks = {queueing_lock(job_id): job_id for job_id in job_ids}
+    taken = session.execute(_ADOPT, {"leader": queueing_lock(leader_id), "locks": list(locks)})
+    return sorted(locks[lock] for (lock,) in taken)
 
 
-async def maintain(
-    app: procrastinate.App, session_factory: SessionFactory, settings: Settings
-) -> None:
-    """One maintenance pass: requeue job rows of dead workers, retry procrastinate jobs of
-    stalled workers, re-send queued rows that nobody will deliver."""
-    from app.jobs.submit import queue_name
-
-    stale = dt.timedelta(seconds=settings.stale_after_seconds)
-    requeued = await asyncio.to_thread(recover_stale_jobs, session_factory, stale)
-    if requeued:
-        log.warning("requeued jobs of dead workers: %s", requeued)
-    stalled = await app.job_manager.get_stalled_jobs(
-        seconds_since_heartbeat=settings.stalled_worker_seconds
-    )
-    for job in stalled:
-        try:
-            await app.job_manager.retry_job(job)
-            log.warning("retrying procrastinate job %s of a stalled worker", job.id)
-        except Exception:  # another worker re-sent or retried it first
-            log.info("procrastinate job %s was already retried", job.id)
-    orphans = await asyncio.to_thread(
-        orphaned_queued_jobs,
-        session_factory,
-        settings.database_url,
-        dt.timedelta(seconds=settings.redefer_after_seconds),
-    )
-    for job_id, kind in orphans:
-        try:
-            await app.configure_task(
-                TASK_NAME, queue=queue_name(kind, settings), queueing_lock=queueing_lock(job_id)
-            ).defer_async(job_id=job_id)
-            log.warning("re-sent queued job %s that had no procrastinate job", job_id)
-        except AlreadyEnqueued:
-            pass
+def finished(session: Session, leader_id: int, job_ids: list[int]) -> None:
+    """The mates' deliveries are done (the leader's is finished by procrastinate when the
+    task returns); watchers hear of all of them at commit."""
+    mates = [queueing_lock(job_id) for job_id in job_ids if job_id != leader_id]
+    if mates:
+        session.execute(_FINISH, {"locks": mates})
+    announce(session, job_ids)
 
 
-async def _maintenance_loop(
-    app: procrastinate.App, session_factory: SessionFactory, settings: Settings
-) -> None:
-    interval = max(min(settings.stale_after_seconds, settings.stalled_worker_seconds) / 2, 0.2)
+HOOKS = QueueHooks(adopt=adopt, finished=finished)
+
+
+async def _retry_stalled(app: procrastinate.App, settings: Settings) -> None:
+    """procrastinate's recipe for jobs of dead workers: put them back to ``todo``."""
     while True:
         try:
-            await maintain(app, session_factory, settings)
+            stalled = await app.job_manager.get_stalled_jobs(
+                seconds_since_heartbeat=settings.stalled_worker_seconds
+            )
+            for job in stalled:
+                try:
+                    await app.job_manager.retry_job(job)
+                    log.warning("retrying procrastinate job %s of a stalled worker", job.id)
+                except Exception:  # another worker retried it first
+                    log.info("procrastinate job %s was already retried", job.id)
         except Exception:
-            log.exception("procrastinate maintenance failed; retrying")
-        await asyncio.sleep(interval)
+            log.exception("retrying stalled jobs failed; trying again")
+        await asyncio.sleep(max(settings.stalled_worker_seconds / 2, 0.2))
 
 
 def run_procrastinate_worker(
-    session_factory: SessionFactory, settings: Settings, worker_id: str, queues: list[str]
+    session_factory: SessionFactory, settings: Settings, queues: list[str]
 ) -> None:
     """Serve ``queues`` until SIGINT/SIGTERM: one job at a time (one process per GPU)."""
     app = procrastinate.App(
         connector=procrastinate.PsycopgConnector(conninfo=conninfo(settings.database_url))
     )
+    worker_id = repository.new_worker_id()
 
     @app.task(name=TASK_NAME, pass_context=False)
     def run(job_id: int) -> None:
-        finished: list[int] = []
-        run_job(job_id, session_factory, settings, worker_id, notify=finished.extend)
-        drop_deliveries(session_factory, [i for i in finished if i != job_id])
+        if not run_job(job_id, session_factory, settings, worker_id, hooks=HOOKS):
+            repository.give_up(session_factory, job_id)
 
     async def main() -> None:
         async with app.open_async():
-            maintenance = asyncio.create_task(_maintenance_loop(app, session_factory, settings))
+            retrying = asyncio.create_task(_retry_stalled(app, settings))
             try:
                 await app.run_worker_async(
                     queues=queues,
@@ -216,7 +173,20 @@ def run_procrastinate_worker(
                     delete_jobs="successful",
                 )
             finally:
-                maintenance.cancel()
+                retrying.cancel()
 
     ensure_schema(settings.database_url)
     asyncio.run(main())
+
+
+_LIVE_WORKER = text(
+    "SELECT id FROM procrastinate_workers"
+    " WHERE last_heartbeat >= now() - make_interval(secs => :seconds) LIMIT 1"
+)
+
+
+def live_worker(session_factory: SessionFactory, seconds: float) -> str | None:
+    """A procrastinate worker that sent a heartbeat within ``seconds``, if any."""
+    with read_session(session_factory) as session:
+        found = session.execute(_LIVE_WORKER, {"seconds": seconds}).scalar()
+    return None if found is None else f"procrastinate worker {found}"

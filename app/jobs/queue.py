@@ -1,10 +1,10 @@
-"""Handing a committed job to whoever runs it.
+"""How a committed job reaches whoever runs it.
 
-The job row (status ``queued``) is the truth about a job; a queue only carries its id. With
-the in-process backend, ``enqueue`` wakes the embedded worker so it does not wait for its
-next poll, and ``weightscope worker`` processes find rows by polling. The procrastinate
-backend (``app/jobs/procrastinate_queue.py``) defers a procrastinate job that carries the id
-to the queue of the kind's device class.
+``enqueue`` runs inside the transaction that inserts the job row, ``committed`` after it.
+With the in-process queue the row is all there is: ``committed`` wakes the embedded worker
+so it does not wait for its next poll (``weightscope worker`` processes find rows by
+polling). The procrastinate queue (``procrastinate_queue.py``) defers the job's delivery in
+the same transaction, so there is never a job without one.
 """
 
 from __future__ import annotations
@@ -12,10 +12,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
+from sqlalchemy.orm import Session
+
 
 class JobQueue(Protocol):
-    def enqueue(self, job_id: int, queue: str) -> None:
-        """Called only after the transaction that created the job has committed."""
+    def enqueue(self, session: Session, job_id: int, queue: str) -> None:
+        """In the transaction that creates the job."""
+
+    def committed(self) -> None:
+        """After that transaction committed."""
 
     def close(self) -> None:
         """Release connections (at shutdown)."""
@@ -28,7 +33,10 @@ class InProcessQueue:
     def add_waker(self, wake: Callable[[], None]) -> None:
         self._wakers.append(wake)
 
-    def enqueue(self, job_id: int, queue: str) -> None:
+    def enqueue(self, session: Session, job_id: int, queue: str) -> None:
+        pass  # the queued row is the whole message
+
+    def committed(self) -> None:
         for wake in self._wakers:
             wake()
 

@@ -24,7 +24,6 @@ class JobOut(BaseModel):
     progress: float
     params: dict[str, Any]
     result: dict[str, Any] | None
-    result_ref: str | None
     error: str | None
     attempts: int
     max_attempts: int

@@ -1,39 +1,33 @@
-"""Creating, finding and canceling jobs (the request side; workers live in runner.py)."""
+"""The request side of jobs: validate and commit, hand to the queue, wait, cancel, list.
+
+The order keeps failures clean: the job row is committed (with procrastinate, together
+with its delivery) before anything else hears of it, so a failed request never leaves a
+job behind and a committed job is never without a way to run.
+"""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+from fastapi import Response, status
 from pydantic import ValidationError
-from sqlalchemy import bindparam, insert, update
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
-from app.jobs.registry import KINDS
+from app.deps import Services
+from app.jobs import repository
+from app.jobs.events import job_response, read_job, wait_for_job
+from app.jobs.kind import KINDS, queue_name
 from app.jobs.schemas import JobOut
-from app.models import Job, JobStatus, utcnow
-from app.pagination import newest_first
+from app.models import Job, JobStatus
+from app.pagination import Page, PageRequest, matching, paginate
 from app.problems import ProblemError
-from app.settings import Settings
 
-JOBS = Job.__table__
-# built once with bound parameters: a statement with literal values (a params dict among
-# them) was walked for its cache key on every request
-_INSERT_JOB = (
-    insert(JOBS)
-    .values(
-        kind=bindparam("kind"),
-        params=bindparam("params", type_=JOBS.c.params.type),
-        max_attempts=bindparam("max_attempts"),
-    )
-    .returning(*JOBS.c)
-)
+log = logging.getLogger(__name__)
 
 
-def create_job(
-    session: Session, kind_name: str, params: dict[str, Any], settings: Settings
-) -> JobOut:
-    """Validate and commit a queued job. The caller enqueues it after this returns
-    (``app.jobs.submit.submit_job`` does both)."""
+def _validated(session: Session, kind_name: str, params: dict[str, Any], services: Services):
     kind = KINDS.get(kind_name)
     if kind is None:
         raise ProblemError(
@@ -44,7 +38,7 @@ def create_job(
     try:
         parsed = kind.params_model.model_validate(params)
         if kind.check is not None:
-            kind.check(session, parsed, settings)
+            kind.check(session, parsed, services.settings)
     except ValidationError as exc:
         detail = "; ".join(
             f"{'.'.join(str(p) for p in error['loc']) or 'params'}: {error['msg']}"
@@ -55,60 +49,56 @@ def create_job(
         ) from None
     except ValueError as exc:
         raise ProblemError(422, str(exc), slug="validation") from None
-    # one Core INSERT ... RETURNING (every request that queues work comes through here; the
-    # ORM's unit of work costs about twice as much for a single row), its values apart
-    values = {
-        "kind": kind_name,
-        "params": parsed.model_dump(mode="json"),
-        "max_attempts": settings.job_max_attempts,
-    }
-    row = session.execute(_INSERT_JOB, values).mappings().one()
+    return parsed.model_dump(mode="json")
+
+
+def submit_job(session: Session, services: Services, kind: str, params: dict[str, Any]) -> JobOut:
+    """Validate, insert and commit a queued job (and its delivery), then wake the queue."""
+    values = _validated(session, kind, params, services)
+    row = repository.insert_job(session, kind, values, services.settings.job_max_attempts)
+    services.queue.enqueue(session, row["id"], queue_name(kind, services.settings))
     session.commit()
-    return JobOut.model_validate(dict(row))  # not an ORM instance: nobody needs its identity
+    services.notifier.accepted(row["id"])
+    services.queue.committed()
+    return JobOut.model_validate(row)
 
 
-def get_job(session: Session, job_id: int) -> Job:
-    job = session.get(Job, job_id, populate_existing=True)
-    if job is None:
-        raise ProblemError(404, f"job {job_id} does not exist", slug="not-found")
-    return job
+async def accept_job(
+    services: Services, kind: str, params: dict[str, Any], wait: float = 0
+) -> Response:
+    """Submit (in a worker thread), long-poll when ``wait`` > 0, and answer the way every
+    job-creating route does: 202 with ``Location``, or 200 once the job is terminal."""
+    job = await run_in_threadpool(_submit, services, kind, params)
+    if wait > 0:
+        job = await wait_for_job(services, job.id, wait)
+    code = status.HTTP_200_OK if job.status.terminal else status.HTTP_202_ACCEPTED
+    return job_response(job, code, location=True)
 
 
-def list_jobs(
-    session: Session,
-    *,
-    limit: int,
-    cursor: str | None,
-    kind: str | None = None,
-    status: JobStatus | None = None,
-) -> list[Job]:
-    """Newest first; returns up to ``limit + 1`` rows (the extra one signals a next page)."""
-    query = newest_first(Job, limit, cursor)
-    if kind is not None:
-        query = query.where(Job.kind == kind)
-    if status is not None:
-        query = query.where(Job.status == status)
-    return list(session.scalars(query))
+def _submit(services: Services, kind: str, params: dict[str, Any]) -> JobOut:
+    with services.session_factory() as session:
+        return submit_job(session, services, kind, params)
 
 
-def cancel_job(session: Session, job_id: int) -> Job:
-    """Queued: canceled now. Running: flagged; the job stops at its next progress point."""
-    get_job(session, job_id)
-    canceled = session.execute(
-        update(Job)
-        .where(Job.id == job_id, Job.status == JobStatus.queued)
-        .values(status=JobStatus.canceled, cancel_requested=True, finished_at=utcnow())
-    ).rowcount
-    if not canceled:
-        session.execute(
-            update(Job)
-            .where(Job.id == job_id, Job.status == JobStatus.running)
-            .values(cancel_requested=True)
-        )
+def cancel_job(session: Session, services: Services, job_id: int) -> JobOut:
+    read_job(services, job_id)  # 404 first
+    repository.request_cancel(session, job_id)
     session.commit()
-    job = get_job(session, job_id)
+    job = read_job(services, job_id)
     if job.status in (JobStatus.succeeded, JobStatus.failed):
         raise ProblemError(
             409, f"job {job_id} already {job.status.value}; nothing to cancel", slug="job-finished"
         )
+    if job.status.terminal:  # canceled while queued: wake whoever waits for it
+        services.notifier.notify([job_id])
     return job
+
+
+def list_jobs(
+    session: Session, page: PageRequest, kind: str | None, status: JobStatus | None
+) -> Page[JobOut]:
+    return paginate(session, matching(Job, kind=kind, status=status), page, _out)
+
+
+def _out(rows: list[Job]) -> list[JobOut]:
+    return [JobOut.model_validate(row) for row in rows]

@@ -1,22 +1,22 @@
 """The embedded worker as a child process of ``serve``, supervised by the API process.
 
-A worker thread inside the API process shares its interpreter lock: every millisecond of
-Python a micro-batch spends (claims, collation, the forward's dispatch, result rows) is a
-millisecond no request is served, so the two cores of a small machine worked as one and
-job acceptance queued behind forward passes. In its own process the worker gets its own
-lock and core, and, since it is not the API process, the GPU when one is visible.
+A worker thread would share the API's interpreter lock, so every millisecond of Python a
+micro-batch spends would be one no request is served; in its own process the worker has
+its own lock and core and, not being the API process, may use the GPU.
 
-It still behaves as the embedded worker: it is started and stopped with the app, and it
-reports through one pipe. The API writes a byte to wake it when a job is queued; the
-worker sends the rows of the jobs it finished (as the in-process worker hands them to the
-notifier), so a long-poll is answered without a database read. A worker that dies is
-started again; the jobs it held are requeued by the usual stale-job recovery.
+It still behaves as the embedded worker: started and stopped with the app, reporting
+through one pipe. The API writes a byte to wake it when a job is queued; the worker sends
+back the rows of the jobs it finished, which the API hands to its notifier. A worker that
+dies is started again; the jobs it held are requeued by the usual stale-job recovery.
+A supervisor thread is all it takes: multiprocessing gives start, join and kill, and the
+restart policy is one loop (``_supervise``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import logging
 import multiprocessing
 import signal
@@ -39,8 +39,9 @@ class WorkerProcess:
     """Parent side: start, wake, supervise and stop the child; hand its rows to the
     notifier from the event loop that ``start`` runs in."""
 
-    def __init__(self, settings: Settings, notifier: JobNotifier) -> None:
+    def __init__(self, settings: Settings, notifier: JobNotifier, modules: list[str]) -> None:
         self.settings = settings
+        self.modules = modules  # the task modules the child imports (they register kinds)
         self.notifier = notifier
         self._context = multiprocessing.get_context("spawn")  # no fork of a threaded parent
         self._process: Any = None
@@ -98,7 +99,9 @@ class WorkerProcess:
             self._ready.clear()
             parent_end, child_end = self._context.Pipe(duplex=True)
             process = self._context.Process(
-                target=child_main, args=(self.settings, child_end), name="weightscope-worker",
+                target=child_main,
+                args=(self.settings, child_end, self.modules),
+                name="weightscope-worker",
                 daemon=True,
             )
             process.start()
@@ -158,18 +161,18 @@ class WorkerProcess:
             self._launch()
 
 
-def child_main(settings: Settings, conn: Connection) -> None:
+def child_main(settings: Settings, conn: Connection, modules: list[str]) -> None:
     """The worker process: a ``JobWorker`` that wakes on the parent's bytes and sends the
     rows of the jobs it finishes; it stops when asked, or when the parent is gone."""
     from app.db import create_db_engine, create_session_factory
     from app.device import configure_torch
-    from app.jobs.plugins import load_job_modules
     from app.jobs.worker import JobWorker
 
     # Ctrl-C reaches the whole process group; the API process stops this one in order
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(levelname)s %(message)s")
-    load_job_modules(settings)
+    for name in modules:
+        importlib.import_module(name)
     configure_torch(settings, embedded=False)
     engine = create_db_engine(settings.database_url)
     send_lock = threading.Lock()

@@ -4,18 +4,16 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response, status
 
-from app.deps import ServicesDep, SessionDep
+from app.deps import ReadSessionDep, ServicesDep
 from app.jobs.events import Wait
 from app.jobs.schemas import JobOut
-from app.jobs.submit import accept_job
+from app.jobs.service import accept_job
 from app.merges import service
 from app.merges.schemas import MergeCreate, MergeOut
-from app.pagination import Cursor, Limit, Page, next_cursor
-from app.problems import PROBLEM_MEDIA_TYPE
+from app.pagination import Page, PageDep
+from app.problems import PROBLEM
 
 router = APIRouter(prefix="/v1/merges", tags=["merges"])
-
-PROBLEM = {"content": {PROBLEM_MEDIA_TYPE: {}}}
 
 
 @router.post(
@@ -26,28 +24,21 @@ PROBLEM = {"content": {PROBLEM_MEDIA_TYPE: {}}}
 )
 async def create_merge(body: MergeCreate, services: ServicesDep, wait: Wait = 0) -> Response:
     """Queue a ``merge`` job: 202 with the job (``Location``); the merge and the merged
-    checkpoint are in the job's result and in ``GET /v1/merges`` once it succeeded."""
+    checkpoint are in ``GET /v1/merges`` once it succeeded."""
     return await accept_job(services, "merge", body.model_dump(mode="json"), wait)
 
 
 @router.get("", response_model=Page[MergeOut])
 def list_merges(
-    session: SessionDep,
-    limit: Limit = 50,
-    cursor: Cursor = None,
+    session: ReadSessionDep,
+    page: PageDep,
     checkpoint_id: int | None = None,
     job_id: int | None = None,
 ) -> Page[MergeOut]:
     """Newest first; ``checkpoint_id`` matches an input or the result."""
-    rows = service.list_merges(
-        session, limit=limit, cursor=cursor, checkpoint_id=checkpoint_id, job_id=job_id
-    )
-    return Page[MergeOut](
-        items=service.to_out(session, rows[:limit]),
-        next_cursor=next_cursor([row.id for row in rows], limit),
-    )
+    return service.list_merges(session, page, checkpoint_id, job_id)
 
 
 @router.get("/{merge_id}", response_model=MergeOut, responses={404: PROBLEM})
-def get_merge(merge_id: int, session: SessionDep) -> MergeOut:
+def get_merge(merge_id: int, session: ReadSessionDep) -> MergeOut:
     return service.get_merge(session, merge_id)

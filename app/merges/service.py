@@ -1,63 +1,344 @@
-"""Listing and reading merges (they are written only by ``merge`` jobs)."""
+"""Merges: what a request can be refused for, running one in a worker (load, merge,
+evaluate, stage), the rows a finished merge leaves, and reading them back.
+
+A merge is written so that a failure at any point leaves neither blob nor rows: the
+worker stages the merged file as a temp blob; ``persist``, in the transaction that marks
+the job succeeded, adds the checkpoint (through the upload path's ``store``) and merge
+rows and only then moves the blob into place; should anything after that fail, the blob
+is removed again unless another checkpoint already had those bytes.
+"""
 
 from __future__ import annotations
 
-from sqlalchemy import select
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from sqlalchemy import event
 from sqlalchemy.orm import Session
 
-from app.merges.schemas import MergeOut
-from app.models import Merge, MergeInput
-from app.pagination import newest_first
-from app.problems import ProblemError
+from app.blobs import BlobStore, TempBlob
+from app.checkpoints import repository as checkpoints
+from app.checkpoints import service as checkpoint_service
+from app.db import READ_ONLY, read_session
+from app.jobs.kind import JobContext
+from app.merges import repository
+from app.merges.schemas import MergeCreate, MergeOut
+from app.models import Dataset, Merge
+from app.pagination import Page, PageRequest, matching, paginate
+from app.problems import ProblemError, get_or_404
+from app.settings import Settings
+
+
+def check(session: Session, params: MergeCreate, settings: Settings) -> None:
+    """404 for a missing checkpoint or dataset; 422 for checkpoints without an architecture
+    or with different ones, activation matching without data, and data that does not fit
+    the architecture's input or output."""
+    ids = params.checkpoints
+    if len(set(ids)) != len(ids):
+        raise ProblemError(422, "merge the same checkpoint only once", slug="validation")
+    rows = checkpoints.by_ids(session, ids)
+    missing = [i for i in ids if i not in rows]
+    if missing:
+        raise ProblemError(
+            404, f"checkpoint {', '.join(map(str, missing))} does not exist", slug="not-found"
+        )
+    first = rows[ids[0]]
+    for checkpoint_id in ids:
+        if rows[checkpoint_id].architecture_digest is None:
+            raise ProblemError(
+                422,
+                f"checkpoint {checkpoint_id} has no known architecture, so it cannot be "
+                "aligned; upload it as a self-describing safetensors file (graphs.save)",
+                slug="missing-architecture",
+            )
+        if rows[checkpoint_id].architecture_digest != first.architecture_digest:
+            raise ProblemError(
+                422,
+                f"checkpoints {first.id} and {checkpoint_id} have different architectures; "
+                "only networks with the same op graph can be merged",
+                slug="incompatible-architectures",
+            )
+    if params.method == "activation" and params.dataset_id is None:
+        raise ProblemError(
+            422, "activation matching needs a dataset (dataset_id)", slug="validation"
+        )
+    if params.dataset_id is not None:
+        _check_dataset(session, params.dataset_id, first.architecture or {})
+
+
+def _check_dataset(session: Session, dataset_id: int, summary: dict[str, Any]) -> None:
+    dataset = get_or_404(session, Dataset, dataset_id, "dataset")
+    inputs = list(summary.get("inputs", {}).values())
+    if len(inputs) != 1 or list(inputs[0]) != list(dataset.x_shape[1:]):
+        raise ProblemError(
+            422,
+            f"dataset {dataset_id} has samples of shape {dataset.x_shape[1:]}, the "
+            f"architecture takes {inputs[0] if len(inputs) == 1 else inputs}",
+            slug="dataset-mismatch",
+        )
+    outputs = list(summary.get("outputs", {}).values())
+    if len(outputs) != 1 or not outputs[0] or outputs[0][-1] < dataset.num_classes:
+        raise ProblemError(
+            422,
+            f"dataset {dataset_id} has {dataset.num_classes} classes, the architecture's "
+            f"output has shape {outputs[0] if len(outputs) == 1 else outputs}",
+            slug="dataset-mismatch",
+        )
+
+
+# --- the worker side ---------------------------------------------------------------------
+
+
+@dataclass
+class Inputs:
+    checkpoints: list[Any]  # graphs.Checkpoint
+    parents: list[str]  # the inputs' sha256, as the lineage names them
+    data: tuple[torch.Tensor, torch.Tensor] | None
+
+
+class Stopwatch:
+    def __init__(self) -> None:
+        self.started = self.last = time.perf_counter()
+        self.timings: dict[str, float] = {}
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.timings[name] = (now - self.last) * 1000
+        self.last = now
+
+
+def run(ctx: JobContext) -> dict[str, Any]:
+    import merging
+    from app.device import worker_device
+
+    params = MergeCreate.model_validate(ctx.params)
+    clock = Stopwatch()
+    blobs = BlobStore(ctx.settings.blob_dir)
+    inputs = _load(ctx, params, blobs)
+    device = worker_device(ctx.settings)
+    clock.lap("load_ms")
+    ctx.progress(0.1)
+
+    two = len(inputs.checkpoints) == 2
+    result: dict[str, Any] = {
+        "checkpoints": params.checkpoints,
+        "method": params.method,
+        "lam": params.lam if two else None,
+        "dataset_id": params.dataset_id,
+    }
+    if two:
+        merged = merging.merge(
+            *inputs.checkpoints, method=params.method, lam=params.lam, data=inputs.data,
+            parents=inputs.parents, device=device,
+        )
+        matches = [merged.match] if merged.match is not None else []
+    else:
+        merged = merging.merge_many(
+            inputs.checkpoints, data=inputs.data, parents=inputs.parents, device=device
+        )
+        matches = merged.matches[1:]
+        result["rounds"] = merged.rounds
+    lineage = merging.lineage(merged.checkpoint)
+    assert lineage is not None
+    result["matches"] = [_match_summary(m) for m in matches]
+    result["bn_stats"] = lineage["bn_stats"]  # "none" for a network without BatchNorm
+    clock.lap("merge_ms")
+    ctx.progress(0.5)
+
+    if inputs.data is not None:
+        result |= _evaluate(params, inputs, merged.checkpoint, matches, device)
+        clock.lap("evaluate_ms")
+    ctx.progress(0.9)
+
+    result["merged_checkpoint"] = _stage(ctx.job_id, blobs, merged.checkpoint, lineage)
+    clock.timings["total_ms"] = (time.perf_counter() - clock.started) * 1000
+    result["timings"] = clock.timings | {"device": device.type}
+    return result
+
+
+def _load(ctx: JobContext, params: MergeCreate, blobs: BlobStore) -> Inputs:
+    import graphs
+    from app.datasets.data import read_eval_set
+
+    with read_session(ctx.session_factory) as session:
+        rows = checkpoints.by_ids(session, params.checkpoints)
+        dataset_blob = (
+            repository.dataset_blob(session, params.dataset_id) if params.dataset_id else None
+        )
+    missing = [i for i in params.checkpoints if i not in rows]
+    if missing:
+        raise ValueError(f"checkpoint {', '.join(map(str, missing))} no longer exists")
+    if params.dataset_id is not None and dataset_blob is None:
+        raise ValueError(f"dataset {params.dataset_id} no longer exists")
+    data = None
+    if dataset_blob is not None:
+        eval_set = read_eval_set(blobs.path(dataset_blob))
+        data = (eval_set.x, eval_set.y)
+    return Inputs(
+        [graphs.load(blobs.path(rows[i].blob_sha256)) for i in params.checkpoints],
+        [rows[i].sha256 for i in params.checkpoints],
+        data,
+    )
+
+
+def _evaluate(
+    params: MergeCreate, inputs: Inputs, merged: Any, matches: list[Any], device: torch.device
+) -> dict[str, Any]:
+    """The merged network's loss and accuracy; for two inputs, the naive and aligned
+    interpolation curves and their loss barriers."""
+    import merging
+    from merging.forward import load_module
+
+    assert inputs.data is not None
+    loss, accuracy = merging.evaluate(load_module(merged, device), inputs.data)
+    found: dict[str, Any] = {"merged": {"loss": loss, "accuracy": accuracy}}
+    if len(inputs.checkpoints) == 2:
+        curves = merging.interpolate(
+            *inputs.checkpoints, params.curve_points, inputs.data, match=matches[0],
+            device=device,
+        )
+        aligned = curves.aligned
+        found["curves"] = {
+            "naive": _path(curves.naive),
+            "aligned": _path(aligned) if aligned else None,
+        }
+        found["barrier"] = aligned.barrier if aligned else None
+        found["naive_barrier"] = curves.naive.barrier
+    return found
+
+
+def _match_summary(match: Any) -> dict[str, Any]:
+    groups = {
+        group: {"size": len(perm), "moved": int((perm != torch.arange(len(perm))).sum())}
+        for group, perm in sorted(match.perms.items())
+    }
+    return {
+        "method": match.method,
+        "objective_before": match.objective_before,
+        "objective_after": match.objective_after,
+        "sweeps": match.sweeps,
+        "seconds": match.seconds,
+        "permutations": {
+            "groups": groups,
+            "neurons": sum(g["size"] for g in groups.values()),
+            "moved": sum(g["moved"] for g in groups.values()),
+        },
+    }
+
+
+def _path(path: Any) -> dict[str, Any]:
+    names = ("lambdas", "losses", "accuracies", "bn", "distance", "barrier", "accuracy_barrier")
+    return {name: getattr(path, name) for name in names}
+
+
+# Merged files staged by ``run`` for ``persist``, which the runner calls next in the same
+# process; a staged file that never gets there is a temp file, not a blob.
+_staged: dict[int, tuple[TempBlob, dict[str, Any]]] = {}
+_staged_lock = threading.Lock()
+
+
+def _stage(job_id: int, blobs: BlobStore, merged: Any, lineage: dict[str, Any]) -> dict:
+    import graphs
+
+    temp = blobs.temp()
+    try:
+        temp.write(graphs.checkpoint_bytes(merged))
+        sha256 = temp.close()
+    except BaseException:
+        temp.discard()
+        raise
+    with _staged_lock:
+        previous = _staged.pop(job_id, None)
+        _staged[job_id] = (temp, lineage)
+    if previous is not None:
+        previous[0].discard()
+    return {"sha256": sha256, "size": temp.size}
+
+
+def persist(session: Session, finished: list[tuple[int, dict[str, Any]]]) -> None:
+    for job_id, result in finished:
+        _persist_one(session, job_id, result)
+
+
+def _persist_one(session: Session, job_id: int, result: dict[str, Any]) -> None:
+    with _staged_lock:
+        temp, lineage = _staged.pop(job_id)
+    blobs = BlobStore(temp.path.parent)
+    sha256 = result["merged_checkpoint"]["sha256"]
+    try:
+        checkpoint = checkpoints.by_sha256(session, sha256)
+        if checkpoint is None:
+            if not blobs.exists(sha256):
+                _forget_blob_on_rollback(session, blobs, sha256)
+            checkpoint = checkpoint_service.store(
+                session, blobs, temp, sha256, f"merge-{job_id}.safetensors", lineage
+            )
+            session.flush()
+        merge = Merge(
+            job_id=job_id,
+            result_checkpoint_id=checkpoint.id,
+            method=result["method"],
+            lam=result["lam"],
+            dataset_id=result["dataset_id"],
+            barrier=result.get("barrier"),
+            timings=result["timings"],
+        )
+        repository.add_merge(session, merge, result["checkpoints"])
+    finally:
+        temp.discard()  # moved into place, or not needed
+
+
+def _forget_blob_on_rollback(session: Session, blobs: BlobStore, blob_sha256: str) -> None:
+    """``store`` moves the blob into place before the transaction commits: should the
+    transaction roll back instead, remove it again unless a committed row uses it."""
+    engine = session.get_bind()
+
+    def forget(_: Session) -> None:
+        with Session(engine) as fresh:
+            fresh.connection(execution_options=READ_ONLY)
+            if not checkpoints.blob_in_use(fresh, blob_sha256):
+                blobs.delete(blob_sha256)
+
+    event.listen(session, "after_rollback", forget, once=True)
+
+
+# --- reading ---------------------------------------------------------------------------
 
 
 def to_out(session: Session, merges: list[Merge]) -> list[MergeOut]:
-    inputs: dict[int, list[int]] = {merge.id: [] for merge in merges}
-    if merges:
-        for row in session.scalars(
-            select(MergeInput)
-            .where(MergeInput.merge_id.in_(inputs))
-            .order_by(MergeInput.merge_id, MergeInput.position)
-        ):
-            inputs[row.merge_id].append(row.checkpoint_id)
+    inputs = repository.inputs_of(session, [m.id for m in merges])
+    results = repository.results_of(session, [m.job_id for m in merges if m.job_id])
     return [
         MergeOut(
             id=merge.id,
             job_id=merge.job_id,
-            checkpoints=inputs[merge.id] or [merge.checkpoint_a_id, merge.checkpoint_b_id],
+            checkpoints=inputs[merge.id],
             result_checkpoint_id=merge.result_checkpoint_id,
             method=merge.method,
             lam=merge.lam,
             dataset_id=merge.dataset_id,
             barrier=merge.barrier,
             timings=merge.timings,
-            result=merge.result,
+            result=_without_staging(results.get(merge.job_id) if merge.job_id else None),
             created_at=merge.created_at,
         )
         for merge in merges
     ]
 
 
+def _without_staging(result: dict[str, Any] | None) -> dict[str, Any] | None:
+    return None if result is None else {k: v for k, v in result.items() if k != "merged_checkpoint"}
+
+
 def get_merge(session: Session, merge_id: int) -> MergeOut:
-    merge = session.get(Merge, merge_id)
-    if merge is None:
-        raise ProblemError(404, f"merge {merge_id} does not exist", slug="not-found")
-    return to_out(session, [merge])[0]
+    return to_out(session, [get_or_404(session, Merge, merge_id, "merge")])[0]
 
 
 def list_merges(
-    session: Session,
-    *,
-    limit: int,
-    cursor: str | None,
-    checkpoint_id: int | None = None,
-    job_id: int | None = None,
-) -> list[Merge]:
-    """Newest first, up to ``limit + 1``; ``checkpoint_id`` matches any input or the result."""
-    query = newest_first(Merge, limit, cursor)
-    if job_id is not None:
-        query = query.where(Merge.job_id == job_id)
-    if checkpoint_id is not None:
-        used = select(MergeInput.merge_id).where(MergeInput.checkpoint_id == checkpoint_id)
-        query = query.where(Merge.id.in_(used) | (Merge.result_checkpoint_id == checkpoint_id))
-    return list(session.scalars(query))
+    session: Session, page: PageRequest, checkpoint_id: int | None, job_id: int | None
+) -> Page[MergeOut]:
+    query = repository.with_checkpoint(matching(Merge, job_id=job_id), checkpoint_id)
+    return paginate(session, query, page, lambda rows: to_out(session, list(rows)))

@@ -5,9 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from app.deps import ServicesDep
-from app.metanetworks.catalog import find_card, list_cards, unknown_metanetwork
 from app.metanetworks.schemas import MetanetworkDetail, MetanetworkOut
-from app.problems import PROBLEM_MEDIA_TYPE, ProblemError
+from app.metanetworks.service import list_cards, require_card
+from app.problems import PROBLEM
 
 router = APIRouter(prefix="/v1/metanetworks", tags=["metanetworks"])
 
@@ -23,12 +23,8 @@ def list_metanetworks(services: ServicesDep) -> list[MetanetworkOut]:
 @router.get(
     "/{name}",
     response_model=MetanetworkDetail,
-    responses={404: {"content": {PROBLEM_MEDIA_TYPE: {}}}},
+    responses={404: PROBLEM},
 )
 def get_metanetwork(name: str, services: ServicesDep) -> MetanetworkDetail:
-    card = find_card(services.settings.metanetwork_dir, name)
-    if card is None:
-        raise ProblemError(
-            404, unknown_metanetwork(services.settings.metanetwork_dir, name), slug="not-found"
-        )
+    card = require_card(services.settings.metanetwork_dir, name)
     return MetanetworkDetail.model_validate(card, from_attributes=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response, status
@@ -10,18 +9,18 @@ from starlette.concurrency import run_in_threadpool
 
 from app.checkpoints import service as checkpoints_service
 from app.checkpoints.upload import clean_filename, receive_upload
-from app.deps import ServicesDep, SessionDep
+from app.deps import ReadSessionDep, ServicesDep
 from app.jobs.events import Wait
 from app.jobs.schemas import JobOut
-from app.jobs.submit import accept_job
-from app.pagination import Cursor, Limit, Page, next_cursor
+from app.jobs.service import accept_job
+from app.models import Prediction
+from app.pagination import CreatedDep, Page, PageDep
 from app.predictions import service
 from app.predictions.schemas import PredictionCreate, PredictionOut
-from app.problems import PROBLEM_MEDIA_TYPE, ProblemError
+from app.problems import PROBLEM, ProblemError, get_or_404
 
 router = APIRouter(prefix="/v1/predictions", tags=["predictions"])
 
-PROBLEM = {"content": {PROBLEM_MEDIA_TYPE: {}}}
 PREDICT_BODY = {
     "required": True,
     "content": {
@@ -92,29 +91,16 @@ async def create_prediction(
 
 @router.get("", response_model=Page[PredictionOut])
 def list_predictions(
-    session: SessionDep,
-    limit: Limit = 50,
-    cursor: Cursor = None,
+    session: ReadSessionDep,
+    page: PageDep,
+    created: CreatedDep,
     checkpoint_id: int | None = None,
     metanetwork: str | None = None,
-    created_after: dt.datetime | None = None,
-    created_before: dt.datetime | None = None,
 ) -> Page[PredictionOut]:
-    rows = service.list_predictions(
-        session,
-        limit=limit,
-        cursor=cursor,
-        checkpoint_id=checkpoint_id,
-        metanetwork=metanetwork,
-        created_after=created_after,
-        created_before=created_before,
-    )
-    return Page[PredictionOut](
-        items=[PredictionOut.model_validate(row) for row in rows[:limit]],
-        next_cursor=next_cursor([row.id for row in rows], limit),
-    )
+    return service.list_predictions(session, page, created, checkpoint_id, metanetwork)
 
 
 @router.get("/{prediction_id}", response_model=PredictionOut, responses={404: PROBLEM})
-def get_prediction(prediction_id: int, session: SessionDep) -> PredictionOut:
-    return PredictionOut.model_validate(service.get_prediction(session, prediction_id))
+def get_prediction(prediction_id: int, session: ReadSessionDep) -> PredictionOut:
+    prediction = get_or_404(session, Prediction, prediction_id, "prediction")
+    return PredictionOut.model_validate(prediction)

@@ -13,12 +13,12 @@ from typing import Any
 
 from pydantic import Field
 
-from app.jobs.kind import JobContext, JobKind
-from app.jobs.registry import register
-from app.predictions.jobs import PREDICT, PredictParams, run_predict
+from app.jobs.kind import JobContext, JobKind, register
+from app.predictions.schemas import PredictionCreate
+from app.predictions.tasks import PREDICT, run_predict
 
 
-class SlowPredictParams(PredictParams):
+class SlowPredictParams(PredictionCreate):
     seconds: float = Field(default=3.0, ge=0, le=60)
 
 

@@ -126,7 +126,6 @@ SCALE_OUT = {
     "heartbeat_seconds": 0.3,
     "stale_after_seconds": 2.0,
     "stalled_worker_seconds": 2.0,
-    "redefer_after_seconds": 1.0,
     "worker_poll_seconds": 0.2,
     "extra_job_modules": ["_slow_jobs"],
 }

@@ -56,7 +56,9 @@ async def test_merge_with_dataset_stores_curves_and_a_loadable_checkpoint(
 
     merged_id = merge["result_checkpoint_id"]
     merged = (await client.get(f"/v1/checkpoints/{merged_id}")).json()
-    assert merged["lineage"]["parents"] == [a, b] and merged["lineage"]["job_id"] == job["id"]
+    parents = [(await client.get(f"/v1/checkpoints/{i}")).json()["sha256"] for i in (a, b)]
+    assert merged["lineage"]["parents"] == parents  # the lineage the file itself carries
+    assert merge["result"]["bn_stats"] == merged["lineage"]["bn_stats"] == "none"  # no BatchNorm
     download = await client.get(f"/v1/checkpoints/{merged_id}/file")
     assert download.status_code == 200
     loaded = graphs.load(download.content)

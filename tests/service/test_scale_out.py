@@ -1,11 +1,10 @@
-"""Scale-out on PostgreSQL: QUEUE=procrastinate, the API defers job ids, separate
-``weightscope worker`` processes run them; a job whose enqueue was lost is re-sent; a
-SIGKILLed worker's job is retried by another and finishes once, with one result row.
-Skipped where no PostgreSQL is reachable."""
+"""Scale-out on PostgreSQL: QUEUE=procrastinate, the API commits each job with its
+procrastinate delivery, separate ``weightscope worker`` processes run them; a job queued
+before any worker runs once one starts; a SIGKILLed worker's job is retried by another and
+finishes once, with one result row. Skipped where no PostgreSQL is reachable."""
 
 from __future__ import annotations
 
-import asyncio
 import signal
 from collections.abc import AsyncIterator, Callable
 from subprocess import Popen
@@ -16,10 +15,10 @@ from conftest import Files, count, job_row, upload, wait_until
 from sqlalchemy import text
 
 import graphs
-from app.db import create_db_engine, create_session_factory
+from app.db import create_db_engine, create_session_factory, session_scope
 from app.jobs import events
-from app.jobs import service as jobs_service
-from app.jobs.procrastinate_queue import ProcrastinateQueue, drop_deliveries
+from app.jobs.notify import JobNotifier
+from app.jobs.procrastinate_queue import ProcrastinateQueue, adopt, finished
 from app.main import create_app
 from app.models import JobStatus, Merge, Prediction
 from app.settings import Settings
@@ -44,16 +43,9 @@ async def test_predict_and_merge_through_a_worker_process(
     start_worker: Callable[[], Popen],
 ) -> None:
     a, b = await upload(pg_client, files.net_a), await upload(pg_client, files.net_b)
-    # A job whose enqueue after commit was lost (created here without one): the workers'
-    # maintenance pass must re-send it.
-    engine = create_db_engine(pg_settings.database_url)
-    try:
-        with create_session_factory(engine)() as session:
-            orphan = jobs_service.create_job(
-                session, "predict", {"checkpoint_id": b, "metanetwork": NAME}, pg_settings
-            ).id
-    finally:
-        engine.dispose()
+    # queued while no worker runs: its delivery waits in procrastinate, committed with it
+    early = await pg_client.post("/v1/predictions", json={"checkpoint_id": b, "metanetwork": NAME})
+    orphan = early.json()["id"]
     start_worker()
     response = await pg_client.post(
         "/v1/predictions?wait=90", json={"checkpoint_id": a, "metanetwork": NAME}
@@ -79,7 +71,7 @@ async def test_predict_and_merge_through_a_worker_process(
     download = await pg_client.get(f"/v1/checkpoints/{merge['result_checkpoint_id']}/file")
     assert graphs.load(download.content).architecture == graphs.load(files.net_a).architecture
 
-    wait_until(lambda: job_row(pg_settings, orphan).status.terminal, 60, "the re-sent job")
+    wait_until(lambda: job_row(pg_settings, orphan).status.terminal, 60, "the early job")
     assert job_row(pg_settings, orphan).status == JobStatus.succeeded
     for job_id in (job["id"], orphan):
         assert count(pg_settings, Prediction, job_id=job_id) == 1
@@ -131,39 +123,58 @@ async def test_a_worker_process_wakes_the_long_poll_of_the_job_it_finishes(
     start_worker: Callable[[], Popen],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The worker's NOTIFY, not polling, ends the wait: every poll interval is a minute, and
-    the long-poll must answer well before its 50 s are up (a poll-only long-poll reads the
-    finished job at its deadline)."""
+    """The worker's NOTIFY reaches the API and wakes the long-poll of the job it finished
+    (polls are a minute apart, so polling does not end these waits)."""
     for name in ("FIRST_DELAY", "MAX_DELAY", "OPEN_POLL_SECONDS"):
         monkeypatch.setattr(events, name, 60.0)
+    announced: list[int] = []
+    notify = JobNotifier.notify
+    monkeypatch.setattr(
+        JobNotifier, "notify", lambda self, ids: notify(self, announced.extend(ids) or ids)
+    )
     start_worker()
     a = await upload(pg_client, files.net_a)
     for _ in range(2):  # the first also waits out the worker's start-up
-        response = await asyncio.wait_for(
-            pg_client.post(
-                "/v1/predictions?wait=50", json={"checkpoint_id": a, "metanetwork": NAME}
-            ),
-            40,
+        response = await pg_client.post(
+            "/v1/predictions?wait=50", json={"checkpoint_id": a, "metanetwork": NAME}
         )
         assert response.json()["status"] == "succeeded", response.text
+        assert response.json()["id"] in announced
 
 
-def test_drop_deliveries_deletes_only_the_waiting_procrastinate_jobs_it_names(
+def test_a_batch_takes_its_mates_deliveries_over_and_finishes_them(
     pg_settings: Settings,
 ) -> None:
-    """What a micro-batch does for the jobs it finished besides the delivered one: their
-    waiting deliveries are deleted (they would be no-op runs), no other job's."""
-    queue = ProcrastinateQueue(pg_settings.database_url)
+    """What a micro-batch does with procrastinate for the mates it claims: their waiting
+    deliveries become ``doing`` (so only procrastinate's stall retry can hand them out
+    again), and they are finished in the transaction that writes the outcomes; the
+    delivered job's own is left to procrastinate; no other job's is touched."""
     engine = create_db_engine(pg_settings.database_url)
+    factory = create_session_factory(engine)
+    queue = ProcrastinateQueue(pg_settings.database_url)
+    statuses = text("SELECT queueing_lock, status FROM procrastinate_jobs ORDER BY id")
     try:
-        for job_id in (101, 102, 103):
-            queue.enqueue(job_id, "cpu")
-        drop_deliveries(create_session_factory(engine), [101, 103])
+        with session_scope(factory) as session:
+            for job_id in (101, 102, 103, 104):
+                queue.enqueue(session, job_id, "cpu")
+            session.execute(
+                text(
+                    "UPDATE procrastinate_jobs SET status = 'doing'"
+                    " WHERE queueing_lock = 'job-101'"
+                )
+            )
+        with session_scope(factory) as session:
+            assert adopt(session, 101, [102, 103]) == [102, 103]
         with engine.connect() as connection:
-            waiting = connection.execute(
-                text("SELECT queueing_lock FROM procrastinate_jobs WHERE status = 'todo'")
-            ).scalars()
-            assert sorted(waiting) == ["job-102"]
+            assert dict(connection.execute(statuses).all()) == {
+                "job-101": "doing", "job-102": "doing", "job-103": "doing", "job-104": "todo",
+            }  # fmt: skip
+        with session_scope(factory) as session:
+            assert adopt(session, 101, [102, 104]) == [104]  # 102 is no longer waiting
+            finished(session, 101, [101, 102, 103])
+        with engine.connect() as connection:
+            assert dict(connection.execute(statuses).all()) == {
+                "job-101": "doing", "job-104": "doing",
+            }  # fmt: skip
     finally:
-        queue.close()
         engine.dispose()

@@ -10,9 +10,9 @@ import pytest
 import torch
 from pydantic import BaseModel
 
-from app.jobs import runner
-from app.jobs.kind import JobContext, JobKind, JobLost
-from app.jobs.registry import KINDS
+from app.db import session_scope
+from app.jobs import repository, runner
+from app.jobs.kind import KINDS, JobContext, JobKind, JobLost
 from app.jobs.worker import JobWorker
 from app.main import create_app
 from app.models import Job, JobStatus
@@ -181,15 +181,19 @@ def test_job_of_a_dead_worker_is_requeued_and_the_old_owner_cannot_finish(
     session_factory, settings, counting_kind
 ) -> None:
     job_id = queued_job(session_factory)
-    attempt = runner.claim(session_factory, job_id, "ghost-worker")  # no workers row: dead
+    claimed = repository.claim(session_factory, job_id, "ghost-worker")  # no workers row: dead
+    assert claimed is not None
+    attempt = claimed[1]
     assert attempt == 1
     ghost = JobContext(job_id, {}, "ghost-worker", attempt, session_factory, settings)
 
-    assert runner.recover_stale_jobs(session_factory, dt.timedelta(minutes=5)) == [job_id]
+    assert repository.recover_stale_jobs(session_factory, dt.timedelta(minutes=5)) == [job_id]
     with pytest.raises(JobLost):
         ghost.progress(0.5)
     assert runner.run_job(job_id, session_factory, settings, "live-worker")
-    assert runner._finish(ghost, JobStatus.succeeded, result={"attempt": "ghost"}) is None
+    late = repository.terminal_values(JobStatus.succeeded, {"attempt": "ghost"}, None)
+    with session_scope(session_factory) as session:
+        assert repository.finish_one(session, ghost, late) is None
     with session_factory() as session:
         job = session.get_one(Job, job_id)
         assert (job.status, job.result, job.attempts) == (JobStatus.succeeded, {"attempt": 2}, 2)
@@ -197,8 +201,8 @@ def test_job_of_a_dead_worker_is_requeued_and_the_old_owner_cannot_finish(
 
 def test_job_is_failed_once_out_of_attempts(session_factory, counting_kind) -> None:
     job_id = queued_job(session_factory, max_attempts=1)
-    runner.claim(session_factory, job_id, "ghost-worker")
-    runner.recover_stale_jobs(session_factory, dt.timedelta(minutes=5))
+    repository.claim(session_factory, job_id, "ghost-worker")
+    repository.recover_stale_jobs(session_factory, dt.timedelta(minutes=5))
     with session_factory() as session:
         job = session.get_one(Job, job_id)
         assert job.status == JobStatus.failed
@@ -210,11 +214,11 @@ def test_job_with_a_fresh_heartbeat_and_live_worker_is_left_alone(
     session_factory, settings, counting_kind
 ) -> None:
     worker = JobWorker(session_factory, settings)
-    worker._register()
+    repository.register_worker(session_factory, worker.id)
     job_id = queued_job(session_factory)
-    runner.claim(session_factory, job_id, worker.id)
-    assert runner.recover_stale_jobs(session_factory, dt.timedelta(minutes=5)) == []
-    assert runner.recover_stale_jobs(session_factory, dt.timedelta(seconds=-1)) == [job_id]
+    repository.claim(session_factory, job_id, worker.id)
+    assert repository.recover_stale_jobs(session_factory, dt.timedelta(minutes=5)) == []
+    assert repository.recover_stale_jobs(session_factory, dt.timedelta(seconds=-1)) == [job_id]
 
 
 def test_failing_job_records_the_error(session_factory, settings, monkeypatch) -> None:

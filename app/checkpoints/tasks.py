@@ -1,8 +1,4 @@
-"""The built-in ``inspect`` job: per-tensor statistics of a stored checkpoint.
-
-Small on purpose: it exercises the whole pipeline (params, loading by id, progress,
-cancellation, result) that ``predict`` and ``merge`` use later.
-"""
+"""The ``inspect`` job kind: per-tensor statistics of a stored checkpoint."""
 
 from __future__ import annotations
 
@@ -13,10 +9,12 @@ from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
 from app.blobs import BlobStore
-from app.jobs.kind import JobContext, JobKind
-from app.models import Checkpoint
+from app.checkpoints import repository
+from app.checkpoints.service import DTYPE_NAMES
+from app.db import read_session
+from app.jobs.kind import JobContext, JobKind, register
 from app.settings import Settings
-from graphs.safe_io import DTYPES, read_checkpoint
+from graphs.safe_io import read_checkpoint
 
 
 class InspectParams(BaseModel):
@@ -40,20 +38,17 @@ def tensor_statistics(tensor: torch.Tensor) -> dict[str, Any]:
 
 def run_inspect(ctx: JobContext) -> dict[str, Any]:
     params = InspectParams.model_validate(ctx.params)
-    with ctx.session_factory() as session:
-        checkpoint = session.get(Checkpoint, params.checkpoint_id)
-        if checkpoint is None:
-            raise ValueError(f"checkpoint {params.checkpoint_id} no longer exists")
-        blob_sha256 = checkpoint.blob_sha256
-    loaded = read_checkpoint(BlobStore(ctx.settings.blob_dir).path(blob_sha256))
-    dtype_names = {dtype: name for name, dtype in DTYPES.items()}
+    with read_session(ctx.session_factory) as session:
+        blob = repository.blobs_of(session, [params.checkpoint_id]).get(params.checkpoint_id)
+    if blob is None:
+        raise ValueError(f"checkpoint {params.checkpoint_id} no longer exists")
+    loaded = read_checkpoint(BlobStore(ctx.settings.blob_dir).path(blob))
     tensors = []
     items = sorted(loaded.tensors.items())
     for index, (name, tensor) in enumerate(items):
         ctx.progress(index / max(len(items), 1))
-        tensors.append(
-            {"name": name, "dtype": dtype_names[tensor.dtype]} | tensor_statistics(tensor)
-        )
+        dtype = DTYPE_NAMES[tensor.dtype]
+        tensors.append({"name": name, "dtype": dtype} | tensor_statistics(tensor))
     return {
         "checkpoint_id": params.checkpoint_id,
         "tensor_count": len(tensors),
@@ -63,14 +58,16 @@ def run_inspect(ctx: JobContext) -> dict[str, Any]:
 
 
 def check_inspect(session: Session, params: InspectParams, settings: Settings) -> None:
-    if session.get(Checkpoint, params.checkpoint_id) is None:
+    if repository.architecture_of(session, params.checkpoint_id) is None:
         raise ValueError(f"checkpoint {params.checkpoint_id} does not exist")
 
 
-INSPECT = JobKind(
-    name="inspect",
-    params_model=InspectParams,
-    run=run_inspect,
-    check=check_inspect,
-    description="per-tensor statistics: shape, dtype, mean, std, min, max, abs-max, zeros",
+INSPECT = register(
+    JobKind(
+        name="inspect",
+        params_model=InspectParams,
+        run=run_inspect,
+        check=check_inspect,
+        description="per-tensor statistics: shape, dtype, mean, std, min, max, abs-max, zeros",
+    )
 )

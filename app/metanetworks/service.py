@@ -1,10 +1,12 @@
 """Metanetworks as the API sees them: their cards, read as JSON without loading a model.
 
-The API process only ever reads ``<name>.json`` cards (next to ``<name>.safetensors``
-weights) from ``Settings.metanetwork_dir``; models are loaded by workers alone, so the API
-never imports a model onto a device. The request-time domain check uses what the stored
-architecture summary of a checkpoint already says (its ops and input/output shapes); size
-limits (neurons, weights, depth) need the parameter graph and are checked by the worker.
+The API process only reads ``<name>.json`` cards (next to ``<name>.safetensors`` weights)
+from ``Settings.metanetwork_dir``; it never imports ``models``, so it never loads a model.
+The request-time domain check (:func:`summary_domain_issues`) is the part of
+``models.registry.domain_issues`` that a stored architecture summary can answer (ops and
+input/output shapes), with the same rule and wording; the sizes (neurons, weights, depth)
+need the parameter graph and are checked by the worker, with the library's full check
+(``tests/app/test_domain_check.py`` holds the two to the same answers).
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+
+from app.problems import ProblemError
 
 NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
 
@@ -98,3 +102,11 @@ def summary_domain_issues(domain: dict[str, Any], summary: dict[str, Any]) -> li
 def unknown_metanetwork(directory: Path, name: str) -> str:
     known = ", ".join(card.name for card in list_cards(directory)) or "none installed"
     return f"metanetwork {name!r} does not exist; available: {known}"
+
+
+def require_card(directory: Path, name: str) -> MetanetworkCard:
+    """The card, or a 404 problem naming the metanetworks there are."""
+    card = find_card(directory, name)
+    if card is None:
+        raise ProblemError(404, unknown_metanetwork(directory, name), slug="not-found")
+    return card

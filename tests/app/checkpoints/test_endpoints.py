@@ -9,7 +9,7 @@ import httpx
 import pytest
 import torch
 
-from app.checkpoints import service
+from app.checkpoints import repository
 from app.models import Prediction
 from graphs.safe_io import read_checkpoint, to_safetensors_bytes
 
@@ -99,7 +99,7 @@ async def test_losing_the_unique_constraint_race_returns_the_winner(
     data = safetensors_bytes(4)
     winner = (await upload(client, data)).json()
     # Both requests passed the "already stored?" check before either inserted:
-    monkeypatch.setattr(service, "find_by_sha256", _found_only_after_insert_failed())
+    monkeypatch.setattr(repository, "by_sha256", _found_only_after_insert_failed())
     loser = await upload(client, data)
     assert loser.status_code == 200
     assert loser.json()["id"] == winner["id"]
@@ -108,7 +108,7 @@ async def test_losing_the_unique_constraint_race_returns_the_winner(
 
 
 def _found_only_after_insert_failed():
-    original = service.find_by_sha256
+    original = repository.by_sha256
     calls = iter([False, True, True])
 
     def find(session, sha256):
@@ -156,7 +156,7 @@ async def test_checkpoint_used_by_a_prediction_cannot_be_deleted(
 ) -> None:
     checkpoint = (await upload(client, safetensors_bytes(7))).json()
     with session_factory() as session:
-        session.add(Prediction(checkpoint_id=checkpoint["id"], result={}))
+        session.add(Prediction(checkpoint_id=checkpoint["id"]))
         session.commit()
     response = await client.delete(f"/v1/checkpoints/{checkpoint['id']}")
     assert_problem(response, 409, "used by predictions")

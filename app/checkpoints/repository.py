@@ -1,0 +1,53 @@
+"""Queries on checkpoints."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import bindparam, exists, select
+from sqlalchemy.orm import Session
+
+from app.models import Checkpoint, Merge, MergeInput, Prediction
+
+_TABLE = Checkpoint.__table__
+# one column, not the whole row; built once (no cache key to walk per request)
+_ARCHITECTURE = select(_TABLE.c.architecture).where(_TABLE.c.id == bindparam("id"))
+_BLOBS = select(_TABLE.c.id, _TABLE.c.blob_sha256).where(
+    _TABLE.c.id.in_(bindparam("ids", expanding=True))
+)
+
+
+def by_sha256(session: Session, sha256: str) -> Checkpoint | None:
+    return session.scalars(select(Checkpoint).where(Checkpoint.sha256 == sha256)).first()
+
+
+def by_ids(session: Session, ids: list[int]) -> dict[int, Checkpoint]:
+    return {c.id: c for c in session.scalars(select(Checkpoint).where(Checkpoint.id.in_(ids)))}
+
+
+def blobs_of(session: Session, ids: list[int]) -> dict[int, str]:
+    """checkpoint id -> stored blob's sha256, for those that exist."""
+    return dict(session.execute(_BLOBS, {"ids": sorted(set(ids))}).all())
+
+
+def architecture_of(session: Session, checkpoint_id: int) -> tuple[dict[str, Any] | None] | None:
+    """``(architecture,)`` of an existing checkpoint, None if there is no such checkpoint."""
+    row = session.execute(_ARCHITECTURE, {"id": checkpoint_id}).first()
+    return None if row is None else (row[0],)
+
+
+def blob_in_use(session: Session, blob_sha256: str) -> bool:
+    return bool(session.scalar(select(exists().where(Checkpoint.blob_sha256 == blob_sha256))))
+
+
+def in_use(session: Session, checkpoint_id: int) -> bool:
+    """Whether a prediction or a merge (as input or result) refers to the checkpoint."""
+    return bool(
+        session.scalar(
+            select(
+                exists().where(Prediction.checkpoint_id == checkpoint_id)
+                | exists().where(MergeInput.checkpoint_id == checkpoint_id)
+                | exists().where(Merge.result_checkpoint_id == checkpoint_id)
+            )
+        )
+    )
