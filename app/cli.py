@@ -125,7 +125,13 @@ def merge(
     b: str = typer.Argument(..., help="checkpoint B (aligned to A)"),
     out: str | None = typer.Option(None, "--out", help="where to write the merged checkpoint"),
     data: str | None = typer.Option(None, help="safetensors file with x, y for the curves"),
-    method: str = typer.Option("weight", help="weight | activation | none"),
+    method: str = typer.Option(
+        "weight", help="weight | activation | ste | ot | clafusion | none (ste needs --data; "
+        "ot fuses different widths, clafusion MLPs of different depths)"
+    ),
+    canonical: bool = typer.Option(
+        False, help="weight matching of canonical forms (ReLU scales, odd-activation signs)"
+    ),
     lam: float = typer.Option(0.5, help="interpolation weight of B"),
     bn: str | None = typer.Option(None, help="stale | reset | repair (default: reset on data)"),
     server: str | None = typer.Option(
@@ -134,7 +140,7 @@ def merge(
 ) -> None:
     """Align B to A (Git Re-Basin), write the merge, print naive vs aligned barriers."""
     if server is not None:
-        _client_call(lambda: _client().merge(server, a, b, data, method, lam, out))
+        _client_call(lambda: _client().merge(server, a, b, data, method, lam, out, canonical))
         return
     if out is None:
         typer.echo("error: --out is required for a local merge", err=True)
@@ -146,12 +152,15 @@ def merge(
     from merging.report import merge_files
 
     try:
-        result, curve = merge_files(a, b, out, data, method, lam, bn)  # type: ignore[arg-type]
+        result, curve = merge_files(
+            a, b, out, data, method, lam, bn, canonical=canonical  # type: ignore[arg-type]
+        )
     except (graphs.GraphsError, ValueError, OSError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     console = Console()
-    console.print(barrier_table(curve))
+    if curve is not None:
+        console.print(barrier_table(curve))
     matches = [] if result.match is None else [vars(result.match)]
     for line in merge_lines({"matches": matches, "bn_stats": result.bn_stats}):
         console.print(line)

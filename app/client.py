@@ -120,6 +120,7 @@ def merge(
     method: str,
     lam: float,
     out: str | None,
+    canonical: bool = False,
 ) -> list[str]:
     console = Console(stderr=True)
     with connect(server) as client:
@@ -128,7 +129,8 @@ def merge(
         job = _check(
             client.post(
                 "/v1/merges",
-                json={"checkpoints": ids, "method": method, "lam": lam, "dataset_id": dataset_id},
+                json={"checkpoints": ids, "method": method, "lam": lam, "dataset_id": dataset_id,
+                      "canonical": canonical},
             )
         )
         follow(client, job, console)

@@ -31,14 +31,19 @@ def load_data(path: str | os.PathLike[str]) -> tuple[torch.Tensor, torch.Tensor]
 def merge_files(a_path: str | os.PathLike[str], b_path: str | os.PathLike[str],
                 out: str | os.PathLike[str], data_path: str | os.PathLike[str] | None = None,
                 method: Method = "weight", lam: float = 0.5, bn: BnMode | None = None,
-                points: int = 25) -> tuple[MergeResult, InterpolationResult]:
-    """Merge two checkpoint files into ``out`` and compute the naive/aligned curves."""
+                points: int = 25, canonical: bool = False
+                ) -> tuple[MergeResult, InterpolationResult | None]:
+    """Merge two checkpoint files into ``out`` and compute the naive/aligned curves (none
+    for a fusion of networks of different shapes: there is no straight path between them)."""
     if bn not in (None, "stale", "reset", "repair"):
         raise ValueError(f"unknown bn mode {bn!r} (stale, reset or repair)")
     a, b = graphs.load(a_path), graphs.load(b_path)
     data = load_data(data_path) if data_path is not None else None
     parents = [FilePath(a_path).name, FilePath(b_path).name]
-    result = merge(a, b, method=method, lam=lam, data=data, bn=bn, parents=parents)
-    curve = interpolate(a, b, points, data, match=result.match, bn=bn)
+    result = merge(a, b, method=method, lam=lam, data=data, bn=bn, parents=parents,
+                   canonical=canonical)
+    curve = None
+    if a.architecture == b.architecture:
+        curve = interpolate(a, b, points, data, match=result.match, bn=bn)
     graphs.save_checkpoint(result.checkpoint, out)
     return result, curve

@@ -25,7 +25,7 @@ from app.checkpoints import service as checkpoint_service
 from app.db import READ_ONLY, read_session
 from app.jobs.kind import JobContext
 from app.merges import repository
-from app.merges.schemas import MergeCreate, MergeOut
+from app.merges.schemas import FUSION_METHODS, MergeCreate, MergeOut
 from app.models import Dataset, Merge
 from app.pagination import Page, PageRequest, matching, paginate
 from app.problems import ProblemError, get_or_404
@@ -54,19 +54,42 @@ def check(session: Session, params: MergeCreate, settings: Settings) -> None:
                 "aligned; upload it as a self-describing safetensors file (graphs.save)",
                 slug="missing-architecture",
             )
-        if rows[checkpoint_id].architecture_digest != first.architecture_digest:
-            raise ProblemError(
-                422,
-                f"checkpoints {first.id} and {checkpoint_id} have different architectures; "
-                "only networks with the same op graph can be merged",
-                slug="incompatible-architectures",
-            )
-    if params.method == "activation" and params.dataset_id is None:
+    if params.method in FUSION_METHODS:
+        _check_fusable(params, [rows[i] for i in ids], settings)
+    else:
+        for checkpoint_id in ids:
+            if rows[checkpoint_id].architecture_digest != first.architecture_digest:
+                raise ProblemError(
+                    422,
+                    f"checkpoints {first.id} and {checkpoint_id} have different "
+                    f"architectures; method {params.method!r} merges networks with the same "
+                    "op graph (different widths: method 'ot'; different depths: "
+                    "'clafusion')",
+                    slug="incompatible-architectures",
+                )
+    if params.method in ("activation", "ste") and params.dataset_id is None:
         raise ProblemError(
-            422, "activation matching needs a dataset (dataset_id)", slug="validation"
+            422, f"method {params.method!r} needs a dataset (dataset_id)", slug="validation"
         )
     if params.dataset_id is not None:
         _check_dataset(session, params.dataset_id, first.architecture or {})
+
+
+def _check_fusable(params: MergeCreate, rows: list[Any], settings: Settings) -> None:
+    """Fusions take networks of different shapes, so the op graphs themselves are checked
+    (the merging library says what each method refuses)."""
+    import merging
+    from app.checkpoints.architecture import find_architecture
+
+    blobs = BlobStore(settings.blob_dir)
+    architectures = [find_architecture(blobs.path(row.blob_sha256)) for row in rows]
+    try:
+        merging.check_method(
+            params.method, [a for a in architectures if a is not None],
+            has_data=params.dataset_id is not None,
+        )
+    except merging.MergeInputError as error:
+        raise ProblemError(422, str(error), slug="incompatible-architectures") from error
 
 
 def _check_dataset(session: Session, dataset_id: int, summary: dict[str, Any]) -> None:
@@ -129,19 +152,31 @@ def run(ctx: JobContext) -> dict[str, Any]:
         "lam": params.lam if two else None,
         "dataset_id": params.dataset_id,
     }
-    if two:
+    fusion = None
+    if params.method in FUSION_METHODS:
+        fused = merging.fuse(
+            inputs.checkpoints, method=params.method, data=inputs.data,
+            weights=[1 - params.lam, params.lam] if two else None, target=params.target,
+            parents=inputs.parents, device=device, solver=params.solver,
+        )
+        fusion = fused.fusion if isinstance(fused, merging.ClaFusionResult) else fused
+        merged_checkpoint, matches = fused.checkpoint, []
+        result["fusion"] = {"target": params.target, "solver": params.solver,
+                            "seconds": fusion.seconds}
+    elif two:
         merged = merging.merge(
             *inputs.checkpoints, method=params.method, lam=params.lam, data=inputs.data,
-            parents=inputs.parents, device=device,
+            parents=inputs.parents, device=device, canonical=params.canonical,
         )
+        merged_checkpoint = merged.checkpoint
         matches = [merged.match] if merged.match is not None else []
     else:
-        merged = merging.merge_many(
+        many = merging.merge_many(
             inputs.checkpoints, data=inputs.data, parents=inputs.parents, device=device
         )
-        matches = merged.matches[1:]
-        result["rounds"] = merged.rounds
-    lineage = merging.lineage(merged.checkpoint)
+        merged_checkpoint, matches = many.checkpoint, many.matches[1:]
+        result["rounds"] = many.rounds
+    lineage = merging.lineage(merged_checkpoint)
     assert lineage is not None
     result["matches"] = [_match_summary(m) for m in matches]
     result["bn_stats"] = lineage["bn_stats"]  # "none" for a network without BatchNorm
@@ -149,11 +184,11 @@ def run(ctx: JobContext) -> dict[str, Any]:
     ctx.progress(0.5)
 
     if inputs.data is not None:
-        result |= _evaluate(params, inputs, merged.checkpoint, matches, device)
+        result |= _evaluate(params, inputs, merged_checkpoint, matches, fusion, device)
         clock.lap("evaluate_ms")
     ctx.progress(0.9)
 
-    result["merged_checkpoint"] = _stage(ctx.job_id, blobs, merged.checkpoint, lineage)
+    result["merged_checkpoint"] = _stage(ctx.job_id, blobs, merged_checkpoint, lineage)
     clock.timings["total_ms"] = (time.perf_counter() - clock.started) * 1000
     result["timings"] = clock.timings | {"device": device.type}
     return result
@@ -185,28 +220,40 @@ def _load(ctx: JobContext, params: MergeCreate, blobs: BlobStore) -> Inputs:
 
 
 def _evaluate(
-    params: MergeCreate, inputs: Inputs, merged: Any, matches: list[Any], device: torch.device
+    params: MergeCreate, inputs: Inputs, merged: Any, matches: list[Any], fusion: Any,
+    device: torch.device,
 ) -> dict[str, Any]:
-    """The merged network's loss and accuracy; for two inputs, the naive and aligned
-    interpolation curves and their loss barriers."""
+    """The merged network's loss and accuracy; for two inputs, the interpolation curves and
+    their loss barriers: naive (same architecture only) and aligned (B permuted to A, or
+    for a fusion B carried into the target's basis)."""
     import merging
     from merging.forward import load_module
 
     assert inputs.data is not None
     loss, accuracy = merging.evaluate(load_module(merged, device), inputs.data)
     found: dict[str, Any] = {"merged": {"loss": loss, "accuracy": accuracy}}
-    if len(inputs.checkpoints) == 2:
+    if len(inputs.checkpoints) != 2:
+        return found
+    a, b = inputs.checkpoints
+    naive = aligned = None
+    if a.architecture == b.architecture:
         curves = merging.interpolate(
-            *inputs.checkpoints, params.curve_points, inputs.data, match=matches[0],
+            a, b, params.curve_points, inputs.data, match=matches[0] if matches else None,
             device=device,
         )
-        aligned = curves.aligned
-        found["curves"] = {
-            "naive": _path(curves.naive),
-            "aligned": _path(aligned) if aligned else None,
-        }
-        found["barrier"] = aligned.barrier if aligned else None
-        found["naive_barrier"] = curves.naive.barrier
+        naive, aligned = curves.naive, curves.aligned
+    if fusion is not None:
+        carried = merging.interpolate(
+            fusion.aligned[0], fusion.aligned[1], params.curve_points, inputs.data,
+            device=device,
+        )
+        aligned = carried.naive
+    found["curves"] = {
+        "naive": _path(naive) if naive else None,
+        "aligned": _path(aligned) if aligned else None,
+    }
+    found["barrier"] = aligned.barrier if aligned else None
+    found["naive_barrier"] = naive.barrier if naive else None
     return found
 
 

@@ -146,3 +146,48 @@ async def test_job_events_stream_until_the_terminal_state(
     assert events and events[-1]["status"] == "succeeded"
     assert [e for e in events if e["status"] in ("succeeded", "failed", "canceled")] == events[-1:]
     assert_problem(await client.get("/v1/jobs/999/events"), 404, "job 999")
+
+
+async def test_ot_fusion_merges_networks_of_different_widths(
+    client: httpx.AsyncClient, files: Files
+) -> None:
+    a, other = await upload(client, files.net_a), await upload(client, files.other_arch)
+    dataset = await client.post(
+        "/v1/datasets", files={"file": ("digits.safetensors", files.dataset.read_bytes())}
+    )
+    refused = await client.post("/v1/merges", json={"checkpoints": [a, other]})
+    assert_problem(refused, 422, "method 'ot'")
+
+    response = await client.post(
+        "/v1/merges?wait=120",
+        json={"checkpoints": [a, other], "method": "ot", "dataset_id": dataset.json()["id"],
+              "curve_points": 3},
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "succeeded", response.json()
+    (merge,) = (await client.get("/v1/merges")).json()["items"]
+    assert merge["method"] == "ot" and merge["result"]["fusion"]["target"] == 0
+    curves = merge["result"]["curves"]
+    assert curves["naive"] is None  # no straight path between different widths
+    assert curves["aligned"]["lambdas"] == [0.0, 0.5, 1.0]
+    assert merge["barrier"] == curves["aligned"]["barrier"]
+    download = await client.get(f"/v1/checkpoints/{merge['result_checkpoint_id']}/file")
+    fused = graphs.load(download.content)
+    assert fused.architecture == graphs.load(files.net_a).architecture  # the target's widths
+
+
+@pytest.mark.parametrize(
+    ("body", "detail"),
+    [
+        ({"method": "ste"}, "needs a dataset"),
+        ({"method": "activation", "canonical": True}, "canonical applies"),
+        ({"method": "weight", "target": 1}, "target applies"),
+        ({"method": "ot", "target": 2}, "target must index"),
+    ],
+)
+async def test_merge_options_that_do_not_fit_the_method_are_refused(
+    client: httpx.AsyncClient, files: Files, body: dict, detail: str
+) -> None:
+    a, b = await upload(client, files.net_a), await upload(client, files.net_b)
+    response = await client.post("/v1/merges", json={"checkpoints": [a, b], **body})
+    assert_problem(response, 422, detail)
