@@ -96,6 +96,7 @@ class Checkpoint(Base):
     dtype_summary: Mapped[dict[str, Any]]
     architecture_digest: Mapped[str | None] = mapped_column(String(64), index=True)
     lineage: Mapped[dict[str, Any] | None]
+    reading: Mapped[dict[str, Any] | None]  # what reading the file decided (see schemas)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
 
 

@@ -54,15 +54,37 @@ async def upload_checkpoint(
     services: ServicesDep,
     filename: Annotated[str | None, Query(description="name to record (raw uploads)")] = None,
     x_filename: Annotated[str | None, Header(description="same, as a header")] = None,
+    activation: Annotated[
+        str | None,
+        Query(
+            max_length=32,
+            description="settles an inferred architecture's activation: relu, gelu, "
+            "gelu(tanh), silu, tanh, sigmoid, leaky_relu(0.2), sine(30)",
+        ),
+    ] = None,
+    input_shape: Annotated[
+        str | None,
+        Query(
+            max_length=64,
+            pattern=r"^\d{1,6}(,\d{1,6}){0,3}$",
+            description="per-sample input shape of an inferred architecture, e.g. 1,8,8",
+        ),
+    ] = None,
 ) -> CheckpointOut:
-    """Upload a safetensors or PyTorch (zip, weights only) checkpoint."""
+    """Upload a safetensors or PyTorch (zip, weights only) checkpoint: a bare state dict, or
+    a training checkpoint whose state dict sits under a common key (extras are ignored and
+    listed in ``reading``)."""
+    reading = service.Reading(
+        activation, tuple(int(n) for n in input_shape.split(",")) if input_shape else None
+    )
     temp, part_filename = await receive_upload(
         request, services.blobs, services.settings.max_upload_bytes
     )
     name = clean_filename(filename or x_filename or part_filename)
     checkpoint, created = await run_in_threadpool(
-        service.ingest, services.session_factory, services.blobs, temp, name
+        service.ingest, services.session_factory, services.blobs, temp, name, reading
     )
+    service.check_same_reading(checkpoint, created, reading)
     stored(response, f"/v1/checkpoints/{checkpoint.id}", created)
     return CheckpointOut.model_validate(checkpoint)
 

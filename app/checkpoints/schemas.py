@@ -29,4 +29,12 @@ class CheckpointOut(BaseModel):
         description="for merged checkpoints, the lineage the file carries: parents (sha256),"
         " method, lam, BatchNorm statistics",
     )
+    reading: dict[str, Any] | None = Field(
+        default=None,
+        description="what reading the file decided: provenance of the architecture "
+        "(declared, traced or inferred), assumptions inference made (e.g. activation, "
+        "input_shape) with notes, what the upload settled (settled), training extras "
+        "ignored (ignored_keys), the key the state dict was nested under and the wrapper "
+        "prefix stripped",
+    )
     created_at: dt.datetime

@@ -13,6 +13,7 @@ import logging
 import math
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,18 +23,14 @@ from sqlalchemy.orm import Session
 import graphs
 from app.blobs import BlobStore, TempBlob
 from app.checkpoints import repository
-from app.checkpoints.architecture import (
-    architecture_digest,
-    architecture_summary,
-    find_architecture,
-)
+from app.checkpoints.architecture import architecture_digest, architecture_summary
 from app.checkpoints.schemas import CheckpointOut
 from app.db import SessionFactory
 from app.ingest import ingest as ingest_upload
 from app.models import Checkpoint
 from app.pagination import Created, Page, PageRequest, matching, paginate
 from app.problems import ProblemError, get_or_404
-from graphs import ArchitectureError, CheckpointError
+from graphs import ArchitectureError, CheckpointError, MissingArchitectureError
 from graphs.safe_io import DTYPES, RawCheckpoint, read_checkpoint, to_safetensors_bytes
 
 log = logging.getLogger(__name__)
@@ -42,15 +39,31 @@ DTYPE_NAMES = {dtype: name for name, dtype in DTYPES.items()}
 _HEX = re.compile(r"[0-9a-f]{1,64}")
 
 
+@dataclass(frozen=True)
+class Reading:
+    """What an upload says about settling an inferred architecture (``None``: nothing)."""
+
+    activation: str | None = None
+    input_shape: tuple[int, ...] | None = None
+
+    def given(self) -> dict[str, Any]:
+        found = {"activation": self.activation, "input_shape": self.input_shape}
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in found.items() if v}
+
+
 def ingest(
-    session_factory: SessionFactory, blobs: BlobStore, temp: TempBlob, filename: str | None
+    session_factory: SessionFactory,
+    blobs: BlobStore,
+    temp: TempBlob,
+    filename: str | None,
+    reading: Reading = Reading(),
 ) -> tuple[Checkpoint, bool]:
     """Store an uploaded temp file; returns the checkpoint and whether it is new."""
     return ingest_upload(
         session_factory,
         temp,
         lambda session, sha256: repository.by_sha256(session, sha256),
-        lambda session, sha256: store(session, blobs, temp, sha256, filename),
+        lambda session, sha256: store(session, blobs, temp, sha256, filename, reading=reading),
         lambda session, row: forget_blob_if_unused(session, blobs, row.blob_sha256),
     )
 
@@ -62,15 +75,27 @@ def store(
     sha256: str,
     filename: str | None,
     lineage: dict[str, Any] | None = None,
+    reading: Reading = Reading(),
 ) -> Checkpoint:
     """Validate a closed temp file, place its blob, and add its row to the caller's
-    session; the caller commits, or removes the blob if it cannot."""
-    raw, architecture = _validate(temp.path)
-    if raw.format == "safetensors":
+    session; the caller commits, or removes the blob if it cannot.
+
+    The blob is the upload itself when it is a safetensors file read as it is; otherwise
+    the tensors as read (wrapper prefix stripped) with the architecture attached, so that
+    a worker loading the blob gets the same network, assumptions settled, as this upload.
+    """
+    raw, loaded = _validate(temp.path, reading)
+    tensors = loaded.tensors if loaded else raw.tensors
+    if raw.format == "safetensors" and (loaded is None or not _rewritten(loaded, reading)):
         blob_sha256, blob_size = blobs.commit(temp), temp.size
     else:
-        data = to_safetensors_bytes(raw.tensors, raw.metadata)
+        data = (
+            graphs.checkpoint_bytes(loaded.checkpoint)
+            if loaded
+            else to_safetensors_bytes(raw.tensors, raw.metadata)
+        )
         blob_sha256, blob_size = blobs.put_bytes(data), len(data)
+    architecture = loaded.architecture if loaded else None
     checkpoint = Checkpoint(
         sha256=sha256,
         size=temp.size,
@@ -80,9 +105,10 @@ def store(
         blob_size=blob_size,
         architecture=architecture_summary(architecture) if architecture else None,
         architecture_digest=architecture_digest(architecture) if architecture else None,
-        tensor_count=len(raw.tensors),
-        parameter_count=sum(math.prod(t.shape) for t in raw.tensors.values()),
-        dtype_summary=dtype_summary(raw.tensors),
+        tensor_count=len(tensors),
+        parameter_count=sum(math.prod(t.shape) for t in tensors.values()),
+        dtype_summary=dtype_summary(tensors),
+        reading=_reading_record(raw, loaded, reading),
     )
     if lineage is not None:  # unset, the column is NULL rather than JSON null
         checkpoint.lineage = lineage
@@ -90,10 +116,60 @@ def store(
     return checkpoint
 
 
-def _validate(path: Path) -> tuple[RawCheckpoint, graphs.Architecture | None]:
-    """The file's tensors and its architecture (None when it has no known one)."""
+def check_same_reading(checkpoint: Checkpoint, created: bool, reading: Reading) -> None:
+    """Known bytes answer with their row; settling them differently is a conflict, never
+    silently ignored."""
+    given = reading.given()
+    if created or not given:
+        return
+    record = checkpoint.reading or {}
+    assumed = {**(record.get("assumptions") or {}), **(record.get("settled") or {})}
+    differ = {k: v for k, v in given.items() if assumed.get(k) != v}
+    if differ:
+        raise ProblemError(
+            409,
+            f"these bytes are already stored as checkpoint {checkpoint.id}, read with "
+            f"{ {k: assumed.get(k) for k in differ} }; delete it to upload them read with "
+            f"{differ}",
+            slug="conflict",
+        )
+
+
+def _rewritten(loaded: graphs.Loaded, reading: Reading) -> bool:
+    """Whether reading changed what a plain load of the file would give."""
+    return bool(reading.given() or loaded.prefix_stripped or loaded.nested_under)
+
+
+def _reading_record(
+    raw: RawCheckpoint, loaded: graphs.Loaded | None, reading: Reading
+) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "provenance": loaded.provenance if loaded else None,
+        "settled": reading.given(),
+        "ignored_keys": list(raw.ignored_keys),
+        "nested_under": ".".join(raw.nested_under) or None,
+    }
+    if loaded is not None:
+        record |= {
+            "assumptions": loaded.assumptions,
+            "notes": list(loaded.notes),
+            "prefix_stripped": loaded.prefix_stripped or None,
+        }
+    return record
+
+
+def _validate(path: Path, reading: Reading) -> tuple[RawCheckpoint, graphs.Loaded | None]:
+    """The file's tensors and, when one is known, how it reads with its architecture."""
     try:
-        return read_checkpoint(path), find_architecture(path)
+        raw = read_checkpoint(path)
+        try:
+            return raw, graphs.load_checkpoint(
+                path, activation=reading.activation, input_shape=reading.input_shape
+            )
+        except MissingArchitectureError:
+            if reading.given():
+                raise
+            return raw, None
     except CheckpointError as exc:
         raise ProblemError(422, str(exc), slug="invalid-checkpoint") from None
     except ArchitectureError as exc:
