@@ -10,8 +10,10 @@ from sqlalchemy.orm import Session
 from app.models import Checkpoint, Merge, MergeInput, Prediction
 
 _TABLE = Checkpoint.__table__
-# one column, not the whole row; built once (no cache key to walk per request)
-_ARCHITECTURE = select(_TABLE.c.architecture).where(_TABLE.c.id == bindparam("id"))
+# two columns, not the whole row; built once (no cache key to walk per request)
+_ARCHITECTURE = select(_TABLE.c.architecture, _TABLE.c.reading).where(
+    _TABLE.c.id == bindparam("id")
+)
 _BLOBS = select(_TABLE.c.id, _TABLE.c.blob_sha256).where(
     _TABLE.c.id.in_(bindparam("ids", expanding=True))
 )
@@ -30,10 +32,12 @@ def blobs_of(session: Session, ids: list[int]) -> dict[int, str]:
     return dict(session.execute(_BLOBS, {"ids": sorted(set(ids))}).all())
 
 
-def architecture_of(session: Session, checkpoint_id: int) -> tuple[dict[str, Any] | None] | None:
-    """``(architecture,)`` of an existing checkpoint, None if there is no such checkpoint."""
+def architecture_of(
+    session: Session, checkpoint_id: int
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None] | None:
+    """``(architecture, reading)`` of an existing checkpoint, None if there is none."""
     row = session.execute(_ARCHITECTURE, {"id": checkpoint_id}).first()
-    return None if row is None else (row[0],)
+    return None if row is None else (row[0], row[1])
 
 
 def blob_in_use(session: Session, blob_sha256: str) -> bool:

@@ -30,7 +30,7 @@ def check(session: Session, params: PredictionCreate, settings: Settings) -> Non
             404, f"checkpoint {params.checkpoint_id} does not exist", slug="not-found"
         )
     card = require_card(settings.metanetwork_dir, params.metanetwork)
-    (architecture,) = found
+    architecture, reading = found
     if architecture is None:
         raise ProblemError(
             422,
@@ -44,10 +44,22 @@ def check(session: Session, params: PredictionCreate, settings: Settings) -> Non
         raise ProblemError(
             422,
             f"checkpoint {params.checkpoint_id} is outside the domain of metanetwork "
-            f"{params.metanetwork!r}: {'; '.join(issues)} (send force=true for an answer "
-            "flagged in_domain=false)",
+            f"{params.metanetwork!r}: {'; '.join(issues)}{_assumed(reading)} (send "
+            "force=true for an answer flagged in_domain=false)",
             slug="out-of-domain",
         )
+
+
+def _assumed(reading: dict[str, Any] | None) -> str:
+    """An inferred architecture's guesses, so a refusal never blames the user for them."""
+    assumed = (reading or {}).get("assumptions") or {}
+    if not assumed:
+        return ""
+    said = ", ".join(f"{k} {v}" for k, v in sorted(assumed.items()))
+    return (
+        f"; its architecture was inferred assuming {said}: if that is wrong, upload it "
+        "again with activation= / input_shape=, or as a self-describing file (graphs.save)"
+    )
 
 
 def predict_batch(ctxs: list[JobContext]) -> list[Outcome]:
