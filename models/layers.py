@@ -1,11 +1,38 @@
-"""Message passing on parameter graphs: node and edge updates with edge-modulated messages."""
+"""Message passing on parameter graphs: node and edge updates with edge-modulated messages.
+
+Two equivalent ways to run :class:`NGConv`:
+
+* on any batch, with gathers and scatters over the edge list (``edge_index``);
+* on a batch whose graphs share one architecture (the common case: a zoo's networks share
+  a layout), described by a :class:`GraphLayout`. A parameter graph's edges come in blocks
+  (``graphs.to_graph`` writes each weight tensor as a dense dst x src block in row-major
+  order, each identity map as a diagonal), so node features are viewed as
+  ``(graphs, nodes, H)`` and every block's messages are formed by broadcasting the two
+  endpoint terms and reduced along a tensor dimension: no index tensors, no scatter, and
+  per-edge temporaries only one block (optionally one chunk of graphs) at a time.
+"""
 
 from __future__ import annotations
 
+import math
+from collections import OrderedDict
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+from torch_geometric.data import Batch
 from torch_geometric.nn import MessagePassing
 from torch_geometric.nn.aggr import MultiAggregation
+
+#: aggregators the block path computes itself (from a sum, a sum of squares, a max, a min)
+BLOCK_AGGREGATORS = frozenset({"sum", "mean", "max", "min", "var", "std"})
+
+#: ``NGConv.checkpoint_messages = "auto"`` recomputes a block's messages in the backward
+#: pass when the block's per-edge message tensor (graphs x edges x hidden) is at least this
+#: many elements (each such tensor kept for backward costs about 2 bytes per element
+#: ... more than the inputs it can be recomputed from)
+CHECKPOINT_MIN_ELEMENTS = 1 << 23
 
 
 def mlp(dims: list[int], dropout: float = 0.0) -> nn.Sequential:
@@ -23,6 +50,234 @@ def mlp(dims: list[int], dropout: float = 0.0) -> nn.Sequential:
 def both_directions(edge_index: Tensor) -> Tensor:
     """Every edge forwards, then every edge backwards (``NGConv`` sends messages both ways)."""
     return torch.cat([edge_index, edge_index.flip(0)], dim=1)
+
+
+# --- one architecture per batch --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Block:
+    """Edges ``e0 .. e0 + size`` of every graph of a batch.
+
+    Dense (``diagonal`` False): edge ``e0 + r * cols + c`` runs from node ``s0 + c`` to node
+    ``d0 + r`` (a weight tensor in row-major order). Diagonal: edge ``e0 + k`` runs from
+    ``s0 + k`` to ``d0 + k`` (``rows == cols``; residual, norm and pairing edges).
+    ``dst_layer``: the ``node_layer`` shared by all the destination nodes, or -1 if mixed.
+    """
+
+    e0: int
+    rows: int
+    cols: int
+    d0: int
+    s0: int
+    diagonal: bool
+    dst_layer: int = -1
+
+    @property
+    def size(self) -> int:
+        return self.rows if self.diagonal else self.rows * self.cols
+
+
+@dataclass(frozen=True)
+class GraphLayout:
+    """``num_graphs`` graphs with identical structure, ``num_nodes``/``num_edges`` each.
+
+    ``in_degree``: per node of one graph, the messages it receives (both directions), as
+    floats on the batch's device. ``node_layer``/``node_act``/``input_rank``: one graph's
+    rows (probes use them).
+    """
+
+    num_graphs: int
+    num_nodes: int
+    num_edges: int
+    blocks: tuple[Block, ...]
+    in_degree: Tensor
+
+    def with_graphs(self, num_graphs: int) -> GraphLayout:
+        return GraphLayout(num_graphs, self.num_nodes, self.num_edges, self.blocks,
+                           self.in_degree)
+
+
+#: the most blocks a layout may have before the edge-list path is used instead (each block
+#: costs a few Python-dispatched ops per layer)
+MAX_BLOCKS = 256
+_LAYOUTS: OrderedDict[tuple, tuple[tuple[Block, ...], Tensor] | None] = OrderedDict()
+_NODE_KEYS = ("node_type", "node_act", "node_layer", "node_pos")
+
+
+def _runs(src: list[int], dst: list[int]) -> list[tuple[int, int, int, int]]:
+    """Maximal runs ``(e0, length, dst, src0)`` of edges with one dst and consecutive srcs."""
+    runs: list[tuple[int, int, int, int]] = []
+    start = 0
+    for k in range(1, len(src) + 1):
+        if k == len(src) or dst[k] != dst[k - 1] or src[k] != src[k - 1] + 1:
+            runs.append((start, k - start, dst[start], src[start]))
+            start = k
+    return runs
+
+
+def decompose(edge_index: Tensor, node_layer: Tensor) -> tuple[Block, ...] | None:
+    """One graph's edges as dense and diagonal :class:`Block` s (None: too fragmented)."""
+    src, dst = edge_index.tolist()
+    if not src:
+        return ()
+    runs = _runs(src, dst)
+    if len(runs) > max(4 * MAX_BLOCKS, len(src) // 2):
+        return None
+    layers = node_layer.tolist()
+    blocks: list[Block] = []
+    i = 0
+    while i < len(runs):
+        e0, length, d0, s0 = runs[i]
+        rows, j = 1, i + 1
+        if length == 1 and j < len(runs) and runs[j][1] == 1 and runs[j][2] == d0 + 1 \
+                and runs[j][3] == s0 + 1:
+            while j < len(runs) and runs[j][1] == 1 and runs[j][2] == d0 + rows \
+                    and runs[j][3] == s0 + rows and runs[j][0] == e0 + rows:
+                rows, j = rows + 1, j + 1
+            diagonal, cols = True, rows
+        else:
+            while j < len(runs) and runs[j][1] == length and runs[j][3] == s0 \
+                    and runs[j][2] == d0 + rows and runs[j][0] == e0 + rows * length:
+                rows, j = rows + 1, j + 1
+            diagonal, cols = False, length
+        dl = set(layers[d0:d0 + rows])
+        blocks.append(Block(e0, rows, cols, d0, s0, diagonal, dl.pop() if len(dl) == 1 else -1))
+        if len(blocks) > MAX_BLOCKS:
+            return None
+        i = j
+    return tuple(blocks)
+
+
+def _in_degree(blocks: tuple[Block, ...], num_nodes: int) -> Tensor:
+    deg = torch.zeros(num_nodes)
+    for b in blocks:
+        deg[b.d0:b.d0 + b.rows] += 1 if b.diagonal else b.cols
+        deg[b.s0:b.s0 + b.cols] += 1 if b.diagonal else b.rows
+    return deg
+
+
+def graph_layout(batch: Batch) -> GraphLayout | None:
+    """The :class:`GraphLayout` of ``batch`` if all its graphs share one structure, else None.
+
+    Checks, on every call, that every graph has the same node count, the same local
+    ``edge_index`` and the same node types, activations, layers and positions as the first
+    (one comparison over the edge list: no trust in how the batch was built). The block
+    decomposition of a structure is cached.
+    """
+    num_graphs = int(batch.num_graphs)
+    n_total, ei = int(batch.num_nodes), batch.edge_index
+    if num_graphs == 0 or n_total % num_graphs or ei.shape[1] % num_graphs:
+        return None
+    n, e = n_total // num_graphs, ei.shape[1] // num_graphs
+    ptr = getattr(batch, "ptr", None)
+    if ptr is not None and bool((ptr.diff() != n).any()):
+        return None
+    offsets = torch.arange(num_graphs, device=ei.device) * n
+    local = ei.view(2, num_graphs, e) - offsets[None, :, None]
+    first = local[:, 0]
+    if num_graphs > 1 and not bool((local == first[:, None]).all()):
+        return None
+    for key in _NODE_KEYS:
+        v = getattr(batch, key, None)
+        if v is not None and num_graphs > 1 and not bool((v.view(num_graphs, n) == v[:n]).all()):
+            return None
+    layer = batch.node_layer[:n].cpu() if getattr(batch, "node_layer", None) is not None \
+        else torch.zeros(n, dtype=torch.long)
+    first_cpu = first.cpu()
+    key = (n, e, ei.device.type, first_cpu.numpy().tobytes(), layer.numpy().tobytes())
+    if key in _LAYOUTS:
+        _LAYOUTS.move_to_end(key)
+        cached = _LAYOUTS[key]
+    else:
+        blocks = decompose(first_cpu, layer)
+        cached = None if blocks is None else (blocks, _in_degree(blocks, n).to(ei.device))
+        _LAYOUTS[key] = cached
+        if len(_LAYOUTS) > 64:
+            _LAYOUTS.popitem(last=False)
+    if cached is None:
+        return None
+    return GraphLayout(num_graphs, n, e, cached[0], cached[1])
+
+
+#: without autograd, a block's messages are formed for this many elements (graphs x block
+#: edges x hidden) at a time, so the FiLM parameters and messages of a chunk stay in cache
+#: while they are reduced
+CHUNK_ELEMENTS = 1 << 17
+
+
+def _block_stats(edges: Tensor, weight: Tensor, bias: Tensor, direction: Tensor,
+                 recv: Tensor, send: Tensor, block: Block,
+                 stats: tuple[bool, bool, bool, bool]) -> list[Tensor]:
+    """One block's messages in both directions, reduced per receiver.
+
+    ``edges`` ``(graphs, size, K)`` normalised edge features of the block, ``recv``/``send``
+    ``(graphs, nodes, H)`` every node's ``msg_dst``/``msg_src`` term, ``weight``/``bias``
+    the FiLM map, ``direction`` ``(2, 2H)`` its value on each direction's vector. Returns,
+    for the forward direction (receivers: the block's dst nodes) then the backward one
+    (its src nodes), the sum, sum of squares, max and min that ``stats`` asks for, each
+    ``(graphs, receivers, H)``.
+
+    The FiLM parameters are computed once for both directions (they differ by a constant
+    per direction): the scale's constant is added per edge, the shift's after reducing
+    (a shift moves a sum, a max and a min by a known amount).
+    """
+    g, k, hid = edges.shape[0], edges.shape[-1], recv.shape[-1]
+    flat = edges.reshape(-1, k)
+    # scale and shift from separate products: each is contiguous, and each direction's
+    # scale constant rides in its product's bias (adding it to a strided half of one
+    # (E, 2H) product was the slowest op of the pass)
+    w_scale, w_shift = weight[:hid].t(), weight[hid:].t()
+    shift = torch.addmm(bias[hid:], flat, w_shift)
+    d_rng, s_rng = slice(block.d0, block.d0 + block.rows), slice(block.s0, block.s0 + block.cols)
+    if block.diagonal:
+        shape = (g, block.rows, hid)
+        ends = [(recv[:, d_rng], send[:, s_rng], -1, 1), (recv[:, s_rng], send[:, d_rng], -1, 1)]
+    else:
+        shape = (g, block.rows, block.cols, hid)
+        ends = [(recv[:, d_rng, None], send[:, None, s_rng], 2, block.cols),
+                (recv[:, None, s_rng], send[:, d_rng, None], 1, block.rows)]
+    shift = shift.view(shape)
+    grad = torch.is_grad_enabled()
+    want_sum, want_sq, want_max, want_min = stats
+    out: list[Tensor] = []
+    for (r, s, dim, count), const in zip(ends, direction, strict=True):
+        c_shift = const[hid:]
+        scale = torch.addmm(bias[:hid] + const[:hid], flat, w_scale).view(shape)
+        pre = nn.functional.silu(r + s, inplace=not grad)
+        msg = torch.addcmul(shift, scale, pre)
+        if dim < 0:  # diagonal: one message per receiver
+            total = mx = mn = msg
+            sq = msg * msg if want_sq else None
+        else:
+            total = msg.sum(dim) if want_sum else None
+            mx = msg.amax(dim) if want_max else None
+            mn = msg.amin(dim) if want_min else None
+            # last, so that without autograd the messages can be squared in place
+            sq = (msg * msg if grad else msg.square_()).sum(dim) if want_sq else None
+        if want_sum:
+            out.append(total + count * c_shift)
+        if want_sq:
+            out.append(sq + 2 * c_shift * total + count * c_shift * c_shift)
+        if want_max:
+            out.append(mx + c_shift)
+        if want_min:
+            out.append(mn + c_shift)
+    return out
+
+
+def _add_endpoints(upd: Tensor, hs: Tensor, hd: Tensor, block: Block) -> None:
+    """``upd`` (a block's ``(graphs, size, K)`` edge rows) += its src and dst node terms."""
+    g, k = upd.shape[0], upd.shape[-1]
+    src = hs[:, block.s0:block.s0 + block.cols]
+    dst = hd[:, block.d0:block.d0 + block.rows]
+    if block.diagonal:
+        upd.add_(src).add_(dst)
+    else:
+        upd.view(g, block.rows, block.cols, k).add_(src[:, None]).add_(dst[:, :, None])
+
+
+# --- the layer -------------------------------------------------------------------------------
 
 
 class NGConv(MessagePassing):
@@ -50,6 +305,13 @@ class NGConv(MessagePassing):
     information flows from inputs to outputs and back. All weights are shared across
     nodes and edges, so the layer is equivariant to any relabelling of the graph.
 
+    With a :class:`GraphLayout` (all graphs of the batch share one structure) and
+    aggregators in :data:`BLOCK_AGGREGATORS`, the same function is computed block by block
+    (see the module docstring); ``checkpoint_messages`` (``"auto"``, True, False) then says
+    whether a block's per-edge FiLM parameters and messages are recomputed in the backward
+    pass instead of being kept: ``"auto"`` does it for blocks of at least
+    :data:`CHECKPOINT_MIN_ELEMENTS` message elements, where the memory matters.
+
     Args:
         hidden: node feature width.
         edge_hidden: edge feature width.
@@ -64,6 +326,7 @@ class NGConv(MessagePassing):
                  dropout: float = 0.0, update_edges: bool = True) -> None:
         super().__init__(aggr=MultiAggregation(list(aggregators), mode="cat"))
         self.hidden, self.edge_hidden = hidden, edge_hidden
+        self.aggregators = tuple(aggregators)
         self.node_norm = nn.LayerNorm(hidden)
         self.edge_norm = nn.LayerNorm(edge_hidden)
         self.direction = nn.Parameter(torch.zeros(2, edge_hidden))
@@ -77,6 +340,7 @@ class NGConv(MessagePassing):
             self.edge_src = nn.Linear(hidden, edge_hidden, bias=False)
             self.edge_dst = nn.Linear(hidden, edge_hidden, bias=False)
             self.edge_mlp = mlp([edge_hidden, edge_hidden, edge_hidden], dropout)
+        self.checkpoint_messages: bool | str = "auto"
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -87,9 +351,13 @@ class NGConv(MessagePassing):
         nn.init.normal_(self.direction, std=0.1)
 
     def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Tensor,
-                both: Tensor | None = None) -> tuple[Tensor, Tensor]:
+                both: Tensor | None = None,
+                layout: GraphLayout | None = None) -> tuple[Tensor, Tensor]:
         """``both``: :func:`both_directions` of ``edge_index``, when the caller has it (it is
-        the same for every layer)."""
+        the same for every layer). ``layout``: the batch's :class:`GraphLayout`, when all its
+        graphs share one structure (then ``edge_index`` and ``both`` are not read)."""
+        if layout is not None and BLOCK_AGGREGATORS.issuperset(self.aggregators):
+            return self._forward_blocks(x, edge_attr, layout)
         h, e = self.node_norm(x), self.edge_norm(edge_attr)
         if both is None:
             both = both_directions(edge_index)
@@ -111,6 +379,137 @@ class NGConv(MessagePassing):
     def message(self, a_i: Tensor, b_j: Tensor, film: Tensor) -> Tensor:
         scale, shift = film.chunk(2, dim=-1)
         return torch.addcmul(shift, scale, nn.functional.silu(a_i + b_j))
+
+    def _checkpointing(self, elements: int) -> bool:
+        if not (torch.is_grad_enabled() and self.training):
+            return False
+        if self.checkpoint_messages == "auto":
+            return elements >= CHECKPOINT_MIN_ELEMENTS
+        return bool(self.checkpoint_messages)
+
+    def _forward_blocks(self, x: Tensor, edge_attr: Tensor,
+                        layout: GraphLayout) -> tuple[Tensor, Tensor]:
+        g, n, m = layout.num_graphs, layout.num_nodes, layout.num_edges
+        hid, k = self.hidden, self.edge_hidden
+        h = self.node_norm(x)
+        recv = self.msg_dst(h).view(g, n, hid)
+        send = self.msg_src(h).view(g, n, hid)
+        weight = self.film.weight
+        direction = self.direction @ weight.t()  # (2, 2H): FiLM is linear in the edge
+        aggs = set(self.aggregators)
+        stats = (bool(aggs & {"sum", "mean", "var", "std"}), bool(aggs & {"var", "std"}),
+                 "max" in aggs, "min" in aggs)
+        kinds = [i for i in range(4) if stats[i]]
+        acc = [x.new_zeros(g, n, hid) if i < 2 else
+               x.new_full((g, n, hid), -math.inf if i == 2 else math.inf) for i in kinds]
+        if torch.is_grad_enabled():
+            agg, e = self._blocks_autograd(edge_attr, layout, recv, send, direction, stats,
+                                           kinds, acc)
+            x = x + self.update_mlp(torch.cat([h, agg.view(g * n, -1)], dim=-1))
+            if not self.update_edges:
+                return x, edge_attr
+            e_new = self.edge_in(e).view(g, m, k)
+            hs, hd = self.edge_src(h).view(g, n, k), self.edge_dst(h).view(g, n, k)
+            for b in layout.blocks:
+                _add_endpoints(e_new[:, b.e0:b.e0 + b.size], hs, hd, b)
+            return x, edge_attr + self.edge_mlp(e_new.view(g * m, k))
+        agg, e_out = self._blocks_chunked(h, edge_attr, layout, recv, send, direction, stats,
+                                          kinds, acc)
+        x = x + self.update_mlp(torch.cat([h, agg.view(g * n, -1)], dim=-1))
+        return x, e_out
+
+    def _blocks_autograd(self, edge_attr: Tensor, layout: GraphLayout,
+                         recv: Tensor, send: Tensor, direction: Tensor,
+                         stats: tuple[bool, bool, bool, bool], kinds: list[int],
+                         acc: list[Tensor]) -> tuple[Tensor, Tensor]:
+        """The aggregated messages and the normalised edges, whole blocks at a time
+        (autograd keeps what backward needs anyway), the messages optionally recomputed in
+        backward (``checkpoint_messages``)."""
+        g, m = layout.num_graphs, layout.num_edges
+        hid, k = self.hidden, self.edge_hidden
+        e = self.edge_norm(edge_attr)
+        e3 = e.view(g, m, k)
+        nstats = len(kinds)
+        for b in layout.blocks:
+            edges = e3[:, b.e0:b.e0 + b.size]
+            ranges = [slice(b.d0, b.d0 + b.rows), slice(b.s0, b.s0 + b.cols)]
+            args = (edges, self.film.weight, self.film.bias, direction, recv, send, b, stats)
+            if self._checkpointing(g * b.size * hid):
+                out = checkpoint(_block_stats, *args, use_reentrant=False)
+            else:
+                out = _block_stats(*args)
+            # out of place (node-sized copies): max/min keep their inputs for backward
+            for i, o in enumerate(out):
+                j, kind, rng = i % nstats, kinds[i % nstats], ranges[i // nstats]
+                old = acc[j][:, rng]
+                new = (old + o if kind < 2 else torch.maximum(old, o) if kind == 2
+                       else torch.minimum(old, o))
+                acc[j] = acc[j].slice_scatter(new, 1, rng.start, rng.stop)
+        return self._finish(dict(zip(kinds, acc, strict=True)), layout.in_degree), e
+
+    def _blocks_chunked(self, h: Tensor, edge_attr: Tensor, layout: GraphLayout,
+                        recv: Tensor, send: Tensor, direction: Tensor,
+                        stats: tuple[bool, bool, bool, bool], kinds: list[int],
+                        acc: list[Tensor]) -> tuple[Tensor, Tensor]:
+        """Without autograd: a few graphs of one block at a time, the whole per-edge path
+        (edge norm, FiLM, messages, their reduction, the edge update) while the chunk is in
+        cache, reductions accumulated in place, updated edges written into one buffer."""
+        g, n, m = layout.num_graphs, layout.num_nodes, layout.num_edges
+        hid, k = self.hidden, self.edge_hidden
+        e3 = edge_attr.view(g, m, k)
+        nstats = len(kinds)
+        if self.update_edges:
+            e_out = torch.empty_like(edge_attr)
+            out3 = e_out.view(g, m, k)
+            hs, hd = self.edge_src(h).view(g, n, k), self.edge_dst(h).view(g, n, k)
+        for b in layout.blocks:
+            ranges = [slice(b.d0, b.d0 + b.rows), slice(b.s0, b.s0 + b.cols)]
+            step = max(1, CHUNK_ELEMENTS // (b.size * hid))
+            for c0 in range(0, g, step):
+                c = slice(c0, c0 + step)
+                raw = e3[c, b.e0:b.e0 + b.size]
+                edges = self.edge_norm(raw)
+                out = _block_stats(edges, self.film.weight, self.film.bias, direction,
+                                   recv[c], send[c], b, stats)
+                for i, o in enumerate(out):
+                    kind, view = kinds[i % nstats], acc[i % nstats][c, ranges[i // nstats]]
+                    if kind < 2:
+                        view.add_(o)
+                    elif kind == 2:
+                        torch.maximum(view, o, out=view)
+                    else:
+                        torch.minimum(view, o, out=view)
+                if self.update_edges:
+                    upd = self.edge_in(edges)
+                    _add_endpoints(upd, hs[c], hd[c], b)
+                    torch.add(raw, self.edge_mlp(upd), out=out3[c, b.e0:b.e0 + b.size])
+        agg = self._finish(dict(zip(kinds, acc, strict=True)), layout.in_degree)
+        return agg, e_out if self.update_edges else edge_attr
+
+    def _finish(self, acc: dict[int, Tensor], degree: Tensor) -> Tensor:
+        """The aggregators from the accumulated statistics, as torch_geometric defines them
+        (empty neighbourhoods give 0; std clamps the variance at 1e-5 and zeroes it there)."""
+        cnt = degree.to(acc[next(iter(acc))].dtype)[None, :, None]
+        has = cnt > 0
+        mean = acc[0] / cnt.clamp(min=1) if 0 in acc else None
+        outs: list[Tensor] = []
+        for name in self.aggregators:
+            if name == "sum":
+                outs.append(acc[0])
+            elif name == "mean":
+                outs.append(mean)
+            elif name in ("var", "std"):
+                var = acc[1] / cnt.clamp(min=1) - mean * mean
+                if name == "var":
+                    outs.append(var)
+                else:
+                    std = var.clamp(min=1e-5).sqrt()
+                    outs.append(std.masked_fill(std <= math.sqrt(1e-5), 0.0))
+            elif name == "max":
+                outs.append(torch.where(has, acc[2], 0.0))
+            else:
+                outs.append(torch.where(has, acc[3], 0.0))
+        return torch.cat(outs, dim=-1)
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}({self.hidden}, edge={self.edge_hidden})"
