@@ -17,23 +17,16 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.utils.checkpoint import checkpoint
 from torch_geometric.data import Batch
 from torch_geometric.nn import MessagePassing
 from torch_geometric.nn.aggr import MultiAggregation
 
 #: aggregators the block path computes itself (from a sum, a sum of squares, a max, a min)
 BLOCK_AGGREGATORS = frozenset({"sum", "mean", "max", "min", "var", "std"})
-
-#: ``NGConv.checkpoint_messages = "auto"`` recomputes a block's messages in the backward
-#: pass when the block's per-edge message tensor (graphs x edges x hidden) is at least this
-#: many elements (each such tensor kept for backward costs about 2 bytes per element
-#: ... more than the inputs it can be recomputed from)
-CHECKPOINT_MIN_ELEMENTS = 1 << 23
-
 
 def mlp(dims: list[int], dropout: float = 0.0) -> nn.Sequential:
     """Linear layers with SiLU between them (none after the last)."""
@@ -208,7 +201,8 @@ CHUNK_ELEMENTS = 1 << 17
 
 def _block_stats(edges: Tensor, weight: Tensor, bias: Tensor, direction: Tensor,
                  recv: Tensor, send: Tensor, block: Block,
-                 stats: tuple[bool, bool, bool, bool]) -> list[Tensor]:
+                 stats: tuple[bool, bool, bool, bool],
+                 masks: list[Tensor] | None = None) -> list[Tensor]:
     """One block's messages in both directions, reduced per receiver.
 
     ``edges`` ``(graphs, size, K)`` normalised edge features of the block, ``recv``/``send``
@@ -220,7 +214,9 @@ def _block_stats(edges: Tensor, weight: Tensor, bias: Tensor, direction: Tensor,
 
     The FiLM parameters are computed once for both directions (they differ by a constant
     per direction): the scale's constant is added per edge, the shift's after reducing
-    (a shift moves a sum, a max and a min by a known amount).
+    (a shift moves a sum, a max and a min by a known amount). ``masks``: a list that
+    receives, per direction, where each message equals its receiver's max (then min), for
+    :class:`_LayerMessages`'s backward.
     """
     g, k, hid = edges.shape[0], edges.shape[-1], recv.shape[-1]
     flat = edges.reshape(-1, k)
@@ -249,10 +245,15 @@ def _block_stats(edges: Tensor, weight: Tensor, bias: Tensor, direction: Tensor,
         if dim < 0:  # diagonal: one message per receiver
             total = mx = mn = msg
             sq = msg * msg if want_sq else None
+            if masks is not None:
+                masks += [torch.ones_like(msg, dtype=torch.bool)] * (want_max + want_min)
         else:
             total = msg.sum(dim) if want_sum else None
             mx = msg.amax(dim) if want_max else None
             mn = msg.amin(dim) if want_min else None
+            if masks is not None:
+                masks += [msg == mx.unsqueeze(dim)] if want_max else []
+                masks += [msg == mn.unsqueeze(dim)] if want_min else []
             # last, so that without autograd the messages can be squared in place
             sq = (msg * msg if grad else msg.square_()).sum(dim) if want_sq else None
         if want_sum:
@@ -264,6 +265,182 @@ def _block_stats(edges: Tensor, weight: Tensor, bias: Tensor, direction: Tensor,
         if want_min:
             out.append(mn + c_shift)
     return out
+
+
+def _chunks(num_graphs: int, block: Block, hidden: int) -> list[slice]:
+    step = max(1, CHUNK_ELEMENTS // (block.size * hidden))
+    return [slice(c, min(c + step, num_graphs)) for c in range(0, num_graphs, step)]
+
+
+class _LayerMessages(torch.autograd.Function):
+    """Every block's messages of one layer, reduced per receiver, with a hand-written
+    backward that recomputes the messages chunk by chunk instead of keeping them.
+
+    Autograd through :func:`_block_stats` keeps about ten per-edge tensors of ``H`` floats
+    per direction for backward, and ``amax``'s backward compares every message with the
+    max and counts ties; here only the inputs (normalised edges, node terms), the reduced
+    statistics and, for max/min, a bool mask per message are kept, and the backward runs in
+    cache-sized chunks like the inference pass. Ties for a max (or min) each get the whole
+    gradient (autograd would split it; ties have measure zero for real-valued messages).
+
+    Returns the accumulated statistics, one ``(graphs, nodes, H)`` tensor per kind in
+    ``kinds`` (0 sum, 1 sum of squares, 2 max, 3 min; max/min -inf/+inf where no message).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, e: Tensor, weight: Tensor, bias: Tensor, direction: Tensor,
+                recv: Tensor, send: Tensor, layout: GraphLayout,
+                stats: tuple[bool, bool, bool, bool]) -> tuple[Tensor, ...]:
+        g, n, m = layout.num_graphs, layout.num_nodes, layout.num_edges
+        hid, k = recv.shape[-1], e.shape[-1]
+        kinds = [i for i in range(4) if stats[i]]
+        acc = [recv.new_zeros(g, n, hid) if i < 2 else
+               recv.new_full((g, n, hid), -math.inf if i == 2 else math.inf) for i in kinds]
+        e3 = e.view(g, m, k)
+        local: list[list[Tensor]] = []  # per block and direction: its statistics
+        masks: list[list[Tensor]] = []  # per block: max/min masks of both directions
+        for b in layout.blocks:
+            ranges = _receivers(b)
+            block_out: list[Tensor] = [recv.new_empty(g, r.stop - r.start, hid)
+                                       for r in ranges for _ in kinds]
+            block_masks: list[Tensor] | None = None
+            for c in _chunks(g, b, hid):
+                chunk_masks: list[Tensor] = []
+                out = _block_stats(e3[c, b.e0:b.e0 + b.size], weight, bias, direction,
+                                   recv[c], send[c], b, stats, chunk_masks)
+                for full, part in zip(block_out, out, strict=True):
+                    full[c] = part
+                if block_masks is None:
+                    block_masks = [recv.new_empty((g, *t.shape[1:]), dtype=torch.bool)
+                                   for t in chunk_masks]
+                for full, part in zip(block_masks, chunk_masks, strict=True):
+                    full[c] = part
+            for i, o in enumerate(block_out):
+                kind, view = kinds[i % len(kinds)], acc[i % len(kinds)][:, ranges[i // len(kinds)]]
+                if kind < 2:
+                    view.add_(o)
+                elif kind == 2:
+                    torch.maximum(view, o, out=view)
+                else:
+                    torch.minimum(view, o, out=view)
+            local.append(block_out)
+            masks.append(block_masks or [])
+        ctx.save_for_backward(e, weight, bias, direction, recv, send, *acc)
+        ctx.layout, ctx.stats, ctx.local, ctx.masks = layout, stats, local, masks
+        return tuple(acc)
+
+    @staticmethod
+    def backward(ctx: Any, *grads: Tensor | None) -> tuple[Tensor | None, ...]:
+        e, weight, bias, direction, recv, send, *acc = ctx.saved_tensors
+        layout, stats = ctx.layout, ctx.stats
+        g, m = layout.num_graphs, layout.num_edges
+        hid, k = recv.shape[-1], e.shape[-1]
+        kinds = [i for i in range(4) if stats[i]]
+        grad = {kind: gr for kind, gr in zip(kinds, grads, strict=True) if gr is not None}
+        final = dict(zip(kinds, acc, strict=True))
+        g_e = torch.zeros_like(e).view(g, m, k)
+        g_w, g_b = torch.zeros_like(weight), torch.zeros_like(bias)
+        g_dir = torch.zeros_like(direction)
+        g_recv, g_send = torch.zeros_like(recv), torch.zeros_like(send)
+        e3 = e.view(g, m, k)
+        w_scale, w_shift = weight[:hid], weight[hid:]
+        for b, block_out, block_masks in zip(layout.blocks, ctx.local, ctx.masks, strict=True):
+            ranges = _receivers(b)
+            # node-level factors per direction: d(output)/d(message) pieces
+            factors = []
+            for d, rng in enumerate(ranges):
+                outs = dict(zip(kinds, block_out[d * len(kinds):(d + 1) * len(kinds)],
+                                strict=True))
+                count = (1 if b.diagonal else (b.cols if d == 0 else b.rows))
+                g_s = grad[0][:, rng] if 0 in grad else None
+                g_q = grad[1][:, rng] if 1 in grad else None
+                g_mx = (grad[2][:, rng] * (outs[2] == final[2][:, rng])) if 2 in grad else None
+                g_mn = (grad[3][:, rng] * (outs[3] == final[3][:, rng])) if 3 in grad else None
+                # the shift constant moved each output: sum by count, sum of squares by
+                # 2 * (shifted sum), max and min by 1
+                c_grad = torch.zeros(hid, dtype=e.dtype, device=e.device)
+                for gr, scale in ((g_s, count), (g_q, None), (g_mx, 1), (g_mn, 1)):
+                    if gr is None:
+                        continue
+                    c_grad += (gr * (2 * outs[0] if scale is None else scale)).sum((0, 1))
+                g_dir[d, hid:] += c_grad
+                mask_list = block_masks[d * (2 in kinds) + d * (3 in kinds):]
+                mx_mask = mask_list[0] if 2 in kinds else None
+                mn_mask = mask_list[1 if 2 in kinds else 0] if 3 in kinds else None
+                factors.append((g_s, g_q, g_mx, g_mn, mx_mask, mn_mask))
+            for c in _chunks(g, b, hid):
+                _block_backward(e3[c, b.e0:b.e0 + b.size], w_scale, w_shift, bias, direction,
+                                recv[c], send[c], b, factors, c, g_e[c, b.e0:b.e0 + b.size],
+                                g_w, g_b, g_dir, g_recv[c], g_send[c])
+        return g_e.view_as(e), g_w, g_b, g_dir, g_recv, g_send, None, None
+
+
+def _receivers(block: Block) -> list[slice]:
+    """The receivers of a block's forward (its dst nodes) and backward (src) messages."""
+    return [slice(block.d0, block.d0 + block.rows), slice(block.s0, block.s0 + block.cols)]
+
+
+def _block_backward(edges: Tensor, w_scale: Tensor, w_shift: Tensor, bias: Tensor,
+                    direction: Tensor, recv: Tensor, send: Tensor, block: Block,
+                    factors: list[tuple], c: slice, g_edges: Tensor, g_w: Tensor,
+                    g_b: Tensor, g_dir: Tensor, g_recv: Tensor, g_send: Tensor) -> None:
+    """One chunk of :class:`_LayerMessages`'s backward: recompute, then accumulate grads."""
+    g, k, hid = edges.shape[0], edges.shape[-1], recv.shape[-1]
+    flat = edges.reshape(-1, k)
+    d_rng, s_rng = _receivers(block)
+    if block.diagonal:
+        shape = (g, block.rows, hid)
+        ends = [(d_rng, s_rng, None, None), (s_rng, d_rng, None, None)]
+    else:
+        shape = (g, block.rows, block.cols, hid)
+        # (receiver slice, sender slice, dim the receiver term broadcasts over, sender's)
+        ends = [(d_rng, s_rng, 2, 1), (s_rng, d_rng, 1, 2)]
+    shift = torch.addmm(bias[hid:], flat, w_shift.t()).view(shape)
+    g_shift = torch.zeros(shape, dtype=edges.dtype, device=edges.device)
+    g_flat = torch.zeros_like(flat)
+    for d, ((r_rng, s_rng_, r_dim, s_dim), fac) in enumerate(zip(ends, factors, strict=True)):
+        g_s, g_q, g_mx, g_mn, mx_mask, mn_mask = fac
+        c_shift = direction[d, hid:]
+        scale = torch.addmm(bias[:hid] + direction[d, :hid], flat, w_scale.t()).view(shape)
+        r, s = recv[:, r_rng], send[:, s_rng_]
+        if r_dim is not None:
+            r, s = r.unsqueeze(r_dim), s.unsqueeze(s_dim)
+        pre = r + s
+        act = nn.functional.silu(pre)
+        msg = torch.addcmul(shift, scale, act)
+
+        def node(t: Tensor, dim: int | None = r_dim) -> Tensor:
+            t = t[c]
+            return t if dim is None else t.unsqueeze(dim)
+
+        g_msg = torch.zeros(shape, dtype=edges.dtype, device=edges.device)
+        if g_s is not None:
+            g_msg += node(g_s)
+        if g_q is not None:
+            g_msg.addcmul_(msg + c_shift, node(g_q), value=2)
+        if g_mx is not None:
+            g_msg.addcmul_(mx_mask[c], node(g_mx))
+        if g_mn is not None:
+            g_msg.addcmul_(mn_mask[c], node(g_mn))
+        g_shift += g_msg
+        g_scale = (g_msg * act).reshape(-1, hid)
+        g_w[:hid] += g_scale.t() @ flat
+        col = g_scale.sum(0)
+        g_b[:hid] += col
+        g_dir[d, :hid] += col
+        g_flat.addmm_(g_scale, w_scale)
+        g_pre = torch.ops.aten.silu_backward(g_msg.mul_(scale), pre)
+        if r_dim is None:
+            g_recv[:, r_rng] += g_pre
+            g_send[:, s_rng_] += g_pre
+        else:
+            g_recv[:, r_rng] += g_pre.sum(r_dim)
+            g_send[:, s_rng_] += g_pre.sum(s_dim)
+    g_shift = g_shift.view(-1, hid)
+    g_w[hid:] += g_shift.t() @ flat
+    g_b[hid:] += g_shift.sum(0)
+    g_flat.addmm_(g_shift, w_shift)
+    g_edges += g_flat.view(g_edges.shape)
 
 
 def _add_endpoints(upd: Tensor, hs: Tensor, hd: Tensor, block: Block) -> None:
@@ -307,10 +484,11 @@ class NGConv(MessagePassing):
 
     With a :class:`GraphLayout` (all graphs of the batch share one structure) and
     aggregators in :data:`BLOCK_AGGREGATORS`, the same function is computed block by block
-    (see the module docstring); ``checkpoint_messages`` (``"auto"``, True, False) then says
-    whether a block's per-edge FiLM parameters and messages are recomputed in the backward
-    pass instead of being kept: ``"auto"`` does it for blocks of at least
-    :data:`CHECKPOINT_MIN_ELEMENTS` message elements, where the memory matters.
+    (see the module docstring). ``checkpoint_messages`` (default True) then has a training
+    pass keep no per-edge FiLM parameter or message for backward: :class:`_LayerMessages`
+    recomputes them there, chunk by chunk, which is also faster than autograd's backward
+    through them (bench/metanet_speed). False keeps them (plain autograd, the reference the
+    tests compare with).
 
     Args:
         hidden: node feature width.
@@ -340,7 +518,7 @@ class NGConv(MessagePassing):
             self.edge_src = nn.Linear(hidden, edge_hidden, bias=False)
             self.edge_dst = nn.Linear(hidden, edge_hidden, bias=False)
             self.edge_mlp = mlp([edge_hidden, edge_hidden, edge_hidden], dropout)
-        self.checkpoint_messages: bool | str = "auto"
+        self.checkpoint_messages = True
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -380,12 +558,8 @@ class NGConv(MessagePassing):
         scale, shift = film.chunk(2, dim=-1)
         return torch.addcmul(shift, scale, nn.functional.silu(a_i + b_j))
 
-    def _checkpointing(self, elements: int) -> bool:
-        if not (torch.is_grad_enabled() and self.training):
-            return False
-        if self.checkpoint_messages == "auto":
-            return elements >= CHECKPOINT_MIN_ELEMENTS
-        return bool(self.checkpoint_messages)
+    def _checkpointing(self) -> bool:
+        return bool(self.checkpoint_messages) and torch.is_grad_enabled()
 
     def _forward_blocks(self, x: Tensor, edge_attr: Tensor,
                         layout: GraphLayout) -> tuple[Tensor, Tensor]:
@@ -422,22 +596,21 @@ class NGConv(MessagePassing):
                          recv: Tensor, send: Tensor, direction: Tensor,
                          stats: tuple[bool, bool, bool, bool], kinds: list[int],
                          acc: list[Tensor]) -> tuple[Tensor, Tensor]:
-        """The aggregated messages and the normalised edges, whole blocks at a time
-        (autograd keeps what backward needs anyway), the messages optionally recomputed in
-        backward (``checkpoint_messages``)."""
-        g, m = layout.num_graphs, layout.num_edges
-        hid, k = self.hidden, self.edge_hidden
+        """The aggregated messages and the normalised edges: with ``checkpoint_messages``
+        through :class:`_LayerMessages`, else whole blocks through autograd."""
+        g, m, k = layout.num_graphs, layout.num_edges, self.edge_hidden
         e = self.edge_norm(edge_attr)
+        if self._checkpointing():
+            acc = list(_LayerMessages.apply(e, self.film.weight, self.film.bias, direction,
+                                            recv, send, layout, stats))
+            return self._finish(dict(zip(kinds, acc, strict=True)), layout.in_degree), e
         e3 = e.view(g, m, k)
         nstats = len(kinds)
         for b in layout.blocks:
             edges = e3[:, b.e0:b.e0 + b.size]
-            ranges = [slice(b.d0, b.d0 + b.rows), slice(b.s0, b.s0 + b.cols)]
-            args = (edges, self.film.weight, self.film.bias, direction, recv, send, b, stats)
-            if self._checkpointing(g * b.size * hid):
-                out = checkpoint(_block_stats, *args, use_reentrant=False)
-            else:
-                out = _block_stats(*args)
+            ranges = _receivers(b)
+            out = _block_stats(edges, self.film.weight, self.film.bias, direction, recv, send,
+                               b, stats)
             # out of place (node-sized copies): max/min keep their inputs for backward
             for i, o in enumerate(out):
                 j, kind, rng = i % nstats, kinds[i % nstats], ranges[i // nstats]

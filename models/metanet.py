@@ -117,8 +117,8 @@ class GraphMetanet(nn.Module):
     the message passing and the probe pass block by block (:class:`models.layers.GraphLayout`)
     instead of over the edge list; the same function up to float rounding, several times
     faster, and with per-edge temporaries one block at a time. Mixed batches always take the
-    edge-list path. ``set_checkpointing`` says when a training step recomputes the per-edge
-    messages in the backward pass instead of keeping them.
+    edge-list path. ``set_checkpointing`` says whether a training step recomputes the per-edge
+    messages in the backward pass (the default) instead of keeping them.
     """
 
     use_layout: bool = True
@@ -152,8 +152,9 @@ class GraphMetanet(nn.Module):
             readout += h
         self.head = mlp([readout, h, c.num_outputs], c.dropout)
 
-    def set_checkpointing(self, mode: bool | str) -> None:
-        """``"auto"`` (the default), True or False for every layer; see :class:`NGConv`."""
+    def set_checkpointing(self, mode: bool) -> None:
+        """Whether training passes recompute per-edge messages in backward (default True)
+        or keep them, for every layer; see :class:`NGConv`."""
         for conv in self.convs:
             conv.checkpoint_messages = mode
 
