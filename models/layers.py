@@ -197,6 +197,9 @@ def graph_layout(batch: Batch) -> GraphLayout | None:
 #: edges x hidden) at a time, so the FiLM parameters and messages of a chunk stay in cache
 #: while they are reduced
 CHUNK_ELEMENTS = 1 << 17
+#: the same on a GPU, where what matters is the number of kernel launches: chunks there
+#: only bound the memory of one block's temporaries
+GPU_CHUNK_ELEMENTS = 1 << 26
 
 
 def _block_stats(edges: Tensor, weight: Tensor, bias: Tensor, direction: Tensor,
@@ -267,8 +270,10 @@ def _block_stats(edges: Tensor, weight: Tensor, bias: Tensor, direction: Tensor,
     return out
 
 
-def _chunks(num_graphs: int, block: Block, hidden: int) -> list[slice]:
-    step = max(1, CHUNK_ELEMENTS // (block.size * hidden))
+def _chunks(num_graphs: int, block: Block, hidden: int, device: torch.device) -> list[slice]:
+    """Graph ranges of at most :data:`CHUNK_ELEMENTS` message elements (at least one graph)."""
+    limit = CHUNK_ELEMENTS if device.type == "cpu" else GPU_CHUNK_ELEMENTS
+    step = max(1, limit // (block.size * hidden))
     return [slice(c, min(c + step, num_graphs)) for c in range(0, num_graphs, step)]
 
 
@@ -288,6 +293,7 @@ class _LayerMessages(torch.autograd.Function):
     """
 
     @staticmethod
+    @torch.amp.custom_fwd(device_type="cuda", cast_inputs=torch.float32)
     def forward(ctx: Any, e: Tensor, weight: Tensor, bias: Tensor, direction: Tensor,
                 recv: Tensor, send: Tensor, layout: GraphLayout,
                 stats: tuple[bool, bool, bool, bool]) -> tuple[Tensor, ...]:
@@ -304,7 +310,7 @@ class _LayerMessages(torch.autograd.Function):
             block_out: list[Tensor] = [recv.new_empty(g, r.stop - r.start, hid)
                                        for r in ranges for _ in kinds]
             block_masks: list[Tensor] | None = None
-            for c in _chunks(g, b, hid):
+            for c in _chunks(g, b, hid, e.device):
                 chunk_masks: list[Tensor] = []
                 out = _block_stats(e3[c, b.e0:b.e0 + b.size], weight, bias, direction,
                                    recv[c], send[c], b, stats, chunk_masks)
@@ -330,6 +336,7 @@ class _LayerMessages(torch.autograd.Function):
         return tuple(acc)
 
     @staticmethod
+    @torch.amp.custom_bwd(device_type="cuda")
     def backward(ctx: Any, *grads: Tensor | None) -> tuple[Tensor | None, ...]:
         e, weight, bias, direction, recv, send, *acc = ctx.saved_tensors
         layout, stats = ctx.layout, ctx.stats
@@ -368,7 +375,7 @@ class _LayerMessages(torch.autograd.Function):
                 mx_mask = mask_list[0] if 2 in kinds else None
                 mn_mask = mask_list[1 if 2 in kinds else 0] if 3 in kinds else None
                 factors.append((g_s, g_q, g_mx, g_mn, mx_mask, mn_mask))
-            for c in _chunks(g, b, hid):
+            for c in _chunks(g, b, hid, e.device):
                 _block_backward(e3[c, b.e0:b.e0 + b.size], w_scale, w_shift, bias, direction,
                                 recv[c], send[c], b, factors, c, g_e[c, b.e0:b.e0 + b.size],
                                 g_w, g_b, g_dir, g_recv[c], g_send[c])
@@ -637,9 +644,7 @@ class NGConv(MessagePassing):
             hs, hd = self.edge_src(h).view(g, n, k), self.edge_dst(h).view(g, n, k)
         for b in layout.blocks:
             ranges = [slice(b.d0, b.d0 + b.rows), slice(b.s0, b.s0 + b.cols)]
-            step = max(1, CHUNK_ELEMENTS // (b.size * hid))
-            for c0 in range(0, g, step):
-                c = slice(c0, c0 + step)
+            for c in _chunks(g, b, hid, edge_attr.device):
                 raw = e3[c, b.e0:b.e0 + b.size]
                 edges = self.edge_norm(raw)
                 out = _block_stats(edges, self.film.weight, self.film.bias, direction,
