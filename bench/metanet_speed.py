@@ -344,8 +344,8 @@ def in_subprocess(what: str, batch_size: int, device: str) -> dict[str, float]:
 def cpu_memory(batch_size: int) -> None:
     print(f"\nPeak memory, CPU (RSS above the process's RSS before the step; a fresh "
           f"process per figure), batch {batch_size}")
-    rows = [("training step, ours (checkpointed messages, auto)", "ours-train"),
-            ("training step, ours (nothing recomputed)", "ours-train-nockpt"),
+    rows = [("training step, ours (messages recomputed, default)", "ours-train"),
+            ("training step, ours (messages kept for backward)", "ours-train-nockpt"),
             ("training step, NFN HNPx3", "nfn-train"),
             (f"inference of {batch_size} INR graphs, ours", "ours-infer"),
             (f"inference of {batch_size} INR graphs, NFN HNPx3", "nfn-infer")]

@@ -270,6 +270,42 @@ def _block_stats(edges: Tensor, weight: Tensor, bias: Tensor, direction: Tensor,
     return out
 
 
+def _block_stats_into(edges: Tensor, w_scale: Tensor, w_shift: Tensor, b_scale: Tensor,
+                      b_shift: Tensor, recv: Tensor, send: Tensor, block: Block,
+                      kinds: list[int], outs: list[list[Tensor]]) -> None:
+    """:func:`_block_stats` without autograd, for one chunk: writes the unshifted
+    statistics (kinds 0-3: sum, sum of squares, max, min) of each direction into ``outs``,
+    with no temporary the reduction does not need (the direction shifts are applied once
+    per block by the caller)."""
+    g, k, hid = edges.shape[0], edges.shape[-1], recv.shape[-1]
+    flat = edges.reshape(-1, k)
+    d_rng, s_rng = _receivers(block)
+    if block.diagonal:
+        shape = (g, block.rows, hid)
+        ends = [(recv[:, d_rng], send[:, s_rng], -1), (recv[:, s_rng], send[:, d_rng], -1)]
+    else:
+        shape = (g, block.rows, block.cols, hid)
+        ends = [(recv[:, d_rng, None], send[:, None, s_rng], 2),
+                (recv[:, None, s_rng], send[:, d_rng, None], 1)]
+    shift = torch.addmm(b_shift, flat, w_shift).view(shape)
+    for d, (r, s, dim) in enumerate(ends):
+        pre = nn.functional.silu(torch.add(r, s), inplace=True)
+        msg = pre.mul_(torch.addmm(b_scale[d], flat, w_scale).view(shape)).add_(shift)
+        for kind, out in zip(kinds, outs[d], strict=True):
+            if dim < 0 and kind == 1:
+                torch.mul(msg, msg, out=out)
+            elif dim < 0:
+                out.copy_(msg)
+            elif kind == 0:
+                torch.sum(msg, dim, out=out)
+            elif kind == 2:
+                torch.amax(msg, dim, out=out)
+            elif kind == 3:
+                torch.amin(msg, dim, out=out)
+        if 1 in kinds and dim >= 0:  # last: squares the messages in place
+            torch.sum(msg.square_(), dim, out=outs[d][kinds.index(1)])
+
+
 def _chunks(num_graphs: int, block: Block, hidden: int, device: torch.device) -> list[slice]:
     """Graph ranges of at most :data:`CHUNK_ELEMENTS` message elements (at least one graph)."""
     limit = CHUNK_ELEMENTS if device.type == "cpu" else GPU_CHUNK_ELEMENTS
@@ -637,30 +673,41 @@ class NGConv(MessagePassing):
         g, n, m = layout.num_graphs, layout.num_nodes, layout.num_edges
         hid, k = self.hidden, self.edge_hidden
         e3 = edge_attr.view(g, m, k)
-        nstats = len(kinds)
         if self.update_edges:
             e_out = torch.empty_like(edge_attr)
             out3 = e_out.view(g, m, k)
             hs, hd = self.edge_src(h).view(g, n, k), self.edge_dst(h).view(g, n, k)
+        w_scale, w_shift = self.film.weight[:hid].t(), self.film.weight[hid:].t()
+        b_shift = self.film.bias[hid:]
+        b_scale = self.film.bias[:hid] + direction[:, :hid]  # (2, H): per direction
         for b in layout.blocks:
-            ranges = [slice(b.d0, b.d0 + b.rows), slice(b.s0, b.s0 + b.cols)]
+            ranges = _receivers(b)
+            # raw (unshifted) statistics of each direction, written chunk by chunk
+            raw_stats = [[h.new_empty(g, r.stop - r.start, hid) for _ in kinds] for r in ranges]
             for c in _chunks(g, b, hid, edge_attr.device):
                 raw = e3[c, b.e0:b.e0 + b.size]
                 edges = self.edge_norm(raw)
-                out = _block_stats(edges, self.film.weight, self.film.bias, direction,
-                                   recv[c], send[c], b, stats)
-                for i, o in enumerate(out):
-                    kind, view = kinds[i % nstats], acc[i % nstats][c, ranges[i // nstats]]
-                    if kind < 2:
-                        view.add_(o)
-                    elif kind == 2:
-                        torch.maximum(view, o, out=view)
-                    else:
-                        torch.minimum(view, o, out=view)
+                _block_stats_into(edges, w_scale, w_shift, b_scale, b_shift, recv[c], send[c],
+                                  b, kinds, [[t[c] for t in d] for d in raw_stats])
                 if self.update_edges:
                     upd = self.edge_in(edges)
                     _add_endpoints(upd, hs[c], hd[c], b)
                     torch.add(raw, self.edge_mlp(upd), out=out3[c, b.e0:b.e0 + b.size])
+            for d, (rng, stats_d) in enumerate(zip(ranges, raw_stats, strict=True)):
+                count = 1 if b.diagonal else (b.cols if d == 0 else b.rows)
+                shift = direction[d, hid:]
+                got = dict(zip(kinds, stats_d, strict=True))
+                for kind, a in zip(kinds, acc, strict=True):
+                    view = a[:, rng]
+                    if kind == 0:
+                        view.add_(got[0]).add_(shift, alpha=count)
+                    elif kind == 1:  # sum of (m + c)^2 = sum m^2 + 2 c sum m + count c^2
+                        view.add_(got[1]).addcmul_(got[0], shift, value=2)
+                        view.add_(shift * shift, alpha=count)
+                    else:
+                        got[kind].add_(shift)
+                        fn = torch.maximum if kind == 2 else torch.minimum
+                        fn(view, got[kind], out=view)
         agg = self._finish(dict(zip(kinds, acc, strict=True)), layout.in_degree)
         return agg, e_out if self.update_edges else edge_attr
 
