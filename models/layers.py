@@ -271,12 +271,12 @@ def _block_stats(edges: Tensor, weight: Tensor, bias: Tensor, direction: Tensor,
 
 
 def _block_stats_into(edges: Tensor, w_scale: Tensor, w_shift: Tensor, b_scale: Tensor,
-                      b_shift: Tensor, recv: Tensor, send: Tensor, block: Block,
+                      recv: Tensor, send: Tensor, block: Block,
                       kinds: list[int], outs: list[list[Tensor]]) -> None:
     """:func:`_block_stats` without autograd, for one chunk: writes the unshifted
     statistics (kinds 0-3: sum, sum of squares, max, min) of each direction into ``outs``,
-    with no temporary the reduction does not need (the direction shifts are applied once
-    per block by the caller)."""
+    with no temporary the reduction does not need (the direction shifts and the shift's
+    bias are applied once per block by the caller)."""
     g, k, hid = edges.shape[0], edges.shape[-1], recv.shape[-1]
     flat = edges.reshape(-1, k)
     d_rng, s_rng = _receivers(block)
@@ -287,10 +287,12 @@ def _block_stats_into(edges: Tensor, w_scale: Tensor, w_shift: Tensor, b_scale: 
         shape = (g, block.rows, block.cols, hid)
         ends = [(recv[:, d_rng, None], send[:, None, s_rng], 2),
                 (recv[:, None, s_rng], send[:, d_rng, None], 1)]
-    shift = torch.addmm(b_shift, flat, w_shift).view(shape)
+    # the shift's bias is left out here: it moves every statistic like a direction's shift
+    shift = torch.mm(flat, w_shift).view(shape)
     for d, (r, s, dim) in enumerate(ends):
         pre = nn.functional.silu(torch.add(r, s), inplace=True)
-        msg = pre.mul_(torch.addmm(b_scale[d], flat, w_scale).view(shape)).add_(shift)
+        scale = torch.addmm(b_scale[d], flat, w_scale).view(shape)
+        msg = torch.addcmul(shift, scale, pre, out=pre)
         for kind, out in zip(kinds, outs[d], strict=True):
             if dim < 0 and kind == 1:
                 torch.mul(msg, msg, out=out)
@@ -678,7 +680,6 @@ class NGConv(MessagePassing):
             out3 = e_out.view(g, m, k)
             hs, hd = self.edge_src(h).view(g, n, k), self.edge_dst(h).view(g, n, k)
         w_scale, w_shift = self.film.weight[:hid].t(), self.film.weight[hid:].t()
-        b_shift = self.film.bias[hid:]
         b_scale = self.film.bias[:hid] + direction[:, :hid]  # (2, H): per direction
         for b in layout.blocks:
             ranges = _receivers(b)
@@ -687,15 +688,15 @@ class NGConv(MessagePassing):
             for c in _chunks(g, b, hid, edge_attr.device):
                 raw = e3[c, b.e0:b.e0 + b.size]
                 edges = self.edge_norm(raw)
-                _block_stats_into(edges, w_scale, w_shift, b_scale, b_shift, recv[c], send[c],
-                                  b, kinds, [[t[c] for t in d] for d in raw_stats])
+                _block_stats_into(edges, w_scale, w_shift, b_scale, recv[c], send[c], b, kinds,
+                                  [[t[c] for t in d] for d in raw_stats])
                 if self.update_edges:
                     upd = self.edge_in(edges)
                     _add_endpoints(upd, hs[c], hd[c], b)
                     torch.add(raw, self.edge_mlp(upd), out=out3[c, b.e0:b.e0 + b.size])
             for d, (rng, stats_d) in enumerate(zip(ranges, raw_stats, strict=True)):
                 count = 1 if b.diagonal else (b.cols if d == 0 else b.rows)
-                shift = direction[d, hid:]
+                shift = direction[d, hid:] + self.film.bias[hid:]
                 got = dict(zip(kinds, stats_d, strict=True))
                 for kind, a in zip(kinds, acc, strict=True):
                     view = a[:, rng]

@@ -64,7 +64,12 @@ class FeatureEncoder(nn.Module):
         v = v / self.scale
         v = torch.sign(v) * torch.log1p(v.abs())
         proj = 2 * math.pi * v @ self.freqs
-        return self.lin(torch.cat([v, torch.sin(proj), torch.cos(proj)], dim=-1))
+        # lin([v, sin, cos]) as three products into one output: no (rows, in + 2F) copy
+        d, f = v.shape[1], self.freqs.shape[1]
+        w = self.lin.weight
+        out = torch.addmm(self.lin.bias, v, w[:, :d].t())
+        out.addmm_(torch.sin(proj), w[:, d:d + f].t())
+        return out.addmm_(torch.cos(proj), w[:, d + f:].t())
 
 
 LAYER_STATS = 15  # per layer: 4 weight statistics, mean/std of 5 node features, presence
