@@ -138,3 +138,16 @@ def test_training_keeps_no_per_edge_message_for_backward() -> None:
     assert max(saved_float_sizes(m, batch)) < per_edge_messages
     m.set_checkpointing(False)
     assert max(saved_float_sizes(m, batch)) >= per_edge_messages
+
+
+def test_training_autocast_is_cuda_only() -> None:
+    """Mixed precision only on a GPU: the CPU training pass stays float32."""
+    import warnings
+    from contextlib import nullcontext
+
+    from models.train import autocast
+
+    assert isinstance(autocast(torch.device("cpu")), nullcontext)
+    with warnings.catch_warnings():  # "CUDA is not available" where it is not
+        warnings.simplefilter("ignore")
+        assert isinstance(autocast(torch.device("cuda")), torch.autocast)
