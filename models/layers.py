@@ -28,6 +28,7 @@ from torch_geometric.nn.aggr import MultiAggregation
 #: aggregators the block path computes itself (from a sum, a sum of squares, a max, a min)
 BLOCK_AGGREGATORS = frozenset({"sum", "mean", "max", "min", "var", "std"})
 
+
 def mlp(dims: list[int], dropout: float = 0.0) -> nn.Sequential:
     """Linear layers with SiLU between them (none after the last)."""
     layers: list[nn.Module] = []
@@ -76,8 +77,7 @@ class GraphLayout:
     """``num_graphs`` graphs with identical structure, ``num_nodes``/``num_edges`` each.
 
     ``in_degree``: per node of one graph, the messages it receives (both directions), as
-    floats on the batch's device. ``node_layer``/``node_act``/``input_rank``: one graph's
-    rows (probes use them).
+    floats on the batch's device.
     """
 
     num_graphs: int
@@ -85,10 +85,6 @@ class GraphLayout:
     num_edges: int
     blocks: tuple[Block, ...]
     in_degree: Tensor
-
-    def with_graphs(self, num_graphs: int) -> GraphLayout:
-        return GraphLayout(num_graphs, self.num_nodes, self.num_edges, self.blocks,
-                           self.in_degree)
 
 
 #: the most blocks a layout may have before the edge-list path is used instead (each block
@@ -98,24 +94,27 @@ _LAYOUTS: OrderedDict[tuple, tuple[tuple[Block, ...], Tensor] | None] = OrderedD
 _NODE_KEYS = ("node_type", "node_act", "node_layer", "node_pos")
 
 
-def _runs(src: list[int], dst: list[int]) -> list[tuple[int, int, int, int]]:
-    """Maximal runs ``(e0, length, dst, src0)`` of edges with one dst and consecutive srcs."""
-    runs: list[tuple[int, int, int, int]] = []
-    start = 0
-    for k in range(1, len(src) + 1):
-        if k == len(src) or dst[k] != dst[k - 1] or src[k] != src[k - 1] + 1:
-            runs.append((start, k - start, dst[start], src[start]))
-            start = k
-    return runs
+def _runs(edge_index: Tensor) -> list[tuple[int, int, int, int]] | None:
+    """Maximal runs ``(e0, length, dst, src0)`` of edges with one dst and consecutive srcs
+    (None: more than a layout of :data:`MAX_BLOCKS` blocks could need)."""
+    src, dst = edge_index
+    num = src.numel()
+    brk = torch.ones(num, dtype=torch.bool)
+    brk[1:] = (dst[1:] != dst[:-1]) | (src[1:] != src[:-1] + 1)
+    starts = brk.nonzero()[:, 0]
+    if starts.numel() > max(4 * MAX_BLOCKS, num // 2):
+        return None
+    lengths = torch.diff(starts, append=torch.tensor([num]))
+    return list(zip(starts.tolist(), lengths.tolist(), dst[starts].tolist(),
+                    src[starts].tolist(), strict=True))
 
 
 def decompose(edge_index: Tensor, node_layer: Tensor) -> tuple[Block, ...] | None:
     """One graph's edges as dense and diagonal :class:`Block` s (None: too fragmented)."""
-    src, dst = edge_index.tolist()
-    if not src:
+    if edge_index.shape[1] == 0:
         return ()
-    runs = _runs(src, dst)
-    if len(runs) > max(4 * MAX_BLOCKS, len(src) // 2):
+    runs = _runs(edge_index)
+    if runs is None:
         return None
     layers = node_layer.tolist()
     blocks: list[Block] = []
