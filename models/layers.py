@@ -631,8 +631,12 @@ class NGConv(MessagePassing):
             for b in layout.blocks:
                 _add_endpoints(e_new[:, b.e0:b.e0 + b.size], hs, hd, b)
             return x, edge_attr + self.edge_mlp(e_new.view(g * m, k))
-        agg, e_out = self._blocks_chunked(h, edge_attr, layout, recv, send, direction, stats,
-                                          kinds, acc)
+        # float32 under autocast too: the statistics are written into float32 buffers, and
+        # sums of squares of bfloat16 messages lose the variance (as in _LayerMessages)
+        with torch.autocast(x.device.type, enabled=False):
+            agg, e_out = self._blocks_chunked(h.float(), edge_attr.float(), layout,
+                                              recv.float(), send.float(), direction.float(),
+                                              stats, kinds, [a.float() for a in acc])
         x = x + self.update_mlp(torch.cat([h, agg.view(g * n, -1)], dim=-1))
         return x, e_out
 

@@ -67,9 +67,10 @@ class FeatureEncoder(nn.Module):
         # lin([v, sin, cos]) as three products into one output: no (rows, in + 2F) copy
         d, f = v.shape[1], self.freqs.shape[1]
         w = self.lin.weight
+        # (out of place: autocast casts addmm's operands, not an in-place addmm_'s)
         out = torch.addmm(self.lin.bias, v, w[:, :d].t())
-        out.addmm_(torch.sin(proj), w[:, d:d + f].t())
-        return out.addmm_(torch.cos(proj), w[:, d + f:].t())
+        out = torch.addmm(out, torch.sin(proj), w[:, d:d + f].t())
+        return torch.addmm(out, torch.cos(proj), w[:, d + f:].t())
 
 
 LAYER_STATS = 15  # per layer: 4 weight statistics, mean/std of 5 node features, presence

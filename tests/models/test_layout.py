@@ -151,3 +151,18 @@ def test_training_autocast_is_cuda_only() -> None:
     with warnings.catch_warnings():  # "CUDA is not available" where it is not
         warnings.simplefilter("ignore")
         assert isinstance(autocast(torch.device("cuda")), torch.autocast)
+
+
+@pytest.mark.parametrize("recompute", [True, False])
+def test_block_path_runs_under_bfloat16_autocast(recompute: bool) -> None:
+    """The CUDA training and --device cuda bench run under autocast; CPU autocast stands in
+    (mixed bfloat16/float32 operands reach the block path the same way)."""
+    m = model(probes=8)
+    m.set_checkpointing(recompute)
+    batch = same_structure("siren", 3)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = m.train()(batch)
+    out.float().sum().backward()
+    assert all(p.grad is not None for p in m.convs.parameters())
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.isfinite(m.eval()(batch)).all()
