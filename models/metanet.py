@@ -73,6 +73,9 @@ class FeatureEncoder(nn.Module):
         return torch.addmm(out, torch.cos(proj), w[:, d + f:].t())
 
 
+#: the largest batch one inference pass runs at once (larger ones run in sub-batches)
+INFERENCE_GRAPHS = 256
+
 LAYER_STATS = 15  # per layer: 4 weight statistics, mean/std of 5 node features, presence
 
 
@@ -187,6 +190,16 @@ class GraphMetanet(nn.Module):
         return torch.sign(s) * torch.log1p(s.abs() * 100)
 
     def forward(self, batch: Batch) -> Tensor:
+        num_graphs = int(batch.num_graphs)
+        if torch.is_grad_enabled() or num_graphs <= INFERENCE_GRAPHS:
+            return self._forward(batch)
+        # Without autograd every output depends on its own graph only, so a large batch runs
+        # as sub-batches: memory stays that of INFERENCE_GRAPHS graphs at any batch size
+        graphs = batch.index_select(range(num_graphs))
+        return torch.cat([self._forward(Batch.from_data_list(graphs[i:i + INFERENCE_GRAPHS]))
+                          for i in range(0, num_graphs, INFERENCE_GRAPHS)])
+
+    def _forward(self, batch: Batch) -> Tensor:
         c = self.config
         num_graphs = int(batch.num_graphs)
         graph_of = batch.batch

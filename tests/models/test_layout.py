@@ -166,3 +166,20 @@ def test_block_path_runs_under_bfloat16_autocast(recompute: bool) -> None:
     assert all(p.grad is not None for p in m.convs.parameters())
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
         assert torch.isfinite(m.eval()(batch)).all()
+
+
+def test_large_inference_batches_run_in_sub_batches(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Above INFERENCE_GRAPHS graphs an inference pass runs in sub-batches (bounded
+    memory); the outputs are those of one pass, in order."""
+    import models.metanet as metanet
+
+    m = model(probes=8).eval()
+    batch = same_structure("siren", 5)
+    with torch.no_grad():
+        whole = m(batch)
+        monkeypatch.setattr(metanet, "INFERENCE_GRAPHS", 2)
+        seen: list[int] = []
+        m.head.register_forward_hook(lambda mod, inp, out: seen.append(out.shape[0]))
+        parts = m(batch)
+    assert seen == [2, 2, 1]
+    torch.testing.assert_close(parts, whole, atol=1e-6, rtol=1e-5)
