@@ -1,34 +1,75 @@
-"""Graph metanetwork speed: batched inference throughput and training time per epoch.
+"""Graph metanetwork speed and memory, side by side with NFN, on the same SIREN graphs.
 
-Small graphs are digits-CNN-zoo-sized networks (2-3 stride-2 3×3 conv layers of 4-16
-channels, a 10-way head: 40-60 nodes, 250-850 edges) with random weights; the model is the
-generalization metanetwork's default configuration (or a shipped one's, with --builtin).
-For a classification built-in (the INR classifier) the graphs are digits-inr SIRENs
-(2-32-32-1: 67 nodes, 1,120 edges) instead, so its probe pass runs on what it reads.
-Runs on the CPU (with --threads torch threads; once with glibc's default allocator, once
-after models.runtime.keep_freed_memory, with the ratio) and, when CUDA is present, on the GPU.
-Targets: >= 500 small graphs/s on a 2-core CPU, >= 50,000/s on an H100.
+The graphs are digits-inr-sized SIRENs (2-32-32-1, w0 = 15: 67 nodes, 1,120 edges, what
+the shipped ``digits-inr-classifier`` reads) with random weights; the same checkpoints go
+to NFN as weight-space tensors. Ours is the shipped INR classifier (probes and layer
+statistics included; a fresh copy of its configuration when training). NFN is the ``nfn``
+package's HNP network, three ``HNPLinear`` layers of 128 channels with ReLU, ``HNPPool``
+and a 256-unit head (Zhou et al. 2023's recipe at the width its speed was quoted at).
 
-    .venv/bin/python -m bench.metanet_speed [--graphs 2048] [--threads 2]
+Every timing runs the contenders in one process in interleaved rounds (A, B, A, B, ...) and
+reports medians and ratios: the machine these run on is shared, and only figures measured
+side by side compare. Memory is measured in a fresh subprocess per figure (peak RSS from
+``getrusage`` minus the RSS before the measured step; CUDA: ``max_memory_allocated``).
+
+Sections (``--device cpu``, the default):
+
+* one CPU thread, batch 128: inference and training steps (forward, cross-entropy,
+  backward, AdamW) in graphs/s, ours (block path and edge-list path) against NFN;
+* two CPU threads: INR graphs/s of the shipped classifier, collation from built graphs
+  included (graph building from checkpoints is not: bench/graph_build measures it);
+* peak memory of a training step at batch 1,024 (ours with and without message
+  checkpointing, NFN) and of inference on 1,024 INR graphs.
+
+``--device cuda``: inference and training at batches 128 / 1,024 / 8,192 with peak memory
+(ours in float32 and under bfloat16 autocast, NFN in float32).
+
+    .venv/bin/python -m bench.metanet_speed [--rounds 7] [--device cpu|cuda]
 """
 
 from __future__ import annotations
 
+import os
+
+# Before torch loads libgomp, which reads it once: worker threads that sleep between
+# parallel regions instead of spinning. On a shared, oversubscribed machine a spinning or
+# descheduled peer stalls every parallel op (two threads ran the block path at 10 graphs/s
+# against 170/s on one thread; 200/s with this), and the block path runs thousands of ops.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import argparse
+import json
+import resource
 import statistics
+import subprocess
+import sys
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any
 
 import torch
 from torch import nn
-from torch_geometric.data import Batch
-from torch_geometric.loader import DataLoader
+from torch_geometric.data import Batch, Data
 
 import graphs
 from models import GraphMetanet, MetanetConfig
 from models.data import graph_of
-from models.fit import default_config
-from models.registry import BUILTIN_DIR, available, load_from
+from models.registry import BUILTIN_DIR, load_from
 from models.runtime import keep_freed_memory
+
+BUILTIN = "digits-inr-classifier"
+NFN_CHANNELS = 128
+NFN_LAYERS = 3
+
+
+# --- data ------------------------------------------------------------------------------------
+
+
+def small_siren() -> graphs.Checkpoint:
+    net = nn.Sequential(nn.Linear(2, 32), graphs.Sine(15.0), nn.Linear(32, 32),
+                        graphs.Sine(15.0), nn.Linear(32, 1))
+    return graphs.from_module(net, torch.zeros(1, 2))
 
 
 def small_cnn(widths: list[int]) -> graphs.Checkpoint:
@@ -41,14 +82,8 @@ def small_cnn(widths: list[int]) -> graphs.Checkpoint:
     return graphs.from_module(nn.Sequential(*layers), torch.zeros(1, 1, 8, 8))
 
 
-def small_siren() -> graphs.Checkpoint:
-    net = nn.Sequential(nn.Linear(2, 32), graphs.Sine(15.0), nn.Linear(32, 32),
-                        graphs.Sine(15.0), nn.Linear(32, 1))
-    return graphs.from_module(net, torch.zeros(1, 2))
-
-
-def small_graphs(n: int, seed: int = 0, kind: str = "cnn", max_kernel: int = 9) -> list:
-    """``n`` graphs: a few traced architectures, fresh random weights for each graph."""
+def checkpoints(n: int, seed: int = 0, kind: str = "siren") -> list[graphs.Checkpoint]:
+    """``n`` checkpoints: traced architectures, fresh random weights for each."""
     g = torch.Generator().manual_seed(seed)
     if kind == "siren":
         archs = [small_siren()]
@@ -59,11 +94,68 @@ def small_graphs(n: int, seed: int = 0, kind: str = "cnn", max_kernel: int = 9) 
     for i in range(n):
         base = archs[i % len(archs)]
         tensors = {k: torch.randn(v.shape, generator=g) * 0.3 for k, v in base.tensors.items()}
-        y = torch.rand(1, generator=g) if kind == "cnn" else torch.randint(10, (1,), generator=g)
-        data = graph_of(graphs.Checkpoint(tensors, base.architecture), max_kernel)
-        data.y = y
+        out.append(graphs.Checkpoint(tensors, base.architecture))
+    return out
+
+
+def small_graphs(n: int, seed: int = 0, kind: str = "siren", max_kernel: int = 1) -> list[Data]:
+    """Parameter graphs of :func:`checkpoints`, with a random target (a class for SIRENs)."""
+    g = torch.Generator().manual_seed(seed + 1)
+    out = []
+    for c in checkpoints(n, seed, kind):
+        data = graph_of(c, max_kernel)
+        data.y = torch.randint(10, (1,), generator=g) if kind == "siren" else torch.rand(1)
         out.append(data)
     return out
+
+
+def nfn_inputs(ckpts: list[graphs.Checkpoint]) -> Any:  # nfn's WeightSpaceFeatures
+    """The checkpoints as NFN weight-space features, ``(B, 1, out, in)`` and ``(B, 1, out)``."""
+    from nfn.common import WeightSpaceFeatures
+
+    names = list(ckpts[0].tensors)
+    ws = [torch.stack([c.tensors[k] for c in ckpts])[:, None] for k in names if
+          k.endswith("weight")]
+    bs = [torch.stack([c.tensors[k] for c in ckpts])[:, None] for k in names if
+          k.endswith("bias")]
+    return WeightSpaceFeatures(ws, bs)
+
+
+# --- models ----------------------------------------------------------------------------------
+
+
+def nfn_model(ckpt: graphs.Checkpoint, outputs: int = 10) -> nn.Module:
+    """HNP x 3 (``nfn`` package), 128 channels, HNP pooling, MLP head."""
+    from nfn import layers
+    from nfn.common import NetworkSpec
+    from nfn.common.data import ArraySpec
+
+    ws = [v for k, v in ckpt.tensors.items() if k.endswith("weight")]
+    bs = [v for k, v in ckpt.tensors.items() if k.endswith("bias")]
+    spec = NetworkSpec([ArraySpec(tuple(w.shape)) for w in ws],
+                       [ArraySpec(tuple(b.shape)) for b in bs])
+    body: list[nn.Module] = []
+    width = 1
+    for _ in range(NFN_LAYERS):
+        body += [layers.HNPLinear(spec, width, NFN_CHANNELS), layers.TupleOp(nn.ReLU())]
+        width = NFN_CHANNELS
+    body += [layers.HNPPool(spec), nn.Flatten(start_dim=-2),
+             nn.Linear(layers.HNPPool.get_num_outs(spec) * NFN_CHANNELS, 256), nn.ReLU(),
+             nn.Linear(256, outputs)]
+    return nn.Sequential(*body)
+
+
+def ours_model(fresh: bool, device: torch.device) -> GraphMetanet:
+    """The shipped classifier, or (``fresh``) a new model of its configuration."""
+    model = load_from(BUILTIN_DIR, BUILTIN, torch.device("cpu")).model
+    if fresh:
+        trained = model
+        model = GraphMetanet(MetanetConfig.from_dict(trained.config.to_dict()))
+        model.load_state_dict(trained.state_dict())  # same normalisation buffers
+    return model.to(device)
+
+
+# --- timing ----------------------------------------------------------------------------------
 
 
 def sync(device: torch.device) -> None:
@@ -71,118 +163,296 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-@torch.no_grad()
-def inference(
-    model: GraphMetanet, data: list, batch_size: int, device: torch.device, repeats: int
-) -> tuple[float, float]:
-    """graphs/s with batching on the host included, and for the forward alone."""
-    model.eval().to(device)
-    batches = [
-        Batch.from_data_list(data[i : i + batch_size]) for i in range(0, len(data), batch_size)
-    ]
-    model(batches[0].to(device))  # warm-up (allocator, kernels)
-    total, forward = [], []
-    for _ in range(repeats):
-        sync(device)
-        t0 = time.perf_counter()
-        fwd = 0.0
-        for i in range(0, len(data), batch_size):
-            b = Batch.from_data_list(data[i : i + batch_size]).to(device)
+def interleaved(steps: dict[str, Callable[[], object]], rounds: int,
+                device: torch.device) -> dict[str, float]:
+    """Median seconds per call of each step, run A, B, A, B, ... after one warm-up each."""
+    for f in steps.values():
+        f()
+    times: dict[str, list[float]] = {k: [] for k in steps}
+    for _ in range(rounds):
+        for name, f in steps.items():
             sync(device)
-            t1 = time.perf_counter()
-            model(b)
+            t0 = time.perf_counter()
+            f()
             sync(device)
-            fwd += time.perf_counter() - t1
-        total.append(time.perf_counter() - t0)
-        forward.append(fwd)
-    return len(data) / statistics.median(total), len(data) / statistics.median(forward)
+            times[name].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}
 
 
-def train_epoch(model: GraphMetanet, data: list, batch_size: int, device: torch.device) -> float:
-    """Seconds for one epoch (forward, BCE or cross-entropy loss, backward, AdamW step)."""
-    model.train().to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    loader = DataLoader(data, batch_size=batch_size, shuffle=True)
-    sync(device)
-    t0 = time.perf_counter()
-    for b in loader:
-        b = b.to(device)
-        out = model(b)
-        if model.config.task == "classification":
-            loss = nn.functional.cross_entropy(out, b.y)
-        else:
-            loss = nn.functional.binary_cross_entropy_with_logits(out[:, 0], b.y)
-        opt.zero_grad()
+def autocast(device: torch.device, enabled: bool) -> AbstractContextManager:
+    """bfloat16 autocast on CUDA only (the CPU path stays float32)."""
+    if enabled and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def ours_steps(batch: Batch, device: torch.device, amp: bool = False,
+               use_layout: bool = True) -> tuple[Callable[[], object], Callable[[], object]]:
+    """(inference, training step) closures for our model on ``batch``."""
+    infer_model = ours_model(False, device).eval()
+    train_model = ours_model(True, device).train()
+    infer_model.use_layout = train_model.use_layout = use_layout
+    opt = torch.optim.AdamW(train_model.parameters(), lr=1e-4)
+    batch = batch.to(device)
+
+    def infer() -> object:
+        with torch.inference_mode(), autocast(device, amp):
+            return infer_model(batch)
+
+    def train() -> object:
+        with autocast(device, amp):
+            loss = nn.functional.cross_entropy(train_model(batch).float(), batch.y)
+        opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-    sync(device)
-    return time.perf_counter() - t0
+        return loss
+
+    return infer, train
+
+
+def nfn_steps(ckpts: list[graphs.Checkpoint], y: torch.Tensor, device: torch.device,
+              amp: bool = False) -> tuple[Callable[[], object], Callable[[], object]]:
+    torch.manual_seed(0)
+    model = nfn_model(ckpts[0]).to(device)
+    feats = nfn_inputs(ckpts).to(device)
+    y = y.to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+    def infer() -> object:
+        model.eval()
+        with torch.inference_mode(), autocast(device, amp):
+            return model(feats)
+
+    def train() -> object:
+        model.train()
+        with autocast(device, amp):
+            loss = nn.functional.cross_entropy(model(feats).float(), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return loss
+
+    return infer, train
+
+
+def cpu_one_thread(batch_size: int, rounds: int) -> None:
+    torch.set_num_threads(1)
+    device = torch.device("cpu")
+    ckpts = checkpoints(batch_size)
+    data = small_graphs(batch_size)
+    batch = Batch.from_data_list(data)
+    y = batch.y
+    ours_i, ours_t = ours_steps(batch, device)
+    edge_i, edge_t = ours_steps(batch, device, use_layout=False)
+    nfn_i, nfn_t = nfn_steps(ckpts, y, device)
+    inf = interleaved({"ours": ours_i, "ours, edge list": edge_i, "nfn": nfn_i}, rounds, device)
+    trn = interleaved({"ours": ours_t, "ours, edge list": edge_t, "nfn": nfn_t}, rounds, device)
+    print(f"\nCPU, 1 thread, batch {batch_size} (graphs/s, medians of {rounds} interleaved "
+          "rounds; ratio = ours / NFN)")
+    print(f"{'':<18}{'ours':>10}{'ours, edge list':>17}{'NFN HNPx3':>11}{'ratio':>8}"
+          f"{'target':>8}")
+    for name, t, target in (("inference", inf, 3.0), ("training step", trn, 1.5)):
+        r = {k: batch_size / v for k, v in t.items()}
+        print(f"{name:<18}{r['ours']:>10,.0f}{r['ours, edge list']:>17,.0f}{r['nfn']:>11,.0f}"
+              f"{r['ours'] / r['nfn']:>7.2f}x{target:>7.1f}x")
+
+
+def cpu_two_threads(num_graphs: int, batch_size: int, rounds: int) -> None:
+    torch.set_num_threads(2)
+    device = torch.device("cpu")
+    data = small_graphs(num_graphs, seed=2)
+    ckpts = checkpoints(num_graphs, seed=2)
+    model = ours_model(False, device).eval()
+    nfn = nfn_model(ckpts[0]).eval()
+    feats = [nfn_inputs(ckpts[i:i + batch_size]) for i in range(0, num_graphs, batch_size)]
+
+    def ours() -> None:
+        with torch.inference_mode():
+            for i in range(0, num_graphs, batch_size):
+                model(Batch.from_data_list(data[i:i + batch_size]))
+
+    def nfn_run() -> None:
+        with torch.inference_mode():
+            for f in feats:
+                nfn(f)
+
+    t = interleaved({"ours": ours, "nfn": nfn_run}, rounds, device)
+    print(f"\nCPU, 2 threads: {num_graphs} INR graphs in batches of {batch_size}, the "
+          f"shipped {BUILTIN} (probes included, collation included)")
+    print(f"  ours {num_graphs / t['ours']:,.0f} graphs/s (target >= 500), NFN "
+          f"{num_graphs / t['nfn']:,.0f}/s (stacked tensors), ratio "
+          f"{t['nfn'] / t['ours']:.2f}x")
+
+
+# --- memory (one subprocess per figure) ------------------------------------------------------
+
+
+def _rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _reset_peak() -> None:
+    """Restart the kernel's peak-RSS mark (``VmHWM``) at the current RSS.
+
+    ``getrusage``'s ``ru_maxrss`` cannot serve here: it keeps the high-water mark of the
+    memory image a process had before ``exec``, i.e. the parent's RSS at ``fork``, so a
+    child smaller than the bench's parent reported the parent's size."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+
+
+def _peak() -> int:
+    """``VmHWM``: the peak RSS since :func:`_reset_peak` (else since ``exec``)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def measure(what: str, batch_size: int, device: torch.device) -> dict[str, float]:
+    """One figure, in this (fresh) process: a warm-up at batch 8, then the measured step."""
+    torch.set_num_threads(2)
+    keep_freed_memory()
+    ckpts = checkpoints(batch_size, seed=3)
+    data = small_graphs(batch_size, seed=3)
+    kind, _, mode = what.partition("-")
+    if kind == "nfn":
+        small_i, small_t = nfn_steps(ckpts[:8], torch.zeros(8, dtype=torch.long), device)
+        big_i, big_t = nfn_steps(ckpts, torch.randint(10, (batch_size,)), device)
+    else:
+        small = Batch.from_data_list(data[:8])
+        small_i, small_t = ours_steps(small, device)
+        big = Batch.from_data_list(data)
+        big_i, big_t = ours_steps(big, device)
+    if mode.startswith("train"):
+        small_t()  # creates the optimizer state, warms the allocator
+        step = big_t
+    else:
+        small_i()
+        step = big_i
+    if kind == "ours" and mode == "train-nockpt":
+        _set_checkpointing(step, False)
+    del small_i, small_t
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+        step()
+        torch.cuda.synchronize()
+        return {"peak_mb": (torch.cuda.max_memory_allocated() - before) / 2**20}
+    before = _rss()
+    whole = _peak()  # setup included
+    _reset_peak()
+    step()
+    peak = _peak()
+    return {"peak_mb": (peak - before) / 2**20, "process_peak_mb": max(peak, whole) / 2**20}
+
+
+def _set_checkpointing(step: Callable[[], object], mode: bool | str) -> None:
+    """Reach the model inside an :func:`ours_steps` closure."""
+    for cell in step.__closure__ or ():
+        if isinstance(cell.cell_contents, GraphMetanet):
+            cell.cell_contents.set_checkpointing(mode)
+
+
+def in_subprocess(what: str, batch_size: int, device: str) -> dict[str, float]:
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.metanet_speed", "--measure", what, "--batch",
+         str(batch_size), "--device", device],
+        capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def cpu_memory(batch_size: int) -> None:
+    print(f"\nPeak memory, CPU (RSS above the process's RSS before the step; a fresh "
+          f"process per figure), batch {batch_size}")
+    rows = [("training step, ours (messages recomputed, default)", "ours-train"),
+            ("training step, ours (messages kept for backward)", "ours-train-nockpt"),
+            ("training step, NFN HNPx3", "nfn-train"),
+            (f"inference of {batch_size} INR graphs, ours", "ours-infer"),
+            (f"inference of {batch_size} INR graphs, NFN HNPx3", "nfn-infer")]
+    got = {}
+    for label, what in rows:
+        got[what] = in_subprocess(what, batch_size, "cpu")
+        print(f"  {label:<52}{got[what]['peak_mb']:>8,.0f} MB  (process peak "
+              f"{got[what]['process_peak_mb']:,.0f} MB)")
+    ratio = got["ours-train"]["peak_mb"] / got["nfn-train"]["peak_mb"]
+    print(f"  training step ours / NFN: {ratio:.2f}x "
+          f"(target <= 1); inference of {batch_size} graphs: "
+          f"{got['ours-infer']['process_peak_mb'] / 1024:.2f} GB whole process (target <= 1 GB)")
+
+
+# --- CUDA ------------------------------------------------------------------------------------
+
+
+def cuda_rows(device: torch.device, batches: list[int], rounds: int) -> None:
+    print(f"\n{torch.cuda.get_device_name(device) if device.type == 'cuda' else device}: "
+          f"graphs/s (medians of {rounds} interleaved rounds) and peak memory of one call "
+          "(* bfloat16 autocast: CUDA only, float32 elsewhere)")
+    print(f"{'batch':>7}{'':>3}{'ours fp32':>12}{'ours bf16*':>12}{'NFN fp32':>12}{'ratio':>8}"
+          f"{'peak MB ours/bf16/NFN':>26}")
+    for bs in batches:
+        data = small_graphs(bs, seed=4)
+        ckpts = checkpoints(bs, seed=4)
+        batch = Batch.from_data_list(data)
+        o_i, o_t = ours_steps(batch, device)
+        a_i, a_t = ours_steps(batch, device, amp=True)
+        n_i, n_t = nfn_steps(ckpts, batch.y, device)
+        for name, steps in (("infer", {"o": o_i, "a": a_i, "n": n_i}),
+                            ("train", {"o": o_t, "a": a_t, "n": n_t})):
+            t = interleaved(steps, rounds, device)
+            peaks = []
+            for f in steps.values():
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                    torch.cuda.reset_peak_memory_stats()
+                    base = torch.cuda.memory_allocated()
+                    f()
+                    torch.cuda.synchronize()
+                    peaks.append(f"{(torch.cuda.max_memory_allocated() - base) / 2**20:,.0f}")
+                else:
+                    peaks.append("n/a")
+            best = min(t["o"], t["a"])
+            print(f"{bs:>7} {name:<5}{bs / t['o']:>10,.0f}{bs / t['a']:>12,.0f}"
+                  f"{bs / t['n']:>12,.0f}{t['n'] / best:>7.2f}x{'/'.join(peaks):>26}")
+        del o_i, o_t, a_i, a_t, n_i, n_t
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--graphs", type=int, default=2048)
-    parser.add_argument("--train-graphs", type=int, default=1024)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--builtin", default="digits-cnn-generalization")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--batch", type=int, default=128, help="the one-thread batch size")
+    parser.add_argument("--graphs", type=int, default=1024, help="graphs of the 2-thread run")
+    parser.add_argument("--memory-batch", type=int, default=1024)
+    parser.add_argument("--cuda-batches", default="128,1024,8192")
+    parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--measure", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.measure:
+        print(json.dumps(measure(args.measure, args.batch, torch.device(args.device))))
+        return
     torch.manual_seed(0)
-    if args.builtin in available():
-        cfg = load_from(BUILTIN_DIR, args.builtin, torch.device("cpu")).model.config
-        source = f"config of built-in {args.builtin}"
-    else:
-        cfg = default_config("generalization")
-        source = "default generalization config"
-    kind = "siren" if cfg.task == "classification" else "cnn"
-    data = small_graphs(args.graphs, kind=kind, max_kernel=cfg.max_kernel)
-    nodes = statistics.mean(d.num_nodes for d in data)
-    edges = statistics.mean(d.edge_index.shape[1] for d in data)
-    print(
-        f"model: {source}: hidden {cfg.hidden}, edge {cfg.edge_hidden}, "
-        f"{cfg.layers} layers, {sum(p.numel() for p in GraphMetanet(cfg).parameters()):,} "
-        f"parameters" + (f", {cfg.probes} probe points" if cfg.probes else "")
-    )
-    print(f"graphs: {len(data)} small {kind.upper()} graphs, mean {nodes:.0f} nodes / "
-          f"{edges:.0f} edges")
-    t0 = time.perf_counter()
-    small_graphs(256, seed=1, kind=kind, max_kernel=cfg.max_kernel)
-    print(
-        f"graph building (graphs.to_graph): {256 / (time.perf_counter() - t0):,.0f} graphs/s "
-        "(one CPU thread, not included below)"
-    )
-    # the CPU twice: glibc's default allocator first, then models.runtime.keep_freed_memory
-    # (it cannot be undone within a process, so the baseline must come first)
-    devices = [("cpu", torch.device("cpu"), 512), ("cpu", torch.device("cpu"), 512)]
-    if torch.cuda.is_available():
-        devices.append((torch.cuda.get_device_name(), torch.device("cuda"), 8192))
-    print(
-        f"{'device':<40}{'batch':>7}{'graphs/s':>12}{'forward-only/s':>16}"
-        f"{'train s/epoch':>15}{'(graphs)':>10}"
-    )
-    baseline = None
-    for index, (label, device, batch_size) in enumerate(devices):
-        if device.type == "cpu":
-            torch.set_num_threads(args.threads)
-            label = f"cpu ({args.threads} threads), glibc default malloc"
-            if index == 1:
-                kept = keep_freed_memory()
-                label = f"cpu ({args.threads} threads), keep freed memory"
-                label += "" if kept else " (refused)"
-        model = GraphMetanet(MetanetConfig.from_dict(cfg.to_dict()))
-        model.fit_normalization(data[:256])
-        full, fwd = inference(model, data, batch_size, device, repeats=3)
-        epoch = train_epoch(model, data[: args.train_graphs], 64, device)
-        print(
-            f"{label:<40}{batch_size:>7}{full:>12,.0f}{fwd:>16,.0f}{epoch:>15.2f}"
-            f"{args.train_graphs:>10}"
-        )
-        if baseline is None:
-            baseline = (full, fwd, epoch)
-        elif device.type == "cpu":
-            print(
-                f"{'  ratio to the default malloc':<47}{full / baseline[0]:>12.2f}x"
-                f"{fwd / baseline[1]:>15.2f}x{baseline[2] / epoch:>14.2f}x"
-            )
+    keep_freed_memory()
+    cfg = load_from(BUILTIN_DIR, BUILTIN, torch.device("cpu")).model.config
+    g = small_graphs(1)[0]
+    print(f"ours: {BUILTIN} (hidden {cfg.hidden}, edge {cfg.edge_hidden}, {cfg.layers} layers, "
+          f"{cfg.probes} probe points, layer statistics {cfg.layer_stats}); NFN: HNPLinear x "
+          f"{NFN_LAYERS}, {NFN_CHANNELS} channels; graphs: SIREN 2-32-32-1, {g.num_nodes} "
+          f"nodes / {g.edge_index.shape[1]} edges; torch {torch.__version__}; "
+          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}")
+    if args.device == "cuda":
+        if not torch.cuda.is_available():
+            raise SystemExit("--device cuda: no CUDA device here")
+        cuda_rows(torch.device("cuda"), [int(b) for b in args.cuda_batches.split(",")],
+                  args.rounds)
+        return
+    cpu_one_thread(args.batch, args.rounds)
+    cpu_two_threads(args.graphs, 256, max(3, args.rounds // 2))
+    if not args.skip_memory:
+        cpu_memory(args.memory_batch)
 
 
 if __name__ == "__main__":

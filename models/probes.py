@@ -30,6 +30,7 @@ from torch_geometric.data import Batch
 from torch_geometric.utils import scatter
 
 from graphs import ACTIVATION_IDS, FUNCTION_IDS, NODE_TYPES, OPS
+from models.layers import GraphLayout
 
 _SUPPORTED_NODES = tuple(NODE_TYPES[k] for k in ("input", "linear", "add"))
 
@@ -51,6 +52,12 @@ def _activate(pre: Tensor, act: Tensor, param: Tensor, table: dict) -> Tensor:
     return out
 
 
+def _functions(batch: Batch) -> tuple[Tensor, dict]:
+    """Each node's exact function id (``node_fn``) and its table, or else ``node_act``'s."""
+    exact = getattr(batch, "node_fn", None)
+    return (batch.node_act, _ACTIVATIONS) if exact is None else (exact, _FUNCTIONS)
+
+
 def probe_supported(batch: Batch, num_graphs: int) -> Tensor:
     """Per graph: does it hold only linear layers, inputs and residual adds?"""
     bad = ~torch.isin(batch.node_type,
@@ -59,12 +66,22 @@ def probe_supported(batch: Batch, num_graphs: int) -> Tensor:
     return any_bad == 0
 
 
-def probe_activations(batch: Batch, num_graphs: int, points: Tensor) -> Tensor:
+def probe_activations(batch: Batch, num_graphs: int, points: Tensor,
+                      layout: GraphLayout | None = None) -> Tensor:
     """``(num_nodes, P)``: every neuron's post-activation value on each of the ``P`` points.
 
     ``points`` is ``(P, D)``: input neuron ``i`` of a graph (in its fixed input order)
     reads coordinate ``i`` of each point (0 past ``D``). Zero rows for unsupported graphs.
+    With the batch's :class:`~models.layers.GraphLayout` (one structure for all graphs) a
+    dense weight block is a batched matrix product instead of a gather of every edge's
+    source values (``E x P`` floats) and a scatter back.
     """
+    exact = getattr(batch, "node_fn", None)
+    if layout is not None and all(b.dst_layer >= 0 for b in layout.blocks):
+        same = [batch.x[:, 5]] + ([exact] if exact is not None else [])
+        views = [t.view(layout.num_graphs, layout.num_nodes) for t in same]
+        if layout.num_graphs == 1 or all(bool((v == v[:1]).all()) for v in views):
+            return _probe_blocks(batch, layout, points)
     n, (num_points, dims) = batch.num_nodes, points.shape
     src, dst = batch.edge_index
     graph_of = batch.batch
@@ -80,8 +97,7 @@ def probe_activations(batch: Batch, num_graphs: int, points: Tensor) -> Tensor:
     bias = batch.x[:, 0].to(points.dtype)
     param = batch.x[:, 5].to(points.dtype)
     layer = batch.node_layer
-    exact = getattr(batch, "node_fn", None)
-    fn, table = (batch.node_act, _ACTIVATIONS) if exact is None else (exact, _FUNCTIONS)
+    fn, table = _functions(batch)
     edge_layer = layer[dst]
     for depth in range(1, int(layer.max()) + 1 if n else 1):
         e = edge_layer == depth
@@ -93,3 +109,44 @@ def probe_activations(batch: Batch, num_graphs: int, points: Tensor) -> Tensor:
         out = _activate(pre[idx] + bias[idx, None], fn[idx], param[idx], table)
         values = values.index_put((idx,), out)
     return values
+
+
+def _probe_blocks(batch: Batch, layout: GraphLayout, points: Tensor) -> Tensor:
+    """:func:`probe_activations` for a batch of one structure, block by block."""
+    g, n, m = layout.num_graphs, layout.num_nodes, layout.num_edges
+    num_points, dims = points.shape
+    one = Batch(x=batch.x[:n], node_type=batch.node_type[:n], batch=batch.batch[:n],
+                node_pos=batch.node_pos[:n], node_layer=batch.node_layer[:n],
+                node_act=batch.node_act[:n])
+    values = points.new_zeros(g, n, num_points)
+    if not bool(probe_supported(one, 1)[0]):
+        return values.view(g * n, num_points)
+    is_input = one.node_type == NODE_TYPES["input"]
+    rank = one.node_pos - one.node_pos[is_input].min() if bool(is_input.any()) else one.node_pos
+    take = (is_input & (rank >= 0) & (rank < dims)).nonzero()[:, 0]
+    values = values.index_copy(1, take, points[:, rank[take]].t().expand(g, -1, -1))
+    fn, table = _functions(batch)
+    fn = fn[:n]
+    weight = batch.edge_attr[:, 0].to(points.dtype).view(g, m)
+    bias = batch.x[:, 0].to(points.dtype).view(g, n)
+    layer = one.node_layer
+    for depth in range(1, int(layer.max()) + 1 if n else 1):
+        blocks = [b for b in layout.blocks if b.dst_layer == depth]
+        if not blocks:
+            continue
+        pre = points.new_zeros(g, n, num_points)
+        for b in blocks:
+            w = weight[:, b.e0:b.e0 + b.size]
+            src = values[:, b.s0:b.s0 + b.cols]
+            if b.diagonal:
+                part = w[:, :, None] * src
+            else:
+                part = torch.bmm(w.reshape(g, b.rows, b.cols), src)
+            pre = pre.slice_scatter(pre[:, b.d0:b.d0 + b.rows] + part, 1, b.d0, b.d0 + b.rows)
+        idx = (layer == depth).nonzero()[:, 0]
+        rows = pre[:, idx] + bias[:, idx, None]
+        # _activate works on rows = nodes: put the graphs beside the points
+        flat = rows.transpose(0, 1).reshape(len(idx), g * num_points)
+        out = _activate(flat, fn[idx], one.x[idx, 5].to(points.dtype), table)
+        values = values.index_copy(1, idx, out.view(len(idx), g, num_points).transpose(0, 1))
+    return values.view(g * n, num_points)

@@ -21,7 +21,7 @@ def keep_freed_memory() -> bool:
     A message pass allocates and frees tensors of several MB at every op (messages of
     ``2E x hidden`` floats). glibc serves blocks that large with a fresh ``mmap`` and
     returns them with ``munmap``, so every op page-faults its whole output in anew: that
-    was ~40% of a CPU forward pass (bench/metanet_speed prints both). With both thresholds
+    was ~40% of a CPU forward pass of the edge-list path (README). With both thresholds
     at 1 GiB, freed blocks stay in the heap and the next op reuses them; the price is that
     the process keeps its peak heap resident. Returns whether glibc took the settings
     (False on other C libraries, where nothing changes).

@@ -15,6 +15,7 @@ import math
 import random
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +39,19 @@ from models.runtime import keep_freed_memory
 
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def autocast(device: torch.device) -> AbstractContextManager:
+    """bfloat16 autocast for a training forward on CUDA; nothing elsewhere.
+
+    bfloat16 keeps float32's exponent range, so no loss scaling is needed; the message
+    reduction itself stays float32 (``models.layers._LayerMessages``). The CPU path stays
+    float32: CPU bfloat16 kernels for layers this narrow are no faster, and CPU training
+    is the reference the shipped metanetworks were fitted with.
+    """
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
 
 
 def seed_everything(seed: int) -> None:
@@ -167,7 +181,9 @@ def train_metanet(train: Sequence[Data], val: Sequence[Data], mcfg: MetanetConfi
             total, count = 0.0, 0
             for batch in loader:
                 batch = augment(batch.to(device), model, tcfg, aug_gen)
-                loss = loss_fn(mcfg.task, model(batch), batch.y, tcfg.rank_loss)
+                with autocast(device):
+                    out = model(batch)
+                loss = loss_fn(mcfg.task, out.float(), batch.y, tcfg.rank_loss)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip)

@@ -1,0 +1,185 @@
+"""The block path (batches of one structure): same function as the edge-list path, found only
+where it applies, and a training pass that keeps no per-edge message for backward."""
+
+import pytest
+import torch
+from _nets import FAMILIES, checkpoint
+from torch_geometric.data import Batch
+
+import models.layers as layers
+from models import GraphMetanet, MetanetConfig, NGConv
+from models.data import graph_of
+from models.layers import graph_layout
+from models.probes import probe_activations
+
+
+def same_structure(family: str, n: int = 3) -> Batch:
+    return Batch.from_data_list([graph_of(checkpoint(family, seed=s)) for s in range(n)])
+
+
+def model(probes: int = 0, aggregators: tuple[str, ...] = ("mean", "max", "min", "std"),
+          hidden: int = 16) -> GraphMetanet:
+    torch.manual_seed(0)
+    cfg = MetanetConfig(task="classification", num_outputs=10, hidden=hidden, edge_hidden=8,
+                        layers=2, fourier=4, layer_stats=True, probes=probes,
+                        aggregators=aggregators)
+    m = GraphMetanet(cfg)
+    m.fit_normalization([graph_of(checkpoint(f)) for f in FAMILIES])
+    return m
+
+
+def test_layout_of_a_siren_batch_is_three_dense_blocks() -> None:
+    batch = same_structure("siren")
+    layout = graph_layout(batch)
+    assert layout is not None and layout.num_graphs == 3
+    assert all(not b.diagonal for b in layout.blocks)
+    assert sum(b.size for b in layout.blocks) == layout.num_edges
+    assert [b.dst_layer for b in layout.blocks] == list(range(1, len(layout.blocks) + 1))
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_every_edge_is_in_exactly_one_block(family: str) -> None:
+    layout = graph_layout(same_structure(family, 2))
+    assert layout is not None
+    covered = torch.zeros(layout.num_edges, dtype=torch.long)
+    for b in layout.blocks:
+        covered[b.e0:b.e0 + b.size] += 1
+    assert bool((covered == 1).all())
+
+
+def test_mixed_or_relabelled_batches_take_the_edge_list_path() -> None:
+    mixed = Batch.from_data_list([graph_of(checkpoint("mlp")), graph_of(checkpoint("cnn"))])
+    assert graph_layout(mixed) is None
+    g = graph_of(checkpoint("mlp"))
+    h = g.clone()
+    perm = torch.randperm(g.num_nodes, generator=torch.Generator().manual_seed(0))
+    h.edge_index = perm[g.edge_index]  # same graph, other node labels
+    assert graph_layout(Batch.from_data_list([g, h])) is None
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_block_path_computes_the_edge_list_function(family: str) -> None:
+    m = model(probes=8).eval()
+    batch = same_structure(family)
+    with torch.no_grad():
+        m.use_layout = True
+        blocks = m(batch)
+        m.use_layout = False
+        edges = m(batch)
+    torch.testing.assert_close(blocks, edges, atol=1e-5, rtol=1e-4)
+
+
+def test_chunk_size_does_not_change_the_result(monkeypatch: pytest.MonkeyPatch) -> None:
+    m = model(probes=8).eval()
+    batch = same_structure("siren", 5)
+    with torch.no_grad():
+        whole = m(batch)
+        monkeypatch.setattr(layers, "CHUNK_ELEMENTS", 1)  # one graph per chunk
+        one = m(batch)
+    torch.testing.assert_close(whole, one, atol=1e-6, rtol=1e-5)
+
+
+def test_probe_blocks_match_the_edge_list_probes() -> None:
+    batch = same_structure("siren", 4)
+    points = torch.rand(5, 2, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    dense = probe_activations(batch, 4, points, graph_layout(batch))
+    sparse = probe_activations(batch, 4, points)
+    torch.testing.assert_close(dense, sparse, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("family", ["siren", "resnet", "transformer"])
+@pytest.mark.parametrize("aggregators", [("mean", "max", "std"),
+                                         ("sum", "min", "var", "max", "mean")])
+def test_recomputing_backward_gives_autograds_gradients(family: str,
+                                                        aggregators: tuple[str, ...]) -> None:
+    """``_LayerMessages`` (hand-written backward) against autograd through the messages,
+    in float64; the resnet and transformer graphs have diagonal (identity) blocks."""
+    batch = same_structure(family, 2)
+    layout = graph_layout(batch)
+    assert layout is not None
+    torch.manual_seed(0)
+    conv = NGConv(8, 6, aggregators).double().train()
+    x = torch.randn(batch.num_nodes, 8, dtype=torch.double, requires_grad=True)
+    e = torch.randn(batch.num_edges, 6, dtype=torch.double, requires_grad=True)
+    weights = torch.rand(batch.num_nodes, 8, dtype=torch.double)
+    grads = {}
+    for recompute in (True, False):
+        conv.checkpoint_messages = recompute
+        x2, e2 = conv(x, batch.edge_index, e, None, layout)
+        loss = (x2 * weights).sum() + e2.sin().sum()
+        grads[recompute] = torch.autograd.grad(loss, [x, e, *conv.parameters()])
+    for a, b in zip(grads[True], grads[False], strict=True):
+        torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-8)
+
+
+def saved_float_sizes(m: GraphMetanet, batch: Batch) -> list[int]:
+    """Sizes of the floating tensors autograd keeps for backward in one training forward."""
+    sizes: list[int] = []
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        if t.is_floating_point():
+            sizes.append(t.numel())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        m.train()(batch)
+    return sizes
+
+
+def test_training_keeps_no_per_edge_message_for_backward() -> None:
+    """No tensor of a block's messages (block edges x hidden floats) is saved: messages and
+    FiLM parameters are recomputed in backward. Without recomputation they are kept (the
+    test sees them)."""
+    m = model(hidden=64)  # wider than anything per-edge but messages (edge width 8)
+    batch = same_structure("siren", 4)  # 1,120 edges to 67 nodes
+    layout = graph_layout(batch)
+    assert layout is not None
+    per_edge_messages = max(b.size for b in layout.blocks) * 4 * m.config.hidden
+    assert max(saved_float_sizes(m, batch)) < per_edge_messages
+    m.set_checkpointing(False)
+    assert max(saved_float_sizes(m, batch)) >= per_edge_messages
+
+
+def test_training_autocast_is_cuda_only() -> None:
+    """Mixed precision only on a GPU: the CPU training pass stays float32."""
+    import warnings
+    from contextlib import nullcontext
+
+    from models.train import autocast
+
+    assert isinstance(autocast(torch.device("cpu")), nullcontext)
+    with warnings.catch_warnings():  # "CUDA is not available" where it is not
+        warnings.simplefilter("ignore")
+        assert isinstance(autocast(torch.device("cuda")), torch.autocast)
+
+
+@pytest.mark.parametrize("recompute", [True, False])
+def test_block_path_runs_under_bfloat16_autocast(recompute: bool) -> None:
+    """The CUDA training and --device cuda bench run under autocast; CPU autocast stands in
+    (mixed bfloat16/float32 operands reach the block path the same way)."""
+    m = model(probes=8)
+    m.set_checkpointing(recompute)
+    batch = same_structure("siren", 3)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = m.train()(batch)
+    out.float().sum().backward()
+    assert all(p.grad is not None for p in m.convs.parameters())
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.isfinite(m.eval()(batch)).all()
+
+
+def test_large_inference_batches_run_in_sub_batches(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Above INFERENCE_GRAPHS graphs an inference pass runs in sub-batches (bounded
+    memory); the outputs are those of one pass, in order."""
+    import models.metanet as metanet
+
+    m = model(probes=8).eval()
+    batch = same_structure("siren", 5)
+    with torch.no_grad():
+        whole = m(batch)
+        monkeypatch.setattr(metanet, "INFERENCE_GRAPHS", 2)
+        seen: list[int] = []
+        m.head.register_forward_hook(lambda mod, inp, out: seen.append(out.shape[0]))
+        parts = m(batch)
+    assert seen == [2, 2, 1]
+    torch.testing.assert_close(parts, whole, atol=1e-6, rtol=1e-5)
