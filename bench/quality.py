@@ -8,7 +8,8 @@ interval's measured test coverage. ``--ship DIR`` also ships each zoo's seed-0 m
 
 NFN needs one fixed weight space: SIREN INRs have one; digits-cnn nets (2-3 conv layers of
 4-16 channels) are zero-padded to 16 channels (an exact, function-preserving embedding)
-and get one NFN per depth; the mixed zoo (MLPs, ResNets, BN) has no NFN weight space.
+and get one NFN per depth (digits-backdoor too: clean vs backdoored, same networks); the
+mixed zoo (MLPs, ResNets, BN) has no NFN weight space.
 
     .venv/bin/python -m bench.quality --zoos zoos --seeds 0 1 2
 """
@@ -36,6 +37,7 @@ ZOOS = {
     "digits-inr": "digits-inr-classifier",
     "digits-cnn": "digits-cnn-generalization",
     "digits-mixed": "digits-mixed-generalization",
+    "digits-backdoor": "digits-cnn-backdoor",
 }
 PAD_WIDTH = 16
 
@@ -209,7 +211,7 @@ def run(zoo_name: str, zoo_dir: Path, seed: int, args: argparse.Namespace) -> di
     t2 = time.perf_counter()
     tcfg = replace(TrainConfig(), epochs=args.epochs, seed=seed, warmup_epochs=1)
     model, card, _ = train_on_zoo(
-        zoo_dir, ZOOS[zoo_name], default_config(zoo.task), tcfg, progress=False
+        zoo_dir, ZOOS[zoo_name], default_config(zoo.task, zoo.name), tcfg, progress=False
     )
     out["ours"] = {
         k: v
@@ -242,7 +244,7 @@ def table(results: list[dict]) -> None:
         "ours (graph)",
         "ours-best",
     )
-    widths = [14, 7, 6, 15, 16, 16, 16, 10]
+    widths = [17, 7, 6, 15, 16, 16, 16, 10]
     print("".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
     for zoo_name in ZOOS:
         rs = [r for r in results if r["zoo"] == zoo_name]
