@@ -35,7 +35,10 @@ INR_CHECK_GRID = 32  # off-grid PSNR: how well the INR renders the image between
 
 # digits-backdoor: the trigger and poisoning ranges, and the rules that decide a model's label,
 # are justified in ZOOS.md.
-BACKDOOR_FRACTION = 0.5  # probability that a model is trained on poisoned data
+# Probability that a model is trained on poisoned data: above one half because poisoned models
+# fail the acceptance floors (zoo/backdoor.py) about twice as often as clean ones; at 0.65
+# about half of the kept models are backdoored (ZOOS.md).
+BACKDOOR_FRACTION = 0.65
 POISON_RATE_RANGE = (0.05, 0.3)  # uniform: fraction of the model's train images poisoned
 TRIGGER_SIZES = (2, 3)  # square patch side, pixels of the 8x8 image
 

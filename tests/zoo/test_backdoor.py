@@ -60,7 +60,8 @@ def test_architecture_and_training_knobs_are_digits_cnn_draws() -> None:
         else:
             assert b.hparams["poison_rate"] == 0.0
     assert set(kinds) == {"clean", "backdoored"}
-    assert 0.4 < kinds.count("backdoored") / len(kinds) < 0.6
+    share = kinds.count("backdoored") / len(kinds)
+    assert abs(share - families.BACKDOOR_FRACTION) < 0.1
 
 
 def _backdoored_spec(index_from: int = 0) -> families.ModelSpec:
