@@ -30,14 +30,16 @@ def default_config(task: str, zoo_name: str | None = None) -> MetanetConfig:
     an INR of an 8×8 digit barely moves from its random init, so its weights alone leave
     every method near chance.
 
-    A classification zoo of CNNs (``digits-backdoor``: clean vs backdoored) is read like the
-    generalization zoos (3×3 kernels on the edges, no probes: the probe pass evaluates
-    linear layers only), with one output per class of the zoo.
+    The backdoor detector (``digits-backdoor``: clean vs backdoored CNNs) reads 3×3 kernels
+    like the generalization models and adds 32 learned 8×8 probe images run through each
+    CNN (Universal-Litmus-Pattern style, :mod:`models.probes`): without them it trailed the
+    statistics baseline (on the first 707 models of the seed-0 zoo: 68.8% against 76.0%).
     """
     aggregators = ("mean", "max", "std")
     if task == "classification" and zoo_name == "digits-backdoor":
         return MetanetConfig(task=task, num_outputs=2, hidden=32, edge_hidden=16, layers=3,
-                             aggregators=aggregators, layer_stats=True, dropout=0.1)
+                             aggregators=aggregators, layer_stats=True, dropout=0.1,
+                             probes=32, probe_dims=64)
     if task == "classification":
         return MetanetConfig(task=task, num_outputs=10, hidden=32, edge_hidden=16, layers=3,
                              max_kernel=1, aggregators=aggregators, layer_stats=True,
