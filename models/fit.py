@@ -32,8 +32,9 @@ def default_config(task: str, zoo_name: str | None = None) -> MetanetConfig:
 
     The backdoor detector (``digits-backdoor``: clean vs backdoored CNNs) reads 3×3 kernels
     like the generalization models and adds 32 learned 8×8 probe images run through each
-    CNN (Universal-Litmus-Pattern style, :mod:`models.probes`): without them it trailed the
-    statistics baseline (on the first 707 models of the seed-0 zoo: 68.8% against 76.0%).
+    CNN (Universal-Litmus-Pattern style, :mod:`models.probes`): a trigger is a property of
+    the function. Neither version beats the statistics baseline yet; see ZOOS.md
+    ("digits-backdoor detection") for the figures and what is missing.
     """
     aggregators = ("mean", "max", "std")
     if task == "classification" and zoo_name == "digits-backdoor":
