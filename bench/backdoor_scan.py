@@ -1,13 +1,14 @@
-"""What a digits-backdoor detector needs: a trigger search in function space, not weights.
+"""A naive trigger search on digits-backdoor: query the function with candidate patches.
 
 For every network of the zoo, stamp each candidate trigger (solid 2×2 and 3×3 squares of
 1.0 at every position: 85 candidates, none of them the network's own random pattern) on the
 450 clean test digits and record, per candidate, the largest share of the stamped images
 that one class absorbs beyond what that class gets without the stamp. Features: the top 5
 such shifts over candidates, plus the clean class-share spread. Gradient-boosted trees on
-them, trained on the zoo's train split, are scored on its test split; it is a probe with
-digits (data the weight-only methods never see), so it bounds what the learned probe
-images of ``models.probes`` could find, not a weight-space method.
+them, trained on the zoo's train split, are scored on its test split. It uses digits (data
+the weight-space methods never see) and is a reference for what querying the function with
+fixed, hand-made triggers gives, not a weight-space method: on 8×8 digits a solid 2-3 pixel
+square is a large perturbation, so it moves clean networks' predictions too.
 
     .venv/bin/python -m bench.backdoor_scan zoos/digits-backdoor
 """
