@@ -8,7 +8,8 @@ interval's measured test coverage. ``--ship DIR`` also ships each zoo's seed-0 m
 
 NFN needs one fixed weight space: SIREN INRs have one; digits-cnn nets (2-3 conv layers of
 4-16 channels) are zero-padded to 16 channels (an exact, function-preserving embedding)
-and get one NFN per depth; the mixed zoo (MLPs, ResNets, BN) has no NFN weight space.
+and get one NFN per depth (digits-backdoor too: clean vs backdoored, same networks); the
+mixed zoo (MLPs, ResNets, BN) has no NFN weight space.
 
     .venv/bin/python -m bench.quality --zoos zoos --seeds 0 1 2
 """
@@ -36,8 +37,10 @@ ZOOS = {
     "digits-inr": "digits-inr-classifier",
     "digits-cnn": "digits-cnn-generalization",
     "digits-mixed": "digits-mixed-generalization",
+    "digits-backdoor": "digits-cnn-backdoor",
 }
 PAD_WIDTH = 16
+METHODS = ("statnn", "nfn", "ours")
 
 
 def scores(task: str, pred: np.ndarray, y: np.ndarray) -> dict[str, float]:
@@ -202,14 +205,21 @@ def run(zoo_name: str, zoo_dir: Path, seed: int, args: argparse.Namespace) -> di
         "task": zoo.task,
     }
     t0 = time.perf_counter()
-    stat = StatNN(zoo.task, seed=seed).fit([ckpts[i] for i in idx["train"]], y[idx["train"]])
-    out["statnn"] = scores(zoo.task, stat.predict([ckpts[i] for i in idx["test"]]), y[idx["test"]])
+    out["statnn"] = out["nfn"] = out["ours"] = None
+    if "statnn" in args.methods:
+        stat = StatNN(zoo.task, seed=seed).fit([ckpts[i] for i in idx["train"]], y[idx["train"]])
+        test_pred = stat.predict([ckpts[i] for i in idx["test"]])
+        out["statnn"] = scores(zoo.task, test_pred, y[idx["test"]])
     t1 = time.perf_counter()
-    out["nfn"] = nfn_run(zoo, ckpts, seed, args.nfn_epochs) if args.nfn_epochs else None
+    if "nfn" in args.methods and args.nfn_epochs:
+        out["nfn"] = nfn_run(zoo, ckpts, seed, args.nfn_epochs)
     t2 = time.perf_counter()
+    out["seconds"] = {"statnn": round(t1 - t0, 1), "nfn": round(t2 - t1, 1)}
+    if "ours" not in args.methods:
+        return out
     tcfg = replace(TrainConfig(), epochs=args.epochs, seed=seed, warmup_epochs=1)
     model, card, _ = train_on_zoo(
-        zoo_dir, ZOOS[zoo_name], default_config(zoo.task), tcfg, progress=False
+        zoo_dir, ZOOS[zoo_name], default_config(zoo.task, zoo.name), tcfg, progress=False
     )
     out["ours"] = {
         k: v
@@ -219,11 +229,7 @@ def run(zoo_name: str, zoo_dir: Path, seed: int, args: argparse.Namespace) -> di
     if "conformal" in card:
         out["ours"]["coverage"] = card["conformal"]["test_coverage"]
         out["ours"]["half_width"] = card["conformal"]["half_width"]
-    out["seconds"] = {
-        "statnn": round(t1 - t0, 1),
-        "nfn": round(t2 - t1, 1),
-        "ours": round(time.perf_counter() - t2, 1),
-    }
+    out["seconds"]["ours"] = round(time.perf_counter() - t2, 1)
     if args.ship and seed == 0:
         ship(model, card, zoo_dir, args.ship)
     return out
@@ -242,19 +248,24 @@ def table(results: list[dict]) -> None:
         "ours (graph)",
         "ours-best",
     )
-    widths = [14, 7, 6, 15, 16, 16, 16, 10]
+    widths = [17, 7, 6, 15, 16, 16, 16, 10]
     print("".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
     for zoo_name in ZOOS:
         rs = [r for r in results if r["zoo"] == zoo_name]
         if not rs:
             continue
         metrics = ["accuracy"] if rs[0]["task"] == "classification" else ["tau_b", "r2"]
-        for m in metrics + (["coverage"] if "coverage" in rs[0]["ours"] else []):
+        ours = [r["ours"] for r in rs if r["ours"]]
+        for m in metrics + (["coverage"] if ours and "coverage" in ours[0] else []):
             col = {
                 k: [r[k][m] for r in rs if r[k] and m in r[k]] for k in ("statnn", "nfn", "ours")
             }
             best = [np.mean(col[k]) for k in ("statnn", "nfn") if col[k]]
-            gap = f"{np.mean(col['ours']) - max(best):+.3f}" if best and m != "coverage" else ""
+            gap = (
+                f"{np.mean(col['ours']) - max(best):+.3f}"
+                if best and col["ours"] and m != "coverage"
+                else ""
+            )
             name = "coverage@0.90" if m == "coverage" else m
             print(
                 "".join(
@@ -292,6 +303,14 @@ def main() -> None:
         help="append per-seed results (JSON lines) here, so seeds can run as "
         "separate processes; the table covers every line in the file",
     )
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        default=list(METHODS),
+        choices=METHODS,
+        help="run only these (e.g. the slow NFN in its own process); result lines of one "
+        "zoo and seed are merged in the table",
+    )
     parser.add_argument("--table-only", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -306,10 +325,24 @@ def main() -> None:
                     with open(args.results, "a") as f:
                         f.write(json.dumps(r) + "\n")
     if args.results:
-        results = [
-            json.loads(line) for line in Path(args.results).read_text().splitlines() if line.strip()
-        ]
+        lines = Path(args.results).read_text().splitlines()
+        results = merge([json.loads(line) for line in lines if line.strip()])
     table(results)
+
+
+def merge(results: list[dict]) -> list[dict]:
+    """One result per (zoo, seed): methods run in separate processes are combined (the
+    latest line of a method wins)."""
+    merged: dict[tuple[str, int], dict] = {}
+    for r in results:
+        key = (r["zoo"], r["seed"])
+        if key not in merged:
+            merged[key] = dict(r)
+            continue
+        for method in METHODS:
+            if r.get(method) is not None:
+                merged[key][method] = r[method]
+    return list(merged.values())
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ def train(task: str, zoo_dir: str | Path, name: str | None = None, seed: int = 0
     zoo = read_zoo(zoo_dir)
     if task != zoo.task:
         raise ValueError(f"{zoo_dir} is a {zoo.task} zoo, not a {task} zoo")
-    mcfg = default_config(task)
+    mcfg = default_config(task, zoo.name)
     if hidden is not None:
         mcfg = replace(mcfg, hidden=hidden, edge_hidden=max(8, hidden // 2))
     if layers is not None:

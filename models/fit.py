@@ -19,7 +19,7 @@ from models.train import TrainResult, evaluate, predict_graphs, train_metanet
 MODEL_VERSION = "1.0"
 
 
-def default_config(task: str) -> MetanetConfig:
+def default_config(task: str, zoo_name: str | None = None) -> MetanetConfig:
     """Sizes that train in minutes on a small shared CPU (NG-GNN uses 32-64 for INRs).
 
     The INR classifier reads linear layers only, so its edges hold one weight
@@ -29,8 +29,18 @@ def default_config(task: str) -> MetanetConfig:
     classifier also reads 64 learned probe points through each INR (:mod:`models.probes`):
     an INR of an 8×8 digit barely moves from its random init, so its weights alone leave
     every method near chance.
+
+    The backdoor detector (``digits-backdoor``: clean vs backdoored CNNs) reads 3×3 kernels
+    like the generalization models and adds 32 learned 8×8 probe images run through each
+    CNN (Universal-Litmus-Pattern style, :mod:`models.probes`): a trigger is a property of
+    the function. Neither version beats the statistics baseline yet; see ZOOS.md
+    ("digits-backdoor detection") for the figures and what is missing.
     """
     aggregators = ("mean", "max", "std")
+    if task == "classification" and zoo_name == "digits-backdoor":
+        return MetanetConfig(task=task, num_outputs=2, hidden=32, edge_hidden=16, layers=3,
+                             aggregators=aggregators, layer_stats=True, dropout=0.1,
+                             probes=32, probe_dims=64)
     if task == "classification":
         return MetanetConfig(task=task, num_outputs=10, hidden=32, edge_hidden=16, layers=3,
                              max_kernel=1, aggregators=aggregators, layer_stats=True,
@@ -40,12 +50,28 @@ def default_config(task: str) -> MetanetConfig:
 
 
 def labels_of(zoo: Zoo, num_outputs: int) -> list[str]:
-    """Class ``i`` is named ``str(i)`` (the digit, for the digits zoos)."""
+    """Class ``i`` is the zoo's ``classes[i]`` (zoo.json) when it names them, else ``str(i)``
+    (the digit, for digits-inr)."""
+    classes = zoo.info.get("classes")
+    if classes is not None:
+        if len(classes) != num_outputs:
+            raise ValueError(f"zoo {zoo.name!r} has {len(classes)} classes, the config has "
+                             f"{num_outputs} outputs")
+        return [str(c) for c in classes]
     top = max(int(r["target"]) for r in zoo.rows)
     if top >= num_outputs:
         raise ValueError(f"zoo {zoo.name!r} has class {top}, the config has only "
                          f"{num_outputs} outputs")
     return [str(i) for i in range(num_outputs)]
+
+
+def _target_text(zoo: Zoo) -> str:
+    if zoo.name == "digits-backdoor":
+        return ("whether the network was trained on data poisoned with a trigger patch "
+                "(and the trigger works on test images)")
+    if zoo.task == "classification":
+        return "the digit an INR encodes"
+    return "test accuracy of the network on the sklearn digits test split"
 
 
 def train_on_zoo(zoo_dir: str | Path, name: str, mcfg: MetanetConfig | None = None,
@@ -54,7 +80,7 @@ def train_on_zoo(zoo_dir: str | Path, name: str, mcfg: MetanetConfig | None = No
     """Train on the zoo's train split, early-stop on val, measure on test; the card."""
     zoo = read_zoo(zoo_dir)
     tcfg = tcfg or TrainConfig()
-    mcfg = mcfg or default_config(zoo.task)
+    mcfg = mcfg or default_config(zoo.task, zoo.name)
     if mcfg.task != zoo.task:
         raise ValueError(f"zoo {zoo.name!r} is a {zoo.task} zoo, the config is for {mcfg.task}")
     all_graphs = zoo_graphs(zoo, mcfg.max_kernel)
@@ -67,8 +93,7 @@ def train_on_zoo(zoo_dir: str | Path, name: str, mcfg: MetanetConfig | None = No
         "version": MODEL_VERSION,
         "task": zoo.task,
         "labels": labels_of(zoo, mcfg.num_outputs) if zoo.task == "classification" else [],
-        "target": ("the digit an INR encodes" if zoo.task == "classification"
-                   else "test accuracy of the network on the sklearn digits test split"),
+        "target": _target_text(zoo),
         "domain": domain_of(load_checkpoints(zoo, train_idx), split["train"]),
         "zoo": {"name": zoo.name, "command": zoo.command, "seed": zoo.seed,
                 "checkpoints": len(zoo.rows),

@@ -12,8 +12,17 @@ The pass runs on the parameter graph, not on a rebuilt module, so it is batched 
 of graphs, sees the same augmented weights the metanetwork sees, and is differentiable in
 the points. Hidden neurons are permuted together with their activations, so the features
 keep the metanetwork invariant. Only networks of linear layers (and residual adds) are
-evaluated; any other graph (convolutions, normalization, attention) gets zero features,
-flagged by :func:`probe_supported`. GELU is evaluated exactly: the graph does not record a
+evaluated; any other graph (normalization, attention) gets zero features, flagged by
+:func:`probe_supported`.
+
+Chains of convolutions (``digits-backdoor``: BadNets-style trigger detection) are evaluated
+too when the points are square images (``D = side²``, e.g. 64 for 8×8 digits): learned input
+images run through a CNN are what Universal Litmus Patterns (Kolouri et al., CVPR 2020) feed
+a backdoor detector, and a trigger is a property of the function that its weights show only
+indirectly. The graph records kernels, not strides or padding, so the pass assumes the
+digits zoos' convolutions (3×3, stride 2, padding 1) followed by global average pooling into
+linear layers (:func:`conv_probe_supported`); a conv neuron's feature is the spatial mean of
+its map on each point. GELU is evaluated exactly: the graph does not record a
 tanh approximation (a difference far below what the features are used for).
 
 The activation functions come from the op registry (:data:`graphs.OPS`): a graph that
@@ -24,15 +33,22 @@ the nearest v1 activation.
 
 from __future__ import annotations
 
+import math
+
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.data import Batch
 from torch_geometric.utils import scatter
 
-from graphs import ACTIVATION_IDS, FUNCTION_IDS, NODE_TYPES, OPS
+from graphs import ACTIVATION_IDS, EDGE_TYPES, FUNCTION_IDS, NODE_TYPES, OPS
 from models.layers import GraphLayout
 
 _SUPPORTED_NODES = tuple(NODE_TYPES[k] for k in ("input", "linear", "add"))
+_CONV_NODES = tuple(NODE_TYPES[k] for k in ("input", "conv", "linear"))
+_CONV_EDGES = tuple(EDGE_TYPES[k] for k in ("conv", "linear"))
+CONV_STRIDE = 2
+CONV_PADDING = 1
 
 
 # id -> f(pre-activation, per-row parameter: w0 of a sine, slope of a leaky ReLU)
@@ -66,6 +82,95 @@ def probe_supported(batch: Batch, num_graphs: int) -> Tensor:
     return any_bad == 0
 
 
+def conv_probe_supported(batch: Batch, num_graphs: int) -> Tensor:
+    """Per graph: is it a chain of convolutions (from one input channel) into linear layers?"""
+    dev = batch.node_type.device
+    bad = ~torch.isin(batch.node_type, torch.tensor(_CONV_NODES, device=dev))
+    any_bad = scatter(bad.float(), batch.batch, 0, dim_size=num_graphs, reduce="max")
+    src = batch.edge_index[0]
+    bad_edge = ~torch.isin(batch.edge_type, torch.tensor(_CONV_EDGES, device=dev))
+    any_bad_edge = scatter(bad_edge.float(), batch.batch[src], 0, dim_size=num_graphs,
+                           reduce="max")
+    inputs = scatter((batch.node_type == NODE_TYPES["input"]).float(), batch.batch, 0,
+                     dim_size=num_graphs, reduce="sum")
+    convs = scatter((batch.node_type == NODE_TYPES["conv"]).float(), batch.batch, 0,
+                    dim_size=num_graphs, reduce="sum")
+    return (any_bad == 0) & (any_bad_edge == 0) & (inputs == 1) & (convs > 0)
+
+
+def image_side(points: Tensor) -> int | None:
+    """The side of the square image each point is, or None (coordinates, e.g. for INRs)."""
+    side = math.isqrt(points.shape[1])
+    return side if side >= 4 and side * side == points.shape[1] else None
+
+
+def conv_probe_activations(batch: Batch, num_graphs: int, points: Tensor) -> Tensor:
+    """``(num_nodes, P)``: each neuron's value on ``P`` input images (``points`` ``(P, side²)``)
+    in conv-chain graphs (spatial means for conv neurons); zero rows for other graphs.
+
+    Maps live on one ``(num_nodes, P, side, side)`` canvas, each in its top-left corner
+    (zero elsewhere), so a linear layer after the global average pool reads a neuron's map
+    sum over its area. Each conv edge's 3×3 kernel is applied to its source map's unfolded
+    patches and the results are summed into the destination neuron.
+    """
+    n, num_points = batch.num_nodes, points.shape[0]
+    side = image_side(points)
+    if side is None:
+        return points.new_zeros(n, num_points)
+    src, dst = batch.edge_index
+    ok = conv_probe_supported(batch, num_graphs)[batch.batch]
+    maps = points.new_zeros(n, num_points, side, side)
+    size = torch.zeros(n, dtype=torch.long, device=points.device)
+    first = (batch.node_type == NODE_TYPES["input"]) & ok
+    maps = maps.index_put((first.nonzero()[:, 0],),
+                          points.view(1, num_points, side, side).expand(int(first.sum()), -1, -1,
+                                                                        -1))
+    size = torch.where(first, side, size)
+    bias = batch.x[:, 0].to(points.dtype)
+    param = batch.x[:, 5].to(points.dtype)
+    fn, table = _functions(batch)
+    layer, edge_layer = batch.node_layer, batch.node_layer[dst]
+    ok_edge = ok[dst]
+    conv_edge = batch.edge_type == EDGE_TYPES["conv"]
+    for depth in range(1, int(layer.max()) + 1 if n else 1):
+        rows = (layer == depth) & ok
+        if not bool(rows.any()):
+            continue
+        e_conv = (edge_layer == depth) & ok_edge & conv_edge
+        e_lin = (edge_layer == depth) & ok_edge & ~conv_edge
+        is_conv = rows & (batch.node_type == NODE_TYPES["conv"])
+        is_lin = rows & ~is_conv
+        if bool(e_conv.any()):
+            s_in = int(size[src[e_conv]].max())
+            s_out = (s_in + 2 * CONV_PADDING - 3) // CONV_STRIDE + 1
+            m = maps[src[e_conv], :, :s_in, :s_in].reshape(-1, 1, s_in, s_in)
+            patches = F.unfold(m, 3, padding=CONV_PADDING, stride=CONV_STRIDE)
+            patches = patches.view(-1, num_points, 9, s_out * s_out)
+            kernel = batch.edge_attr[e_conv, :9].to(points.dtype)
+            contrib = torch.einsum("epkl,ek->epl", patches, kernel)
+            pre = scatter(contrib, dst[e_conv], 0, dim_size=n, reduce="sum")
+            idx = is_conv.nonzero()[:, 0]
+            out = _activate((pre[idx] + bias[idx, None, None]).flatten(1), fn[idx],
+                            param[idx], table)
+            canvas = points.new_zeros(len(idx), num_points, side, side)
+            canvas[:, :, :s_out, :s_out] = out.view(len(idx), num_points, s_out, s_out)
+            maps = maps.index_put((idx,), canvas)
+            size = size.index_put((idx,), torch.full_like(idx, s_out))
+        if bool(e_lin.any()):
+            area = size[src[e_lin]].clamp_min(1).square().to(points.dtype)
+            pooled = maps[src[e_lin]].sum((-1, -2)) / area[:, None]
+            weight = batch.edge_attr[e_lin, 0].to(points.dtype)
+            pre = scatter(weight[:, None] * pooled, dst[e_lin], 0, dim_size=n, reduce="sum")
+            idx = is_lin.nonzero()[:, 0]
+            out = _activate(pre[idx] + bias[idx, None], fn[idx], param[idx], table)
+            canvas = points.new_zeros(len(idx), num_points, side, side)
+            canvas[:, :, 0, 0] = out
+            maps = maps.index_put((idx,), canvas)
+            size = size.index_put((idx,), torch.ones_like(idx))
+    area = size.clamp_min(1).square().to(points.dtype)
+    return maps.sum((-1, -2)) / area[:, None]
+
+
 def probe_activations(batch: Batch, num_graphs: int, points: Tensor,
                       layout: GraphLayout | None = None) -> Tensor:
     """``(num_nodes, P)``: every neuron's post-activation value on each of the ``P`` points.
@@ -74,8 +179,17 @@ def probe_activations(batch: Batch, num_graphs: int, points: Tensor,
     reads coordinate ``i`` of each point (0 past ``D``). Zero rows for unsupported graphs.
     With the batch's :class:`~models.layers.GraphLayout` (one structure for all graphs) a
     dense weight block is a batched matrix product instead of a gather of every edge's
-    source values (``E x P`` floats) and a scatter back.
+    source values (``E x P`` floats) and a scatter back. Conv-chain graphs are evaluated by
+    :func:`conv_probe_activations` when the points are square images.
     """
+    linear = _linear_probe_activations(batch, num_graphs, points, layout)
+    if image_side(points) is None:
+        return linear
+    return linear + conv_probe_activations(batch, num_graphs, points)
+
+
+def _linear_probe_activations(batch: Batch, num_graphs: int, points: Tensor,
+                              layout: GraphLayout | None) -> Tensor:
     exact = getattr(batch, "node_fn", None)
     if layout is not None and all(b.dst_layer >= 0 for b in layout.blocks):
         same = [batch.x[:, 5]] + ([exact] if exact is not None else [])

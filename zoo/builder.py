@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from zoo import backdoor
 from zoo import families as fam
 from zoo.classifiers import train_classifiers
 from zoo.data import DIGITS_SPLIT_SEED, all_digits, digits_split, inr_grid, inr_targets
@@ -64,10 +65,13 @@ def _deterministic() -> Iterator[None]:
 
 
 def _record(family: fam.Family, spec: fam.ModelSpec, metrics: dict[str, Any]) -> dict[str, Any]:
-    if family.task == "classification":
+    if family.name == "digits-backdoor":
+        labels = dict(spec.labels)
+        target: float | int = backdoor.LABELS.index(labels["backdoor"])
+    elif family.task == "classification":
         digit = int(all_digits()[1][spec.labels["image"]])
         labels = {**spec.labels, "digit": digit}
-        target: float | int = digit
+        target = digit
     else:
         labels = dict(spec.labels)
         target = metrics["test_accuracy"]
@@ -149,6 +153,17 @@ def _zoo_info(
             "lr": fam.INR_LR,
             "psnr_floor_db": fam.INR_PSNR_FLOOR_DB,
             "split_unit": "source image (all views of an image share a split)",
+        }
+    if family.name == "digits-backdoor":
+        info["classes"] = list(backdoor.LABELS)
+        info["backdoor"] = {
+            "fraction": fam.BACKDOOR_FRACTION,
+            "poison_rate_range": list(fam.POISON_RATE_RANGE),
+            "trigger_sizes": list(fam.TRIGGER_SIZES),
+            "accuracy_floor": backdoor.ACC_FLOOR,
+            "asr_floor": backdoor.ASR_FLOOR,
+            "rule": "rejected: any model under accuracy_floor clean test accuracy, and "
+            "poisoned models whose attack success rate is under asr_floor",
         }
     if (out / ZOO_JSON).exists():
         old = read_zoo_json(out)
@@ -235,6 +250,8 @@ def _train(
         check = (inr_grid(fam.INR_CHECK_GRID), inr_targets(images, fam.INR_CHECK_GRID))
         grid = fam.INR_GRID
         yield from fit_inrs(seed, group, inr_grid(grid), inr_targets(images, grid), check, device)
+    elif family.name == "digits-backdoor":
+        yield from backdoor.train_backdoor_classifiers(seed, group, digits_split(), device)
     else:
         yield from train_classifiers(seed, group, digits_split(), device)
 
@@ -243,7 +260,9 @@ def _store(
     family: fam.Family, spec: fam.ModelSpec, module: nn.Module, metrics: dict[str, Any], out: Path
 ) -> None:
     record = _record(family, spec, metrics)
-    if family.name == "digits-inr" and metrics["psnr"] < fam.INR_PSNR_FLOOR_DB:
+    inr_reject = family.name == "digits-inr" and metrics["psnr"] < fam.INR_PSNR_FLOOR_DB
+    backdoor_reject = family.name == "digits-backdoor" and not backdoor.accepted(spec, metrics)
+    if inr_reject or backdoor_reject:
         write_json_atomic(out / rejected_name(spec.index), record)
         return
     example = INR_EXAMPLE if family.name == "digits-inr" else DIGITS_EXAMPLE

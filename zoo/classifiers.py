@@ -1,7 +1,8 @@
 """digits-cnn / digits-mixed: train a group of digit classifiers together and score each one."""
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -23,6 +24,25 @@ from zoo.rng import (
 from zoo.train import GroupState, grad_masks, make_template, pad_stack, train_group
 
 BATCH_SALT = 1
+
+
+@dataclass(frozen=True)
+class Poison:
+    """A per-model data transform: train images at ``poisoned`` get the trigger and label
+    ``target``.
+
+    ``mask`` and ``values`` are (1, 8, 8): the trigger's pixels and what they are set to;
+    ``poisoned`` is a bool per digits train image (only images the model uses matter).
+    """
+
+    mask: torch.Tensor
+    values: torch.Tensor
+    poisoned: np.ndarray
+    target: int
+
+    def apply(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` (..., 1, 8, 8) with the trigger stamped on every image."""
+        return torch.where(self.mask.to(x.device), self.values.to(x.device), x)
 
 
 def init_classifier(module: nn.Module, init_scale: float, generator: torch.Generator) -> None:
@@ -72,8 +92,14 @@ def train_classifiers(
     specs: list[ModelSpec],
     digits: Digits,
     device: torch.device,
+    poisons: Sequence[Poison | None] | None = None,
 ) -> Iterator[tuple[ModelSpec, nn.Module, dict[str, Any]]]:
-    """Train one group (same group key) and yield (spec, trained CPU module, metrics) per model."""
+    """Train one group (same group key) and yield (spec, trained CPU module, metrics) per model.
+
+    ``poisons`` (one per spec, None for a clean model) stamps a trigger on the chosen train
+    images of a model and relabels them, inside the batch: the rest of the trainer is the
+    same for poisoned and clean models, which then share a group.
+    """
     modules = []
     for spec in specs:
         m = build_module(spec.arch, spec.hparams["dropout"])
@@ -114,17 +140,34 @@ def train_classifiers(
     ).to(device)
 
     data = [training_data(seed, s, digits.y_train.cpu()) for s in specs]
+    poisons = list(poisons) if poisons is not None else [None] * len(specs)
+    for (_, _, noisy), poison in zip(data, poisons, strict=True):
+        if poison is not None:
+            noisy[poison.poisoned] = poison.target
     perms = torch.tensor(np.stack([d[0] for d in data]), device=device)
     n_used = torch.tensor([d[1] for d in data], device=device, dtype=torch.float32)
     labels = torch.tensor(np.stack([d[2] for d in data]), device=device)
     x_train = digits.x_train.to(device)
     batch = specs[0].hparams["batch_size"]
+    poisoned = any(p is not None for p in poisons)
+    if poisoned:
+        n_all, shape = len(digits.y_train), digits.x_train.shape[1:]
+        none = Poison(torch.zeros(shape, dtype=torch.bool), torch.zeros(shape),
+                      np.zeros(n_all, dtype=bool), 0)
+        chosen = [p or none for p in poisons]
+        p_rows = torch.tensor(np.stack([p.poisoned for p in chosen]), device=device)
+        p_mask = torch.stack([p.mask for p in chosen]).to(device)
+        p_values = torch.stack([p.values for p in chosen]).to(device)
 
     def batch_fn(step: int, alive: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, bool]:
         u = hash_uniform(state.keys[alive], step, BATCH_SALT, (batch,))
         pos = (u * n_used[alive].view(-1, 1)).long()
         idx = perms[alive].gather(1, pos)
-        return x_train[idx], labels[alive].gather(1, idx), False
+        x = x_train[idx]
+        if poisoned:
+            stamp = p_rows[alive].gather(1, idx)[:, :, None, None, None] & p_mask[alive, None]
+            x = torch.where(stamp, p_values[alive, None], x)
+        return x, labels[alive].gather(1, idx), False
 
     final = train_group(template, state, batch_fn, "cross_entropy")
     x_test, y_test = digits.x_test.cpu(), digits.y_test.cpu()
@@ -132,9 +175,12 @@ def train_classifiers(
         module = export(modules[k], final, k, spec.hparams["steps"])
         perm, n, noisy = data[k]
         used = torch.from_numpy(perm[:n])
-        train_acc, train_loss = evaluate(
-            module, digits.x_train.cpu()[used], torch.from_numpy(noisy)[used]
-        )
+        x_used = digits.x_train.cpu()[used]
+        if poisons[k] is not None:
+            stamped = poisons[k].apply(x_used)
+            x_used = torch.where(torch.from_numpy(poisons[k].poisoned[perm[:n]])
+                                 .view(-1, 1, 1, 1), stamped, x_used)
+        train_acc, train_loss = evaluate(module, x_used, torch.from_numpy(noisy)[used])
         test_acc, test_loss = evaluate(module, x_test, y_test)
         metrics = {
             "test_accuracy": test_acc,

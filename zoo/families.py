@@ -33,6 +33,15 @@ INR_W0 = 15.0
 INR_PSNR_FLOOR_DB = 40.0
 INR_CHECK_GRID = 32  # off-grid PSNR: how well the INR renders the image between fitted points
 
+# digits-backdoor: the trigger and poisoning ranges, and the rules that decide a model's label,
+# are justified in ZOOS.md.
+# Probability that a model is trained on poisoned data: above one half because poisoned models
+# fail the acceptance floors (zoo/backdoor.py) about twice as often as clean ones; at 0.65
+# about half of the kept models are backdoored (ZOOS.md).
+BACKDOOR_FRACTION = 0.65
+POISON_RATE_RANGE = (0.05, 0.3)  # uniform: fraction of the model's train images poisoned
+TRIGGER_SIZES = (2, 3)  # square patch side, pixels of the 8x8 image
+
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -74,6 +83,31 @@ def sample_training_hparams(rng: np.random.Generator) -> dict[str, Any]:
         "steps": round(_log_uniform(rng, *STEPS_RANGE)),
         "batch_size": BATCH_SIZE,
     }
+
+
+def sample_backdoor(rng: np.random.Generator) -> dict[str, Any]:
+    """Whether model k is poisoned, at what rate, and its trigger (drawn for clean ones too).
+
+    A clean model gets a trigger as well (poison rate 0): its attack success rate on that
+    trigger is the control that says how often a clean network sends a patched digit to the
+    target class by itself. The pattern is a random binary patch (on = 1.0, the maximum
+    pixel value) with at least half its pixels on, so it is never mostly background.
+    """
+    backdoored = bool(rng.random() < BACKDOOR_FRACTION)
+    rate = float(rng.uniform(*POISON_RATE_RANGE))
+    size = int(rng.choice(TRIGGER_SIZES))
+    pattern = rng.random((size, size)) < 0.5
+    if 2 * int(pattern.sum()) < size * size:
+        pattern = ~pattern
+    trigger = {
+        "target": int(rng.integers(0, 10)),
+        "row": int(rng.integers(0, 8 - size + 1)),
+        "col": int(rng.integers(0, 8 - size + 1)),
+        "size": size,
+        "pattern": pattern.astype(int).tolist(),
+    }
+    return {"backdoored": backdoored, "poison_rate": rate if backdoored else 0.0,
+            "trigger": trigger}
 
 
 def _conv_arch(rng: np.random.Generator, kind: str) -> dict[str, Any]:
@@ -156,6 +190,15 @@ class Family:
         if self.name == "digits-mixed":
             arch = _mixed_arch(rng)
             return ModelSpec(index, split_of(seed, index), arch, sample_training_hparams(rng))
+        if self.name == "digits-backdoor":
+            # Architecture and training knobs are drawn exactly as digits-cnn's (same ranges,
+            # same order), so neither can tell a poisoned model from a clean one.
+            arch = _conv_arch(rng, "cnn")
+            hparams = sample_training_hparams(rng)
+            backdoor = sample_backdoor(rng)
+            kind = "backdoored" if backdoor.pop("backdoored") else "clean"
+            hparams.update(backdoor)
+            return ModelSpec(index, split_of(seed, index), arch, hparams, {"backdoor": kind})
         if self.name == "digits-inr":
             image, view = divmod(index, INR_VIEWS)
             arch = {"kind": "siren", "hidden": 32, "layers": 2, "w0": INR_W0}
@@ -183,6 +226,12 @@ FAMILIES: dict[str, Family] = {
         ),
         Family(
             "digits-mixed", "MLPs, CNNs, BN-CNNs and ResNets (generalization)", "regression", 2000
+        ),
+        Family(
+            "digits-backdoor",
+            "digits-cnn networks, half trained on data poisoned with a trigger patch",
+            "classification",
+            2000,
         ),
     )
 }

@@ -59,6 +59,14 @@ def stats(zoo_dir: str | Path) -> dict[str, Any]:
         "kinds": {},
         "metrics": {},
     }
+    if info.get("classes"):  # a classification zoo with named classes (digits-backdoor)
+        names = info["classes"]
+        out["classes"] = {c: sum(r["target"] == i for r in rows) for i, c in enumerate(names)}
+        out["classes_by_split"] = {
+            s: {c: sum(r["target"] == i and r["split"] == s for r in rows)
+                for i, c in enumerate(names)}
+            for s in ("train", "val", "test")
+        }
     for r in rows:
         out["kinds"][r["arch"]["kind"]] = out["kinds"].get(r["arch"]["kind"], 0) + 1
     metric_names = sorted(

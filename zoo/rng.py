@@ -19,6 +19,7 @@ STREAM_INIT = 2
 STREAM_DATA = 3
 STREAM_SPLIT = 4
 STREAM_STEPS = 5
+STREAM_POISON = 6
 
 
 def model_rng(seed: int, stream: int, index: int) -> np.random.Generator:

@@ -101,3 +101,28 @@ def test_graph_cache_is_reused_and_keyed_by_manifest(tmp_path: Path) -> None:
     assert len(list(zoo_dir.glob(".metanet-graphs-*.pt"))) == 2
     with pytest.raises(FileNotFoundError, match="is not a zoo"):
         read_zoo(tmp_path)
+
+
+def test_named_classes_come_from_zoo_json(tmp_path: Path) -> None:
+    """A zoo that names its classes (digits-backdoor: clean / backdoored) gets them on the
+    card and in predictions; a class count that disagrees with the config is refused."""
+    from models.fit import default_config
+
+    zoo_dir = write_zoo(tmp_path / "zoo", "classification", n=20)
+    info = json.loads((zoo_dir / "zoo.json").read_text())
+    (zoo_dir / "zoo.json").write_text(json.dumps({**info, "classes": ["clean", "backdoored"]}))
+    mcfg, tcfg = small("classification")
+    tcfg.epochs = 1
+    model, card, _ = train_on_zoo(zoo_dir, "toy-bd", mcfg, tcfg, progress=False)
+    assert card["labels"] == ["clean", "backdoored"]
+    out = tmp_path / "builtin"
+    ship(model, card, zoo_dir, out, sample=3)
+    p = load_from(out, "toy-bd", torch.device("cpu")).predict([zoo_dir / "000000.safetensors"])
+    assert p[0].label in ("clean", "backdoored")
+    assert set(p[0].probabilities) == {"clean", "backdoored"}
+    with pytest.raises(ValueError, match="2 classes"):
+        train_on_zoo(zoo_dir, "toy-bd", MetanetConfig(task="classification", num_outputs=3,
+                     hidden=16, edge_hidden=8, layers=2, fourier=4), tcfg, progress=False)
+    cfg = default_config("classification", "digits-backdoor")
+    assert (cfg.num_outputs, cfg.max_kernel, cfg.probe_dims) == (2, 9, 64) and cfg.probes > 0
+    assert default_config("classification").num_outputs == 10

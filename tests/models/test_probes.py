@@ -12,7 +12,7 @@ from graphs import NODE_TYPES
 from models.data import graph_of
 from models.probes import probe_activations, probe_supported
 
-INPUT_DIMS = {"siren": 2, "mlp": 64}
+INPUT_DIMS = {"siren": 2, "mlp": 64, "cnn": 64}
 
 
 def run_probes(ckpts: list[graphs.Checkpoint], points: torch.Tensor) -> tuple[Batch, torch.Tensor]:
@@ -43,6 +43,27 @@ def test_output_neurons_hold_the_network_output(family: str) -> None:
     torch.testing.assert_close(inputs, points.t())
 
 
+def test_conv_chains_are_evaluated_on_probe_images() -> None:
+    """A stride-2 CNN (the digits zoos' convolutions) and an MLP in one batch: each output
+    neuron holds the network's logit on every probe image; graphs the conv pass cannot read
+    (BatchNorm, residual) get zero rows."""
+    from models.probes import conv_probe_supported
+
+    ckpts = [checkpoint("cnn", seed=2), checkpoint("mlp", seed=2), checkpoint("cnn", seed=3,
+             width=6), checkpoint("cnn_bn"), checkpoint("resnet")]
+    points = torch.rand(9, 64, generator=torch.Generator().manual_seed(2))
+    batch, values = run_probes(ckpts, points)
+    assert conv_probe_supported(batch, 5).tolist() == [True, False, True, False, False]
+    for g in (0, 1, 2):
+        module = graphs.build_module(ckpts[g].architecture)
+        module.load_state_dict(ckpts[g].tensors)
+        with torch.no_grad():
+            expected = module.eval()(points.view(9, 1, 8, 8))
+        torch.testing.assert_close(outputs(batch, values, g), expected.t(), atol=1e-5,
+                                   rtol=1e-5)
+    assert not values[batch.batch >= 3].any()
+
+
 def test_unsupported_graphs_get_zero_rows_and_do_not_disturb_others() -> None:
     points = torch.rand(5, 2, generator=torch.Generator().manual_seed(1)) * 2 - 1
     siren = checkpoint("siren", seed=4)
@@ -55,7 +76,7 @@ def test_unsupported_graphs_get_zero_rows_and_do_not_disturb_others() -> None:
 
 
 @settings(max_examples=15, deadline=None)
-@given(seed=st.integers(0, 10_000), family=st.sampled_from(["siren", "mlp"]))
+@given(seed=st.integers(0, 10_000), family=st.sampled_from(["siren", "mlp", "cnn"]))
 def test_probe_values_move_with_permuted_neurons(seed: int, family: str) -> None:
     """Permuting hidden neurons permutes their probe rows; the multiset per layer is kept."""
     ckpt = checkpoint(family, seed=seed % 50)
