@@ -19,6 +19,7 @@ Errors are :mod:`graphs.errors` ``ValueError`` subclasses with one-line messages
 
 from graphs.architecture import Architecture
 from graphs.canonical import canonical_groups, canonicalize, scale_invariant_input  # noqa: F401
+from graphs.domain import io_fits, io_signature
 from graphs.errors import (
     ArchitectureError,
     CheckpointError,
@@ -102,6 +103,8 @@ __all__ = [
     "graph_bytes",
     "infer",
     "infer_architecture",
+    "io_fits",
+    "io_signature",
     "load",
     "load_checkpoint",
     "neuron_map",

@@ -23,7 +23,7 @@ from safetensors.torch import load_file, save_file
 from torch_geometric.data import Batch, Data
 
 import graphs
-from graphs import Architecture, Checkpoint
+from graphs import Checkpoint
 from models.config import MetanetConfig
 from models.data import graph_of
 from models.metanet import GraphMetanet
@@ -59,12 +59,7 @@ class Prediction:
     value: float | None = None
     interval: tuple[float, float] | None = None
     coverage: float | None = None
-
-
-def _io_signature(arch: Architecture) -> str:
-    s = arch.summary()
-    return json.dumps({"inputs": sorted(s["inputs"].values()),
-                       "outputs": sorted(s["outputs"].values())})
+    assumptions: dict[str, Any] = field(default_factory=dict)  # of an inferred architecture
 
 
 def domain_of(checkpoints: Iterable[Checkpoint], graph_list: Iterable[Data]) -> dict[str, Any]:
@@ -77,7 +72,7 @@ def domain_of(checkpoints: Iterable[Checkpoint], graph_list: Iterable[Data]) -> 
         s = c.architecture.summary()
         families.update(s["families"])
         ops.update(s["op_counts"])
-        io.add(_io_signature(c.architecture))
+        io.add(graphs.io_signature(c.architecture.summary()))
         kinds += 1
     sizes = [(g.num_nodes, g.edge_index.shape[1], int(g.node_layer.max())) for g in graph_list]
     return {
@@ -99,8 +94,8 @@ def domain_issues(domain: dict[str, Any], checkpoint: Checkpoint, graph: Data | 
     extra_ops = sorted(set(s["op_counts"]) - set(domain["ops"]))
     if extra_ops:
         issues.append(f"ops never seen in training: {', '.join(extra_ops)}")
-    if _io_signature(checkpoint.architecture) not in domain["io"]:
-        issues.append(f"input/output shapes {_io_signature(checkpoint.architecture)} differ "
+    if not graphs.io_fits(s, domain["io"]):
+        issues.append(f"input/output shapes {graphs.io_signature(s)} differ "
                       f"from the training zoo's {', '.join(domain['io'])}")
     if graph is None:
         issues.append("its parameter graph cannot be built with this metanetwork's kernel size")
@@ -176,6 +171,9 @@ class Metanetwork:
             out = self.model(batch).float().cpu()
             answers = self._answers(out, [issues for _, _, issues in chunk])
             for (i, _, _), p in zip(chunk, answers, strict=True):
+                provenance = checkpoints[i].provenance
+                if provenance is not None and provenance.source == "inferred":
+                    p.assumptions = dict(provenance.assumptions)
                 outcomes[i] = p
         return [o for o in outcomes if o is not None]
 

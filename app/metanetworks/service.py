@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from app.problems import ProblemError
+from graphs import io_fits, io_signature
 
 NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
 
@@ -73,16 +74,6 @@ def _read(card_file: Path, weights: Path, *_fingerprint: int) -> MetanetworkCard
     )
 
 
-def io_signature(summary: dict[str, Any]) -> str:
-    """Inputs and outputs of an architecture summary, in the form cards record them."""
-    return json.dumps(
-        {
-            "inputs": sorted(summary.get("inputs", {}).values()),
-            "outputs": sorted(summary.get("outputs", {}).values()),
-        }
-    )
-
-
 def summary_domain_issues(domain: dict[str, Any], summary: dict[str, Any]) -> list[str]:
     """Why a checkpoint with this architecture summary is outside ``domain`` (empty when
     nothing the summary shows rules it out)."""
@@ -91,7 +82,7 @@ def summary_domain_issues(domain: dict[str, Any], summary: dict[str, Any]) -> li
         extra = sorted(set(summary.get("op_counts", {})) - set(domain["ops"]))
         if extra:
             issues.append(f"ops never seen in training: {', '.join(extra)}")
-    if "io" in domain and io_signature(summary) not in domain["io"]:
+    if "io" in domain and not io_fits(summary, domain["io"]):
         issues.append(
             f"input/output shapes {io_signature(summary)} differ from the training zoo's "
             f"{', '.join(domain['io'])}"

@@ -10,7 +10,8 @@ import torch
 
 import graphs
 from app.checkpoints.architecture import architecture_summary
-from app.metanetworks.service import io_signature, summary_domain_issues
+from app.metanetworks.service import summary_domain_issues
+from graphs import io_signature
 from models.data import graph_of
 from models.registry import domain_issues
 
