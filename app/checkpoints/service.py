@@ -80,20 +80,19 @@ def store(
     """Validate a closed temp file, place its blob, and add its row to the caller's
     session; the caller commits, or removes the blob if it cannot.
 
-    The blob is the upload itself when it is a safetensors file read as it is; otherwise
-    the tensors as read (wrapper prefix stripped) with the architecture attached, so that
-    a worker loading the blob gets the same network, assumptions settled, as this upload.
+    The blob is the upload itself for safetensors, the same tensors as safetensors for a
+    PyTorch file (a worker's ``graphs.load`` reads them as this upload did), and, when the
+    upload settled what inference assumes, the tensors with that architecture attached.
     """
     raw, loaded = _validate(temp.path, reading)
-    tensors = loaded.tensors if loaded else raw.tensors
-    if raw.format == "safetensors" and (loaded is None or not _rewritten(loaded, reading)):
+    tensors = raw.tensors
+    if loaded is not None and reading.given():
+        data = graphs.checkpoint_bytes(loaded.checkpoint)  # the settled architecture attached
+        blob_sha256, blob_size = blobs.put_bytes(data), len(data)
+    elif raw.format == "safetensors":
         blob_sha256, blob_size = blobs.commit(temp), temp.size
-    else:
-        data = (
-            graphs.checkpoint_bytes(loaded.checkpoint)
-            if loaded
-            else to_safetensors_bytes(raw.tensors, raw.metadata)
-        )
+    else:  # the same tensors as safetensors: one blob for both formats of one network
+        data = to_safetensors_bytes(raw.tensors, raw.metadata)
         blob_sha256, blob_size = blobs.put_bytes(data), len(data)
     architecture = loaded.architecture if loaded else None
     checkpoint = Checkpoint(
@@ -133,11 +132,6 @@ def check_same_reading(checkpoint: Checkpoint, created: bool, reading: Reading) 
             f"{differ}",
             slug="conflict",
         )
-
-
-def _rewritten(loaded: graphs.Loaded, reading: Reading) -> bool:
-    """Whether reading changed what a plain load of the file would give."""
-    return bool(reading.given() or loaded.prefix_stripped or loaded.nested_under)
 
 
 def _reading_record(
