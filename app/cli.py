@@ -178,6 +178,9 @@ def train(
     layers: int | None = typer.Option(None, help="message-passing layers"),
     out: str | None = typer.Option(None, help="ship weights + card + test sample here"),
     threads: int = typer.Option(0, help="torch CPU threads (0: torch's default)"),
+    scale_invariant: bool = typer.Option(
+        False, "--scale-invariant",
+        help="read each network's canonical form under ReLU scaling and sign flips"),
 ) -> None:
     """Train a graph metanetwork on a zoo; print its test metrics as JSON."""
     import torch
@@ -186,7 +189,8 @@ def train(
     from models import commands
 
     try:
-        card = commands.train(task, zoo, name, seed, epochs, hidden, layers, out, threads=threads)
+        card = commands.train(task, zoo, name, seed, epochs, hidden, layers, out, threads=threads,
+                              scale_invariant=scale_invariant)
     except (ValueError, OSError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None

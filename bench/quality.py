@@ -11,6 +11,10 @@ NFN needs one fixed weight space: SIREN INRs have one; digits-cnn nets (2-3 conv
 and get one NFN per depth (digits-backdoor too: clean vs backdoored, same networks); the
 mixed zoo (MLPs, ResNets, BN) has no NFN weight space.
 
+``--scale-invariant`` also trains our metanetwork on canonicalized weights
+(``MetanetConfig.scale_invariant``: ReLU scaling and sign flips removed) in the same process,
+on the same split with the same seed, as the column ``ours (scale-inv.)``.
+
     .venv/bin/python -m bench.quality --zoos zoos --seeds 0 1 2
 """
 
@@ -40,7 +44,7 @@ ZOOS = {
     "digits-backdoor": "digits-cnn-backdoor",
 }
 PAD_WIDTH = 16
-METHODS = ("statnn", "nfn", "ours")
+METHODS = ("statnn", "nfn", "ours", "ours_si")
 
 
 def scores(task: str, pred: np.ndarray, y: np.ndarray) -> dict[str, float]:
@@ -205,7 +209,7 @@ def run(zoo_name: str, zoo_dir: Path, seed: int, args: argparse.Namespace) -> di
         "task": zoo.task,
     }
     t0 = time.perf_counter()
-    out["statnn"] = out["nfn"] = out["ours"] = None
+    out["statnn"] = out["nfn"] = out["ours"] = out["ours_si"] = None
     if "statnn" in args.methods:
         stat = StatNN(zoo.task, seed=seed).fit([ckpts[i] for i in idx["train"]], y[idx["train"]])
         test_pred = stat.predict([ckpts[i] for i in idx["test"]])
@@ -215,23 +219,24 @@ def run(zoo_name: str, zoo_dir: Path, seed: int, args: argparse.Namespace) -> di
         out["nfn"] = nfn_run(zoo, ckpts, seed, args.nfn_epochs)
     t2 = time.perf_counter()
     out["seconds"] = {"statnn": round(t1 - t0, 1), "nfn": round(t2 - t1, 1)}
-    if "ours" not in args.methods:
-        return out
     tcfg = replace(TrainConfig(), epochs=args.epochs, seed=seed, warmup_epochs=1)
-    model, card, _ = train_on_zoo(
-        zoo_dir, ZOOS[zoo_name], default_config(zoo.task, zoo.name), tcfg, progress=False
-    )
-    out["ours"] = {
-        k: v
-        for k, v in card["metrics"]["test"].items()
-        if k in ("accuracy", "tau_b", "r2", "mae", "target_ties")
-    }
-    if "conformal" in card:
-        out["ours"]["coverage"] = card["conformal"]["test_coverage"]
-        out["ours"]["half_width"] = card["conformal"]["half_width"]
-    out["seconds"]["ours"] = round(time.perf_counter() - t2, 1)
-    if args.ship and seed == 0:
-        ship(model, card, zoo_dir, args.ship)
+    for method, scale_invariant in (("ours", False), ("ours_si", True)):
+        if method not in args.methods:
+            continue
+        started = time.perf_counter()
+        mcfg = replace(default_config(zoo.task, zoo.name), scale_invariant=scale_invariant)
+        model, card, _ = train_on_zoo(zoo_dir, ZOOS[zoo_name], mcfg, tcfg, progress=False)
+        out[method] = {
+            k: v
+            for k, v in card["metrics"]["test"].items()
+            if k in ("accuracy", "tau_b", "r2", "mae", "target_ties")
+        }
+        if "conformal" in card:
+            out[method]["coverage"] = card["conformal"]["test_coverage"]
+            out[method]["half_width"] = card["conformal"]["half_width"]
+        out["seconds"][method] = round(time.perf_counter() - started, 1)
+        if args.ship and seed == 0 and method == "ours":
+            ship(model, card, zoo_dir, args.ship)
     return out
 
 
@@ -247,8 +252,9 @@ def table(results: list[dict]) -> None:
         "NFN-NP",
         "ours (graph)",
         "ours-best",
+        "ours (scale-inv.)",
     )
-    widths = [17, 7, 6, 15, 16, 16, 16, 10]
+    widths = [17, 7, 6, 15, 16, 16, 16, 10, 18]
     print("".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
     for zoo_name in ZOOS:
         rs = [r for r in results if r["zoo"] == zoo_name]
@@ -258,7 +264,8 @@ def table(results: list[dict]) -> None:
         ours = [r["ours"] for r in rs if r["ours"]]
         for m in metrics + (["coverage"] if ours and "coverage" in ours[0] else []):
             col = {
-                k: [r[k][m] for r in rs if r[k] and m in r[k]] for k in ("statnn", "nfn", "ours")
+                k: [r[k][m] for r in rs if r.get(k) and m in r[k]]
+                for k in ("statnn", "nfn", "ours", "ours_si")
             }
             best = [np.mean(col[k]) for k in ("statnn", "nfn") if col[k]]
             gap = (
@@ -280,6 +287,7 @@ def table(results: list[dict]) -> None:
                             fmt(col["nfn"]),
                             fmt(col["ours"]),
                             gap,
+                            fmt(col["ours_si"]),
                         ),
                         widths,
                         strict=True,
@@ -306,13 +314,20 @@ def main() -> None:
     parser.add_argument(
         "--methods",
         nargs="+",
-        default=list(METHODS),
+        default=[m for m in METHODS if m != "ours_si"],
         choices=METHODS,
         help="run only these (e.g. the slow NFN in its own process); result lines of one "
         "zoo and seed are merged in the table",
     )
     parser.add_argument("--table-only", action="store_true")
+    parser.add_argument(
+        "--scale-invariant",
+        action="store_true",
+        help="also train ours on canonicalized weights (method ours_si), same split and seed",
+    )
     args = parser.parse_args()
+    if args.scale_invariant and "ours_si" not in args.methods:
+        args.methods.append("ours_si")
     torch.set_num_threads(args.threads)
     results: list[dict] = []
     if not args.table_only:

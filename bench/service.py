@@ -92,7 +92,7 @@ def make_metanetwork(directory: Path, nets: list[Path], config: MetanetConfig) -
 
     torch.manual_seed(0)
     checkpoints = [graphs.load(p) for p in nets]
-    graph_list = [graph_of(c, config.max_kernel) for c in checkpoints]
+    graph_list = [graph_of(c, config.max_kernel, config.scale_invariant) for c in checkpoints]
     model = GraphMetanet(config)
     model.fit_normalization(graph_list)
     card = {

@@ -24,8 +24,12 @@ from models.registry import (
 def train(task: str, zoo_dir: str | Path, name: str | None = None, seed: int = 0,
           epochs: int = 100, hidden: int | None = None, layers: int | None = None,
           out: str | Path | None = None, sample: int = 24, threads: int = 0,
-          progress: bool = True) -> dict[str, Any]:
-    """Train a metanetwork for ``task`` on a zoo; ship it into ``out`` if given. The card."""
+          progress: bool = True, scale_invariant: bool = False) -> dict[str, Any]:
+    """Train a metanetwork for ``task`` on a zoo; ship it into ``out`` if given. The card.
+
+    ``scale_invariant`` turns on :attr:`MetanetConfig.scale_invariant` over the task's
+    default config (the card records it, so prediction reads the same canonical form).
+    """
     zoo = read_zoo(zoo_dir)
     if task != zoo.task:
         raise ValueError(f"{zoo_dir} is a {zoo.task} zoo, not a {task} zoo")
@@ -34,6 +38,8 @@ def train(task: str, zoo_dir: str | Path, name: str | None = None, seed: int = 0
         mcfg = replace(mcfg, hidden=hidden, edge_hidden=max(8, hidden // 2))
     if layers is not None:
         mcfg = replace(mcfg, layers=layers)
+    if scale_invariant:
+        mcfg = replace(mcfg, scale_invariant=True)
     tcfg = TrainConfig(epochs=epochs, seed=seed, num_threads=threads)
     name = name or f"{zoo.name}-{'classifier' if task == 'classification' else task}"
     model, card, _ = train_on_zoo(zoo_dir, name, mcfg, tcfg, progress=progress)

@@ -24,6 +24,10 @@ class MetanetConfig:
     graph, invariant) to the readout. ``probes`` > 0 adds probe features
     (:mod:`models.probes`): each neuron's values on that many learned input points of
     ``probe_dims`` coordinates, for graphs of linear layers (INRs); zero for the rest.
+    ``scale_invariant`` builds every input graph from the checkpoint's canonical form under
+    ReLU positive scaling and odd-activation sign flips (:func:`graphs.scale_invariant_input`),
+    so the prediction is invariant to those symmetries as well as to permutations; cards
+    written before the option existed lack the key and load with it off.
     """
 
     task: str = "generalization"
@@ -42,6 +46,7 @@ class MetanetConfig:
     layer_stats: bool = False
     probes: int = 0
     probe_dims: int = 2
+    scale_invariant: bool = False
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:

@@ -66,22 +66,36 @@ def load_checkpoints(zoo: Zoo, indices: list[int] | None = None) -> list[Checkpo
     return [graphs.load(zoo.path / r["file"]) for r in rows]
 
 
-def graph_of(checkpoint: Checkpoint, max_kernel: int = graphs.DEFAULT_MAX_KERNEL) -> Data:
-    """The parameter graph with only the fields the metanetwork reads."""
+def graph_of(checkpoint: Checkpoint, max_kernel: int = graphs.DEFAULT_MAX_KERNEL,
+             scale_invariant: bool = False) -> Data:
+    """The parameter graph with only the fields the metanetwork reads.
+
+    ``scale_invariant`` graphs the canonical form (:func:`graphs.scale_invariant_input`):
+    a metanetwork configured with it must see that form both in training and at prediction,
+    so every caller passes its config's flag here.
+    """
+    if scale_invariant:
+        checkpoint = graphs.scale_invariant_input(checkpoint)
     g = graphs.to_graph(checkpoint, max_kernel=max_kernel)
     return Data(**{k: g[k] for k in GRAPH_KEYS}, num_nodes=g.num_nodes)
 
 
 def zoo_graphs(zoo: Zoo, max_kernel: int = graphs.DEFAULT_MAX_KERNEL,
-               cache: bool = True) -> list[Data]:
-    """One graph per manifest row, in row order, with ``y`` (the target) set."""
+               cache: bool = True, scale_invariant: bool = False) -> list[Data]:
+    """One graph per manifest row, in row order, with ``y`` (the target) set.
+
+    The cache file's name carries ``scale_invariant`` (``-si``): plain and canonicalized
+    graphs of one zoo differ, and a cache of the other kind must never be read.
+    """
     digest = hashlib.sha256((zoo.path / "manifest.jsonl").read_bytes()).hexdigest()[:16]
-    cache_file = zoo.path / f".metanet-graphs-k{max_kernel}-v{CACHE_VERSION}-{digest}.pt"
+    kind = "-si" if scale_invariant else ""
+    cache_file = (zoo.path
+                  / f".metanet-graphs-k{max_kernel}{kind}-v{CACHE_VERSION}-{digest}.pt")
     if cache and cache_file.is_file():
         stored = torch.load(cache_file, weights_only=True)
         out = [Data(**g, num_nodes=g["x"].shape[0]) for g in stored]
     else:
-        out = [graph_of(c, max_kernel) for c in load_checkpoints(zoo)]
+        out = [graph_of(c, max_kernel, scale_invariant) for c in load_checkpoints(zoo)]
         if cache:
             tmp = cache_file.with_suffix(f".{os.getpid()}.tmp")  # concurrent builders
             torch.save([{k: g[k] for k in GRAPH_KEYS} for g in out], tmp)

@@ -83,7 +83,7 @@ def train_on_zoo(zoo_dir: str | Path, name: str, mcfg: MetanetConfig | None = No
     mcfg = mcfg or default_config(zoo.task, zoo.name)
     if mcfg.task != zoo.task:
         raise ValueError(f"zoo {zoo.name!r} is a {zoo.task} zoo, the config is for {mcfg.task}")
-    all_graphs = zoo_graphs(zoo, mcfg.max_kernel)
+    all_graphs = zoo_graphs(zoo, mcfg.max_kernel, scale_invariant=mcfg.scale_invariant)
     split = {s: [all_graphs[i] for i in zoo.split_indices(s)] for s in ("train", "val", "test")}
     result = train_metanet(split["train"], split["val"], mcfg, tcfg, progress=progress)
     measured = evaluate(result.model, split["val"], split["test"], tcfg.coverage)
@@ -133,7 +133,8 @@ def ship(model: GraphMetanet, card: dict[str, Any], zoo_dir: str | Path, out_dir
         files.append({"file": row["file"], "target": row["target"]})
     save_metanetwork(model, {**card, "check": {"files": files}}, out_dir)
     loaded = load_from(out_dir, card["name"], torch.device("cpu"))
-    graph_list = zoo_graphs(zoo, model.config.max_kernel, cache=True)
+    graph_list = zoo_graphs(zoo, model.config.max_kernel, cache=True,
+                            scale_invariant=model.config.scale_invariant)
     preds = predict_graphs(loaded.model, [graph_list[int(i)] for i in chosen])
     for f, p in zip(files, preds, strict=True):
         f["prediction"] = [round(float(v), 6) for v in np.atleast_1d(p)]

@@ -130,7 +130,8 @@ class Metanetwork:
 
     def graph(self, checkpoint: Checkpoint) -> Data | None:
         try:
-            return graph_of(checkpoint, self.model.config.max_kernel)
+            config = self.model.config
+            return graph_of(checkpoint, config.max_kernel, config.scale_invariant)
         except graphs.GraphsError:
             return None
 

@@ -50,10 +50,14 @@ class PredictionEngine:
                 self._metanetworks[key] = load_from(directory, name, self.device)
             return self._metanetworks[key], card.version
 
-    def _build_graph(self, path: Path, max_kernel: int) -> Any:
-        """The parameter graph, or None when the metanetwork's kernel size cannot hold it."""
+    def _build_graph(self, path: Path, max_kernel: int, scale_invariant: bool) -> Any:
+        """The parameter graph, or None when the metanetwork's kernel size cannot hold it.
+
+        Cached by all three arguments: a scale-invariant metanetwork reads the canonical
+        form's graph, which must never be served to one that reads the plain graph.
+        """
         try:
-            return graph_of(self._checkpoint(path), max_kernel)
+            return graph_of(self._checkpoint(path), max_kernel, scale_invariant)
         except graphs.GraphsError:
             return None
 
@@ -62,6 +66,7 @@ class PredictionEngine:
         (None items are checkpoints that no longer exist)."""
         metanetwork, version = self.metanetwork(name)
         max_kernel = metanetwork.model.config.max_kernel
+        scale_invariant = metanetwork.model.config.scale_invariant
         outcomes: list[Outcome] = []
         ready: list[tuple[int, Any, Any, bool, dict[str, float]]] = []
         for index, item in enumerate(items):
@@ -73,7 +78,7 @@ class PredictionEngine:
             try:
                 checkpoint = self._checkpoint(path)
                 loaded = time.perf_counter()
-                graph = self._graph(path, max_kernel)
+                graph = self._graph(path, max_kernel, scale_invariant)
             except ValueError as exc:
                 outcomes.append(exc)
                 continue
