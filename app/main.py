@@ -12,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 
 from app.blobs import BlobStore
 from app.checkpoints.endpoints import router as checkpoints_router
+from app.control_characters import RefuseControlCharacters
 from app.datasets.endpoints import router as datasets_router
 from app.db import create_db_engine, create_session_factory
 from app.deps import Services
@@ -82,6 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="Weightscope", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.services = services
     install_problem_handlers(app)
+    app.add_middleware(RefuseControlCharacters)
     for router in ROUTERS:
         app.include_router(router)
     return app

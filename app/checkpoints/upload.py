@@ -88,10 +88,11 @@ async def _capped(stream: AsyncIterator[bytes], allowed: int) -> AsyncIterator[b
 
 
 def clean_filename(name: str | None) -> str | None:
-    """Keep only a base name (no folders), at most 255 characters."""
+    """Keep only a base name (no folders, no control characters), at most 255 characters."""
     if not name:
         return None
-    base = PurePosixPath(name.replace("\\", "/")).name.strip()
+    printable = "".join(ch for ch in name if ord(ch) >= 32 and ord(ch) != 127)
+    base = PurePosixPath(printable.replace("\\", "/")).name.strip()
     return base[:255] or None
 
 
