@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 import graphs
+from bench.merge_large import ResNet50
 
 
 def small_cnn() -> graphs.Checkpoint:
@@ -68,42 +69,10 @@ def resnet18_state_dict() -> dict[str, torch.Tensor]:
     return sd
 
 
-class Bottleneck(nn.Module):
-    """torchvision's Bottleneck (ResNet-50), same attribute names."""
-
-    def __init__(self, inplanes: int, planes: int, stride: int = 1) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, stride, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.conv3 = nn.Conv2d(planes, planes * 4, 1, bias=False)
-        self.bn3 = nn.BatchNorm2d(planes * 4)
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample = None
-        if stride != 1 or inplanes != planes * 4:
-            self.downsample = nn.Sequential(nn.Conv2d(inplanes, planes * 4, 1, stride,
-                                                      bias=False), nn.BatchNorm2d(planes * 4))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        return self.relu(self.bn3(self.conv3(out)) + identity)
-
-
 def resnet50(stem_kernel: int) -> graphs.Checkpoint:
     """ResNet-50 (blocks 3, 4, 6, 3; 25.5M parameters) with a ``stem_kernel`` stem."""
-    layers: list[nn.Module] = [nn.Conv2d(3, 64, stem_kernel, 2, stem_kernel // 2, bias=False),
-                               nn.BatchNorm2d(64), nn.ReLU(inplace=True),
-                               nn.MaxPool2d(3, 2, 1)]
-    inplanes = 64
-    for i, (planes, blocks) in enumerate(zip((64, 128, 256, 512), (3, 4, 6, 3), strict=True)):
-        for j in range(blocks):
-            layers.append(Bottleneck(inplanes, planes, 2 if j == 0 and i > 0 else 1))
-            inplanes = planes * 4
-    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2048, 1000)]
-    return graphs.from_module(nn.Sequential(*layers).eval(), torch.randn(1, 3, 64, 64))
+    model = ResNet50(stem_kernel=stem_kernel).eval()
+    return graphs.from_module(model, torch.randn(1, 3, 64, 64))
 
 
 def transformer(layers: int = 12, dim: int = 768, heads: int = 12) -> graphs.Checkpoint:

@@ -75,11 +75,12 @@ class Bottleneck(nn.Module):
 
 
 class ResNet50(nn.Module):
-    """torchvision's ``resnet50()`` layout: stem 7×7/2 + max pool, stages 3/4/6/3."""
+    """torchvision's ``resnet50()`` layout: stem 7×7/2 (``stem_kernel``) + max pool, stages
+    3/4/6/3."""
 
-    def __init__(self, classes: int = 1000) -> None:
+    def __init__(self, classes: int = 1000, stem_kernel: int = 7) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
+        self.conv1 = nn.Conv2d(3, 64, stem_kernel, 2, stem_kernel // 2, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, 2, 1)
