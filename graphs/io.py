@@ -37,7 +37,7 @@ from graphs.architecture import Architecture
 from graphs.errors import ArchitectureError, CheckpointError
 from graphs.infer import infer
 from graphs.layouts import split_prefix, strip_prefix
-from graphs.safe_io import read_checkpoint, to_safetensors_bytes
+from graphs.safe_io import RawCheckpoint, read_checkpoint, to_safetensors_bytes
 from graphs.trace import describe
 
 __all__ = [
@@ -167,7 +167,7 @@ def load(source: bytes | str | os.PathLike[str],
                            input_shape=input_shape).checkpoint
 
 
-def load_checkpoint(source: bytes | str | os.PathLike[str],
+def load_checkpoint(source: bytes | str | os.PathLike[str] | RawCheckpoint,
                     arch: Architecture | Mapping[str, Any] | str | None = None, *,
                     activation: str | None = None,
                     input_shape: Sequence[int] | None = None) -> Loaded:
@@ -181,10 +181,11 @@ def load_checkpoint(source: bytes | str | os.PathLike[str],
     are refused for a declared or traced architecture, which already says it. Failing all
     three a ``MissingArchitectureError`` says how to attach one.
 
-    Raises :class:`CheckpointError` (unreadable or unsafe file) or
+    ``source`` may be a :class:`RawCheckpoint` already read (the file is then not read
+    again). Raises :class:`CheckpointError` (unreadable or unsafe file) or
     :class:`ArchitectureError` (bad ``arch``, tensors that do not fit, no architecture).
     """
-    raw = read_checkpoint(source)
+    raw = source if isinstance(source, RawCheckpoint) else read_checkpoint(source)
     metadata = dict(raw.metadata)
     embedded = metadata.pop(ARCH_KEY, None)
     recorded = metadata.pop(PROVENANCE_KEY, None)

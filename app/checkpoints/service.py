@@ -158,7 +158,7 @@ def _validate(path: Path, reading: Reading) -> tuple[RawCheckpoint, graphs.Loade
         raw = read_checkpoint(path)
         try:
             return raw, graphs.load_checkpoint(
-                path, activation=reading.activation, input_shape=reading.input_shape
+                raw, activation=reading.activation, input_shape=reading.input_shape
             )
         except MissingArchitectureError:
             if reading.given():
