@@ -111,12 +111,12 @@ class Archive:
 
     def _check_zip(self, archive: zipfile.ZipFile) -> None:
         for info in archive.infolist():
-            mode = info.external_attr >> 16
-            if stat.S_ISLNK(mode):
+            file_type = stat.S_IFMT(info.external_attr >> 16)  # 0: no Unix mode recorded
+            if file_type == stat.S_IFLNK:
                 kind = "symbolic link"
             elif info.is_dir():
                 kind = "dir"
-            elif mode and not stat.S_ISREG(mode):
+            elif file_type not in (0, stat.S_IFREG):
                 kind = "special file"
             else:
                 kind = "file"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from _zoo_files import upload_all
+from _zoo_files import classified, upload_all, zip_bytes
 
 from app.blobs import BlobStore
 from app.db import SessionFactory
@@ -101,6 +101,15 @@ async def test_regression_zoo_reports_target_quantiles_and_groups(client, nets) 
     assert sum(zoo["splits"][s]["groups"] for s in zoo["splits"]) == 10
 
 
+async def test_duplicate_name_is_a_conflict(client, nets, zoo_rows, assert_problem) -> None:
+    ids = await upload_all(client, nets[:20])
+    items = [{"checkpoint_id": c, "target": float(i)} for i, c in enumerate(ids)]
+    body = {"name": "same", "task": "regression", "items": items}
+    assert (await client.post("/v1/zoos", json=body)).status_code == 201
+    assert_problem(await client.post("/v1/zoos", json=body), 409, "exists already")
+    assert zoo_rows() == (1, 20)
+
+
 async def test_zoo_list_pages_newest_first(client, nets) -> None:
     ids = await upload_all(client, nets[:20])
     body = {"task": "regression", "items": [
@@ -150,3 +159,18 @@ async def test_another_tenants_zoos_and_checkpoints_do_not_exist(
         assert sum(len(v) for v in mine.values()) == 20
         assert {r.split for r in mine["val"]} == {"val"}
         assert all(len(r.blob_sha256) == 64 for r in mine["train"])
+
+
+async def test_archive_upload_is_all_or_nothing(
+    client, nets, zoo_rows, checkpoint_rows, stored_files
+) -> None:
+    """On each database: a bad last member stores nothing; the good archive then works."""
+    members = classified(nets)
+    bad = {**members, "nets/n39.safetensors": b"not a checkpoint"}
+    params = {"name": "parity", "task": "classification"}
+    refused = await client.post("/v1/zoos/archive", params=params, content=zip_bytes(bad))
+    assert refused.status_code == 422 and "nets/n39.safetensors" in refused.json()["detail"]
+    assert (zoo_rows(), checkpoint_rows(), stored_files()) == ((0, 0), 0, [])
+    created = await client.post("/v1/zoos/archive", params=params, content=zip_bytes(members))
+    assert created.status_code == 201, created.text
+    assert zoo_rows() == (1, 40) and checkpoint_rows() == 40
