@@ -122,8 +122,9 @@ def _chunks(file: IO[bytes], total: int, progress: Progress | None) -> Iterator[
             progress(sent, total)
 
 
-def plain_progress(stream: IO[str] = sys.stderr, every: float = 0.1) -> Progress:
+def plain_progress(stream: IO[str] | None = None, every: float = 0.1) -> Progress:
     """Progress as a line per tenth of the bytes (for logs: no terminal, no bar)."""
+    stream = stream or sys.stderr  # the one current now, not at import
     shown = [-1.0]
 
     def report(sent: int, total: int) -> None:
