@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -100,3 +102,25 @@ def test_push_a_classification_zoo_with_named_classes_and_image_groups(server, t
 def test_push_refuses_a_folder_that_is_not_a_zoo(tmp_path) -> None:
     result = CliRunner().invoke(cli, ["zoo", "push", str(tmp_path), "--server", "http://x"])
     assert result.exit_code == 1 and "not a zoo built by" in result.output
+
+
+def test_progress_is_a_bar_on_a_terminal_and_lines_elsewhere(monkeypatch, capsys) -> None:
+    from app.zoos import push
+
+    with push.rich_or_plain_progress() as report:  # pytest's stderr is no terminal
+        report(5, 10)
+        report(10, 10)
+    assert capsys.readouterr().err.splitlines() == [
+        "uploaded 5 of 10 bytes (50%)", "uploaded 10 of 10 bytes (100%)"
+    ]
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    with push.rich_or_plain_progress() as report:
+        report(10, 10)
+    assert "uploaded" not in terminal.getvalue()
+    assert capsys.readouterr().out == ""  # the bar never writes to stdout
