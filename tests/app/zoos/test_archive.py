@@ -288,3 +288,18 @@ async def test_pytorch_members_are_converted_and_their_blobs_removed_on_failure(
     }
     assert formats == {"pytorch", "safetensors"}
     assert checkpoint_rows() == 40 and len(stored_files()) == 40
+
+
+async def test_items_follow_labels_csv_not_the_archive_order(client, nets) -> None:
+    members = {f"n{i}.safetensors": nets[i] for i in range(20)}
+    rows = [(f"n{i}.safetensors", i / 20) for i in reversed(range(20))]
+    data = tar_bytes({**members, "labels.csv": labels(rows, "target")}, "w:gz")
+    response = await post_archive(client, data, task="regression")
+    assert response.status_code == 201, response.text
+    items = (await client.get(f"/v1/zoos/{response.json()['id']}/items")).json()["items"]
+    names = [
+        (await client.get(f"/v1/checkpoints/{item['checkpoint_id']}")).json()["filename"]
+        for item in items
+    ]
+    assert names == [name for name, _ in rows]
+    assert [item["target"] for item in items] == [target for _, target in rows]
