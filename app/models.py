@@ -288,6 +288,49 @@ class MergeInput(Base):
     )
 
 
+class Zoo(Base):
+    """A named set of the tenant's checkpoints with a label or a target each, split once
+    (seeded) into train/val/test; ``summary`` is what the API shows without reading items."""
+
+    __tablename__ = "zoos"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "name", name="uq_zoos_tenant_id_name"),
+        NEVER_REUSE_IDS,
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(
+        ForeignKey("tenants.id", ondelete="RESTRICT"), index=True, default=LOCAL_TENANT_ID
+    )
+    name: Mapped[str] = mapped_column(String(128))
+    task: Mapped[str] = mapped_column(String(16))  # "classification" | "regression"
+    classes: Mapped[list[str] | None] = mapped_column(JSON)  # label order; None: regression
+    seed: Mapped[int] = mapped_column(BigInteger)
+    split_fractions: Mapped[dict[str, Any]]  # {"train": f, "val": f, "test": f}
+    summary: Mapped[dict[str, Any]]  # size, label counts / target quantiles, architectures
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+
+
+class ZooItem(Base):
+    """Item ``position`` of a zoo: a checkpoint, its label or target, its group and the
+    split it was given at creation (a checkpoint in a zoo cannot be deleted)."""
+
+    __tablename__ = "zoo_items"
+    __table_args__ = (Index("ix_zoo_items_zoo_id_split", "zoo_id", "split"),)
+
+    zoo_id: Mapped[int] = mapped_column(
+        ForeignKey("zoos.id", ondelete="CASCADE"), primary_key=True
+    )
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    checkpoint_id: Mapped[int] = mapped_column(
+        ForeignKey("checkpoints.id", ondelete="RESTRICT"), index=True
+    )
+    label: Mapped[str | None] = mapped_column(String(255))
+    target: Mapped[float | None] = mapped_column(Float)
+    group_name: Mapped[str | None] = mapped_column(String(255))
+    split: Mapped[str] = mapped_column(String(8))  # "train" | "val" | "test"
+
+
 class MetanetworkVersion(Base):
     """Version ``version`` of metanetwork ``name``: a built-in (``tenant_id`` NULL, seen by
     every tenant, registered at start-up) or a tenant's own, trained by job ``job_id`` on

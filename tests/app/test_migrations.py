@@ -12,7 +12,10 @@ from app.db import create_db_engine
 from app.migrate import current_revision, downgrade, head_revision, upgrade
 from app.models import Base
 
-TABLES = {"checkpoints", "jobs", "workers", "predictions", "merges", "datasets", "merge_inputs"}
+TABLES = {
+    "checkpoints", "jobs", "workers", "predictions", "merges", "datasets", "merge_inputs",
+    "tenants", "api_keys", "zoos", "zoo_items",
+}
 
 
 def test_upgrade_matches_models_and_downgrade_removes_everything(any_database_url: str) -> None:
