@@ -16,8 +16,8 @@ from graphs import Checkpoint
 from models.config import MetanetConfig, TrainConfig
 from models.data import Zoo, graph_of, load_checkpoints, read_zoo, zoo_graphs
 from models.metanet import GraphMetanet
-from models.registry import domain_of, load_from, save_metanetwork
 from models.metrics import conformal_quantile
+from models.registry import domain_of, load_from, save_metanetwork
 from models.statnn import StatNN
 from models.train import (
     TrainResult,

@@ -21,7 +21,9 @@ from app.models import MetanetworkVersion
 log = logging.getLogger(__name__)
 
 
-def register_builtins(session_factory: SessionFactory, blobs: BlobStore, directory: Path) -> list[str]:
+def register_builtins(
+    session_factory: SessionFactory, blobs: BlobStore, directory: Path
+) -> list[str]:
     """Register the folder's metanetworks; returns the names that got a new version."""
     if not directory.is_dir():
         return []

@@ -135,7 +135,8 @@ def delete(session: Session, blobs: BlobStore, ref: str, tenant_id: int) -> list
     rows = repository.versions(session, name, tenant_id)
     if rows and rows[0].tenant_id is None:
         raise ProblemError(
-            409, f"metanetwork {name!r} is a built-in; built-ins cannot be deleted",
+            409,
+            f"metanetwork {name!r} is a built-in; built-ins cannot be deleted",
             slug="builtin",
         )
     doomed = [r for r in rows if number is None or r.version == number]

@@ -43,13 +43,16 @@ def check(session: Session, params: TrainParams, settings: Settings) -> None:
     del settings
     if repository.is_builtin_name(session, params.name):
         raise ProblemError(
-            409, f"{params.name!r} is the name of a built-in metanetwork; choose another",
+            409,
+            f"{params.name!r} is the name of a built-in metanetwork; choose another",
             slug="name-taken",
         )
-    if any(p.get("name") == params.name for p in repository.active_trainings(session, params.tenant_id)):
+    active = repository.active_trainings(session, params.tenant_id)
+    if any(p.get("name") == params.name for p in active):
         raise ProblemError(
-            409, f"metanetwork {params.name!r} is already being trained; wait for that job "
-            "or cancel it", slug="already-training",
+            409,
+            f"metanetwork {params.name!r} is already being trained; wait for that job or cancel it",
+            slug="already-training",
         )
     zoo = zoos.get_zoo(session, params.zoo_id, params.tenant_id)
     if zoo is None:
@@ -169,22 +172,42 @@ def _train(
     }
     c = params.config
     mcfg = MetanetConfig(
-        task=model_task, num_outputs=len(classes) if task == "classification" else 1,
-        hidden=c.hidden, edge_hidden=c.edge_hidden, layers=c.layers, max_kernel=c.max_kernel,
-        fourier=c.fourier, aggregators=("mean", "max", "std"), dropout=c.dropout,
-        layer_stats=c.layer_stats, scale_invariant=c.scale_invariant,
+        task=model_task,
+        num_outputs=len(classes) if task == "classification" else 1,
+        hidden=c.hidden,
+        edge_hidden=c.edge_hidden,
+        layers=c.layers,
+        max_kernel=c.max_kernel,
+        fourier=c.fourier,
+        aggregators=("mean", "max", "std"),
+        dropout=c.dropout,
+        layer_stats=c.layer_stats,
+        scale_invariant=c.scale_invariant,
     )
     tcfg = TrainConfig(
-        epochs=params.epochs, batch_size=c.batch_size, lr=c.lr, weight_decay=c.weight_decay,
-        warmup_epochs=c.warmup_epochs, patience=c.patience, noise=c.noise,
-        weight_dropout=c.weight_dropout, seed=c.seed, coverage=c.coverage,
+        epochs=params.epochs,
+        batch_size=c.batch_size,
+        lr=c.lr,
+        weight_decay=c.weight_decay,
+        warmup_epochs=c.warmup_epochs,
+        patience=c.patience,
+        noise=c.noise,
+        weight_dropout=c.weight_dropout,
+        seed=c.seed,
+        coverage=c.coverage,
         rank_loss=c.rank_loss,
     )
     resumed_epoch, state_bytes = states.load()
     resume = TrainState.from_bytes(state_bytes) if state_bytes is not None else None
-    ctx.progress(resumed_epoch / params.epochs, {"phase": "training", "epoch": resumed_epoch,
-                                                "epochs": params.epochs,
-                                                "resumed_from_epoch": resumed_epoch})
+    ctx.progress(
+        resumed_epoch / params.epochs,
+        {
+            "phase": "training",
+            "epoch": resumed_epoch,
+            "epochs": params.epochs,
+            "resumed_from_epoch": resumed_epoch,
+        },
+    )
     key = "accuracy" if task == "classification" else "tau_b"
     seen: list[float] = []
 
@@ -192,19 +215,35 @@ def _train(
         seen.append(row["seconds"])
         done = row["epoch"] + 1
         eta = (params.epochs - done) * sum(seen) / len(seen)
-        ctx.progress(done / params.epochs, {
-            "phase": "training", "epoch": done, "epochs": params.epochs,
-            "train_loss": row["train_loss"], "val_metric": key, "val": row[key],
-            "eta_s": round(eta, 1), "resumed_from_epoch": resumed_epoch,
-        })
+        ctx.progress(
+            done / params.epochs,
+            {
+                "phase": "training",
+                "epoch": done,
+                "epochs": params.epochs,
+                "train_loss": row["train_loss"],
+                "val_metric": key,
+                "val": row[key],
+                "eta_s": round(eta, 1),
+                "resumed_from_epoch": resumed_epoch,
+            },
+        )
 
     def on_state(state: Any) -> None:
         states.save(state.epoch, state.to_bytes())
 
     model, measured, result = train_on_split(
-        checkpoints, targets, model_task, classes, mcfg, tcfg,
-        device=worker_device(ctx.settings), resume=resume, on_state=on_state,
-        on_epoch=on_epoch, on_batch=lambda fraction: ctx.progress(fraction),
+        checkpoints,
+        targets,
+        model_task,
+        classes,
+        mcfg,
+        tcfg,
+        device=worker_device(ctx.settings),
+        resume=resume,
+        on_state=on_state,
+        on_epoch=on_epoch,
+        on_batch=lambda fraction: ctx.progress(fraction),
         time_budget_s=params.time_budget_s,
     )
     with read_session(ctx.session_factory) as session:
@@ -217,8 +256,11 @@ def _train(
         "labels": classes,
         "target": "the zoo's label" if task == "classification" else "the zoo's target",
         "zoo": {"id": params.zoo_id, "task": task, "splits": measured.pop("splits")},
-        "train": {"epochs": params.epochs, "time_budget_s": params.time_budget_s,
-                  **params.config.model_dump()},
+        "train": {
+            "epochs": params.epochs,
+            "time_budget_s": params.time_budget_s,
+            **params.config.model_dump(),
+        },
         "config": mcfg.to_dict(),
         "device": worker_device(ctx.settings).type,
         **measured,
@@ -278,7 +320,9 @@ def _persist_one(session: Session, job_id: int, result: dict[str, Any]) -> None:
     sha256 = result["weights"]["sha256"]
     try:
         state = repository.training_state(session, job_id)
-        state_blobs = {s for s in (state.state_sha256, state.pending_sha256) if s} if state else set()
+        state_blobs = (
+            {s for s in (state.state_sha256, state.pending_sha256) if s} if state else set()
+        )
         if not blobs.exists(sha256):
             _forget_blob_on_rollback(session, blobs, sha256)
             blobs.commit(temp)
