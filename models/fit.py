@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch_geometric.data import Data
 
+import graphs
 from graphs import Checkpoint
 from models.config import MetanetConfig, TrainConfig
 from models.data import Zoo, graph_of, load_checkpoints, read_zoo, zoo_graphs
@@ -157,6 +158,14 @@ def ship(model: GraphMetanet, card: dict[str, Any], zoo_dir: str | Path, out_dir
 SPLIT_NAMES = ("train", "val", "test")
 
 
+class UngraphableItem(ValueError):
+    """Item ``index`` of split ``split`` has no parameter graph this config can build."""
+
+    def __init__(self, split: str, index: int, reason: str) -> None:
+        super().__init__(f"{split} item {index} cannot be graphed: {reason}")
+        self.split, self.index, self.reason = split, index, reason
+
+
 def classification_conformal(probs: np.ndarray, target: np.ndarray, test_probs: np.ndarray,
                              test_target: np.ndarray, coverage: float) -> dict[str, float]:
     """Split-conformal prediction sets (score 1 - p(true class)), calibrated on ``probs``;
@@ -194,8 +203,12 @@ def train_on_split(
     split: dict[str, list[Data]] = {}
     for name in SPLIT_NAMES:
         split[name] = []
-        for ckpt, target in zip(checkpoints[name], targets[name], strict=True):
-            g = graph_of(ckpt, mcfg.max_kernel, mcfg.scale_invariant)
+        for index, (ckpt, target) in enumerate(zip(checkpoints[name], targets[name],
+                                                   strict=True)):
+            try:
+                g = graph_of(ckpt, mcfg.max_kernel, mcfg.scale_invariant)
+            except graphs.GraphsError as exc:
+                raise UngraphableItem(name, index, str(exc)) from exc
             g.y = torch.tensor([target], dtype=dtype)
             split[name].append(g)
     result = train_metanet(split["train"], split["val"], mcfg, tcfg, device=device,

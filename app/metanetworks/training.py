@@ -145,10 +145,9 @@ def run(ctx: JobContext) -> dict[str, Any]:
 def _train(
     ctx: JobContext, params: TrainParams, blobs: BlobStore, states: StateStore
 ) -> dict[str, Any]:
-    import graphs
     from app.device import worker_device
     from models.config import MetanetConfig, TrainConfig
-    from models.fit import train_on_split
+    from models.fit import UngraphableItem, train_on_split
     from models.train import TrainState
 
     started = time.perf_counter()
@@ -166,10 +165,7 @@ def _train(
         if task == "classification"
         else {s: [float(t) for t in values] for s, values in raw.items()}
     )
-    checkpoints = {
-        split: [graphs.load(blobs.path(item.blob_sha256)) for item in rows]
-        for split, rows in items.items()
-    }
+    checkpoints = {split: [_load(blobs, item) for item in rows] for split, rows in items.items()}
     c = params.config
     mcfg = MetanetConfig(
         task=model_task,
@@ -232,20 +228,28 @@ def _train(
     def on_state(state: Any) -> None:
         states.save(state.epoch, state.to_bytes())
 
-    model, measured, result = train_on_split(
-        checkpoints,
-        targets,
-        model_task,
-        classes,
-        mcfg,
-        tcfg,
-        device=worker_device(ctx.settings),
-        resume=resume,
-        on_state=on_state,
-        on_epoch=on_epoch,
-        on_batch=lambda fraction: ctx.progress(fraction),
-        time_budget_s=params.time_budget_s,
-    )
+    try:
+        trained = train_on_split(
+            checkpoints,
+            targets,
+            model_task,
+            classes,
+            mcfg,
+            tcfg,
+            device=worker_device(ctx.settings),
+            resume=resume,
+            on_state=on_state,
+            on_epoch=on_epoch,
+            on_batch=lambda fraction: ctx.progress(fraction),
+            time_budget_s=params.time_budget_s,
+        )
+    except UngraphableItem as exc:
+        item = items[exc.split][exc.index]
+        raise ValueError(
+            f"zoo item {item.position} (checkpoint {item.checkpoint_id}) cannot be graphed: "
+            f"{exc.reason}"
+        ) from None
+    model, measured, result = trained
     with read_session(ctx.session_factory) as session:
         number = repository.latest_version_number(session, params.name, params.tenant_id) + 1
     card = {
@@ -281,6 +285,18 @@ def _train(
         "attempt": ctx.attempt,
         "seconds": round(time.perf_counter() - started, 3),
     }
+
+
+def _load(blobs: BlobStore, item: Any) -> Any:
+    import graphs
+
+    try:
+        return graphs.load(blobs.path(item.blob_sha256))
+    except graphs.GraphsError as exc:
+        raise ValueError(
+            f"zoo item {item.position} (checkpoint {item.checkpoint_id}) cannot be read "
+            f"as a network: {exc}"
+        ) from None
 
 
 # Weights staged by ``run`` for ``persist``, which the runner calls next in this process; a

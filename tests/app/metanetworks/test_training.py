@@ -12,7 +12,9 @@ from typing import Any
 
 import httpx
 import pytest
+import torch
 from _zoo import TINY, save_nets, upload_zoo
+from safetensors.torch import save_file
 from sqlalchemy import func, select
 
 from app.blobs import BlobStore
@@ -141,6 +143,24 @@ async def test_bad_requests_store_nothing(
     assert (await finish(client, first))["status"] == "canceled"
     assert query(settings, select(func.count()).select_from(MetanetworkVersion).where(
         MetanetworkVersion.name == "busy")) == [(0,)]
+    blobs_match_rows(settings)
+
+
+async def test_a_failure_at_training_time_leaves_nothing(
+    client: httpx.AsyncClient, settings: Settings, nets: list, tmp_path: Path
+) -> None:
+    """A zoo item that is no network (plain tensors, no architecture) passes the request's
+    counts; the job fails naming it, with no version, state or blob left."""
+    broken = tmp_path / "plain.safetensors"
+    save_file({"blob": torch.randn(5, 5)}, str(broken))
+    (*_, last) = nets
+    zoo_id = await upload_zoo(client, settings.database_url, [*nets[:-1], (broken, *last[1:])])
+    job = (await client.post("/v1/metanetworks", json={
+        "name": "broken", "zoo_id": zoo_id, "epochs": 2, "config": TINY})).json()
+    job = await finish(client, job)
+    assert job["status"] == "failed" and "zoo item 39 (checkpoint" in job["error"], job
+    assert query(settings, select(func.count()).select_from(MetanetworkVersion).where(
+        MetanetworkVersion.tenant_id.is_not(None))) == [(0,)]
     blobs_match_rows(settings)
 
 
