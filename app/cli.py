@@ -377,5 +377,27 @@ def zoo_info(directory: str = typer.Argument(..., help="zoo directory")) -> None
         raise typer.Exit(2) from None
 
 
+@zoo_cli.command("push")
+def zoo_push(
+    directory: str = typer.Argument(..., help="zoo directory built by 'weightscope zoo build'"),
+    server: str = typer.Option(..., help="service URL, e.g. http://127.0.0.1:8000"),
+    name: str | None = typer.Option(None, help="zoo name on the server (default: the zoo's)"),
+    api_key: str | None = typer.Option(None, envvar="WEIGHTSCOPE_API_KEY", help="API key"),
+) -> None:
+    """Upload a zoo (checkpoints with the manifest's labels or targets) as one archive;
+    print the new zoo's id."""
+    from app.zoos.push import PushError, push_zoo, rich_or_plain_progress
+
+    try:
+        with rich_or_plain_progress() as progress:
+            created = push_zoo(directory, server, name, api_key, progress)
+    except PushError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    splits = " / ".join(f"{s} {v['items']}" for s, v in created["splits"].items())
+    typer.echo(f"zoo {created['name']!r}: {created['size']} items ({splits})", err=True)
+    typer.echo(created["id"])
+
+
 def main() -> None:
     app()

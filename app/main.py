@@ -31,6 +31,7 @@ from app.predictions.endpoints import router as predictions_router
 from app.problems import install_problem_handlers
 from app.settings import Settings
 from app.tasks import load_tasks, task_modules
+from app.zoos.endpoints import router as zoos_router
 
 DESCRIPTION = (
     "Upload neural-network checkpoints, ask metanetworks about them, merge them modulo "
@@ -45,6 +46,7 @@ ROUTERS = (
     predictions_router,
     datasets_router,
     merges_router,
+    zoos_router,
 )
 
 

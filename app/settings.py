@@ -74,6 +74,21 @@ class Settings(BaseSettings):
         "worker thread, the only computing thread there",
     )
     max_dataset_bytes: int = Field(default=256 * 2**20, gt=0)
+    zoo_archive_max_bytes: int = Field(
+        default=4 * 2**30, gt=0, description="size of a zoo archive upload as sent"
+    )
+    zoo_archive_max_unpacked_bytes: int = Field(
+        default=8 * 2**30, gt=0, description="what a zoo archive may unpack to, in all"
+    )
+    zoo_archive_max_members: int = Field(
+        default=20_000, gt=0, description="entries (files and folders) of a zoo archive"
+    )
+    zoo_archive_max_ratio: float = Field(
+        default=50.0,
+        gt=1,
+        description="unpacked/compressed size a zoo archive (and each member over 1 MiB) may "
+        "reach; weights barely compress, so more is a compression bomb",
+    )
     extra_job_modules: list[str] = Field(
         default_factory=list,
         description="modules imported at startup that register more job kinds (plugins)",

@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import bindparam, exists, select
 from sqlalchemy.orm import Session
 
-from app.models import Checkpoint, Merge, MergeInput, Prediction
+from app.models import Checkpoint, Merge, MergeInput, Prediction, ZooItem
 
 _TABLE = Checkpoint.__table__
 # two columns, not the whole row; built once (no cache key to walk per request)
@@ -45,13 +45,14 @@ def blob_in_use(session: Session, blob_sha256: str) -> bool:
 
 
 def in_use(session: Session, checkpoint_id: int) -> bool:
-    """Whether a prediction or a merge (as input or result) refers to the checkpoint."""
+    """Whether a prediction, a merge (as input or result) or a zoo refers to the checkpoint."""
     return bool(
         session.scalar(
             select(
                 exists().where(Prediction.checkpoint_id == checkpoint_id)
                 | exists().where(MergeInput.checkpoint_id == checkpoint_id)
                 | exists().where(Merge.result_checkpoint_id == checkpoint_id)
+                | exists().where(ZooItem.checkpoint_id == checkpoint_id)
             )
         )
     )

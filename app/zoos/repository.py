@@ -3,14 +3,17 @@ shape stable."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.models import Checkpoint, Zoo, ZooItem
+from app.pagination import PageRequest, decode_cursor, encode_cursor
 
 SPLITS = ("train", "val", "test")
+IN_CHUNK = 500  # ids per IN (...) list
 
 
 @dataclass(frozen=True)
@@ -57,3 +60,52 @@ def items_by_split(session: Session, zoo_id: int, tenant_id: int) -> dict[str, l
             )
         )
     return splits
+
+
+def zoo_named(session: Session, tenant_id: int, name: str) -> Zoo | None:
+    return session.scalar(select(Zoo).where(Zoo.tenant_id == tenant_id, Zoo.name == name))
+
+
+def _chunks(values: list[object]) -> Iterable[list[object]]:
+    for start in range(0, len(values), IN_CHUNK):
+        yield values[start : start + IN_CHUNK]
+
+
+def tenant_checkpoints(session: Session, tenant_id: int, ids: list[int]) -> dict[int, Checkpoint]:
+    """id -> the tenant's checkpoint, for those of ``ids`` the tenant has."""
+    found: dict[int, Checkpoint] = {}
+    for chunk in _chunks(sorted(set(ids))):
+        query = select(Checkpoint).where(
+            Checkpoint.tenant_id == tenant_id, Checkpoint.id.in_(chunk)
+        )
+        found.update((row.id, row) for row in session.scalars(query))
+    return found
+
+
+def tenant_checkpoints_by_sha256(
+    session: Session, tenant_id: int, sha256s: list[str]
+) -> dict[str, Checkpoint]:
+    """sha256 of the uploaded bytes -> the tenant's checkpoint of those bytes."""
+    found: dict[str, Checkpoint] = {}
+    for chunk in _chunks(sorted(set(sha256s))):
+        query = select(Checkpoint).where(
+            Checkpoint.tenant_id == tenant_id, Checkpoint.sha256.in_(chunk)
+        )
+        found.update((row.sha256, row) for row in session.scalars(query))
+    return found
+
+
+def items_page(
+    session: Session, zoo_id: int, page: PageRequest, split: str | None
+) -> tuple[list[ZooItem], str | None]:
+    """Items in position order; the (opaque) cursor holds the last position shown."""
+    after = decode_cursor(page.cursor)
+    query = select(ZooItem).where(ZooItem.zoo_id == zoo_id)
+    if split is not None:
+        query = query.where(ZooItem.split == split)
+    if after is not None:
+        query = query.where(ZooItem.position > after)
+    rows = list(session.scalars(query.order_by(ZooItem.position).limit(page.limit + 1)))
+    more = len(rows) > page.limit
+    rows = rows[: page.limit]
+    return rows, encode_cursor(rows[-1].position) if more else None
