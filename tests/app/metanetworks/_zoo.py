@@ -1,6 +1,7 @@
 """A 40-item classification zoo for the training tests: tiny self-describing MLPs
-(``graphs.save``) whose class is their init scale, uploaded over HTTP; the zoo rows are
-written straight to the database (the zoo API is another part's)."""
+(``graphs.save``) whose class is their init scale, uploaded over HTTP and made a zoo with
+``POST /v1/zoos``; ``insert_zoo`` writes a zoo's rows straight to the database, for zoos
+the zoo API rightly refuses (a training-time check must still catch them)."""
 
 from __future__ import annotations
 
@@ -38,15 +39,37 @@ def save_nets(directory: Path) -> list[tuple[Path, str, str]]:
     return out
 
 
-async def upload_zoo(client: httpx.AsyncClient, database_url: str,
-                     nets: list[tuple[Path, str, str]], name: str = "scales",
-                     tenant_id: int = LOCAL_TENANT_ID) -> int:
+async def upload_checkpoints(client: httpx.AsyncClient, nets: list[tuple[Path, str, str]]
+                             ) -> list[int]:
     ids = []
     for path, _, _ in nets:
         response = await client.post("/v1/checkpoints",
                                      files={"file": (path.name, path.read_bytes())})
         assert response.status_code in (200, 201), response.text
         ids.append(int(response.json()["id"]))
+    return ids
+
+
+async def create_zoo(client: httpx.AsyncClient, nets: list[tuple[Path, str, str]],
+                     name: str = "scales") -> dict:
+    """The zoo through the API (its own seeded, stratified split: 12/4/4 per class)."""
+    ids = await upload_checkpoints(client, nets)
+    response = await client.post("/v1/zoos", json={
+        "name": name, "task": "classification", "classes": CLASSES,
+        "split_fractions": {"train": 0.6, "val": 0.2, "test": 0.2},
+        "items": [{"checkpoint_id": i, "label": label}
+                  for i, (_, label, _) in zip(ids, nets, strict=True)]})
+    assert response.status_code == 201, response.text
+    zoo: dict = response.json()
+    return zoo
+
+
+async def insert_zoo(client: httpx.AsyncClient, database_url: str,
+                     nets: list[tuple[Path, str, str]], name: str,
+                     tenant_id: int = LOCAL_TENANT_ID) -> int:
+    """Checkpoints uploaded over HTTP; the zoo and its items (with the nets' own splits)
+    written straight to the database."""
+    ids = await upload_checkpoints(client, nets)
     engine = create_db_engine(database_url)
     try:
         with session_scope(create_session_factory(engine)) as session:

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
-from _zoo import save_nets, upload_zoo
+from _zoo import create_zoo, save_nets
 from typer.testing import CliRunner
 
 from app.cli import app as cli
@@ -43,7 +43,7 @@ def server(settings: Settings) -> Iterator[str]:
 
 async def test_train_follow_as_a_client(server: str, settings: Settings, tmp_path: Path) -> None:
     async with httpx.AsyncClient(base_url=server, timeout=60) as client:
-        zoo_id = await upload_zoo(client, settings.database_url, save_nets(tmp_path / "nets"))
+        zoo_id = (await create_zoo(client, save_nets(tmp_path / "nets")))["id"]
     runner = CliRunner()
     args = ["train", "--server", server, "--zoo", str(zoo_id), "--name", "cli", "--epochs", "2",
             "--hidden", "8", "--layers", "1", "--follow"]
