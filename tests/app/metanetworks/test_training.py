@@ -141,6 +141,9 @@ async def test_bad_requests_store_nothing(
     first = (await post({"name": "busy", "zoo_id": zoo_id, "epochs": 200,
                          "config": TINY | {"patience": 1000}})).json()
     assert_problem(await post({"name": "busy", "zoo_id": zoo_id}), 409, "already being trained")
+    while not (first.get("progress_detail") or {}).get("epoch"):  # cancel it mid-training
+        first = (await client.get(f"/v1/jobs/{first['id']}?wait=0.2")).json()
+        assert first["status"] in ("queued", "running"), first
     canceled = (await client.post(f"/v1/jobs/{first['id']}/cancel")).json()
     assert canceled["cancel_requested"]
     assert (await finish(client, first))["status"] == "canceled"
