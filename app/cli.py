@@ -169,11 +169,14 @@ def merge(
 
 @app.command()
 def train(
-    task: str = typer.Argument(..., help="classification or generalization"),
-    zoo: str = typer.Option(..., help="zoo directory (manifest.jsonl + zoo.json)"),
+    task: str | None = typer.Argument(
+        None, help="classification or generalization (local training only)"
+    ),
+    zoo: str = typer.Option(..., help="zoo directory (manifest.jsonl + zoo.json), or with "
+                            "--server the id of a zoo on the service"),
     name: str | None = typer.Option(None, help="metanetwork name (default from the zoo)"),
     seed: int = typer.Option(0),
-    epochs: int = typer.Option(100),
+    epochs: int | None = typer.Option(None, help="epochs (default 100; the server's 50)"),
     hidden: int | None = typer.Option(None, help="node width (default per task)"),
     layers: int | None = typer.Option(None, help="message-passing layers"),
     out: str | None = typer.Option(None, help="ship weights + card + test sample here"),
@@ -181,8 +184,22 @@ def train(
     scale_invariant: bool = typer.Option(
         False, "--scale-invariant",
         help="read each network's canonical form under ReLU scaling and sign flips"),
+    server: str | None = typer.Option(
+        None, help="train on this Weightscope service (URL) as a job; --zoo is a zoo id"),
+    follow: bool = typer.Option(False, "--follow", help="with --server: show the progress"),
+    api_key: str | None = typer.Option(None, envvar="WEIGHTSCOPE_API_KEY",
+                                       help="with --server: the API key"),
 ) -> None:
-    """Train a graph metanetwork on a zoo; print its test metrics as JSON."""
+    """Train a graph metanetwork on a zoo: locally (print its test metrics as JSON), or
+    on a service with --server (a train job; --follow shows epochs, loss, ETA)."""
+    if server is not None:
+        _train_remote(server, zoo, name, epochs, seed, hidden, layers, follow, api_key)
+        return
+    if task is None:
+        typer.echo("error: local training needs TASK (classification or generalization)",
+                   err=True)
+        raise typer.Exit(2)
+    epochs = 100 if epochs is None else epochs
     import torch
 
     from app.formatting import card_summary
@@ -195,6 +212,30 @@ def train(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     typer.echo(card_summary(card, "cuda" if torch.cuda.is_available() else "cpu"))
+
+
+def _train_remote(server: str, zoo: str, name: str | None, epochs: int | None, seed: int,
+                  hidden: int | None, layers: int | None, follow: bool,
+                  api_key: str | None) -> None:
+    import httpx
+
+    from app.metanetworks.remote import RemoteError
+    from app.metanetworks.remote import train as train_remote
+
+    if not zoo.isdigit() or name is None:
+        typer.echo("error: with --server, --zoo is a zoo id and --name is required", err=True)
+        raise typer.Exit(2)
+    config = {"seed": seed} | ({"hidden": hidden} if hidden else {}) | (
+        {"layers": layers} if layers else {})
+    try:
+        train_remote(server, int(zoo), name, epochs, config, follow=follow, api_key=api_key,
+                     echo=typer.echo)
+    except RemoteError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except httpx.HTTPError as exc:
+        typer.echo(f"error: cannot reach the server: {exc}", err=True)
+        raise typer.Exit(2) from None
 
 
 @app.command()

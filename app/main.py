@@ -25,6 +25,7 @@ from app.jobs.queue import InProcessQueue, JobQueue
 from app.jobs.worker import JobWorker
 from app.jobs.worker_process import WorkerProcess
 from app.merges.endpoints import router as merges_router
+from app.metanetworks.builtins import register_builtins
 from app.metanetworks.endpoints import router as metanetworks_router
 from app.predictions.endpoints import router as predictions_router
 from app.problems import install_problem_handlers
@@ -76,6 +77,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         async with contextlib.AsyncExitStack() as stack:  # closed in reverse order
             stack.callback(engine.dispose)
             stack.callback(queue.close)
+            await run_in_threadpool(
+                register_builtins, services.session_factory, services.blobs,
+                settings.metanetwork_dir,
+            )
             if isinstance(queue, InProcessQueue):
                 await _embedded_worker(stack, services, queue)
             else:  # workers elsewhere announce the jobs they finish

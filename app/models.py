@@ -21,6 +21,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -162,6 +163,9 @@ class Job(Base):
         default=JobStatus.queued,
     )
     progress: Mapped[float] = mapped_column(Float, default=0.0)
+    # what the job says about its progress beyond the fraction (a training job's epoch,
+    # loss, validation metric, ETA); shown on the job and its event stream
+    progress_detail: Mapped[dict[str, Any] | None]
     params: Mapped[dict[str, Any]] = mapped_column(default=dict)
     result: Mapped[dict[str, Any] | None]  # the one stored copy of a job's result
     error: Mapped[str | None] = mapped_column(Text)
@@ -325,3 +329,63 @@ class ZooItem(Base):
     target: Mapped[float | None] = mapped_column(Float)
     group_name: Mapped[str | None] = mapped_column(String(255))
     split: Mapped[str] = mapped_column(String(8))  # "train" | "val" | "test"
+
+
+class MetanetworkVersion(Base):
+    """Version ``version`` of metanetwork ``name``: a built-in (``tenant_id`` NULL, seen by
+    every tenant, registered at start-up) or a tenant's own, trained by job ``job_id`` on
+    zoo ``zoo_id``. A row exists only with its weights (blob ``weights_sha256``) and card."""
+
+    __tablename__ = "metanetworks"
+    __table_args__ = (
+        UniqueConstraint(
+            "tenant_id", "name", "version", name="uq_metanetworks_tenant_id_name_version"
+        ),
+        # NULLs are distinct in a unique constraint: built-ins get a partial index of their own
+        Index(
+            "uq_metanetworks_builtin_name_version",
+            "name",
+            "version",
+            unique=True,
+            sqlite_where=text("tenant_id IS NULL"),
+            postgresql_where=text("tenant_id IS NULL"),
+        ),
+        NEVER_REUSE_IDS,
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    tenant_id: Mapped[int | None] = mapped_column(
+        ForeignKey("tenants.id", ondelete="RESTRICT"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(128), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    task: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16), default="ready")
+    card: Mapped[dict[str, Any]]
+    config: Mapped[dict[str, Any]]
+    weights_sha256: Mapped[str] = mapped_column(String(64), index=True)
+    weights_size: Mapped[int] = mapped_column(BigInteger)
+    zoo_id: Mapped[int | None] = mapped_column(
+        ForeignKey("zoos.id", ondelete="SET NULL"), index=True
+    )
+    job_id: Mapped[int | None] = mapped_column(
+        ForeignKey("jobs.id", ondelete="SET NULL"), unique=True
+    )
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+
+
+class TrainingState(Base):
+    """The last saved epoch of a running ``train`` job: ``state_sha256`` is the blob a
+    retry resumes from; ``pending_sha256`` a blob being written (named before it is
+    written, so a worker killed in between leaves a blob that can still be found and
+    removed). The row and both blobs go when the job ends."""
+
+    __tablename__ = "training_states"
+
+    job_id: Mapped[int] = mapped_column(
+        ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
+    )
+    epoch: Mapped[int] = mapped_column(Integer, default=0)
+    state_sha256: Mapped[str | None] = mapped_column(String(64))
+    pending_sha256: Mapped[str | None] = mapped_column(String(64))
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

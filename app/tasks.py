@@ -9,7 +9,12 @@ import importlib
 
 from app.settings import Settings
 
-DOMAIN_TASKS = ("app.checkpoints.tasks", "app.predictions.tasks", "app.merges.tasks")
+DOMAIN_TASKS = (
+    "app.checkpoints.tasks",
+    "app.predictions.tasks",
+    "app.merges.tasks",
+    "app.metanetworks.tasks",
+)
 
 
 def task_modules(settings: Settings) -> list[str]:

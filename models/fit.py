@@ -3,18 +3,32 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from torch_geometric.data import Data
 
+import graphs
+from graphs import Checkpoint
 from models.config import MetanetConfig, TrainConfig
-from models.data import Zoo, load_checkpoints, read_zoo, zoo_graphs
+from models.data import Zoo, graph_of, load_checkpoints, read_zoo, zoo_graphs
 from models.metanet import GraphMetanet
+from models.metrics import conformal_quantile
 from models.registry import domain_of, load_from, save_metanetwork
-from models.train import TrainResult, evaluate, predict_graphs, train_metanet
+from models.statnn import StatNN
+from models.train import (
+    TrainResult,
+    TrainState,
+    evaluate,
+    predict_graphs,
+    score,
+    targets_of,
+    train_metanet,
+)
 
 MODEL_VERSION = "1.0"
 
@@ -139,3 +153,101 @@ def ship(model: GraphMetanet, card: dict[str, Any], zoo_dir: str | Path, out_dir
     for f, p in zip(files, preds, strict=True):
         f["prediction"] = [round(float(v), 6) for v in np.atleast_1d(p)]
     return save_metanetwork(loaded.model, {**card, "check": {"files": files}}, out_dir)
+
+
+SPLIT_NAMES = ("train", "val", "test")
+
+
+class UngraphableItem(ValueError):
+    """Item ``index`` of split ``split`` has no parameter graph this config can build."""
+
+    def __init__(self, split: str, index: int, reason: str) -> None:
+        super().__init__(f"{split} item {index} cannot be graphed: {reason}")
+        self.split, self.index, self.reason = split, index, reason
+
+
+def classification_conformal(probs: np.ndarray, target: np.ndarray, test_probs: np.ndarray,
+                             test_target: np.ndarray, coverage: float) -> dict[str, float]:
+    """Split-conformal prediction sets (score 1 - p(true class)), calibrated on ``probs``;
+    the set holds every class with p >= 1 - threshold. Reports the measured test coverage
+    and the mean set size."""
+    scores = 1.0 - probs[np.arange(len(target)), target.astype(int)]
+    q = conformal_quantile(scores, np.zeros_like(scores), coverage)
+    sets = test_probs >= 1.0 - q
+    covered = sets[np.arange(len(test_target)), test_target.astype(int)]
+    return {"coverage": coverage, "threshold": q, "test_coverage": float(covered.mean()),
+            "mean_set_size": float(sets.sum(1).mean())}
+
+
+def train_on_split(
+    checkpoints: dict[str, list[Checkpoint]], targets: dict[str, list[float]], task: str,
+    labels: Sequence[str], mcfg: MetanetConfig, tcfg: TrainConfig, *,
+    device: torch.device | None = None, resume: TrainState | None = None,
+    on_state: Callable[[TrainState], None] | None = None,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    on_batch: Callable[[float], None] | None = None,
+    time_budget_s: float | None = None,
+) -> tuple[GraphMetanet, dict[str, Any], TrainResult]:
+    """Train on in-memory train/val/test checkpoints with their targets (class indices into
+    ``labels``, or accuracies), early-stop on val, measure on test beside the statistics
+    baseline fitted on the same train split; returns the model, the card's measured parts
+    (metrics, baseline, conformal, curves, domain) and the training result.
+
+    ``resume``/``on_state``/``on_batch``/``time_budget_s`` are :func:`train_metanet`'s: a
+    service saves each epoch's state and resumes a run cut short from it. The caller
+    checks that every split is large enough (and every class present in each).
+    """
+    if mcfg.task != task:
+        raise ValueError(f"the config is for {mcfg.task}, the zoo is {task}")
+    dtype = torch.long if task == "classification" else torch.float32
+    split: dict[str, list[Data]] = {}
+    for name in SPLIT_NAMES:
+        split[name] = []
+        for index, (ckpt, target) in enumerate(zip(checkpoints[name], targets[name],
+                                                   strict=True)):
+            try:
+                g = graph_of(ckpt, mcfg.max_kernel, mcfg.scale_invariant)
+            except graphs.GraphsError as exc:
+                raise UngraphableItem(name, index, str(exc)) from exc
+            g.y = torch.tensor([target], dtype=dtype)
+            split[name].append(g)
+    result = train_metanet(split["train"], split["val"], mcfg, tcfg, device=device,
+                           progress=False, on_epoch=on_epoch, resume=resume,
+                           on_state=on_state, on_batch=on_batch, time_budget_s=time_budget_s)
+    model = result.model
+    measured = evaluate(model, split["val"], split["test"], tcfg.coverage)
+    conformal = measured.get("conformal")
+    if task == "classification":
+        conformal = classification_conformal(
+            predict_graphs(model, split["val"]), targets_of(split["val"]),
+            predict_graphs(model, split["test"]), targets_of(split["test"]), tcfg.coverage)
+    baseline = StatNN(task, seed=tcfg.seed).fit(checkpoints["train"], targets["train"])
+    baseline_test = score(task, _baseline_scores(baseline, task, checkpoints["test"],
+                                                  len(labels)),
+                          np.asarray(targets["test"]))
+    card = {
+        "metrics": {"val": result.val, "test": measured["test"]},
+        "baseline": {"name": "statnn", "test": baseline_test},
+        "conformal": conformal,
+        "curves": result.history,
+        "domain": domain_of(checkpoints["train"], split["train"]),
+        "splits": {name: len(split[name]) for name in SPLIT_NAMES},
+        "best_epoch": result.best_epoch,
+        "epochs_run": len(result.history),
+        "resumed_from_epoch": result.start_epoch,
+        "stopped": result.stopped,
+        "seconds_per_epoch": round(result.seconds_per_epoch, 3),
+    }
+    return model, card, result
+
+
+def _baseline_scores(baseline: StatNN, task: str, checkpoints: list[Checkpoint],
+                     classes: int) -> np.ndarray:
+    """The baseline's predictions in the form :func:`models.train.score` reads (one-hot
+    rows for classification, so its argmax is the predicted class)."""
+    pred = baseline.predict(checkpoints)
+    if task != "classification":
+        return pred
+    onehot = np.zeros((len(pred), classes))
+    onehot[np.arange(len(pred)), pred.astype(int)] = 1.0
+    return onehot

@@ -11,12 +11,13 @@ Generalization models get a split-conformal interval calibrated on the validatio
 from __future__ import annotations
 
 import copy
+import io
 import math
 import random
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -130,6 +131,10 @@ def targets_of(graphs: Sequence[Data]) -> np.ndarray:
     return torch.cat([g.y for g in graphs]).numpy()
 
 
+class TrainingDiverged(ValueError):
+    """The training loss became NaN or infinite: the run cannot produce a usable model."""
+
+
 @dataclass
 class TrainResult:
     model: GraphMetanet
@@ -137,13 +142,84 @@ class TrainResult:
     val: dict[str, float]
     history: list[dict[str, float]] = field(default_factory=list)
     seconds_per_epoch: float = 0.0
+    start_epoch: int = 0  # the first epoch this call ran (> 0 when resumed from a state)
+    stopped: str = "epochs"  # why it stopped: epochs, early_stop or time_budget
+
+
+@dataclass
+class TrainState:
+    """Everything needed to continue training after a finished epoch and get the same
+    model as an uninterrupted run: weights, optimizer and schedule, the best epoch so far,
+    the curves and every random generator the loop draws from."""
+
+    epoch: int  # the next epoch to run
+    model: dict[str, Tensor]
+    optimizer: dict[str, Any]
+    scheduler: dict[str, Any]
+    best_metric: float
+    best_epoch: int
+    best_model: dict[str, Tensor]
+    best_val: dict[str, float]
+    history: list[dict[str, float]]
+    rng: dict[str, Tensor]
+    seconds: float  # training time spent so far, over every run that led here
+
+    def to_bytes(self) -> bytes:
+        buffer = io.BytesIO()
+        torch.save(asdict(self), buffer)
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> TrainState:
+        """Plain tensors and containers only (``weights_only``): no code runs on load."""
+        return cls(**torch.load(io.BytesIO(data), weights_only=True, map_location="cpu"))
+
+
+def _rng_state(loader_gen: torch.Generator, aug_gen: torch.Generator) -> dict[str, Tensor]:
+    state = {"torch": torch.get_rng_state(), "loader": loader_gen.get_state(),
+             "augment": aug_gen.get_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def _restore_rng(state: dict[str, Tensor], loader_gen: torch.Generator,
+                 aug_gen: torch.Generator) -> None:
+    torch.set_rng_state(state["torch"])
+    loader_gen.set_state(state["loader"])
+    aug_gen.set_state(state["augment"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
+
+
+def _cpu(state: dict[str, Any]) -> dict[str, Any]:
+    return {k: v.detach().cpu().clone() if isinstance(v, Tensor) else copy.deepcopy(v)
+            for k, v in state.items()}
+
+
+def _optimizer_cpu(state: dict[str, Any]) -> dict[str, Any]:
+    return {"state": {k: _cpu(v) for k, v in state["state"].items()},
+            "param_groups": copy.deepcopy(state["param_groups"])}
 
 
 def train_metanet(train: Sequence[Data], val: Sequence[Data], mcfg: MetanetConfig,
                   tcfg: TrainConfig, device: torch.device | None = None,
                   progress: bool = True,
-                  on_epoch: Callable[[dict[str, Any]], None] | None = None) -> TrainResult:
-    """Train from scratch; returns the weights of the best validation epoch."""
+                  on_epoch: Callable[[dict[str, Any]], None] | None = None,
+                  resume: TrainState | None = None,
+                  on_state: Callable[[TrainState], None] | None = None,
+                  on_batch: Callable[[float], None] | None = None,
+                  time_budget_s: float | None = None) -> TrainResult:
+    """Train (from scratch, or from ``resume``); returns the weights of the best validation
+    epoch.
+
+    ``on_state`` gets the :class:`TrainState` after every epoch (a caller saves it to
+    resume a run cut short); ``on_batch`` gets the fraction of all epochs done after each
+    batch (a caller reports progress or stops the run by raising there). Training stops
+    after ``tcfg.epochs``, after ``tcfg.patience`` epochs without a better validation
+    score, or once ``time_budget_s`` seconds of training (over every resumed run) are spent.
+    A NaN or infinite loss raises :class:`TrainingDiverged`.
+    """
     device = device or default_device()
     keep_freed_memory()
     if tcfg.num_threads:
@@ -170,20 +246,42 @@ def train_metanet(train: Sequence[Data], val: Sequence[Data], mcfg: MetanetConfi
     key = main_metric(mcfg.task)
     best: tuple[float, int, dict[str, Any], dict[str, float]] | None = None
     history: list[dict[str, float]] = []
-    started = time.perf_counter()
+    start_epoch, spent = 0, 0.0
+    if resume is not None:
+        model.load_state_dict(resume.model)
+        opt.load_state_dict(resume.optimizer)
+        sched.load_state_dict(resume.scheduler)
+        best = (resume.best_metric, resume.best_epoch, resume.best_model, resume.best_val)
+        history = list(resume.history)
+        start_epoch, spent = resume.epoch, resume.seconds
+        _restore_rng(resume.rng, loader_gen, aug_gen)
+    stopped = "epochs"
+    run_started = time.perf_counter()
     columns = [TextColumn("[bold]{task.description}"), BarColumn(),
                TextColumn("{task.completed}/{task.total}"), TextColumn("{task.fields[info]}"),
                TimeRemainingColumn()]
     with Progress(*columns, disable=not progress, transient=False) as bar:
-        task_id = bar.add_task(f"train {mcfg.task}", total=tcfg.epochs, info="")
-        for epoch in range(tcfg.epochs):
+        task_id = bar.add_task(f"train {mcfg.task}", total=tcfg.epochs, info="",
+                               completed=start_epoch)
+        for epoch in range(start_epoch, tcfg.epochs):
+            if best is not None and epoch - best[1] > tcfg.patience:
+                stopped = "early_stop"  # a resumed run that had already run out of patience
+                break
+            if time_budget_s is not None and spent >= time_budget_s:
+                stopped = "time_budget"
+                break
+            epoch_started = time.perf_counter()
             model.train()
             total, count = 0.0, 0
-            for batch in loader:
+            for step, batch in enumerate(loader):
                 batch = augment(batch.to(device), model, tcfg, aug_gen)
                 with autocast(device):
                     out = model(batch)
                 loss = loss_fn(mcfg.task, out.float(), batch.y, tcfg.rank_loss)
+                if not torch.isfinite(loss):
+                    raise TrainingDiverged(
+                        f"the training loss diverged ({loss.item()}) in epoch {epoch}; "
+                        "try a lower learning rate")
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip)
@@ -191,21 +289,36 @@ def train_metanet(train: Sequence[Data], val: Sequence[Data], mcfg: MetanetConfi
                 sched.step()
                 total += loss.item() * batch.num_graphs
                 count += batch.num_graphs
+                if on_batch is not None:
+                    on_batch((epoch + (step + 1) / len(loader)) / tcfg.epochs)
             val_metrics = score(mcfg.task, predict_graphs(model, val, device=device), y_val)
-            row = {"epoch": epoch, "train_loss": total / max(count, 1), **val_metrics}
+            seconds = time.perf_counter() - epoch_started
+            spent += seconds
+            row = {"epoch": epoch, "train_loss": total / max(count, 1), **val_metrics,
+                   "seconds": seconds}
             history.append(row)
+            if best is None or val_metrics[key] > best[0]:
+                best = (val_metrics[key], epoch, _cpu(model.state_dict()), val_metrics)
             if on_epoch is not None:
                 on_epoch(row)
-            if best is None or val_metrics[key] > best[0]:
-                best = (val_metrics[key], epoch, copy.deepcopy(model.state_dict()), val_metrics)
+            if on_state is not None:
+                on_state(TrainState(
+                    epoch=epoch + 1, model=_cpu(model.state_dict()),
+                    optimizer=_optimizer_cpu(opt.state_dict()), scheduler=sched.state_dict(),
+                    best_metric=best[0], best_epoch=best[1], best_model=best[2],
+                    best_val=best[3], history=list(history),
+                    rng=_rng_state(loader_gen, aug_gen), seconds=spent))
             bar.update(task_id, advance=1, info=f"loss {row['train_loss']:.4f} "
                        f"val {key} {val_metrics[key]:.4f} (best {best[0]:.4f} @ {best[1]})")
             if epoch - best[1] >= tcfg.patience:
+                stopped = "early_stop"
                 break
-    assert best is not None
+    if best is None:
+        raise ValueError("no epoch was run: epochs, or the time budget, is zero")
     model.load_state_dict(best[2])
-    per_epoch = (time.perf_counter() - started) / max(1, len(history))
-    return TrainResult(model, best[1], best[3], history, per_epoch)
+    ran = len(history) - start_epoch
+    per_epoch = (time.perf_counter() - run_started) / max(1, ran)
+    return TrainResult(model, best[1], best[3], history, per_epoch, start_epoch, stopped)
 
 
 def evaluate(model: GraphMetanet, val: Sequence[Data], test: Sequence[Data],

@@ -106,7 +106,7 @@ async def job_event_stream(services: Services, job_id: int) -> AsyncIterator[byt
     with services.notifier.watch(job_id) as changed:
         while True:
             job = await run_in_threadpool(read_job, services, job_id)
-            state = (job.status, job.progress, job.attempts, job.error)
+            state = (job.status, job.progress, job.progress_detail, job.attempts, job.error)
             if state != last:
                 last, sequence, delay = state, sequence + 1, FIRST_DELAY
                 quiet_since = loop.time()

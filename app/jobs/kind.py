@@ -41,13 +41,20 @@ class JobContext:
     min_progress_interval: float = 0.2
     _last_write: float = field(default=0.0, repr=False)
 
-    def progress(self, fraction: float) -> None:
-        """Record progress (at most every ``min_progress_interval`` s) and stop if asked to."""
+    def progress(self, fraction: float, detail: dict[str, Any] | None = None) -> None:
+        """Record progress (at most every ``min_progress_interval`` s; always when it comes
+        with a ``detail`` for the job's ``progress_detail``) and stop if asked to."""
         now = time.monotonic()
-        if self._last_write and now - self._last_write < self.min_progress_interval:
+        if (
+            detail is None
+            and self._last_write
+            and now - self._last_write < self.min_progress_interval
+        ):
             return
         self._last_write = now
-        cancel_requested = repository.record_progress(self, min(max(fraction, 0.0), 1.0))
+        cancel_requested = repository.record_progress(
+            self, min(max(fraction, 0.0), 1.0), detail
+        )
         if cancel_requested is None:
             raise JobLost(f"job {self.job_id} is no longer held by {self.worker_id}")
         if cancel_requested:

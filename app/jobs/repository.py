@@ -181,8 +181,14 @@ def claim_many(
     return sorted((job_id, attempt) for job_id, attempt in rows)
 
 
-def record_progress(ctx: JobContext, fraction: float) -> bool | None:
-    """Progress and heartbeat of a held job; its ``cancel_requested``, or None if lost."""
+def record_progress(
+    ctx: JobContext, fraction: float, detail: dict[str, Any] | None = None
+) -> bool | None:
+    """Progress (and its detail, when given) and heartbeat of a held job; its
+    ``cancel_requested``, or None if lost."""
+    values: dict[str, Any] = {"progress": fraction, "heartbeat_at": utcnow()}
+    if detail is not None:
+        values["progress_detail"] = detail
     with session_scope(ctx.session_factory) as session:
         return session.execute(
             update(Job)
@@ -192,7 +198,7 @@ def record_progress(ctx: JobContext, fraction: float) -> bool | None:
                 Job.worker_id == ctx.worker_id,
                 Job.attempts == ctx.attempt,
             )
-            .values(progress=fraction, heartbeat_at=utcnow())
+            .values(**values)
             .returning(Job.cancel_requested)
         ).scalar_one_or_none()
 

@@ -22,6 +22,7 @@ class JobOut(BaseModel):
     kind: str
     status: JobStatus
     progress: float
+    progress_detail: dict[str, Any] | None = None
     params: dict[str, Any]
     result: dict[str, Any] | None
     error: str | None

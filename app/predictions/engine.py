@@ -1,10 +1,11 @@
 """The worker side of predictions: resident metanetworks and a parameter-graph cache.
 
-One engine per worker process and metanetwork folder. A metanetwork is loaded once and
-stays on the worker's device; checkpoints and their parameter graphs are cached by the
-stored blob's path (a blob's bytes never change under its hash), so a checkpoint asked
-about again, or by another metanetwork, skips reading and graph building. A batch for one
-metanetwork is answered by a single forward pass.
+One engine per worker process and blob store. A metanetwork version (a built-in or a
+trained one: both are records whose weights are a blob) is loaded once and stays on the
+worker's device; checkpoints and their parameter graphs are cached by the stored blob's
+path (a blob's bytes never change under its hash), so a checkpoint asked about again, or
+by another metanetwork, skips reading and graph building. A batch for one metanetwork is
+answered by a single forward pass.
 """
 
 from __future__ import annotations
@@ -12,43 +13,61 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import graphs
+from app.blobs import BlobStore
 from app.device import worker_device
 from app.jobs.kind import Outcome
-from app.metanetworks.service import find_card, unknown_metanetwork
 from app.settings import Settings
 from models.data import graph_of
-from models.registry import Metanetwork, load_from
+from models.registry import Metanetwork
 
 Item = tuple[Path, bool] | None  # a blob's path and whether out-of-domain is allowed
+
+
+@dataclass(frozen=True)
+class Version:
+    """The metanetwork version a batch asks: its row id (the cache key), card, weights
+    blob and the label predictions record."""
+
+    id: int
+    card: dict[str, Any]
+    weights_sha256: str
+    label: str
 
 
 class PredictionEngine:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.device = worker_device(settings)
-        self._metanetworks: dict[tuple[str, str], Metanetwork] = {}
+        self.blobs = BlobStore(settings.blob_dir)
+        self._metanetworks: dict[int, Metanetwork] = {}
         self._lock = threading.Lock()
         size = settings.graph_cache_size
         self._checkpoint = lru_cache(maxsize=size)(graphs.load)
         self._graph = lru_cache(maxsize=size)(self._build_graph)
 
-    def metanetwork(self, name: str) -> tuple[Metanetwork, str]:
-        """The resident metanetwork and its version (loaded on first use)."""
-        directory = self.settings.metanetwork_dir
-        card = find_card(directory, name)
-        if card is None:
-            raise ValueError(unknown_metanetwork(directory, name))
-        key = (name, card.version)
+    def metanetwork(self, version: Version) -> Metanetwork:
+        """The resident metanetwork (loaded from its weights blob on first use)."""
         with self._lock:
-            if key not in self._metanetworks:
-                self._metanetworks[key] = load_from(directory, name, self.device)
-            return self._metanetworks[key], card.version
+            if version.id not in self._metanetworks:
+                self._metanetworks[version.id] = self._load(version)
+            return self._metanetworks[version.id]
+
+    def _load(self, version: Version) -> Metanetwork:
+        from safetensors.torch import load_file
+
+        from models.config import MetanetConfig
+        from models.metanet import GraphMetanet
+
+        model = GraphMetanet(MetanetConfig.from_dict(version.card["config"]))
+        model.load_state_dict(load_file(str(self.blobs.path(version.weights_sha256))))
+        model.to(self.device).eval()
+        return Metanetwork(version.card, model)
 
     def _build_graph(self, path: Path, max_kernel: int, scale_invariant: bool) -> Any:
         """The parameter graph, or None when the metanetwork's kernel size cannot hold it.
@@ -61,10 +80,10 @@ class PredictionEngine:
         except graphs.GraphsError:
             return None
 
-    def predict(self, name: str, items: Sequence[Item]) -> list[Outcome]:
+    def predict(self, version: Version, items: Sequence[Item]) -> list[Outcome]:
         """One outcome per item: the answer as a dict, or the exception that refuses it
         (None items are checkpoints that no longer exist)."""
-        metanetwork, version = self.metanetwork(name)
+        metanetwork = self.metanetwork(version)
         max_kernel = metanetwork.model.config.max_kernel
         scale_invariant = metanetwork.model.config.scale_invariant
         outcomes: list[Outcome] = []
@@ -101,7 +120,8 @@ class PredictionEngine:
             outcomes[index] = (
                 type(answer)(f"checkpoint is {answer}")
                 if isinstance(answer, Exception)
-                else _fields(answer) | {"metanetwork_version": version, "timings": timings | batch}
+                else _fields(answer)
+                | {"metanetwork_version": version.label, "timings": timings | batch}
             )
         return outcomes
 
@@ -116,9 +136,9 @@ _engines_lock = threading.Lock()
 
 
 def engine_for(settings: Settings) -> PredictionEngine:
-    """The process's engine for this metanetwork folder (models stay resident)."""
+    """The process's engine for this blob store (models stay resident)."""
     with _engines_lock:
-        engine = _engines.get(settings.metanetwork_dir)
+        engine = _engines.get(settings.blob_dir)
         if engine is None:
-            engine = _engines[settings.metanetwork_dir] = PredictionEngine(settings)
+            engine = _engines[settings.blob_dir] = PredictionEngine(settings)
         return engine

@@ -12,8 +12,9 @@ from app.blobs import BlobStore
 from app.checkpoints import repository as checkpoints
 from app.db import read_session
 from app.jobs.kind import JobContext, Outcome
-from app.metanetworks.service import require_card, summary_domain_issues
-from app.models import Prediction
+from app.metanetworks import service as metanetworks
+from app.metanetworks.service import summary_domain_issues
+from app.models import LOCAL_TENANT_ID, Job, Prediction
 from app.pagination import Created, Page, PageRequest, matching, paginate
 from app.predictions import repository
 from app.predictions.schemas import PredictionCreate, PredictionOut
@@ -29,7 +30,8 @@ def check(session: Session, params: PredictionCreate, settings: Settings) -> Non
         raise ProblemError(
             404, f"checkpoint {params.checkpoint_id} does not exist", slug="not-found"
         )
-    card = require_card(settings.metanetwork_dir, params.metanetwork)
+    # the local tenant until jobs carry their caller (tenancy work)
+    card = metanetworks.require(session, params.metanetwork, LOCAL_TENANT_ID).card
     architecture, reading = found
     if architecture is None:
         raise ProblemError(
@@ -39,7 +41,7 @@ def check(session: Session, params: PredictionCreate, settings: Settings) -> Non
             "or in a layout the service can infer",
             slug="missing-architecture",
         )
-    issues = summary_domain_issues(card.domain, architecture)
+    issues = summary_domain_issues(card.get("domain") or {}, architecture)
     if issues and not params.force:
         raise ProblemError(
             422,
@@ -71,18 +73,30 @@ def predict_batch(ctxs: list[JobContext]) -> list[Outcome]:
     settings = ctxs[0].settings
     with read_session(ctxs[0].session_factory) as session:
         blobs = checkpoints.blobs_of(session, [p.checkpoint_id for p in params])
+        version = _version(session, ctxs[0].job_id, params[0].metanetwork)
     store = BlobStore(settings.blob_dir)
     items = [
         (store.path(blobs[p.checkpoint_id]), p.force) if p.checkpoint_id in blobs else None
         for p in params
     ]
-    outcomes = engine_for(settings).predict(params[0].metanetwork, items)
+    outcomes = engine_for(settings).predict(version, items)
     job_ms = (time.perf_counter() - started) * 1000
     for p, outcome in zip(params, outcomes, strict=True):
         if isinstance(outcome, dict):
             outcome["checkpoint_id"] = p.checkpoint_id
             outcome["timings"]["job_ms"] = job_ms
     return outcomes
+
+
+def _version(session: Session, job_id: int, ref: str) -> Any:
+    """The metanetwork version ``ref`` names for the job's tenant (ValueError: gone)."""
+    from app.predictions.engine import Version
+
+    tenant_id = session.get_one(Job, job_id).tenant_id
+    row = metanetworks.resolve(session, ref, tenant_id)
+    if row is None:
+        raise ValueError(metanetworks.unknown_metanetwork(session, ref, tenant_id))
+    return Version(row.id, row.card, row.weights_sha256, metanetworks.version_label(row))
 
 
 def persist(session: Session, finished: list[tuple[int, dict[str, Any]]]) -> None:

@@ -7,12 +7,13 @@ which answers a ReLU-rescaled copy exactly as it answers the original.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
 
 import graphs
-from app.predictions.engine import PredictionEngine
+from app.predictions.engine import PredictionEngine, Version
 from graphs.canonical import random_rescaling
 from models import GraphMetanet, MetanetConfig
 from models.data import graph_of
@@ -41,6 +42,13 @@ def ship(directory: Path, name: str, scale_invariant: bool, ckpt: graphs.Checkpo
     save_metanetwork(model, card, directory)
 
 
+def version(engine: PredictionEngine, nets: Path, name: str, row_id: int) -> Version:
+    """The version record the service would hand the engine (weights in its blob store)."""
+    card = json.loads((nets / f"{name}.json").read_text())
+    sha256 = engine.blobs.put_bytes((nets / f"{name}.safetensors").read_bytes())
+    return Version(row_id, card, sha256, f"t+{sha256[:12]}")
+
+
 def test_cache_is_keyed_by_the_scale_invariant_flag(tmp_path: Path) -> None:
     ckpt = cnn()
     copy = random_rescaling(ckpt, torch.Generator().manual_seed(1))
@@ -51,11 +59,11 @@ def test_cache_is_keyed_by_the_scale_invariant_flag(tmp_path: Path) -> None:
     nets = tmp_path / "nets"
     ship(nets, "plain", False, ckpt)
     ship(nets, "si", True, ckpt)
-    engine = PredictionEngine(make_settings(tmp_path / "data", "sqlite://",
-                                            metanetwork_dir=nets))
+    settings = make_settings(tmp_path / "data", "sqlite://", metanetwork_dir=nets)
+    engine = PredictionEngine(settings)
     items = [(blobs / "a.safetensors", False), (blobs / "b.safetensors", False)]
-    plain = engine.predict("plain", items)  # fills the cache with plain graphs first
-    invariant = engine.predict("si", items)
+    plain = engine.predict(version(engine, nets, "plain", 1), items)  # plain graphs first
+    invariant = engine.predict(version(engine, nets, "si", 2), items)
     assert all(isinstance(o, dict) for o in plain + invariant), (plain, invariant)
     assert abs(plain[0]["value"] - plain[1]["value"]) > 1e-6
     assert abs(invariant[0]["value"] - invariant[1]["value"]) < 1e-6

@@ -1,0 +1,57 @@
+"""``weightscope train --server URL --zoo ID --name NAME --follow`` against a real HTTP
+server (uvicorn on a loopback port, its worker process): epoch lines from the job's event
+stream (not a terminal: plain lines), then the version and its metrics beside the baseline."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+from _zoo import create_zoo, save_nets
+from typer.testing import CliRunner
+
+from app.cli import app as cli
+from app.main import create_app
+from app.settings import Settings
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def server(settings: Settings) -> Iterator[str]:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+    instance = uvicorn.Server(config)
+    thread = threading.Thread(target=instance.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not instance.started:
+        assert time.monotonic() < deadline, "server did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    instance.should_exit = True
+    thread.join(20)
+
+
+async def test_train_follow_as_a_client(server: str, settings: Settings, tmp_path: Path) -> None:
+    async with httpx.AsyncClient(base_url=server, timeout=60) as client:
+        zoo_id = (await create_zoo(client, save_nets(tmp_path / "nets")))["id"]
+    runner = CliRunner()
+    args = ["train", "--server", server, "--zoo", str(zoo_id), "--name", "cli", "--epochs", "2",
+            "--hidden", "8", "--layers", "1", "--follow"]
+    result = runner.invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert "running: epoch 2/2  loss " in result.output and "val accuracy" in result.output
+    assert "cli@1: trained on zoo" in result.output
+    assert "(statistics baseline " in result.output and "measured on test" in result.output
+
+    again = runner.invoke(cli, ["train", "--server", server, "--zoo", "999", "--name", "x"])
+    assert again.exit_code == 2 and "404" in again.output and "zoo 999" in again.output
