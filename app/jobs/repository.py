@@ -373,3 +373,13 @@ def give_up(session_factory: SessionFactory, job_id: int) -> None:
                 error="its worker stopped responding; gave up after the last attempt",
             )
         )
+
+
+# --- deleting ---------------------------------------------------------------------------
+
+
+def delete_jobs(session: Session, job_ids: list[int]) -> None:
+    """Remove job rows. A worker still running one finds it gone at its next progress point
+    (``JobLost``) and writes nothing: every one of its updates is guarded by the row."""
+    if job_ids:
+        session.execute(delete(JOBS).where(JOBS.c.id.in_(job_ids)))

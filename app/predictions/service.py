@@ -1,5 +1,5 @@
 """Predictions: what a request can be refused for, answering a batch in a worker, the rows
-a finished job leaves, and reading them back."""
+a finished job leaves, reading them back, and deleting them."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from app.db import read_session
 from app.jobs.kind import JobContext, Outcome
 from app.metanetworks.service import require_card, summary_domain_issues
 from app.models import Prediction
+from app.owned import owned_or_404
 from app.pagination import Created, Page, PageRequest, matching, paginate
 from app.predictions import repository
 from app.predictions.schemas import PredictionCreate, PredictionOut
@@ -123,3 +124,10 @@ def list_predictions(
 
 def _out(rows: list[Prediction]) -> list[PredictionOut]:
     return [PredictionOut.model_validate(row) for row in rows]
+
+
+def delete_prediction(session: Session, tenant_id: int, prediction_id: int) -> None:
+    """Delete the prediction with the job that produced it; its checkpoint stays."""
+    owned_or_404(session, Prediction, prediction_id, tenant_id, "prediction", for_update=True)
+    repository.delete_with_jobs(session, [prediction_id])
+    session.commit()

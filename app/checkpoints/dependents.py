@@ -1,0 +1,29 @@
+"""What depends on a checkpoint: the records that name it, which a delete refuses to orphan
+(409) or, with ``?cascade=true``, deletes with it.
+
+One list, one entry per kind of record. A table that refers to checkpoints adds its entry
+here (zoo items: ``app.zoos``, once it exists, adds ``Dependent("zoo item", ...)``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session
+
+from app.merges import repository as merges
+from app.predictions import repository as predictions
+
+
+@dataclass(frozen=True)
+class Dependent:
+    noun: str  # singular, as a 409's detail names it
+    find: Callable[[Session, int, int], list[int]]  # (session, tenant id, checkpoint id) -> ids
+    delete: Callable[[Session, list[int]], None]  # those ids, with whatever goes with them
+
+
+DEPENDENTS: tuple[Dependent, ...] = (
+    Dependent("prediction", predictions.of_checkpoint, predictions.delete_with_jobs),
+    Dependent("merge", merges.of_checkpoint, merges.delete_with_jobs),
+)
