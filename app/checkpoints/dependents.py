@@ -20,7 +20,8 @@ from app.predictions import repository as predictions
 class Dependent:
     noun: str  # singular, as a 409's detail names it
     find: Callable[[Session, int, int], list[int]]  # (session, tenant id, checkpoint id) -> ids
-    delete: Callable[[Session, list[int]], None]  # those ids, with whatever goes with them
+    # deletes those ids with whatever goes with them; returns the ids of jobs it deleted
+    delete: Callable[[Session, list[int]], list[int]]
 
 
 DEPENDENTS: tuple[Dependent, ...] = (

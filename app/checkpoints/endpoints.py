@@ -143,7 +143,10 @@ def delete_checkpoint(
 ) -> Response:
     """Delete a checkpoint; 409 naming what uses it, unless ``cascade``. Its file goes once
     no record names the same bytes."""
-    service.delete_checkpoint(session, services.blobs, caller.tenant_id, checkpoint_id, cascade)
+    job_ids = service.delete_checkpoint(
+        session, services.blobs, caller.tenant_id, checkpoint_id, cascade
+    )
+    services.notifier.deleted(job_ids)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

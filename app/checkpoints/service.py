@@ -212,10 +212,11 @@ def _out(rows: list[Checkpoint]) -> list[CheckpointOut]:
 
 def delete_checkpoint(
     session: Session, blobs: BlobStore, tenant_id: int, checkpoint_id: int, cascade: bool = False
-) -> None:
+) -> list[int]:
     """Delete the checkpoint. What depends on it (``dependents.DEPENDENTS``) is a 409 naming
     it, or with ``cascade`` is deleted too. The blob goes once no row names it: decided in
-    this transaction under the blob's lock, the file removed after it (``blob_refs``)."""
+    this transaction under the blob's lock, the file removed after it (``blob_refs``).
+    Returns the ids of the jobs deleted with what they produced."""
     from app.checkpoints.dependents import DEPENDENTS  # they import this module's callers
 
     checkpoint = owned_or_404(session, Checkpoint, checkpoint_id, tenant_id, "checkpoint")
@@ -229,8 +230,7 @@ def delete_checkpoint(
             "with ?cascade=true to delete them too",
             slug="checkpoint-in-use",
         )
-    for dependent, ids in users.items():
-        dependent.delete(session, ids)
+    job_ids = [job for d, ids in users.items() for job in d.delete(session, ids)]
     session.execute(sql_delete(Checkpoint).where(Checkpoint.id == checkpoint_id))
     unreferenced = blob_refs.release(session, locked)
     try:
@@ -243,3 +243,4 @@ def delete_checkpoint(
             slug="checkpoint-in-use",
         ) from None
     blob_refs.collect_all(session, blobs, unreferenced)
+    return job_ids

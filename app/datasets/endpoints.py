@@ -68,5 +68,8 @@ def delete_dataset(
     caller: Caller = Depends(current_caller),
 ) -> Response:
     """Delete a dataset; its file goes once no record names the same bytes."""
-    service.delete_dataset(session, services.blobs, caller.tenant_id, dataset_id, cascade)
+    job_ids = service.delete_dataset(
+        session, services.blobs, caller.tenant_id, dataset_id, cascade
+    )
+    services.notifier.deleted(job_ids)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -53,9 +53,10 @@ def list_datasets(session: Session, page: PageRequest) -> Page[DatasetOut]:
 
 def delete_dataset(
     session: Session, blobs: BlobStore, tenant_id: int, dataset_id: int, cascade: bool = False
-) -> None:
+) -> list[int]:
     """Delete the dataset; merges that used it are a 409 unless ``cascade`` deletes them too
-    (with their jobs). Its blob goes once no row names it (``blob_refs``)."""
+    (with their jobs, whose ids are returned). Its blob goes once no row names it
+    (``blob_refs``)."""
     dataset = owned_or_404(session, Dataset, dataset_id, tenant_id, "dataset")
     locked = blob_refs.lock(session, [dataset.blob_sha256])
     users = merges.of_dataset(session, tenant_id, dataset_id)
@@ -66,7 +67,7 @@ def delete_dataset(
             "or delete with ?cascade=true to delete them too",
             slug="dataset-in-use",
         )
-    merges.delete_with_jobs(session, users)
+    job_ids = merges.delete_with_jobs(session, users)
     session.execute(delete(Dataset).where(Dataset.id == dataset_id))
     unreferenced = blob_refs.release(session, locked)
     try:
@@ -78,4 +79,5 @@ def delete_dataset(
             slug="dataset-in-use",
         ) from None
     blob_refs.collect_all(session, blobs, unreferenced)
+    return job_ids
 

@@ -48,9 +48,12 @@ def get_merge(merge_id: IdPath, session: ReadSessionDep) -> MergeOut:
 
 @router.delete("/{merge_id}", status_code=status.HTTP_204_NO_CONTENT, responses={404: PROBLEM})
 def delete_merge(
-    merge_id: IdPath, session: SessionDep, caller: Caller = Depends(current_caller)
+    merge_id: IdPath,
+    session: SessionDep,
+    services: ServicesDep,
+    caller: Caller = Depends(current_caller),
 ) -> Response:
     """Delete a merge and the job that produced it; the merged checkpoint stays (delete it
     as a checkpoint)."""
-    service.delete_merge(session, caller.tenant_id, merge_id)
+    services.notifier.deleted(service.delete_merge(session, caller.tenant_id, merge_id))
     return Response(status_code=status.HTTP_204_NO_CONTENT)

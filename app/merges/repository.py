@@ -61,17 +61,17 @@ def of_dataset(session: Session, tenant_id: int, dataset_id: int) -> list[int]:
     return list(session.scalars(query.order_by(Merge.id)))
 
 
-def delete_with_jobs(session: Session, merge_ids: list[int]) -> None:
+def delete_with_jobs(session: Session, merge_ids: list[int]) -> list[int]:
     """Delete merges (their inputs' rows too) and the jobs that produced them (a merge's
     result document is its job's result). The merged checkpoints stay: they are
-    checkpoints like any other."""
+    checkpoints like any other. Returns those jobs' ids."""
     if not merge_ids:
-        return
+        return []
     session.execute(delete(MergeInput).where(MergeInput.merge_id.in_(merge_ids)))
     job_ids = session.scalars(
         delete(Merge).where(Merge.id.in_(merge_ids)).returning(Merge.job_id)
     ).all()
-    jobs.delete_jobs(session, [job_id for job_id in job_ids if job_id is not None])
+    return jobs.delete_jobs(session, [job_id for job_id in job_ids if job_id is not None])
 
 
 def delete_of_jobs(session: Session, job_ids: list[int]) -> None:

@@ -390,9 +390,10 @@ def list_merges(
     return paginate(session, query, page, lambda rows: to_out(session, list(rows)))
 
 
-def delete_merge(session: Session, tenant_id: int, merge_id: int) -> None:
-    """Delete the merge with the job that produced it; its inputs and the merged checkpoint
-    stay."""
+def delete_merge(session: Session, tenant_id: int, merge_id: int) -> list[int]:
+    """Delete the merge with the job that produced it (its id is returned); its inputs and
+    the merged checkpoint stay."""
     owned_or_404(session, Merge, merge_id, tenant_id, "merge", for_update=True)
-    repository.delete_with_jobs(session, [merge_id])
+    job_ids = repository.delete_with_jobs(session, [merge_id])
     session.commit()
+    return job_ids

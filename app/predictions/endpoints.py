@@ -113,8 +113,11 @@ def get_prediction(prediction_id: IdPath, session: ReadSessionDep) -> Prediction
     "/{prediction_id}", status_code=status.HTTP_204_NO_CONTENT, responses={404: PROBLEM}
 )
 def delete_prediction(
-    prediction_id: IdPath, session: SessionDep, caller: Caller = Depends(current_caller)
+    prediction_id: IdPath,
+    session: SessionDep,
+    services: ServicesDep,
+    caller: Caller = Depends(current_caller),
 ) -> Response:
     """Delete a prediction and the job that produced it; the checkpoint stays."""
-    service.delete_prediction(session, caller.tenant_id, prediction_id)
+    services.notifier.deleted(service.delete_prediction(session, caller.tenant_id, prediction_id))
     return Response(status_code=status.HTTP_204_NO_CONTENT)

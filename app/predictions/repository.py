@@ -26,17 +26,17 @@ def of_checkpoint(session: Session, tenant_id: int, checkpoint_id: int) -> list[
     )
 
 
-def delete_with_jobs(session: Session, prediction_ids: list[int]) -> None:
+def delete_with_jobs(session: Session, prediction_ids: list[int]) -> list[int]:
     """Delete predictions and the jobs that produced them (a job's result repeats its
-    prediction: one goes with the other)."""
+    prediction: one goes with the other); returns those jobs' ids."""
     if not prediction_ids:
-        return
+        return []
     job_ids = session.scalars(
         delete(Prediction)
         .where(Prediction.id.in_(prediction_ids))
         .returning(Prediction.job_id)
     ).all()
-    jobs.delete_jobs(session, [job_id for job_id in job_ids if job_id is not None])
+    return jobs.delete_jobs(session, [job_id for job_id in job_ids if job_id is not None])
 
 
 def delete_of_jobs(session: Session, job_ids: list[int]) -> None:

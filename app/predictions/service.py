@@ -126,8 +126,10 @@ def _out(rows: list[Prediction]) -> list[PredictionOut]:
     return [PredictionOut.model_validate(row) for row in rows]
 
 
-def delete_prediction(session: Session, tenant_id: int, prediction_id: int) -> None:
-    """Delete the prediction with the job that produced it; its checkpoint stays."""
+def delete_prediction(session: Session, tenant_id: int, prediction_id: int) -> list[int]:
+    """Delete the prediction with the job that produced it (its id is returned); its
+    checkpoint stays."""
     owned_or_404(session, Prediction, prediction_id, tenant_id, "prediction", for_update=True)
-    repository.delete_with_jobs(session, [prediction_id])
+    job_ids = repository.delete_with_jobs(session, [prediction_id])
     session.commit()
+    return job_ids
