@@ -231,7 +231,9 @@ def delete_checkpoint(
             slug="checkpoint-in-use",
         )
     job_ids = [job for d, ids in users.items() for job in d.delete(session, ids)]
-    session.execute(sql_delete(Checkpoint).where(Checkpoint.id == checkpoint_id))
+    if not session.execute(sql_delete(Checkpoint).where(Checkpoint.id == checkpoint_id)).rowcount:
+        session.rollback()  # a concurrent delete of it committed first
+        raise ProblemError(404, f"checkpoint {checkpoint_id} does not exist", slug="not-found")
     unreferenced = blob_refs.release(session, locked)
     try:
         session.commit()

@@ -68,7 +68,9 @@ def delete_dataset(
             slug="dataset-in-use",
         )
     job_ids = merges.delete_with_jobs(session, users)
-    session.execute(delete(Dataset).where(Dataset.id == dataset_id))
+    if not session.execute(delete(Dataset).where(Dataset.id == dataset_id)).rowcount:
+        session.rollback()  # a concurrent delete of it committed first
+        raise ProblemError(404, f"dataset {dataset_id} does not exist", slug="not-found")
     unreferenced = blob_refs.release(session, locked)
     try:
         session.commit()

@@ -4,6 +4,7 @@ row names them."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 
 import pytest
@@ -236,3 +237,19 @@ async def test_another_tenants_records_are_404_and_stay(
         assert_problem(await client.delete(path), 404, "does not exist")
     for model in (Checkpoint, Dataset, Prediction, Job, Merge):
         assert count(session_factory, model, tenant_id=2) == 1, model
+
+
+async def test_a_watched_job_that_is_deleted_ends_its_event_stream(
+    client, blocking_kind
+) -> None:
+    started, release, _ = blocking_kind
+    job = (await client.post("/v1/jobs", json={"kind": "blocking"})).json()["id"]
+    assert started.wait(30)
+    stream = asyncio.create_task(client.get(f"/v1/jobs/{job}/events"))
+    waiting = asyncio.create_task(client.get(f"/v1/jobs/{job}", params={"wait": 30}))
+    await asyncio.sleep(0.3)  # both are watching
+    assert (await client.delete(f"/v1/jobs/{job}")).status_code == 204
+    events = (await asyncio.wait_for(stream, 30)).text
+    assert "event: job" in events and events.rstrip().splitlines()[-2] == "event: deleted"
+    assert (await asyncio.wait_for(waiting, 30)).status_code == 404
+    release.set()
