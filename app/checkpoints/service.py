@@ -27,6 +27,7 @@ from app import blob_refs
 from app.blobs import BlobStore, TempBlob
 from app.checkpoints import repository
 from app.checkpoints.architecture import architecture_digest, architecture_summary
+from app.checkpoints.dependents import DEPENDENTS
 from app.checkpoints.schemas import CheckpointOut
 from app.db import SessionFactory
 from app.ingest import ingest as ingest_upload
@@ -217,8 +218,6 @@ def delete_checkpoint(
     it, or with ``cascade`` is deleted too. The blob goes once no row names it: decided in
     this transaction under the blob's lock, the file removed after it (``blob_refs``).
     Returns the ids of the jobs deleted with what they produced."""
-    from app.checkpoints.dependents import DEPENDENTS  # they import this module's callers
-
     checkpoint = owned_or_404(session, Checkpoint, checkpoint_id, tenant_id, "checkpoint")
     locked = blob_refs.lock(session, [checkpoint.blob_sha256])  # an upload's order: blob first
     users = {d: ids for d in DEPENDENTS if (ids := d.find(session, tenant_id, checkpoint_id))}
@@ -230,12 +229,13 @@ def delete_checkpoint(
             "with ?cascade=true to delete them too",
             slug="checkpoint-in-use",
         )
-    job_ids = [job for d, ids in users.items() for job in d.delete(session, ids)]
-    if not session.execute(sql_delete(Checkpoint).where(Checkpoint.id == checkpoint_id)).rowcount:
-        session.rollback()  # a concurrent delete of it committed first
-        raise ProblemError(404, f"checkpoint {checkpoint_id} does not exist", slug="not-found")
-    unreferenced = blob_refs.release(session, locked)
     try:
+        job_ids = [job for d, ids in users.items() for job in d.delete(session, ids)]
+        deleted = session.execute(sql_delete(Checkpoint).where(Checkpoint.id == checkpoint_id))
+        if not deleted.rowcount:
+            session.rollback()  # a concurrent delete of it committed first
+            raise ProblemError(404, f"checkpoint {checkpoint_id} does not exist", slug="not-found")
+        unreferenced = blob_refs.release(session, locked)
         session.commit()
     except IntegrityError:  # a job's result naming it committed meanwhile (PostgreSQL)
         session.rollback()

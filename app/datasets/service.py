@@ -67,12 +67,12 @@ def delete_dataset(
             "or delete with ?cascade=true to delete them too",
             slug="dataset-in-use",
         )
-    job_ids = merges.delete_with_jobs(session, users)
-    if not session.execute(delete(Dataset).where(Dataset.id == dataset_id)).rowcount:
-        session.rollback()  # a concurrent delete of it committed first
-        raise ProblemError(404, f"dataset {dataset_id} does not exist", slug="not-found")
-    unreferenced = blob_refs.release(session, locked)
     try:
+        job_ids = merges.delete_with_jobs(session, users)
+        if not session.execute(delete(Dataset).where(Dataset.id == dataset_id)).rowcount:
+            session.rollback()  # a concurrent delete of it committed first
+            raise ProblemError(404, f"dataset {dataset_id} does not exist", slug="not-found")
+        unreferenced = blob_refs.release(session, locked)
         session.commit()
     except IntegrityError:  # a merge that uses it committed meanwhile (PostgreSQL)
         session.rollback()

@@ -253,3 +253,20 @@ async def test_a_watched_job_that_is_deleted_ends_its_event_stream(
     assert "event: job" in events and events.rstrip().splitlines()[-2] == "event: deleted"
     assert (await asyncio.wait_for(waiting, 30)).status_code == 404
     release.set()
+
+
+async def test_a_checkpoint_that_comes_into_use_while_deleted_stays(
+    client, settings, session_factory, assert_problem, assert_consistent
+) -> None:
+    """A worker's result naming the checkpoint, committed while its delete runs: 409, and
+    nothing of the delete happened."""
+    checkpoint = (await upload(client, mlp_bytes(1))).json()
+    with session_factory() as worker:  # the worker's finishing transaction, not yet committed
+        worker.add(Prediction(checkpoint_id=checkpoint["id"]))
+        worker.flush()
+        deleting = asyncio.create_task(client.delete(f"/v1/checkpoints/{checkpoint['id']}"))
+        await asyncio.sleep(0.2)  # on PostgreSQL it now waits for the row; SQLite: for the writer
+        worker.commit()
+    assert_problem(await asyncio.wait_for(deleting, 30), 409, "checkpoint")
+    assert (await client.get(f"/v1/checkpoints/{checkpoint['id']}/file")).status_code == 200
+    assert checkpoint["blob_sha256"] in assert_consistent()["files"]
