@@ -2,14 +2,15 @@
 
 Files are written to a temporary name in the store's own folder (same filesystem) while
 hashing, then renamed into place atomically, so a reader never sees a partial blob and
-identical bytes are kept once.
+identical bytes are kept once. When a file may be placed or removed is decided in the
+database (``app.blob_refs``); this module only moves bytes.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
+import shutil
 import uuid
 from pathlib import Path
 
@@ -67,11 +68,17 @@ class BlobStore:
         return TempBlob(self.root, max_bytes)
 
     def commit(self, temp: TempBlob) -> str:
-        """Move a finished temp file into place under its hash; returns the hash."""
+        """Put a finished temp file's bytes in place under their hash; returns the hash.
+        The temp file stays (a hard link is moved in), so a caller may place it again."""
         sha256 = temp.close()
         target = self.path(sha256)
         target.parent.mkdir(exist_ok=True)
-        os.replace(temp.path, target)  # same bytes already there: replacing is harmless
+        staged = self.root / f"{TEMP_PREFIX}{uuid.uuid4().hex}"
+        try:
+            os.link(temp.path, staged)
+        except OSError:  # a file system without hard links
+            shutil.copyfile(temp.path, staged)
+        os.replace(staged, target)  # same bytes already there: replacing is harmless
         return sha256
 
     def put_bytes(self, data: bytes) -> str:
@@ -83,10 +90,16 @@ class BlobStore:
             temp.discard()
 
     def delete(self, sha256: str) -> None:
-        path = self.path(sha256)
-        path.unlink(missing_ok=True)
-        with contextlib.suppress(OSError):  # other blobs still share the folder
-            path.parent.rmdir()
+        """Remove the file (its folder stays: another blob may be moving into it now)."""
+        self.path(sha256).unlink(missing_ok=True)
+
+    def hashes(self) -> list[str]:
+        """The sha256 of every placed file (temp files are not blobs)."""
+        return sorted(
+            p.parent.name + p.name
+            for p in self.root.glob("??/*")
+            if p.is_file() and len(p.parent.name + p.name) == 64
+        )
 
     def files(self) -> list[Path]:
         """Every file under the root, temp files included (for checks and tests)."""

@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
+from app import blob_refs
 from app.blobs import BlobStore
 from app.checkpoints.endpoints import router as checkpoints_router
 from app.control_characters import RefuseControlCharacters
@@ -81,6 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 register_builtins, services.session_factory, services.blobs,
                 settings.metanetwork_dir,
             )
+            await run_in_threadpool(_sweep_blobs, services)
             if isinstance(queue, InProcessQueue):
                 await _embedded_worker(stack, services, queue)
             else:  # workers elsewhere announce the jobs they finish
@@ -94,6 +96,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in ROUTERS:
         app.include_router(router)
     return app
+
+
+def _sweep_blobs(services: Services) -> None:
+    """Files a crash left without a row, and blobs whose last row went (``blob_refs``)."""
+    with services.session_factory() as session:
+        blob_refs.sweep(session, services.blobs)
 
 
 async def _embedded_worker(

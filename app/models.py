@@ -389,3 +389,25 @@ class TrainingState(Base):
     state_sha256: Mapped[str | None] = mapped_column(String(64))
     pending_sha256: Mapped[str | None] = mapped_column(String(64))
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+class Blob(Base):
+    """A file of the blob store, and the lock that orders its life (``app.blob_refs``): a
+    file is placed, or removed, only in a transaction that holds this row. A row whose last
+    reference went has ``unreferenced_at`` set until its file is collected."""
+
+    __tablename__ = "blobs"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    unreferenced_at: Mapped[dt.datetime | None]
+
+
+# Every column that names a blob by its sha256: a blob's file stays while any row here names
+# it. A table that stores blobs adds its column to this one list (a test checks that every
+# ``*blob_sha256`` column of the schema is in it).
+BLOB_REFERENCES = (
+    Checkpoint.__table__.c.blob_sha256,
+    Dataset.__table__.c.blob_sha256,
+    MetanetworkVersion.__table__.c.weights_sha256,
+    TrainingState.__table__.c.state_sha256,
+    TrainingState.__table__.c.pending_sha256,
+)

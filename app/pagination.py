@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
+from app.ids import in_id_range
 from app.problems import ProblemError
 
 T = TypeVar("T")
@@ -55,7 +56,7 @@ def decode_cursor(cursor: str | None) -> int | None:
         before = json.loads(raw)["before"]
     except (binascii.Error, ValueError, KeyError, TypeError):
         before = None
-    if type(before) is not int:
+    if not in_id_range(before):
         raise ProblemError(422, "cursor is not one this service issued", slug="bad-cursor")
     return before
 

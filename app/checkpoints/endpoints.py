@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -12,12 +12,14 @@ from app.checkpoints import service
 from app.checkpoints.schemas import CheckpointOut
 from app.checkpoints.upload import clean_filename, receive_upload
 from app.deps import ReadSessionDep, ServicesDep, SessionDep
+from app.ids import IdPath
 from app.jobs.events import job_response
 from app.jobs.schemas import JobOut
 from app.jobs.service import submit_job
 from app.pagination import CreatedDep, Page, PageDep
 from app.problems import PROBLEM
 from app.responses import stored
+from app.tenancy import Caller, current_caller
 
 router = APIRouter(prefix="/v1/checkpoints", tags=["checkpoints"])
 
@@ -101,7 +103,7 @@ def list_checkpoints(
 
 
 @router.get("/{checkpoint_id}", response_model=CheckpointOut, responses={404: PROBLEM})
-def get_checkpoint(checkpoint_id: int, session: ReadSessionDep) -> CheckpointOut:
+def get_checkpoint(checkpoint_id: IdPath, session: ReadSessionDep) -> CheckpointOut:
     return CheckpointOut.model_validate(service.get_checkpoint(session, checkpoint_id))
 
 
@@ -111,7 +113,7 @@ def get_checkpoint(checkpoint_id: int, session: ReadSessionDep) -> CheckpointOut
     responses={200: {"content": {"application/octet-stream": {}}}, 404: PROBLEM},
 )
 def download_checkpoint(
-    checkpoint_id: int, session: ReadSessionDep, services: ServicesDep
+    checkpoint_id: IdPath, session: ReadSessionDep, services: ServicesDep
 ) -> FileResponse:
     """The stored safetensors file (PyTorch uploads come back converted)."""
     checkpoint = service.get_checkpoint(session, checkpoint_id)
@@ -128,8 +130,23 @@ def download_checkpoint(
     status_code=status.HTTP_204_NO_CONTENT,
     responses={404: PROBLEM, 409: PROBLEM},
 )
-def delete_checkpoint(checkpoint_id: int, session: SessionDep, services: ServicesDep) -> Response:
-    service.delete_checkpoint(session, services.blobs, checkpoint_id)
+def delete_checkpoint(
+    checkpoint_id: IdPath,
+    session: SessionDep,
+    services: ServicesDep,
+    cascade: Annotated[
+        bool,
+        Query(description="also delete what uses it: its predictions, the merges it was an "
+              "input or the result of (with their jobs)"),
+    ] = False,
+    caller: Caller = Depends(current_caller),
+) -> Response:
+    """Delete a checkpoint; 409 naming what uses it, unless ``cascade``. Its file goes once
+    no record names the same bytes."""
+    job_ids = service.delete_checkpoint(
+        session, services.blobs, caller.tenant_id, checkpoint_id, cascade
+    )
+    services.notifier.deleted(job_ids)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -139,7 +156,9 @@ def delete_checkpoint(checkpoint_id: int, session: SessionDep, services: Service
     response_model=JobOut,
     responses={404: PROBLEM},
 )
-def inspect_checkpoint(checkpoint_id: int, session: SessionDep, services: ServicesDep) -> Response:
+def inspect_checkpoint(
+    checkpoint_id: IdPath, session: SessionDep, services: ServicesDep
+) -> Response:
     """Queue an ``inspect`` job (per-tensor statistics); poll ``Location`` for the result."""
     service.get_checkpoint(session, checkpoint_id)
     job = submit_job(session, services, "inspect", {"checkpoint_id": checkpoint_id})

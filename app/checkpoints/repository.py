@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import bindparam, exists, select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
-from app.models import Checkpoint, Merge, MergeInput, Prediction, ZooItem
+from app.models import Checkpoint
 
 _TABLE = Checkpoint.__table__
 # two columns, not the whole row; built once (no cache key to walk per request)
@@ -38,21 +38,3 @@ def architecture_of(
     """``(architecture, reading)`` of an existing checkpoint, None if there is none."""
     row = session.execute(_ARCHITECTURE, {"id": checkpoint_id}).first()
     return None if row is None else (row[0], row[1])
-
-
-def blob_in_use(session: Session, blob_sha256: str) -> bool:
-    return bool(session.scalar(select(exists().where(Checkpoint.blob_sha256 == blob_sha256))))
-
-
-def in_use(session: Session, checkpoint_id: int) -> bool:
-    """Whether a prediction, a merge (as input or result) or a zoo refers to the checkpoint."""
-    return bool(
-        session.scalar(
-            select(
-                exists().where(Prediction.checkpoint_id == checkpoint_id)
-                | exists().where(MergeInput.checkpoint_id == checkpoint_id)
-                | exists().where(Merge.result_checkpoint_id == checkpoint_id)
-                | exists().where(ZooItem.checkpoint_id == checkpoint_id)
-            )
-        )
-    )

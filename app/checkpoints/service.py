@@ -18,16 +18,21 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from sqlalchemy import delete as sql_delete
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 import graphs
+from app import blob_refs
 from app.blobs import BlobStore, TempBlob
 from app.checkpoints import repository
 from app.checkpoints.architecture import architecture_digest, architecture_summary
+from app.checkpoints.dependents import DEPENDENTS
 from app.checkpoints.schemas import CheckpointOut
 from app.db import SessionFactory
 from app.ingest import ingest as ingest_upload
 from app.models import Checkpoint
+from app.owned import counted, owned_or_404
 from app.pagination import Created, Page, PageRequest, matching, paginate
 from app.problems import ProblemError, get_or_404
 from graphs import ArchitectureError, CheckpointError, MissingArchitectureError
@@ -61,10 +66,10 @@ def ingest(
     """Store an uploaded temp file; returns the checkpoint and whether it is new."""
     return ingest_upload(
         session_factory,
+        blobs,
         temp,
         lambda session, sha256: repository.by_sha256(session, sha256),
         lambda session, sha256: store(session, blobs, temp, sha256, filename, reading=reading),
-        lambda session, row: forget_blob_if_unused(session, blobs, row.blob_sha256),
     )
 
 
@@ -77,8 +82,9 @@ def store(
     lineage: dict[str, Any] | None = None,
     reading: Reading = Reading(),
 ) -> Checkpoint:
-    """Validate a closed temp file, place its blob, and add its row to the caller's
-    session; the caller commits, or removes the blob if it cannot.
+    """Validate a closed temp file, place its blob (``blob_refs.place``, under the blob
+    row's lock), and add its row to the caller's session; the caller commits, or collects
+    the blob if it cannot.
 
     The blob is the upload itself for safetensors, the same tensors as safetensors for a
     PyTorch file (a worker's ``graphs.load`` reads them as this upload did), and, when the
@@ -86,22 +92,18 @@ def store(
     """
     raw, loaded = _validate(temp.path, reading)
     tensors = raw.tensors
+    data: bytes | None = None  # None: the upload itself is the blob
     if loaded is not None and reading.given():
         data = graphs.checkpoint_bytes(loaded.checkpoint)  # the settled architecture attached
-        blob_sha256, blob_size = blobs.put_bytes(data), len(data)
-    elif raw.format == "safetensors":
-        blob_sha256, blob_size = blobs.commit(temp), temp.size
-    else:  # the same tensors as safetensors: one blob for both formats of one network
+    elif raw.format != "safetensors":  # the same tensors as safetensors: one blob for both
         data = to_safetensors_bytes(raw.tensors, raw.metadata)
-        blob_sha256, blob_size = blobs.put_bytes(data), len(data)
     architecture = loaded.architecture if loaded else None
     checkpoint = Checkpoint(
         sha256=sha256,
         size=temp.size,
         format=raw.format,
         filename=filename,
-        blob_sha256=blob_sha256,
-        blob_size=blob_size,
+        blob_size=temp.size if data is None else len(data),
         architecture=architecture_summary(architecture) if architecture else None,
         architecture_digest=architecture_digest(architecture) if architecture else None,
         tensor_count=len(tensors),
@@ -111,6 +113,11 @@ def store(
     )
     if lineage is not None:  # unset, the column is NULL rather than JSON null
         checkpoint.lineage = lineage
+    checkpoint.blob_sha256 = (  # last: nothing after placing the file can fail
+        blob_refs.place(session, blobs, temp)
+        if data is None
+        else blob_refs.place_bytes(session, blobs, data)
+    )
     session.add(checkpoint)
     return checkpoint
 
@@ -179,11 +186,6 @@ def dtype_summary(tensors: Mapping[str, torch.Tensor]) -> dict[str, int]:
     return dict(sorted(summary.items()))
 
 
-def forget_blob_if_unused(session: Session, blobs: BlobStore, blob_sha256: str) -> None:
-    if not repository.blob_in_use(session, blob_sha256):
-        blobs.delete(blob_sha256)
-
-
 def get_checkpoint(session: Session, checkpoint_id: int) -> Checkpoint:
     return get_or_404(session, Checkpoint, checkpoint_id, "checkpoint")
 
@@ -209,17 +211,38 @@ def _out(rows: list[Checkpoint]) -> list[CheckpointOut]:
     return [CheckpointOut.model_validate(row) for row in rows]
 
 
-def delete_checkpoint(session: Session, blobs: BlobStore, checkpoint_id: int) -> None:
-    """Delete the row; the blob goes too once no other checkpoint shares it."""
-    checkpoint = get_checkpoint(session, checkpoint_id)
-    if repository.in_use(session, checkpoint_id):
+def delete_checkpoint(
+    session: Session, blobs: BlobStore, tenant_id: int, checkpoint_id: int, cascade: bool = False
+) -> list[int]:
+    """Delete the checkpoint. What depends on it (``dependents.DEPENDENTS``) is a 409 naming
+    it, or with ``cascade`` is deleted too. The blob goes once no row names it: decided in
+    this transaction under the blob's lock, the file removed after it (``blob_refs``).
+    Returns the ids of the jobs deleted with what they produced."""
+    checkpoint = owned_or_404(session, Checkpoint, checkpoint_id, tenant_id, "checkpoint")
+    locked = blob_refs.lock(session, [checkpoint.blob_sha256])  # an upload's order: blob first
+    users = {d: ids for d in DEPENDENTS if (ids := d.find(session, tenant_id, checkpoint_id))}
+    if users and not cascade:
+        named = " and ".join(counted(ids, d.noun) for d, ids in users.items())
         raise ProblemError(
             409,
-            f"checkpoint {checkpoint_id} is used by predictions, merges or zoos; delete those "
-            "first",
+            f"checkpoint {checkpoint_id} is used by {named}; delete those first, or delete "
+            "with ?cascade=true to delete them too",
             slug="checkpoint-in-use",
         )
-    blob_sha256 = checkpoint.blob_sha256
-    session.delete(checkpoint)
-    session.commit()
-    forget_blob_if_unused(session, blobs, blob_sha256)
+    try:
+        job_ids = [job for d, ids in users.items() for job in d.delete(session, ids)]
+        deleted = session.execute(sql_delete(Checkpoint).where(Checkpoint.id == checkpoint_id))
+        if not deleted.rowcount:
+            session.rollback()  # a concurrent delete of it committed first
+            raise ProblemError(404, f"checkpoint {checkpoint_id} does not exist", slug="not-found")
+        unreferenced = blob_refs.release(session, locked)
+        session.commit()
+    except IntegrityError:  # a job's result naming it committed meanwhile (PostgreSQL)
+        session.rollback()
+        raise ProblemError(
+            409,
+            f"checkpoint {checkpoint_id} came into use while being deleted; try again",
+            slug="checkpoint-in-use",
+        ) from None
+    blob_refs.collect_all(session, blobs, unreferenced)
+    return job_ids

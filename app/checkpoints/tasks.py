@@ -12,13 +12,14 @@ from app.blobs import BlobStore
 from app.checkpoints import repository
 from app.checkpoints.service import DTYPE_NAMES
 from app.db import read_session
+from app.ids import RecordId
 from app.jobs.kind import JobContext, JobKind, register
 from app.settings import Settings
 from graphs.safe_io import read_checkpoint
 
 
 class InspectParams(BaseModel):
-    checkpoint_id: int
+    checkpoint_id: RecordId
 
 
 def tensor_statistics(tensor: torch.Tensor) -> dict[str, Any]:

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response, status
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 from starlette.concurrency import run_in_threadpool
 
 from app.checkpoints.endpoints import UPLOAD_BODY
 from app.checkpoints.upload import clean_filename, receive_upload
 from app.datasets import service
 from app.datasets.schemas import DatasetOut
-from app.deps import ReadSessionDep, ServicesDep
+from app.deps import ReadSessionDep, ServicesDep, SessionDep
+from app.ids import IdPath
 from app.models import Dataset
 from app.pagination import Page, PageDep
 from app.problems import PROBLEM, get_or_404
 from app.responses import stored
+from app.tenancy import Caller, current_caller
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 
@@ -45,5 +49,27 @@ def list_datasets(session: ReadSessionDep, page: PageDep) -> Page[DatasetOut]:
 
 
 @router.get("/{dataset_id}", response_model=DatasetOut, responses={404: PROBLEM})
-def get_dataset(dataset_id: int, session: ReadSessionDep) -> DatasetOut:
+def get_dataset(dataset_id: IdPath, session: ReadSessionDep) -> DatasetOut:
     return DatasetOut.model_validate(get_or_404(session, Dataset, dataset_id, "dataset"))
+
+
+@router.delete(
+    "/{dataset_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={404: PROBLEM, 409: PROBLEM},
+)
+def delete_dataset(
+    dataset_id: IdPath,
+    session: SessionDep,
+    services: ServicesDep,
+    cascade: Annotated[
+        bool, Query(description="also delete the merges that used it (with their jobs)")
+    ] = False,
+    caller: Caller = Depends(current_caller),
+) -> Response:
+    """Delete a dataset; its file goes once no record names the same bytes."""
+    job_ids = service.delete_dataset(
+        session, services.blobs, caller.tenant_id, dataset_id, cascade
+    )
+    services.notifier.deleted(job_ids)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -1,17 +1,21 @@
-"""Dataset ingestion (``app.ingest``'s order) and lookup."""
+"""Dataset ingestion (``app.ingest``'s order), lookup and deletion."""
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from app import blob_refs
 from app.blobs import BlobStore, TempBlob
 from app.datasets import repository
 from app.datasets.data import read_eval_set
 from app.datasets.schemas import DatasetOut
 from app.db import SessionFactory
 from app.ingest import ingest
+from app.merges import repository as merges
 from app.models import Dataset
+from app.owned import counted, owned_or_404
 from app.pagination import Page, PageRequest, paginate
 from app.problems import ProblemError
 from graphs import CheckpointError
@@ -29,23 +33,53 @@ def ingest_dataset(
             sha256=sha256,
             size=temp.size,
             filename=filename,
-            blob_sha256=blobs.commit(temp),
             num_samples=len(data.x),
             x_shape=list(data.x.shape),
             y_shape=list(data.y.shape),
             num_classes=data.num_classes,
         )
+        dataset.blob_sha256 = blob_refs.place(session, blobs, temp)  # last: nothing after fails
         session.add(dataset)
         return dataset
 
-    def forget(session: Session, dataset: Dataset) -> None:
-        if repository.by_sha256(session, dataset.sha256) is None:
-            blobs.delete(dataset.blob_sha256)
-
-    return ingest(session_factory, temp, repository.by_sha256, create, forget)
+    return ingest(session_factory, blobs, temp, repository.by_sha256, create)
 
 
 def list_datasets(session: Session, page: PageRequest) -> Page[DatasetOut]:
     return paginate(
         session, select(Dataset), page, lambda rows: [DatasetOut.model_validate(r) for r in rows]
     )
+
+
+def delete_dataset(
+    session: Session, blobs: BlobStore, tenant_id: int, dataset_id: int, cascade: bool = False
+) -> list[int]:
+    """Delete the dataset; merges that used it are a 409 unless ``cascade`` deletes them too
+    (with their jobs, whose ids are returned). Its blob goes once no row names it
+    (``blob_refs``)."""
+    dataset = owned_or_404(session, Dataset, dataset_id, tenant_id, "dataset")
+    locked = blob_refs.lock(session, [dataset.blob_sha256])
+    users = merges.of_dataset(session, tenant_id, dataset_id)
+    if users and not cascade:
+        raise ProblemError(
+            409,
+            f"dataset {dataset_id} is used by {counted(users, 'merge')}; delete those first, "
+            "or delete with ?cascade=true to delete them too",
+            slug="dataset-in-use",
+        )
+    try:
+        job_ids = merges.delete_with_jobs(session, users)
+        if not session.execute(delete(Dataset).where(Dataset.id == dataset_id)).rowcount:
+            session.rollback()  # a concurrent delete of it committed first
+            raise ProblemError(404, f"dataset {dataset_id} does not exist", slug="not-found")
+        unreferenced = blob_refs.release(session, locked)
+        session.commit()
+    except IntegrityError:  # a merge that uses it committed meanwhile (PostgreSQL)
+        session.rollback()
+        raise ProblemError(
+            409, f"dataset {dataset_id} came into use while being deleted; try again",
+            slug="dataset-in-use",
+        ) from None
+    blob_refs.collect_all(session, blobs, unreferenced)
+    return job_ids
+

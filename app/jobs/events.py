@@ -96,7 +96,7 @@ def sse(event: str, data: str, event_id: int | None = None) -> bytes:
 
 async def job_event_stream(services: Services, job_id: int) -> AsyncIterator[bytes]:
     """``job`` events (the whole job as JSON) on every change of status, progress or
-    attempt; the stream ends after the terminal event."""
+    attempt; the stream ends after the terminal event, or a ``deleted`` one."""
     loop = asyncio.get_running_loop()
     yield b"retry: 1000\n\n"
     last: tuple[object, ...] | None = None
@@ -105,7 +105,11 @@ async def job_event_stream(services: Services, job_id: int) -> AsyncIterator[byt
     quiet_since = loop.time()
     with services.notifier.watch(job_id) as changed:
         while True:
-            job = await run_in_threadpool(read_job, services, job_id)
+            try:
+                job = await run_in_threadpool(read_job, services, job_id)
+            except ProblemError as gone:  # deleted while watched: say so, and end
+                yield sse("deleted", json.dumps({"id": job_id, "detail": gone.detail}))
+                return
             state = (job.status, job.progress, job.progress_detail, job.attempts, job.error)
             if state != last:
                 last, sequence, delay = state, sequence + 1, FIRST_DELAY

@@ -77,7 +77,7 @@ class JobKind:
     ``run_batch`` (optional) runs several claimed jobs whose params have the same
     ``batch_key`` at once (one forward pass for many predictions) and returns one outcome
     per job. ``queue`` is the device class the kind needs: ``cpu``, or ``compute`` for the
-    queue named by ``Settings.compute_queue``.
+    queue named by ``Settings.compute_queue``. ``forget`` (optional) undoes ``persist``.
     """
 
     name: str
@@ -89,6 +89,9 @@ class JobKind:
     run_batch: Callable[[list[JobContext]], list[Outcome]] | None = None
     batch_key: Callable[[dict[str, Any]], str] | None = None
     queue: Literal["cpu", "compute"] = "cpu"
+    # Deletes the domain rows ``persist`` wrote for these jobs, in the transaction that
+    # deletes the jobs (``DELETE /v1/jobs/{id}``): a job and what it produced go together.
+    forget: Callable[[Session, list[int]], None] | None = None
 
 
 KINDS: dict[str, JobKind] = {}

@@ -39,6 +39,7 @@ class JobNotifier:
         self._lock = threading.Lock()
         self._terminal: OrderedDict[int, JobOut] = OrderedDict()
         self._open: OrderedDict[int, None] = OrderedDict()
+        self._deleted: OrderedDict[int, None] = OrderedDict()
         self._signallers = 0
 
     @property
@@ -80,12 +81,26 @@ class JobNotifier:
         jobs = {job_id: JobOut.model_validate(dict(row)) for job_id, row in rows.items()}
         with self._lock:
             for job_id, job in jobs.items():
-                if job.status.terminal:
+                if job.status.terminal and job_id not in self._deleted:
                     self._terminal[job_id] = job
                     self._open.pop(job_id, None)
             while len(self._terminal) > REMEMBERED_JOBS:
                 self._terminal.popitem(last=False)
             entries = [e for job_id in jobs for e in self._watchers.get(job_id, ())]
+        self._wake(entries)
+
+    def deleted(self, job_ids: Iterable[int]) -> None:
+        """Jobs whose rows were deleted (committed): never served from memory again (ids
+        are never reused, so a late ``finished`` for them is dropped), watchers woken."""
+        ids = list(job_ids)
+        with self._lock:
+            for job_id in ids:
+                self._terminal.pop(job_id, None)
+                self._open.pop(job_id, None)
+                self._deleted[job_id] = None
+            while len(self._deleted) > REMEMBERED_JOBS:
+                self._deleted.popitem(last=False)
+            entries = [e for job_id in ids for e in self._watchers.get(job_id, ())]
         self._wake(entries)
 
     def terminal(self, job_id: int) -> JobOut | None:

@@ -379,3 +379,15 @@ def give_up(session_factory: SessionFactory, job_id: int) -> None:
                 error="its worker stopped responding; gave up after the last attempt",
             )
         )
+
+
+# --- deleting ---------------------------------------------------------------------------
+
+
+def delete_jobs(session: Session, job_ids: list[int]) -> list[int]:
+    """Remove job rows; returns their ids (for ``JobNotifier.deleted`` once committed). A
+    worker still running one finds it gone at its next progress point (``JobLost``) and
+    writes nothing: every one of its updates is guarded by the row."""
+    if job_ids:
+        session.execute(delete(JOBS).where(JOBS.c.id.in_(job_ids)))
+    return job_ids

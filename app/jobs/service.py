@@ -1,4 +1,5 @@
-"""The request side of jobs: validate and commit, hand to the queue, wait, cancel, list.
+"""The request side of jobs: validate and commit, hand to the queue, wait, cancel, list,
+delete.
 
 The order keeps failures clean: the job row is committed (with procrastinate, together
 with its delivery) before anything else hears of it, so a failed request never leaves a
@@ -21,6 +22,7 @@ from app.jobs.events import job_response, read_job, wait_for_job
 from app.jobs.kind import KINDS, queue_name
 from app.jobs.schemas import JobOut
 from app.models import Job, JobStatus
+from app.owned import owned_or_404
 from app.pagination import Page, PageRequest, matching, paginate
 from app.problems import ProblemError
 
@@ -102,3 +104,20 @@ def list_jobs(
 
 def _out(rows: list[Job]) -> list[JobOut]:
     return [JobOut.model_validate(row) for row in rows]
+
+
+def delete_job(session: Session, services: Services, tenant_id: int, job_id: int) -> None:
+    """Delete a job and what it produced (its kind's ``forget``: a prediction, a merge).
+
+    A queued job is thereby canceled: it is never claimed. A running one is canceled the
+    same way: its worker finds the row gone at its next progress point and every write it
+    would make is guarded by the row, so nothing of it is stored. The row is locked first,
+    so a job finishing at this moment either commits before (and its rows are deleted
+    here) or finds nothing to finish."""
+    job = owned_or_404(session, Job, job_id, tenant_id, "job", for_update=True)
+    kind = KINDS.get(job.kind)
+    if kind is not None and kind.forget is not None:
+        kind.forget(session, [job_id])
+    repository.delete_jobs(session, [job_id])
+    session.commit()
+    services.notifier.deleted([job_id])

@@ -1,10 +1,11 @@
-"""HTTP routes for merges: queue one, list, read."""
+"""HTTP routes for merges: queue one, list, read, delete."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Depends, Response, status
 
-from app.deps import ReadSessionDep, ServicesDep
+from app.deps import ReadSessionDep, ServicesDep, SessionDep
+from app.ids import IdPath, IdQuery
 from app.jobs.events import Wait
 from app.jobs.schemas import JobOut
 from app.jobs.service import accept_job
@@ -12,6 +13,7 @@ from app.merges import service
 from app.merges.schemas import MergeCreate, MergeOut
 from app.pagination import Page, PageDep
 from app.problems import PROBLEM
+from app.tenancy import Caller, current_caller
 
 router = APIRouter(prefix="/v1/merges", tags=["merges"])
 
@@ -32,13 +34,26 @@ async def create_merge(body: MergeCreate, services: ServicesDep, wait: Wait = 0)
 def list_merges(
     session: ReadSessionDep,
     page: PageDep,
-    checkpoint_id: int | None = None,
-    job_id: int | None = None,
+    checkpoint_id: IdQuery = None,
+    job_id: IdQuery = None,
 ) -> Page[MergeOut]:
     """Newest first; ``checkpoint_id`` matches an input or the result."""
     return service.list_merges(session, page, checkpoint_id, job_id)
 
 
 @router.get("/{merge_id}", response_model=MergeOut, responses={404: PROBLEM})
-def get_merge(merge_id: int, session: ReadSessionDep) -> MergeOut:
+def get_merge(merge_id: IdPath, session: ReadSessionDep) -> MergeOut:
     return service.get_merge(session, merge_id)
+
+
+@router.delete("/{merge_id}", status_code=status.HTTP_204_NO_CONTENT, responses={404: PROBLEM})
+def delete_merge(
+    merge_id: IdPath,
+    session: SessionDep,
+    services: ServicesDep,
+    caller: Caller = Depends(current_caller),
+) -> Response:
+    """Delete a merge and the job that produced it; the merged checkpoint stays (delete it
+    as a checkpoint)."""
+    services.notifier.deleted(service.delete_merge(session, caller.tenant_id, merge_id))
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, delete, select
 from sqlalchemy.orm import Session
 
+from app.jobs import repository as jobs
 from app.models import Dataset, Job, Merge, MergeInput
 
 
@@ -47,3 +48,35 @@ def add_merge(session: Session, merge: Merge, inputs: list[int]) -> None:
         for position, checkpoint_id in enumerate(inputs)
     )
     session.flush()
+
+
+def of_checkpoint(session: Session, tenant_id: int, checkpoint_id: int) -> list[int]:
+    """The tenant's merges with the checkpoint as an input or as their result."""
+    query = with_checkpoint(select(Merge.id), checkpoint_id).where(Merge.tenant_id == tenant_id)
+    return list(session.scalars(query.order_by(Merge.id)))
+
+
+def of_dataset(session: Session, tenant_id: int, dataset_id: int) -> list[int]:
+    query = select(Merge.id).where(Merge.dataset_id == dataset_id, Merge.tenant_id == tenant_id)
+    return list(session.scalars(query.order_by(Merge.id)))
+
+
+def delete_with_jobs(session: Session, merge_ids: list[int]) -> list[int]:
+    """Delete merges (their inputs' rows too) and the jobs that produced them (a merge's
+    result document is its job's result). The merged checkpoints stay: they are
+    checkpoints like any other. Returns those jobs' ids."""
+    if not merge_ids:
+        return []
+    session.execute(delete(MergeInput).where(MergeInput.merge_id.in_(merge_ids)))
+    job_ids = session.scalars(
+        delete(Merge).where(Merge.id.in_(merge_ids)).returning(Merge.job_id)
+    ).all()
+    return jobs.delete_jobs(session, [job_id for job_id in job_ids if job_id is not None])
+
+
+def delete_of_jobs(session: Session, job_ids: list[int]) -> None:
+    """The merges these jobs produced (the ``merge`` kind's ``forget``)."""
+    merge_ids = list(session.scalars(select(Merge.id).where(Merge.job_id.in_(job_ids))))
+    if merge_ids:
+        session.execute(delete(MergeInput).where(MergeInput.merge_id.in_(merge_ids)))
+        session.execute(delete(Merge).where(Merge.id.in_(merge_ids)))

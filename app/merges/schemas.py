@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
+from app.ids import RecordId
+
 MAX_INPUTS = 8
 
 
@@ -15,7 +17,7 @@ FUSION_METHODS = ("ot", "clafusion")
 
 
 class MergeCreate(BaseModel):
-    checkpoints: list[int] = Field(min_length=2, max_length=MAX_INPUTS, examples=[[1, 2]])
+    checkpoints: list[RecordId] = Field(min_length=2, max_length=MAX_INPUTS, examples=[[1, 2]])
     method: Literal["weight", "activation", "ste", "ot", "clafusion"] = Field(
         default="weight",
         description="weight / activation matching, ste (straight-through estimator, needs a "
@@ -23,7 +25,7 @@ class MergeCreate(BaseModel):
         "widths) and clafusion (MLPs of different depths) fuse into one input's shape",
     )
     lam: float = Field(default=0.5, ge=0.0, le=1.0, description="weight of B (two inputs)")
-    dataset_id: int | None = Field(
+    dataset_id: RecordId | None = Field(
         default=None, description="evaluation set: curves, barrier, BatchNorm reset"
     )
     curve_points: int = Field(default=11, ge=2, le=101)

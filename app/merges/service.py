@@ -1,5 +1,5 @@
 """Merges: what a request can be refused for, running one in a worker (load, merge,
-evaluate, stage), the rows a finished merge leaves, and reading them back.
+evaluate, stage), the rows a finished merge leaves, reading them back, and deleting them.
 
 A merge is written so that a failure at any point leaves neither blob nor rows: the
 worker stages the merged file as a temp blob; ``persist``, in the transaction that marks
@@ -19,14 +19,16 @@ import torch
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
+from app import blob_refs
 from app.blobs import BlobStore, TempBlob
 from app.checkpoints import repository as checkpoints
 from app.checkpoints import service as checkpoint_service
-from app.db import READ_ONLY, read_session
+from app.db import read_session
 from app.jobs.kind import JobContext
 from app.merges import repository
 from app.merges.schemas import FUSION_METHODS, MergeCreate, MergeOut
 from app.models import Dataset, Merge
+from app.owned import owned_or_404
 from app.pagination import Page, PageRequest, matching, paginate
 from app.problems import ProblemError, get_or_404
 from app.settings import Settings
@@ -318,8 +320,7 @@ def _persist_one(session: Session, job_id: int, result: dict[str, Any]) -> None:
     try:
         checkpoint = checkpoints.by_sha256(session, sha256)
         if checkpoint is None:
-            if not blobs.exists(sha256):
-                _forget_blob_on_rollback(session, blobs, sha256)
+            _forget_blob_on_rollback(session, blobs, sha256)
             checkpoint = checkpoint_service.store(
                 session, blobs, temp, sha256, f"merge-{job_id}.safetensors", lineage
             )
@@ -345,9 +346,7 @@ def _forget_blob_on_rollback(session: Session, blobs: BlobStore, blob_sha256: st
 
     def forget(_: Session) -> None:
         with Session(engine) as fresh:
-            fresh.connection(execution_options=READ_ONLY)
-            if not checkpoints.blob_in_use(fresh, blob_sha256):
-                blobs.delete(blob_sha256)
+            blob_refs.collect_all(fresh, blobs, [blob_sha256])
 
     event.listen(session, "after_rollback", forget, once=True)
 
@@ -389,3 +388,12 @@ def list_merges(
 ) -> Page[MergeOut]:
     query = repository.with_checkpoint(matching(Merge, job_id=job_id), checkpoint_id)
     return paginate(session, query, page, lambda rows: to_out(session, list(rows)))
+
+
+def delete_merge(session: Session, tenant_id: int, merge_id: int) -> list[int]:
+    """Delete the merge with the job that produced it (its id is returned); its inputs and
+    the merged checkpoint stay."""
+    owned_or_404(session, Merge, merge_id, tenant_id, "merge", for_update=True)
+    job_ids = repository.delete_with_jobs(session, [merge_id])
+    session.commit()
+    return job_ids

@@ -4,7 +4,7 @@ them into a new checkpoint with lineage, through ``merging``."""
 from __future__ import annotations
 
 from app.jobs.kind import JobKind, register
-from app.merges import service
+from app.merges import repository, service
 from app.merges.schemas import MergeCreate
 
 MERGE = register(
@@ -16,5 +16,6 @@ MERGE = register(
         persist=service.persist,
         description="align checkpoints (weight or activation matching) and merge them",
         queue="compute",
+        forget=repository.delete_of_jobs,
     )
 )

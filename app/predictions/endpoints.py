@@ -1,15 +1,17 @@
-"""HTTP routes for predictions: ask (JSON, or upload-and-ask in one request), list, read."""
+"""HTTP routes for predictions: ask (JSON, or upload-and-ask in one request), list, read,
+delete."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 from starlette.concurrency import run_in_threadpool
 
 from app.checkpoints import service as checkpoints_service
 from app.checkpoints.upload import clean_filename, receive_upload
-from app.deps import ReadSessionDep, ServicesDep
+from app.deps import ReadSessionDep, ServicesDep, SessionDep
+from app.ids import IdPath, IdQuery
 from app.jobs.events import Wait
 from app.jobs.schemas import JobOut
 from app.jobs.service import accept_job
@@ -18,6 +20,7 @@ from app.pagination import CreatedDep, Page, PageDep
 from app.predictions import service
 from app.predictions.schemas import PredictionCreate, PredictionOut
 from app.problems import PROBLEM, ProblemError, get_or_404
+from app.tenancy import Caller, current_caller
 
 router = APIRouter(prefix="/v1/predictions", tags=["predictions"])
 
@@ -94,13 +97,27 @@ def list_predictions(
     session: ReadSessionDep,
     page: PageDep,
     created: CreatedDep,
-    checkpoint_id: int | None = None,
+    checkpoint_id: IdQuery = None,
     metanetwork: str | None = None,
 ) -> Page[PredictionOut]:
     return service.list_predictions(session, page, created, checkpoint_id, metanetwork)
 
 
 @router.get("/{prediction_id}", response_model=PredictionOut, responses={404: PROBLEM})
-def get_prediction(prediction_id: int, session: ReadSessionDep) -> PredictionOut:
+def get_prediction(prediction_id: IdPath, session: ReadSessionDep) -> PredictionOut:
     prediction = get_or_404(session, Prediction, prediction_id, "prediction")
     return PredictionOut.model_validate(prediction)
+
+
+@router.delete(
+    "/{prediction_id}", status_code=status.HTTP_204_NO_CONTENT, responses={404: PROBLEM}
+)
+def delete_prediction(
+    prediction_id: IdPath,
+    session: SessionDep,
+    services: ServicesDep,
+    caller: Caller = Depends(current_caller),
+) -> Response:
+    """Delete a prediction and the job that produced it; the checkpoint stays."""
+    services.notifier.deleted(service.delete_prediction(session, caller.tenant_id, prediction_id))
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -7,9 +7,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.ids import RecordId
+
 
 class PredictionCreate(BaseModel):
-    checkpoint_id: int
+    checkpoint_id: RecordId
     metanetwork: str = Field(min_length=1, max_length=128)
     force: bool = Field(
         default=False, description="answer even outside the domain (flagged in_domain=false)"

@@ -1,5 +1,5 @@
 """Predictions: what a request can be refused for, answering a batch in a worker, the rows
-a finished job leaves, and reading them back."""
+a finished job leaves, reading them back, and deleting them."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from app.jobs.kind import JobContext, Outcome
 from app.metanetworks import service as metanetworks
 from app.metanetworks.service import summary_domain_issues
 from app.models import LOCAL_TENANT_ID, Job, Prediction
+from app.owned import owned_or_404
 from app.pagination import Created, Page, PageRequest, matching, paginate
 from app.predictions import repository
 from app.predictions.schemas import PredictionCreate, PredictionOut
@@ -137,3 +138,12 @@ def list_predictions(
 
 def _out(rows: list[Prediction]) -> list[PredictionOut]:
     return [PredictionOut.model_validate(row) for row in rows]
+
+
+def delete_prediction(session: Session, tenant_id: int, prediction_id: int) -> list[int]:
+    """Delete the prediction with the job that produced it (its id is returned); its
+    checkpoint stays."""
+    owned_or_404(session, Prediction, prediction_id, tenant_id, "prediction", for_update=True)
+    job_ids = repository.delete_with_jobs(session, [prediction_id])
+    session.commit()
+    return job_ids

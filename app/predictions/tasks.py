@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from app.jobs.kind import JobContext, JobKind, register
-from app.predictions import service
+from app.predictions import repository, service
 from app.predictions.schemas import PredictionCreate
 
 
@@ -32,5 +32,6 @@ PREDICT = register(
         run_batch=service.predict_batch,
         batch_key=lambda params: str(params.get("metanetwork")),
         queue="compute",
+        forget=repository.delete_of_jobs,
     )
 )

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from sqlalchemy import delete as sql_delete
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -109,3 +110,25 @@ def items_page(
     more = len(rows) > page.limit
     rows = rows[: page.limit]
     return rows, encode_cursor(rows[-1].position) if more else None
+
+
+def of_checkpoint(session: Session, tenant_id: int, checkpoint_id: int) -> list[int]:
+    """The tenant's zoos that hold the checkpoint (what a checkpoint delete names)."""
+    return list(
+        session.scalars(
+            select(Zoo.id)
+            .join(ZooItem, ZooItem.zoo_id == Zoo.id)
+            .where(ZooItem.checkpoint_id == checkpoint_id, Zoo.tenant_id == tenant_id)
+            .distinct()
+            .order_by(Zoo.id)
+        )
+    )
+
+
+def delete_zoos(session: Session, zoo_ids: list[int]) -> list[int]:
+    """Delete whole zoos (a zoo missing one of its items would no longer be the zoo whose
+    split and summary were recorded); their items go by the foreign key. No jobs go."""
+    if zoo_ids:
+        session.execute(sql_delete(ZooItem).where(ZooItem.zoo_id.in_(zoo_ids)))
+        session.execute(sql_delete(Zoo).where(Zoo.id.in_(zoo_ids)))
+    return []

@@ -159,4 +159,4 @@ async def test_checkpoint_used_by_a_prediction_cannot_be_deleted(
         session.add(Prediction(checkpoint_id=checkpoint["id"]))
         session.commit()
     response = await client.delete(f"/v1/checkpoints/{checkpoint['id']}")
-    assert_problem(response, 409, "used by predictions")
+    assert_problem(response, 409, "used by 1 prediction (id ")
