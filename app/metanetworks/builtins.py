@@ -12,6 +12,7 @@ from pathlib import Path
 
 from sqlalchemy.exc import IntegrityError
 
+from app import blob_refs
 from app.blobs import BlobStore
 from app.db import SessionFactory
 from app.metanetworks import repository
@@ -53,7 +54,7 @@ def _register(
         if latest is not None and latest.weights_sha256 == sha256 and latest.card == card:
             return False
         number = latest.version if latest is not None else 0
-        blobs.put_bytes(weights)  # before the row: a row never names a missing blob
+        blob_refs.place_bytes(session, blobs, weights)  # the blob row locked, file placed
         session.add(
             MetanetworkVersion(
                 tenant_id=None,

@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.ids import RecordId
 from app.metanetworks.service import NAME_PATTERN
 
 
@@ -61,7 +62,7 @@ class TrainRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(pattern=NAME_PATTERN, max_length=128, examples=["my-classifier"])
-    zoo_id: int = Field(ge=1)
+    zoo_id: RecordId
     epochs: int = Field(default=50, ge=1, le=1000)
     time_budget_s: float | None = Field(default=None, gt=0, le=7 * 86400)
     config: TrainingConfig = Field(default_factory=TrainingConfig)
@@ -70,7 +71,7 @@ class TrainRequest(BaseModel):
 class TrainParams(TrainRequest):
     """The ``train`` job's params: the request and the tenant that made it."""
 
-    tenant_id: int = Field(ge=1)
+    tenant_id: RecordId
 
 
 class DeletedOut(BaseModel):

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 from starlette.concurrency import run_in_threadpool
 
 from app.checkpoints.upload import receive_upload
 from app.deps import ReadSessionDep, ServicesDep, SessionDep
-from app.models import ID_MAX
+from app.ids import IdPath
 from app.pagination import Page, PageDep
 from app.problems import PROBLEM
 from app.responses import located
@@ -20,7 +20,7 @@ from app.zoos.schemas import NAME_PATTERN, SplitName, Task, ZooIn, ZooItemOut, Z
 
 router = APIRouter(prefix="/v1/zoos", tags=["zoos"])
 CallerDep = Annotated[Caller, Depends(current_caller)]
-ZooId = Annotated[int, Path(ge=1, le=ID_MAX)]
+ZooId = IdPath
 
 ARCHIVE_BODY = {
     "required": True,

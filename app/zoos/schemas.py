@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.models import ID_MAX
+from app.ids import RecordId
 
 Task = Literal["classification", "regression"]
 SplitName = Literal["train", "val", "test"]
@@ -19,7 +19,7 @@ class ZooItemIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    checkpoint_id: int = Field(ge=1, le=ID_MAX)
+    checkpoint_id: RecordId
     label: str | int | None = Field(default=None, description="class (classification)")
     target: Any = Field(default=None, description="number to predict (regression)")
     group: str | int | None = Field(

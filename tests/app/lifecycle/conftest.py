@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from app.blobs import BlobStore
 from app.db import SessionFactory
-from app.models import BLOB_REFERENCES, Blob
+from app.models import BLOB_REFERENCES, Blob, MetanetworkVersion
 from app.settings import Settings
 
 sys.path.insert(0, str(Path(__file__).parent))  # _lifecycle_files
@@ -33,8 +33,16 @@ def store_state(settings: Settings, session_factory: SessionFactory) -> Callable
         with session_factory() as session:
             named = {sha for column in BLOB_REFERENCES for sha in session.scalars(select(column))}
             rows = {row.sha256: row.unreferenced_at for row in session.scalars(select(Blob))}
+            builtin = set(
+                session.scalars(
+                    select(MetanetworkVersion.weights_sha256).where(
+                        MetanetworkVersion.tenant_id.is_(None)
+                    )
+                )
+            )
         return {
             "files": set(blobs.hashes()),
+            "builtin": builtin,  # built-in metanetworks' weights, registered at start-up
             "temp": [p for p in blobs.files() if p.name.startswith(".tmp-")],
             "named": named,
             "live": {sha for sha, marked in rows.items() if marked is None},
