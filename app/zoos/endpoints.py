@@ -78,6 +78,7 @@ async def upload_zoo_archive(
     body or as the multipart field ``file``. All or nothing: one bad member refuses the
     whole archive, naming the member, and nothing is stored."""
     body = ZooIn(name=name, task=task, items=[], seed=seed)
+    await run_in_threadpool(service.name_free, services.session_factory, caller.tenant_id, name)
     temp, _ = await receive_upload(request, services.blobs, services.settings.zoo_archive_max_bytes)
     try:
         temp.close()

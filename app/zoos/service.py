@@ -260,6 +260,12 @@ def _split_summary(
     return out
 
 
+def name_free(session_factory: SessionFactory, tenant_id: int, name: str) -> None:
+    """409 when the tenant has a zoo of this name (an archive is not sent for nothing)."""
+    with read_session(session_factory) as session:
+        _name_free(session, tenant_id, name)
+
+
 def _name_free(session: Session, tenant_id: int, name: str) -> None:
     if repository.zoo_named(session, tenant_id, name) is not None:
         raise _bad(f"a zoo named {name!r} exists already", slug="conflict", status=409)
@@ -349,8 +355,7 @@ def create_zoo_from_archive(
     path: Path,
 ) -> Zoo:
     """A zoo from an archive of checkpoint files and ``labels.csv``; all or nothing."""
-    with read_session(session_factory) as session:
-        _name_free(session, tenant_id, body.name)
+    name_free(session_factory, tenant_id, body.name)
     unpacked: list[Unpacked] = []
     try:
         archive = _open(path, settings)

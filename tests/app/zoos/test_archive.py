@@ -254,10 +254,12 @@ async def test_not_an_archive_and_too_large(client, settings, nothing_stored,
     nothing_stored()
 
 
-async def test_duplicate_name_is_refused_before_unpacking(client, nets, assert_problem,
-                                                          zoo_rows) -> None:
+async def test_duplicate_name_is_refused_before_the_body_is_read(
+    client, nets, assert_problem, zoo_rows, settings
+) -> None:
     data = zip_bytes(classified(nets))
     assert (await post_archive(client, data)).status_code == 201
+    settings.zoo_archive_max_bytes = 100  # reading the body would answer 413
     assert_problem(await post_archive(client, data), 409, "exists already")
     assert zoo_rows() == (1, 40)
 
