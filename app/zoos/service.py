@@ -25,6 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 import graphs
+from app import blob_refs
 from app.blobs import BlobStore, BlobTooLarge, TempBlob
 from app.checkpoints import service as checkpoints
 from app.db import SessionFactory, read_session
@@ -505,8 +506,7 @@ def _store(
             return _save(session, zoo, items, rows, splits)
         except BaseException:
             session.rollback()
-            for blob_sha256 in placed:
-                checkpoints.forget_blob_if_unused(session, blobs, blob_sha256)
+            blob_refs.collect_all(session, blobs, placed)  # unless another row names them
             raise
 
 

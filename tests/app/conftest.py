@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from app.blobs import BlobStore
 from app.db import SessionFactory, create_db_engine, create_session_factory
 from app.migrate import upgrade
-from app.models import Checkpoint
+from app.models import Checkpoint, MetanetworkVersion
 from app.settings import Settings
 
 
@@ -60,9 +60,26 @@ def session_factory(settings: Settings) -> Iterator[SessionFactory]:
 
 
 @pytest.fixture
-def stored_files(settings: Settings) -> Callable[[], list[Path]]:
-    """Every file in the blob store, temp files included."""
-    return lambda: BlobStore(settings.blob_dir).files()
+def stored_files(
+    settings: Settings, session_factory: SessionFactory
+) -> Callable[[], list[Path]]:
+    """Every file in the blob store, temp files included, except the built-in metanetworks'
+    weights (registered at start-up, there before any test's first request)."""
+
+    def files() -> list[Path]:
+        with session_factory() as session:
+            builtin = set(
+                session.scalars(
+                    select(MetanetworkVersion.weights_sha256).where(
+                        MetanetworkVersion.tenant_id.is_(None)
+                    )
+                )
+            )
+        return [
+            p for p in BlobStore(settings.blob_dir).files() if p.parent.name + p.name not in builtin
+        ]
+
+    return files
 
 
 @pytest.fixture
