@@ -8,6 +8,7 @@ identical bytes are kept once.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import os
 import uuid
@@ -29,6 +30,8 @@ class TempBlob:
         self.size = 0
         self._hash = hashlib.sha256()
         self._file = open(self.path, "xb")  # noqa: SIM115 - closed in finish/discard
+        # held until the file is renamed or removed: the start-up sweep skips locked files
+        fcntl.flock(self._file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
 
     def write(self, chunk: bytes) -> None:
         self.size += len(chunk)
@@ -38,11 +41,11 @@ class TempBlob:
         self._file.write(chunk)
 
     def close(self) -> str:
-        """Flush to disk and return the sha256 hex digest."""
+        """Flush to disk and return the sha256 hex digest (the file stays open, and
+        locked, until ``discard``)."""
         if not self._file.closed:
             self._file.flush()
             os.fsync(self._file.fileno())
-            self._file.close()
         return self._hash.hexdigest()
 
     def discard(self) -> None:
@@ -72,6 +75,7 @@ class BlobStore:
         target = self.path(sha256)
         target.parent.mkdir(exist_ok=True)
         os.replace(temp.path, target)  # same bytes already there: replacing is harmless
+        temp.discard()  # closes (and unlocks) the file, now under its hash
         return sha256
 
     def put_bytes(self, data: bytes) -> str:
