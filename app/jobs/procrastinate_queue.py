@@ -24,8 +24,10 @@ our tables.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
+import time
 
 import procrastinate
 import psycopg
@@ -36,10 +38,11 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 from sqlalchemy.types import String
 
-from app.db import SessionFactory, read_session
+from app.db import SessionFactory, database_unreachable, read_session, session_scope
 from app.jobs import repository
 from app.jobs.completions import announce
 from app.jobs.runner import QueueHooks, run_job
+from app.models import JobStatus
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -126,6 +129,82 @@ def finished(session: Session, leader_id: int, job_ids: list[int]) -> None:
 
 HOOKS = QueueHooks(adopt=adopt, finished=finished)
 
+_LAST_QUEUE = text(
+    "SELECT queue_name FROM procrastinate_jobs WHERE queueing_lock = :lock"
+    " ORDER BY id DESC LIMIT 1"
+)
+_WAITING = text("SELECT 1 FROM procrastinate_jobs WHERE queueing_lock = :lock AND status = 'todo'")
+RELEASE_RETRY_SECONDS = (0.2, 0.5, 1.0, 2.0, 5.0)
+
+
+def release(session: Session, settings: Settings, worker_id: str, leader_id: int) -> list[int]:
+    """After a run cut short (its database went away): requeue the jobs this worker
+    holds, give each a fresh delivery, retire the mates' old ones (the leader's is
+    finished by procrastinate when the task returns) and announce those out of attempts.
+    A leader never claimed (its claim's answer was lost) is redelivered too. Returns the
+    requeued ids."""
+    released = repository.release_held(session, worker_id)
+    leader = repository.status_of(session, leader_id)
+    if leader_id not in released and leader == JobStatus.queued:
+        released[leader_id] = JobStatus.queued
+    requeued = sorted(i for i, status in released.items() if status == JobStatus.queued)
+    mates = [queueing_lock(i) for i in released if i != leader_id]
+    if mates:
+        session.execute(_FINISH, {"locks": mates})
+    for job_id in requeued:
+        lock = queueing_lock(job_id)
+        if session.execute(_WAITING, {"lock": lock}).first() is None:
+            queue = session.execute(_LAST_QUEUE, {"lock": lock}).scalar() or "cpu"
+            values = {
+                "queue": queue, "task": TASK_NAME, "lock": lock,
+                "args": json.dumps({"job_id": job_id}),
+            }
+            session.execute(_DEFER, values)
+    failed = [i for i, status in released.items() if status != JobStatus.queued]
+    if failed:
+        announce(session, failed)
+    return requeued
+
+
+def release_until_done(
+    session_factory: SessionFactory, settings: Settings, worker_id: str, leader_id: int
+) -> None:
+    """:func:`release`, retried until the database answers again: this task returns
+    only once the jobs it held are back in the queue, so no job stays ``running``."""
+    for attempt in itertools.count():
+        try:
+            with session_scope(session_factory) as session:
+                requeued = release(session, settings, worker_id, leader_id)
+            log.warning("requeued job(s) %s after their run was cut short", requeued)
+            return
+        except Exception as exc:
+            if not database_unreachable(exc):
+                log.exception("releasing the jobs of worker %s failed; retrying", worker_id)
+            delay = RELEASE_RETRY_SECONDS[min(attempt, len(RELEASE_RETRY_SECONDS) - 1)]
+            time.sleep(delay)
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).splitlines() or [type(exc).__name__])[0]
+
+
+def deliver(
+    job_id: int, session_factory: SessionFactory, settings: Settings, worker_id: str
+) -> None:
+    """One delivery of a job (the procrastinate task's body). It returns normally on
+    every path, so procrastinate never records a fate the job row does not share: run to
+    an outcome; not ours to run (failed if out of attempts); or cut short, after which
+    the jobs it held are requeued (:func:`release_until_done`)."""
+    try:
+        if not run_job(job_id, session_factory, settings, worker_id, hooks=HOOKS):
+            repository.give_up(session_factory, job_id)
+    except Exception as exc:
+        if database_unreachable(exc):
+            log.warning("job %s: the database went away (%s)", job_id, _first_line(exc))
+        else:
+            log.exception("job %s: its run failed outside the job", job_id)
+        release_until_done(session_factory, settings, worker_id, job_id)
+
 
 async def _retry_stalled(app: procrastinate.App, settings: Settings) -> None:
     """procrastinate's recipe for jobs of dead workers: put them back to ``todo``."""
@@ -140,8 +219,11 @@ async def _retry_stalled(app: procrastinate.App, settings: Settings) -> None:
                     log.warning("retrying procrastinate job %s of a stalled worker", job.id)
                 except Exception:  # another worker retried it first
                     log.info("procrastinate job %s was already retried", job.id)
-        except Exception:
-            log.exception("retrying stalled jobs failed; trying again")
+        except Exception as exc:
+            if database_unreachable(exc):
+                log.warning("retrying stalled jobs: database unreachable (%s)", _first_line(exc))
+            else:
+                log.exception("retrying stalled jobs failed; trying again")
         await asyncio.sleep(max(settings.stalled_worker_seconds / 2, 0.2))
 
 
@@ -156,8 +238,7 @@ def run_procrastinate_worker(
 
     @app.task(name=TASK_NAME, pass_context=False)
     def run(job_id: int) -> None:
-        if not run_job(job_id, session_factory, settings, worker_id, hooks=HOOKS):
-            repository.give_up(session_factory, job_id)
+        deliver(job_id, session_factory, settings, worker_id)
 
     async def main() -> None:
         async with app.open_async():
