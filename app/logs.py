@@ -33,12 +33,31 @@ access_log = logging.getLogger("weightscope.access")
 
 
 class ContextIds(logging.Filter):
-    """Adds ``request_id`` and ``job_id`` (None outside a request/job) to every record."""
+    """Adds ``request_id`` and ``job_id`` (None outside a request/job) to a record."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = request_id.get()
         record.job_id = job_id.get()
         return True
+
+
+def _install_record_factory() -> None:
+    """Every record gets the ids where it is made, whichever handler writes it."""
+    make = logging.getLogRecordFactory()
+    if getattr(make, "weightscope_ids", False):
+        return
+
+    def with_ids(*args: object, **kwargs: object) -> logging.LogRecord:
+        record = make(*args, **kwargs)  # type: ignore[arg-type]
+        record.request_id = request_id.get()
+        record.job_id = job_id.get()
+        return record
+
+    with_ids.weightscope_ids = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(with_ids)
+
+
+_install_record_factory()
 
 
 class TextFormatter(logging.Formatter):

@@ -24,9 +24,11 @@ our tables.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import logging
+import signal
 import time
 
 import procrastinate
@@ -135,6 +137,7 @@ _LAST_QUEUE = text(
 )
 _WAITING = text("SELECT 1 FROM procrastinate_jobs WHERE queueing_lock = :lock AND status = 'todo'")
 RELEASE_RETRY_SECONDS = (0.2, 0.5, 1.0, 2.0, 5.0)
+WORKER_RESTART_SECONDS = 1.0
 
 
 def release(session: Session, settings: Settings, worker_id: str, leader_id: int) -> list[int]:
@@ -241,23 +244,59 @@ def run_procrastinate_worker(
         deliver(job_id, session_factory, settings, worker_id)
 
     async def main() -> None:
+        stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stopping.set)
         async with app.open_async():
             retrying = asyncio.create_task(_retry_stalled(app, settings))
             try:
-                await app.run_worker_async(
-                    queues=queues,
-                    name=worker_id,
-                    concurrency=1,
-                    fetch_job_polling_interval=settings.worker_poll_seconds,
-                    update_heartbeat_interval=settings.heartbeat_seconds,
-                    stalled_worker_timeout=settings.stalled_worker_seconds,
-                    delete_jobs="successful",
-                )
+                while not stopping.is_set():
+                    await _run_until_stopped(app, settings, queues, worker_id, stopping)
             finally:
                 retrying.cancel()
 
     ensure_schema(settings.database_url)
     asyncio.run(main())
+
+
+async def _run_until_stopped(
+    app: procrastinate.App,
+    settings: Settings,
+    queues: list[str],
+    worker_id: str,
+    stopping: asyncio.Event,
+) -> None:
+    """Run procrastinate's worker until asked to stop. procrastinate stops its worker
+    when its heartbeat cannot reach the database; this process outlives an outage
+    instead: it starts the worker again once the database answers."""
+    worker = asyncio.create_task(
+        app.run_worker_async(
+            queues=queues,
+            name=worker_id,
+            concurrency=1,
+            fetch_job_polling_interval=settings.worker_poll_seconds,
+            update_heartbeat_interval=settings.heartbeat_seconds,
+            stalled_worker_timeout=settings.stalled_worker_seconds,
+            delete_jobs="successful",
+            install_signal_handlers=False,  # ours: a stop is told from an outage
+        )
+    )
+    stop = asyncio.create_task(stopping.wait())
+    await asyncio.wait({worker, stop}, return_when=asyncio.FIRST_COMPLETED)
+    if stopping.is_set():
+        worker.cancel()  # procrastinate's graceful stop: the running job finishes first
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await worker
+        return
+    stop.cancel()
+    failure = worker.exception()
+    log.warning(
+        "the procrastinate worker stopped (%s); starting it again",
+        _first_line(failure) if failure else "its database went away",
+    )
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(stopping.wait(), timeout=WORKER_RESTART_SECONDS)
 
 
 _LIVE_WORKER = text(

@@ -30,7 +30,8 @@ from app.settings import Settings
 log = logging.getLogger(__name__)
 
 WAKE, STOP = b"w", b"s"  # parent -> child
-READY = "ready"  # child -> parent, once its worker runs; then only finished rows
+READY = "ready"  # child -> parent, once its worker runs; then finished rows, and
+GPU = "gpu"  # (GPU, {device: {kind: bytes}}) after a job, where the child uses a GPU
 RESTART_DELAY_SECONDS = 1.0
 STOP_TIMEOUT_SECONDS = 15.0
 
@@ -52,6 +53,11 @@ class WorkerProcess:
         self._ready = threading.Event()
         self._lifecycle = threading.Lock()  # no child is launched once stopping is set
         self._supervisor: threading.Thread | None = None
+        self._gpu_memory: dict[str, dict[str, float]] | None = None
+
+    def gpu_memory(self) -> dict[str, dict[str, float]] | None:
+        """The child's CUDA memory after its last job (None: it has not used a GPU)."""
+        return self._gpu_memory
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -140,6 +146,8 @@ class WorkerProcess:
                 message = conn.recv()
                 if message == READY:
                     self._ready.set()
+                elif isinstance(message, tuple) and message[0] == GPU:
+                    self._gpu_memory = message[1]
                 else:
                     self.notifier.finished(message)
         except (EOFError, OSError):  # the child is gone: the supervisor starts another
@@ -167,10 +175,12 @@ def child_main(settings: Settings, conn: Connection, modules: list[str]) -> None
     from app.db import create_db_engine, create_session_factory
     from app.device import configure_torch
     from app.jobs.worker import JobWorker
+    from app.logs import configure_logging
+    from app.metrics import gpu_memory
 
     # Ctrl-C reaches the whole process group; the API process stops this one in order
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(levelname)s %(message)s")
+    configure_logging(settings.log_format, prefix="worker")
     for name in modules:
         importlib.import_module(name)
     configure_torch(settings, embedded=False)
@@ -178,8 +188,11 @@ def child_main(settings: Settings, conn: Connection, modules: list[str]) -> None
     send_lock = threading.Lock()
 
     def send(rows: dict[int, dict[str, Any]]) -> None:
+        memory = gpu_memory()
         with send_lock:
             conn.send(rows)
+            if memory is not None:
+                conn.send((GPU, memory))
 
     worker = JobWorker(create_session_factory(engine), settings, notify=send)
     worker.start()
