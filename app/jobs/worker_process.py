@@ -19,6 +19,8 @@ import contextlib
 import importlib
 import logging
 import multiprocessing
+import multiprocessing.connection
+import os
 import signal
 import threading
 from multiprocessing.connection import Connection
@@ -54,6 +56,7 @@ class WorkerProcess:
         self._lifecycle = threading.Lock()  # no child is launched once stopping is set
         self._supervisor: threading.Thread | None = None
         self._gpu_memory: dict[str, dict[str, float]] | None = None
+        self.stop_timeout = STOP_TIMEOUT_SECONDS
 
     def gpu_memory(self) -> dict[str, dict[str, float]] | None:
         """The child's CUDA memory after its last job (None: it has not used a GPU)."""
@@ -89,13 +92,13 @@ class WorkerProcess:
         with self._send_lock, contextlib.suppress(OSError):
             if conn is not None:
                 conn.send_bytes(STOP)
-        process.join(STOP_TIMEOUT_SECONDS)
+        process.join(self.stop_timeout)
         if process.is_alive():
             log.warning("embedded worker process %s did not stop; killing it", process.pid)
             process.kill()
             process.join()
         if self._supervisor is not None:
-            self._supervisor.join(STOP_TIMEOUT_SECONDS)
+            self._supervisor.join(self.stop_timeout)
         self._detach()
 
     def _launch(self) -> None:
@@ -156,9 +159,11 @@ class WorkerProcess:
     def _supervise(self) -> None:
         while not self._stopping.is_set():
             process = self._process
-            process.join()
+            # wait without reaping: only one thread may join a process; ``stop`` does
+            multiprocessing.connection.wait([process.sentinel])
             if self._stopping.is_set():
                 return
+            process.join()
             log.error(
                 "embedded worker process %s exited (code %s); starting another",
                 process.pid, process.exitcode,
@@ -209,3 +214,8 @@ def child_main(settings: Settings, conn: Connection, modules: list[str]) -> None
     finally:
         worker.stop()
         engine.dispose()
+    # Stopped: nothing is left to do, and an interpreter that has loaded torch can take
+    # longer to tear itself down than the parent waits, which then kills a worker that
+    # has already stopped. Flush the logs and leave at once.
+    logging.shutdown()
+    os._exit(0)
