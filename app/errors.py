@@ -14,6 +14,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.requests import ClientDisconnect
 
 from app.db import database_unreachable
@@ -38,7 +39,7 @@ def install_operational_handlers(app: FastAPI, settings: Settings) -> None:
         )
         return problem_response(
             503,
-            "the database is unreachable; retry later",
+            "the database is unreachable or busy; retry later",
             slug="database-unavailable",
             headers={"Retry-After": retry_after},
         )
@@ -48,4 +49,5 @@ def install_operational_handlers(app: FastAPI, settings: Settings) -> None:
         return Response(status_code=CLIENT_CLOSED_REQUEST)
 
     app.add_exception_handler(DBAPIError, database_error)
+    app.add_exception_handler(PoolTimeout, database_error)
     app.add_exception_handler(ClientDisconnect, client_left)

@@ -89,7 +89,9 @@ def configure_logging(log_format: Literal["text", "json"] = "text", prefix: str 
             )
         )
     else:
-        text = TEXT_FORMAT.replace(" %(levelname)s", f" {prefix} %(levelname)s" if prefix else "")
+        text = TEXT_FORMAT
+        if prefix:
+            text = text.replace(" %(levelname)s", f" {prefix} %(levelname)s")
         handler.setFormatter(TextFormatter(text))
     handler.addFilter(ContextIds())
     root = logging.getLogger()

@@ -72,7 +72,7 @@ def fresh_checkpoint(rng: random.Random) -> bytes:
 
 
 class ServiceUser(HttpUser):
-    wait_time = between(0.2, 1.0)
+    wait_time = between(1.0, 3.0)  # a person or script between calls: ~75 requests/s offered
 
     def on_start(self) -> None:
         self.client.headers.update(Shared.headers)

@@ -236,7 +236,7 @@ async def test_database_unreachable_is_503_with_retry_after(tmp_path: Path, asse
                 await client.get("/v1/checkpoints"),
                 await client.post("/v1/checkpoints", files={"file": ("m.st", CHECKPOINT)}),
             ):
-                assert_problem(response, 503, "database is unreachable")
+                assert_problem(response, 503, "database is unreachable or busy")
                 assert response.headers["retry-after"] == "7"
             metrics = _metrics((await client.get("/metrics")).text)
             assert metrics[("weightscope_database_up", ())] == 0
@@ -252,3 +252,36 @@ def test_sweep_removes_abandoned_temp_files_and_keeps_live_ones(tmp_path: Path) 
     assert sweep_temp_files(blobs) == 1
     assert not abandoned.exists() and live.path.exists() and blobs.exists(finished)
     live.discard()
+
+
+def test_configured_text_and_json_lines(capsys) -> None:
+    import json
+
+    from app import logs
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        for log_format in ("text", "json"):
+            logs.configure_logging(log_format)
+            with logs.job_context(5):
+                logging.getLogger("app.jobs.runner").warning("it ran")
+            line = capsys.readouterr().err.strip().splitlines()[-1]
+            if log_format == "text":
+                assert line.endswith("WARNING app.jobs.runner: it ran [job_id=5]"), line
+            else:
+                fields = json.loads(line)
+                assert fields["level"] == "WARNING" and fields["message"] == "it ran"
+                assert fields["job_id"] == "5" and fields["request_id"] is None
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+
+
+def test_an_exhausted_connection_pool_counts_as_unreachable() -> None:
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+    from app.db import database_unreachable
+
+    assert database_unreachable(PoolTimeout("QueuePool limit reached"))
+    assert not database_unreachable(ValueError("bad input"))
