@@ -44,6 +44,7 @@ from app.db import SessionFactory, database_unreachable, read_session, session_s
 from app.jobs import repository
 from app.jobs.completions import announce
 from app.jobs.runner import QueueHooks, run_job
+from app.metrics import serve_worker_metrics
 from app.models import JobStatus
 from app.settings import Settings
 
@@ -257,6 +258,7 @@ def run_procrastinate_worker(
                 retrying.cancel()
 
     ensure_schema(settings.database_url)
+    serve_worker_metrics(settings.worker_metrics_port)
     asyncio.run(main())
 
 

@@ -17,6 +17,7 @@ import time
 from app.db import SessionFactory, database_unreachable, session_scope
 from app.jobs import repository
 from app.jobs.runner import Notify, run_job
+from app.metrics import serve_worker_metrics
 from app.models import JobStatus
 from app.settings import Settings
 
@@ -62,6 +63,7 @@ class JobWorker:
 
     def run_forever(self) -> None:
         """Foreground mode for ``weightscope worker``: run until interrupted."""
+        serve_worker_metrics(self.settings.worker_metrics_port)
         self.start()
         try:
             while not self._stop.wait(1.0):

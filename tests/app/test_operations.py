@@ -285,3 +285,32 @@ def test_an_exhausted_connection_pool_counts_as_unreachable() -> None:
 
     assert database_unreachable(PoolTimeout("QueuePool limit reached"))
     assert not database_unreachable(ValueError("bad input"))
+
+
+def test_worker_metrics_port_and_gpu_memory_families() -> None:
+    import socket
+
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.registry import Collector
+
+    from app.metrics import gpu_families, gpu_memory, serve_worker_metrics
+
+    assert gpu_memory() is None  # this process never initialised CUDA
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    serve_worker_metrics(port)
+    scraped = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10)
+    assert scraped.status_code == 200 and "process_resident_memory_bytes" in scraped.text
+
+    memory = {"0": {"allocated": 1024.0, "total": 8192.0}}
+
+    class Fixed(Collector):
+        def collect(self):  # type: ignore[no-untyped-def]
+            yield from gpu_families(memory, "w1")
+
+    registry = CollectorRegistry()
+    registry.register(Fixed())
+    samples = _metrics(generate_latest(registry).decode())
+    labels = (("device", "0"), ("kind", "allocated"), ("worker", "w1"))
+    assert samples[("weightscope_worker_gpu_memory_bytes", labels)] == 1024.0

@@ -133,6 +133,12 @@ async def test_postgres_restart_under_load_leaves_no_stuck_job(
                 while (pending := _pending(settings)) and time.monotonic() < deadline:
                     await anyio.sleep(0.5)
                 by_status = _jobs_by_status(settings)
+                scraped = await client.get("/metrics")  # read from procrastinate's tables too
+
+    assert scraped.status_code == 200
+    assert "weightscope_database_up 1.0" in scraped.text
+    assert "weightscope_job_duration_seconds_bucket{" in scraped.text
+    assert "weightscope_worker_heartbeat_age_seconds{" in scraped.text
 
     assert accepted and set(statuses) <= {202, 503}, statuses
     assert not pending, f"stuck jobs after the restarts: {by_status}"
