@@ -211,7 +211,7 @@ class StateCollector(Collector):
         if self.queue == "procrastinate":
             rows = session.execute(
                 text(
-                    "SELECT name, extract(epoch FROM now() - last_heartbeat)"
+                    "SELECT id, extract(epoch FROM now() - last_heartbeat)"
                     " FROM procrastinate_workers"
                 )
             ).all()
