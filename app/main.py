@@ -136,7 +136,9 @@ def _metrics_registry(app: FastAPI, services: Services, queue: JobQueue) -> Coll
             services.session_factory,
             settings.queue,
             settings.blob_dir,
-            settings.stale_after_seconds,
+            settings.stalled_worker_seconds
+            if settings.queue == "procrastinate"
+            else settings.stale_after_seconds,
             gpu_memory=lambda: app.state.gpu_memory(),
         )
     )

@@ -79,10 +79,13 @@ def _jobs_by_status(settings: Settings) -> dict[str, int]:
         engine.dispose()
 
 
+@pytest.mark.parametrize("queue", ["procrastinate", "inprocess"])
 async def test_postgres_restart_under_load_leaves_no_stuck_job(
-    throwaway_postgres: Cluster, files: Files, tmp_path: Path  # noqa: F811
+    throwaway_postgres: Cluster, files: Files, tmp_path: Path, queue: str  # noqa: F811
 ) -> None:
-    settings = make_settings(tmp_path / "data", throwaway_postgres.url, files, **SCALE_OUT)
+    """Both queues, with two ``weightscope worker`` processes each."""
+    overrides = {**SCALE_OUT, "queue": queue}
+    settings = make_settings(tmp_path / "data", throwaway_postgres.url, files, **overrides)
     upgrade(settings.database_url)
     env = _environment(settings, tmp_path)
     application = create_app(settings)
@@ -139,6 +142,7 @@ async def test_postgres_restart_under_load_leaves_no_stuck_job(
     assert "weightscope_database_up 1.0" in scraped.text
     assert "weightscope_job_duration_seconds_bucket{" in scraped.text
     assert "weightscope_worker_heartbeat_age_seconds{" in scraped.text
+    assert "weightscope_workers_alive 2.0" in scraped.text
 
     assert accepted and set(statuses) <= {202, 503}, statuses
     assert not pending, f"stuck jobs after the restarts: {by_status}"
