@@ -8,6 +8,7 @@ database (``app.blob_refs``); this module only moves bytes.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import shutil
@@ -30,6 +31,8 @@ class TempBlob:
         self.size = 0
         self._hash = hashlib.sha256()
         self._file = open(self.path, "xb")  # noqa: SIM115 - closed in finish/discard
+        # held until the file is renamed or removed: the start-up sweep skips locked files
+        fcntl.flock(self._file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
 
     def write(self, chunk: bytes) -> None:
         self.size += len(chunk)
@@ -39,11 +42,11 @@ class TempBlob:
         self._file.write(chunk)
 
     def close(self) -> str:
-        """Flush to disk and return the sha256 hex digest."""
+        """Flush to disk and return the sha256 hex digest (the file stays open, and
+        locked, until ``discard``)."""
         if not self._file.closed:
             self._file.flush()
             os.fsync(self._file.fileno())
-            self._file.close()
         return self._hash.hexdigest()
 
     def discard(self) -> None:

@@ -20,9 +20,9 @@ app.add_typer(db, name="db")
 
 
 def _logging() -> None:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    from app.logs import configure_logging
+
+    configure_logging(Settings().log_format)
 
 
 @app.command()
@@ -40,7 +40,10 @@ def serve(
     settings = Settings()
     upgrade(settings.database_url)
     logging.getLogger("alembic").setLevel(logging.WARNING)  # /readyz checks the revision often
-    uvicorn.run(create_app(settings), host=host or settings.host, port=port or settings.port)
+    settings.host = host or settings.host  # the trusted-host check's default uses it
+    # access_log off: app.logs.RequestIds writes one line per request, with its id
+    uvicorn.run(create_app(settings), host=settings.host, port=port or settings.port,
+                access_log=False)
 
 
 @app.command()

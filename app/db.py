@@ -17,8 +17,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
 SessionFactory = sessionmaker[Session]
@@ -81,3 +84,17 @@ def read_session(factory: SessionFactory) -> Iterator[Session]:
     with factory() as session:
         session.connection(execution_options=READ_ONLY)
         yield session
+
+
+def database_unreachable(exc: BaseException) -> bool:
+    """Whether an error means the database cannot be reached right now (down, restarting,
+    connection dropped, SQLite file locked past its busy wait, no pooled connection free
+    in time), as opposed to a bad statement: the former is a 503 worth retrying, the
+    latter a bug."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    if isinstance(exc, PoolTimeout):  # every connection busy: overloaded, not broken
+        return True
+    if isinstance(exc, OperationalError | InterfaceError):
+        return True
+    return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)

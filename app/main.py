@@ -4,20 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware.cors import CORSMiddleware
 
 from app import blob_refs
 from app.blobs import BlobStore
 from app.checkpoints.endpoints import router as checkpoints_router
+from app.checkpoints.upload import sweep_temp_files
 from app.control_characters import RefuseControlCharacters
 from app.datasets.endpoints import router as datasets_router
 from app.db import create_db_engine, create_session_factory
 from app.deps import Services
 from app.device import configure_torch, mark_api_process
+from app.errors import install_operational_handlers
+from app.guards import RequestGuard, default_trusted_hosts, warn_if_untrusted_bind
 from app.health import router as health_router
 from app.jobs.completions import listen
 from app.jobs.endpoints import router as jobs_router
@@ -25,14 +31,18 @@ from app.jobs.procrastinate_queue import ProcrastinateQueue, conninfo
 from app.jobs.queue import InProcessQueue, JobQueue
 from app.jobs.worker import JobWorker
 from app.jobs.worker_process import WorkerProcess
+from app.logs import RequestIds
 from app.merges.endpoints import router as merges_router
 from app.metanetworks.builtins import register_builtins
 from app.metanetworks.endpoints import router as metanetworks_router
+from app.metrics import HttpMetrics, MeasureRequests, StateCollector, metrics_endpoint
 from app.predictions.endpoints import router as predictions_router
 from app.problems import install_problem_handlers
 from app.settings import Settings
 from app.tasks import load_tasks, task_modules
 from app.zoos.endpoints import router as zoos_router
+
+log = logging.getLogger(__name__)
 
 DESCRIPTION = (
     "Upload neural-network checkpoints, ask metanetworks about them, merge them modulo "
@@ -74,7 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
 
     @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:  # closed in reverse order
             stack.callback(engine.dispose)
             stack.callback(queue.close)
@@ -83,8 +93,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 settings.metanetwork_dir,
             )
             await run_in_threadpool(_sweep_blobs, services)
+            swept = await run_in_threadpool(sweep_temp_files, services.blobs)
+            if swept:
+                log.info("removed %d partial upload file(s) left by an earlier run", swept)
+            warn_if_untrusted_bind(settings)
             if isinstance(queue, InProcessQueue):
-                await _embedded_worker(stack, services, queue)
+                worker = await _embedded_worker(stack, services, queue)
+                if isinstance(worker, WorkerProcess):
+                    app.state.gpu_memory = worker.gpu_memory
             else:  # workers elsewhere announce the jobs they finish
                 stack.enter_context(_listening(settings, services))
             yield
@@ -92,7 +108,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="Weightscope", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.services = services
     install_problem_handlers(app)
-    app.add_middleware(RefuseControlCharacters)
+    install_operational_handlers(app, settings)
+    _install_middleware(app, settings, _metrics_registry(app, services, queue))
     for router in ROUTERS:
         app.include_router(router)
     return app
@@ -102,11 +119,50 @@ def _sweep_blobs(services: Services) -> None:
     """Files a crash left without a row, and blobs whose last row went (``blob_refs``)."""
     with services.session_factory() as session:
         blob_refs.sweep(session, services.blobs)
+def _install_middleware(app: FastAPI, settings: Settings, registry: CollectorRegistry) -> None:
+    """Outermost last: request ids and metrics see every answer, the guard's refusals too."""
+    app.add_middleware(RefuseControlCharacters)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=["X-Request-ID", "Retry-After", "Location"],
+        )
+    app.add_middleware(
+        RequestGuard,
+        trusted_hosts=settings.trusted_hosts or default_trusted_hosts(settings.host),
+        cors_origins=settings.cors_origins,
+        body_read_timeout=settings.body_read_timeout_seconds,
+    )
+    app.add_middleware(MeasureRequests, metrics=HttpMetrics(registry))
+    app.add_middleware(RequestIds)
+
+
+def _metrics_registry(app: FastAPI, services: Services, queue: JobQueue) -> CollectorRegistry:
+    """One registry per app (tests build many apps); ``GET /metrics`` serves it."""
+    registry = CollectorRegistry()
+    settings = services.settings
+    registry.register(
+        StateCollector(
+            services.session_factory,
+            settings.queue,
+            settings.blob_dir,
+            settings.stalled_worker_seconds
+            if settings.queue == "procrastinate"
+            else settings.stale_after_seconds,
+            gpu_memory=lambda: app.state.gpu_memory(),
+        )
+    )
+    app.state.gpu_memory = lambda: None  # the embedded worker process replaces it
+    app.add_route("/metrics", metrics_endpoint(registry), include_in_schema=False)
+    return registry
 
 
 async def _embedded_worker(
     stack: contextlib.AsyncExitStack, services: Services, queue: InProcessQueue
-) -> None:
+) -> JobWorker | WorkerProcess | None:
     """Start the embedded worker (``Settings.embedded_worker``); it signals the jobs it
     finishes to the notifier, the in-process queue's one completion signal."""
     settings = services.settings
@@ -119,10 +175,11 @@ async def _embedded_worker(
         worker = WorkerProcess(settings, services.notifier, task_modules(settings))
         worker.start()
     else:
-        return
+        return None
     stack.push_async_callback(run_in_threadpool, worker.stop)
     queue.add_waker(worker.wake)
     stack.enter_context(services.notifier.signalling())
+    return worker
 
 
 @contextlib.contextmanager

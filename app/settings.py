@@ -99,6 +99,34 @@ class Settings(BaseSettings):
         description="procrastinate: a worker silent this long is stalled; its jobs are retried",
     )
 
+    trusted_hosts: list[str] = Field(
+        default_factory=list,
+        description="Host header names the API answers (DNS-rebinding guard); empty: "
+        "localhost, 127.0.0.1, ::1 and `host`; `*` turns the check off",
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description="origins a browser may call the API from (CORS); empty: none",
+    )
+    body_read_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="a request body that sends nothing for this long is answered 408 and "
+        "its connection and temp file are released",
+    )
+    database_retry_after_seconds: int = Field(
+        default=5, ge=1, description="Retry-After of the 503 answered while the database is down"
+    )
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="log lines as text or as one JSON object each"
+    )
+    worker_metrics_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="`weightscope worker` serves its own /metrics (GPU memory) on this port",
+    )
+
     @field_validator("embedded_worker", mode="before")
     @classmethod
     def _embedded_worker_flag(cls, value: object) -> object:

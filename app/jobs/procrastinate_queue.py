@@ -24,8 +24,12 @@ our tables.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import json
 import logging
+import signal
+import time
 
 import procrastinate
 import psycopg
@@ -36,10 +40,12 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 from sqlalchemy.types import String
 
-from app.db import SessionFactory, read_session
+from app.db import SessionFactory, database_unreachable, read_session, session_scope
 from app.jobs import repository
 from app.jobs.completions import announce
 from app.jobs.runner import QueueHooks, run_job
+from app.metrics import serve_worker_metrics
+from app.models import JobStatus
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -126,6 +132,83 @@ def finished(session: Session, leader_id: int, job_ids: list[int]) -> None:
 
 HOOKS = QueueHooks(adopt=adopt, finished=finished)
 
+_LAST_QUEUE = text(
+    "SELECT queue_name FROM procrastinate_jobs WHERE queueing_lock = :lock"
+    " ORDER BY id DESC LIMIT 1"
+)
+_WAITING = text("SELECT 1 FROM procrastinate_jobs WHERE queueing_lock = :lock AND status = 'todo'")
+RELEASE_RETRY_SECONDS = (0.2, 0.5, 1.0, 2.0, 5.0)
+WORKER_RESTART_SECONDS = 1.0
+
+
+def release(session: Session, settings: Settings, worker_id: str, leader_id: int) -> list[int]:
+    """After a run cut short (its database went away): requeue the jobs this worker
+    holds, give each a fresh delivery, retire the mates' old ones (the leader's is
+    finished by procrastinate when the task returns) and announce those out of attempts.
+    A leader never claimed (its claim's answer was lost) is redelivered too. Returns the
+    requeued ids."""
+    released = repository.release_held(session, worker_id)
+    leader = repository.status_of(session, leader_id)
+    if leader_id not in released and leader == JobStatus.queued:
+        released[leader_id] = JobStatus.queued
+    requeued = sorted(i for i, status in released.items() if status == JobStatus.queued)
+    mates = [queueing_lock(i) for i in released if i != leader_id]
+    if mates:
+        session.execute(_FINISH, {"locks": mates})
+    for job_id in requeued:
+        lock = queueing_lock(job_id)
+        if session.execute(_WAITING, {"lock": lock}).first() is None:
+            queue = session.execute(_LAST_QUEUE, {"lock": lock}).scalar() or "cpu"
+            values = {
+                "queue": queue, "task": TASK_NAME, "lock": lock,
+                "args": json.dumps({"job_id": job_id}),
+            }
+            session.execute(_DEFER, values)
+    failed = [i for i, status in released.items() if status != JobStatus.queued]
+    if failed:
+        announce(session, failed)
+    return requeued
+
+
+def release_until_done(
+    session_factory: SessionFactory, settings: Settings, worker_id: str, leader_id: int
+) -> None:
+    """:func:`release`, retried until the database answers again: this task returns
+    only once the jobs it held are back in the queue, so no job stays ``running``."""
+    for attempt in itertools.count():
+        try:
+            with session_scope(session_factory) as session:
+                requeued = release(session, settings, worker_id, leader_id)
+            log.warning("requeued job(s) %s after their run was cut short", requeued)
+            return
+        except Exception as exc:
+            if not database_unreachable(exc):
+                log.exception("releasing the jobs of worker %s failed; retrying", worker_id)
+            delay = RELEASE_RETRY_SECONDS[min(attempt, len(RELEASE_RETRY_SECONDS) - 1)]
+            time.sleep(delay)
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).splitlines() or [type(exc).__name__])[0]
+
+
+def deliver(
+    job_id: int, session_factory: SessionFactory, settings: Settings, worker_id: str
+) -> None:
+    """One delivery of a job (the procrastinate task's body). It returns normally on
+    every path, so procrastinate never records a fate the job row does not share: run to
+    an outcome; not ours to run (failed if out of attempts); or cut short, after which
+    the jobs it held are requeued (:func:`release_until_done`)."""
+    try:
+        if not run_job(job_id, session_factory, settings, worker_id, hooks=HOOKS):
+            repository.give_up(session_factory, job_id)
+    except Exception as exc:
+        if database_unreachable(exc):
+            log.warning("job %s: the database went away (%s)", job_id, _first_line(exc))
+        else:
+            log.exception("job %s: its run failed outside the job", job_id)
+        release_until_done(session_factory, settings, worker_id, job_id)
+
 
 async def _retry_stalled(app: procrastinate.App, settings: Settings) -> None:
     """procrastinate's recipe for jobs of dead workers: put them back to ``todo``."""
@@ -140,8 +223,11 @@ async def _retry_stalled(app: procrastinate.App, settings: Settings) -> None:
                     log.warning("retrying procrastinate job %s of a stalled worker", job.id)
                 except Exception:  # another worker retried it first
                     log.info("procrastinate job %s was already retried", job.id)
-        except Exception:
-            log.exception("retrying stalled jobs failed; trying again")
+        except Exception as exc:
+            if database_unreachable(exc):
+                log.warning("retrying stalled jobs: database unreachable (%s)", _first_line(exc))
+            else:
+                log.exception("retrying stalled jobs failed; trying again")
         await asyncio.sleep(max(settings.stalled_worker_seconds / 2, 0.2))
 
 
@@ -156,27 +242,63 @@ def run_procrastinate_worker(
 
     @app.task(name=TASK_NAME, pass_context=False)
     def run(job_id: int) -> None:
-        if not run_job(job_id, session_factory, settings, worker_id, hooks=HOOKS):
-            repository.give_up(session_factory, job_id)
+        deliver(job_id, session_factory, settings, worker_id)
 
     async def main() -> None:
+        stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stopping.set)
         async with app.open_async():
             retrying = asyncio.create_task(_retry_stalled(app, settings))
             try:
-                await app.run_worker_async(
-                    queues=queues,
-                    name=worker_id,
-                    concurrency=1,
-                    fetch_job_polling_interval=settings.worker_poll_seconds,
-                    update_heartbeat_interval=settings.heartbeat_seconds,
-                    stalled_worker_timeout=settings.stalled_worker_seconds,
-                    delete_jobs="successful",
-                )
+                while not stopping.is_set():
+                    await _run_until_stopped(app, settings, queues, worker_id, stopping)
             finally:
                 retrying.cancel()
 
     ensure_schema(settings.database_url)
+    serve_worker_metrics(settings.worker_metrics_port)
     asyncio.run(main())
+
+
+async def _run_until_stopped(
+    app: procrastinate.App,
+    settings: Settings,
+    queues: list[str],
+    worker_id: str,
+    stopping: asyncio.Event,
+) -> None:
+    """Run procrastinate's worker until asked to stop. procrastinate stops its worker
+    when its heartbeat cannot reach the database; this process outlives an outage
+    instead: it starts the worker again once the database answers."""
+    worker = asyncio.create_task(
+        app.run_worker_async(
+            queues=queues,
+            name=worker_id,
+            concurrency=1,
+            fetch_job_polling_interval=settings.worker_poll_seconds,
+            update_heartbeat_interval=settings.heartbeat_seconds,
+            stalled_worker_timeout=settings.stalled_worker_seconds,
+            delete_jobs="successful",
+            install_signal_handlers=False,  # ours: a stop is told from an outage
+        )
+    )
+    stop = asyncio.create_task(stopping.wait())
+    await asyncio.wait({worker, stop}, return_when=asyncio.FIRST_COMPLETED)
+    if stopping.is_set():
+        worker.cancel()  # procrastinate's graceful stop: the running job finishes first
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await worker
+        return
+    stop.cancel()
+    failure = worker.exception()
+    log.warning(
+        "the procrastinate worker stopped (%s); starting it again",
+        _first_line(failure) if failure else "its database went away",
+    )
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(stopping.wait(), timeout=WORKER_RESTART_SECONDS)
 
 
 _LIVE_WORKER = text(

@@ -334,9 +334,27 @@ def recover_stale_jobs(session_factory: SessionFactory, stale_after: dt.timedelt
         ]
 
 
+def release_held(session: Session, worker_id: str) -> dict[int, JobStatus]:
+    """Requeue (or fail, once out of attempts) the running jobs this worker holds but no
+    longer runs: a run whose database went away mid-way wrote nothing, and its jobs go
+    back to the queue once the database answers again. Only for a worker between runs.
+    Returns the new status of each released job."""
+    held = session.execute(
+        select(Job.id, Job.attempts, Job.max_attempts).where(
+            Job.status == JobStatus.running, Job.worker_id == worker_id
+        )
+    ).all()
+    released = {}
+    for job_id, attempts, max_attempts in held:
+        status = _release(session, job_id, worker_id, attempts, max_attempts)
+        if status is not None:
+            released[job_id] = status
+    return released
+
+
 def _release(
     session: Session, job_id: int, worker_id: str | None, attempts: int, max_attempts: int
-) -> bool:
+) -> JobStatus | None:
     if attempts >= max_attempts:
         values: dict[str, Any] = {
             "status": JobStatus.failed,
@@ -357,8 +375,13 @@ def _release(
         .values(**values)
     ).rowcount
     if released:
-        log.warning("job %s of dead worker %s: %s", job_id, worker_id, values["status"])
-    return released == 1
+        log.warning("job %s of worker %s released: %s", job_id, worker_id, values["status"])
+    return values["status"] if released == 1 else None
+
+
+def status_of(session: Session, job_id: int) -> JobStatus | None:
+    status = session.scalar(select(Job.status).where(Job.id == job_id))
+    return None if status is None else JobStatus(status)
 
 
 def give_up(session_factory: SessionFactory, job_id: int) -> None:

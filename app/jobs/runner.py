@@ -16,9 +16,10 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from app.db import SessionFactory, session_scope
+from app.db import SessionFactory, database_unreachable, session_scope
 from app.jobs import repository
 from app.jobs.kind import JobCanceled, JobContext, JobKind, JobLost, Outcome, get_kind
+from app.logs import job_context
 from app.models import JobStatus
 from app.settings import Settings
 
@@ -65,11 +66,17 @@ def run_job(
     batch = [ctx]
     if kind.run_batch is not None and kind.batch_key is not None and settings.max_batch > 1:
         batch += _claim_mates(ctx, kind.name, kind.batch_key, hooks)
-    try:
-        outcomes = kind.run_batch(batch) if kind.run_batch is not None else [kind.run(ctx)]
-    except Exception as exc:  # the whole batch failed: each job gets the same reason
-        outcomes = [exc] * len(batch)
-    return _conclude(batch, outcomes, kind, notify, hooks)[0]
+    with job_context(",".join(str(c.job_id) for c in batch)):
+        try:
+            outcomes = kind.run_batch(batch) if kind.run_batch is not None else [kind.run(ctx)]
+        except Exception as exc:  # the whole batch failed: each job gets the same reason
+            outcomes = [exc] * len(batch)
+        for outcome in outcomes:
+            if isinstance(outcome, Exception) and database_unreachable(outcome):
+                # not the job's fault: nothing is written, the worker releases the batch
+                # (requeued) once the database answers again
+                raise outcome
+        return _conclude(batch, outcomes, kind, notify, hooks)[0]
 
 
 def _claim_mates(
@@ -141,6 +148,8 @@ def _conclude(
     try:
         rows = _write(ctxs[0].job_id, finals, kind, hooks)
     except Exception as exc:
+        if database_unreachable(exc):
+            raise  # nothing was committed: the worker releases the jobs (requeued) later
         if isinstance(exc, repository.ChangedHands):
             log.warning("%s; finishing the batch's jobs one by one", exc)
         else:

@@ -14,9 +14,11 @@ import logging
 import threading
 import time
 
-from app.db import SessionFactory
+from app.db import SessionFactory, database_unreachable, session_scope
 from app.jobs import repository
 from app.jobs.runner import Notify, run_job
+from app.metrics import serve_worker_metrics
+from app.models import JobStatus
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -61,6 +63,7 @@ class JobWorker:
 
     def run_forever(self) -> None:
         """Foreground mode for ``weightscope worker``: run until interrupted."""
+        serve_worker_metrics(self.settings.worker_metrics_port)
         self.start()
         try:
             while not self._stop.wait(1.0):
@@ -89,20 +92,45 @@ class JobWorker:
 
     def _work_loop(self) -> None:
         last_recovery = time.monotonic()
+        must_release = False
         while not self._stop.is_set():
             try:
+                if must_release:
+                    self._release_held()
+                    must_release = False
                 self.run_pending()
                 if time.monotonic() - last_recovery > self.settings.stale_after_seconds / 2:
                     last_recovery = time.monotonic()
                     repository.recover_stale_jobs(self.session_factory, self._stale_after)
-            except Exception:
-                log.exception("job worker %s: loop error; retrying", self.id)
+            except Exception as exc:
+                # a run cut short wrote nothing; its jobs are released before the next one
+                must_release = True
+                if database_unreachable(exc):
+                    log.warning(
+                        "job worker %s: the database is unreachable (%s); retrying",
+                        self.id, str(exc).splitlines()[0],
+                    )
+                else:
+                    log.exception("job worker %s: loop error; retrying", self.id)
             self._wake.wait(self.settings.worker_poll_seconds)
             self._wake.clear()
+
+    def _release_held(self) -> None:
+        """Requeue the jobs a cut-short run left ``running`` under this worker (its
+        heartbeat would otherwise keep them from stale recovery forever)."""
+        with session_scope(self.session_factory) as session:
+            released = repository.release_held(session, self.id)
+        failed = [job_id for job_id, status in released.items() if status != JobStatus.queued]
+        if failed and self.notify is not None:
+            rows = {i: repository.read_job_row(self.session_factory, i) for i in failed}
+            self.notify({i: row for i, row in rows.items() if row is not None})
 
     def _heartbeat_loop(self) -> None:
         while not self._stop.wait(self.settings.heartbeat_seconds):
             try:
                 repository.beat(self.session_factory, self.id)
-            except Exception:
-                log.exception("job worker %s: heartbeat failed", self.id)
+            except Exception as exc:
+                if database_unreachable(exc):
+                    log.warning("job worker %s: heartbeat: database unreachable", self.id)
+                else:
+                    log.exception("job worker %s: heartbeat failed", self.id)

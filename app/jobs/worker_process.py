@@ -19,6 +19,8 @@ import contextlib
 import importlib
 import logging
 import multiprocessing
+import multiprocessing.connection
+import os
 import signal
 import threading
 from multiprocessing.connection import Connection
@@ -30,7 +32,8 @@ from app.settings import Settings
 log = logging.getLogger(__name__)
 
 WAKE, STOP = b"w", b"s"  # parent -> child
-READY = "ready"  # child -> parent, once its worker runs; then only finished rows
+READY = "ready"  # child -> parent, once its worker runs; then finished rows, and
+GPU = "gpu"  # (GPU, {device: {kind: bytes}}) after a job, where the child uses a GPU
 RESTART_DELAY_SECONDS = 1.0
 STOP_TIMEOUT_SECONDS = 15.0
 
@@ -52,6 +55,12 @@ class WorkerProcess:
         self._ready = threading.Event()
         self._lifecycle = threading.Lock()  # no child is launched once stopping is set
         self._supervisor: threading.Thread | None = None
+        self._gpu_memory: dict[str, dict[str, float]] | None = None
+        self.stop_timeout = STOP_TIMEOUT_SECONDS
+
+    def gpu_memory(self) -> dict[str, dict[str, float]] | None:
+        """The child's CUDA memory after its last job (None: it has not used a GPU)."""
+        return self._gpu_memory
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -83,13 +92,13 @@ class WorkerProcess:
         with self._send_lock, contextlib.suppress(OSError):
             if conn is not None:
                 conn.send_bytes(STOP)
-        process.join(STOP_TIMEOUT_SECONDS)
+        process.join(self.stop_timeout)
         if process.is_alive():
             log.warning("embedded worker process %s did not stop; killing it", process.pid)
             process.kill()
             process.join()
         if self._supervisor is not None:
-            self._supervisor.join(STOP_TIMEOUT_SECONDS)
+            self._supervisor.join(self.stop_timeout)
         self._detach()
 
     def _launch(self) -> None:
@@ -140,6 +149,8 @@ class WorkerProcess:
                 message = conn.recv()
                 if message == READY:
                     self._ready.set()
+                elif isinstance(message, tuple) and message[0] == GPU:
+                    self._gpu_memory = message[1]
                 else:
                     self.notifier.finished(message)
         except (EOFError, OSError):  # the child is gone: the supervisor starts another
@@ -148,9 +159,11 @@ class WorkerProcess:
     def _supervise(self) -> None:
         while not self._stopping.is_set():
             process = self._process
-            process.join()
+            # wait without reaping: only one thread may join a process; ``stop`` does
+            multiprocessing.connection.wait([process.sentinel])
             if self._stopping.is_set():
                 return
+            process.join()
             log.error(
                 "embedded worker process %s exited (code %s); starting another",
                 process.pid, process.exitcode,
@@ -167,10 +180,12 @@ def child_main(settings: Settings, conn: Connection, modules: list[str]) -> None
     from app.db import create_db_engine, create_session_factory
     from app.device import configure_torch
     from app.jobs.worker import JobWorker
+    from app.logs import configure_logging
+    from app.metrics import gpu_memory
 
     # Ctrl-C reaches the whole process group; the API process stops this one in order
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(levelname)s %(message)s")
+    configure_logging(settings.log_format, prefix="worker")
     for name in modules:
         importlib.import_module(name)
     configure_torch(settings, embedded=False)
@@ -178,8 +193,11 @@ def child_main(settings: Settings, conn: Connection, modules: list[str]) -> None
     send_lock = threading.Lock()
 
     def send(rows: dict[int, dict[str, Any]]) -> None:
+        memory = gpu_memory()
         with send_lock:
             conn.send(rows)
+            if memory is not None:
+                conn.send((GPU, memory))
 
     worker = JobWorker(create_session_factory(engine), settings, notify=send)
     worker.start()
@@ -196,3 +214,8 @@ def child_main(settings: Settings, conn: Connection, modules: list[str]) -> None
     finally:
         worker.stop()
         engine.dispose()
+    # Stopped: nothing is left to do, and an interpreter that has loaded torch can take
+    # longer to tear itself down than the parent waits, which then kills a worker that
+    # has already stopped. Flush the logs and leave at once.
+    logging.shutdown()
+    os._exit(0)

@@ -34,6 +34,8 @@ def make_settings(data_dir: Path, database_url: str, **overrides: object) -> Set
     values: dict[str, object] = {
         "data_dir": data_dir,
         "database_url": database_url,
+        # the names the tests' HTTP clients use (the default trusts only loopback names)
+        "trusted_hosts": ["localhost", "127.0.0.1", "ws", "weightscope"],
         "worker_poll_seconds": 0.05,
         "heartbeat_seconds": 0.2,
         "stale_after_seconds": 5.0,

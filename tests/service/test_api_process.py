@@ -22,7 +22,7 @@ from app.settings import Settings
 
 data, metanetworks, net = (Path(p) for p in sys.argv[1:4])
 settings = Settings(_env_file=None, data_dir=data, metanetwork_dir=metanetworks,
-                    max_wait_ms=0)
+                    max_wait_ms=0, trusted_hosts=["testserver"])
 upgrade(settings.database_url)
 with TestClient(create_app(settings)) as client:
     statuses = [client.get("/v1/metanetworks").status_code]
