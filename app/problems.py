@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -17,6 +18,34 @@ log = logging.getLogger(__name__)
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_TYPE_BASE = "urn:weightscope:problem:"
 PROBLEM = {"content": {PROBLEM_MEDIA_TYPE: {}}}  # a route's error responses in the OpenAPI
+
+
+class ValidationIssue(BaseModel):
+    loc: list[str | int] = Field(description="where: body, query, path or header, then keys")
+    msg: str = Field(description="what is wrong there")
+    type: str | None = Field(description="the kind of error, e.g. missing, int_parsing")
+
+
+class ProblemDetails(BaseModel):
+    """An RFC 9457 problem: the body of every error response (``application/problem+json``;
+    the OpenAPI documents it on every error status, ``app/openapi.py``)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = Field(
+        description="the problem's type: urn:weightscope:problem:SLUG (e.g. not-found, "
+        "validation, out-of-domain, job-failed), or about:blank"
+    )
+    title: str = Field(description="the HTTP status phrase")
+    status: int = Field(description="the HTTP status code")
+    detail: str = Field(description="what went wrong, in words, for a person")
+    errors: list[ValidationIssue] | None = Field(
+        default=None, description="request validation: one entry per invalid part"
+    )
+    job: dict[str, Any] | None = Field(
+        default=None,
+        description="a job waited for (?wait=) that failed or was canceled: the job itself",
+    )
 
 Row = TypeVar("Row")
 

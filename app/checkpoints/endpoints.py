@@ -21,13 +21,16 @@ from app.responses import stored
 
 router = APIRouter(prefix="/v1/checkpoints", tags=["checkpoints"])
 
+BINARY = {"type": "string", "format": "binary", "description": "the file's bytes"}
 UPLOAD_BODY = {
     "required": True,
     "content": {
         "multipart/form-data": {
             "schema": {
                 "type": "object",
-                "properties": {"file": {"type": "string", "format": "binary"}},
+                "properties": {
+                    "file": {"type": "string", "format": "binary", "description": "the file"}
+                },
                 "required": ["file"],
             }
         },
@@ -108,7 +111,10 @@ def get_checkpoint(checkpoint_id: int, session: ReadSessionDep) -> CheckpointOut
 @router.get(
     "/{checkpoint_id}/file",
     response_class=FileResponse,
-    responses={200: {"content": {"application/octet-stream": {}}}, 404: PROBLEM},
+    responses={
+        200: {"content": {"application/octet-stream": {"schema": BINARY}}},
+        404: PROBLEM,
+    },
 )
 def download_checkpoint(
     checkpoint_id: int, session: ReadSessionDep, services: ServicesDep
