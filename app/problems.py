@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -99,6 +100,8 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ProblemError, _problem)
     app.add_exception_handler(StarletteHTTPException, _http)
     app.add_exception_handler(RequestValidationError, _validation)
+    app.add_exception_handler(OverflowError, _out_of_range)
+    app.add_exception_handler(DataError, _out_of_range)
     app.add_exception_handler(Exception, _unexpected)
 
 
@@ -128,6 +131,15 @@ async def _validation(_: Request, exc: Exception) -> JSONResponse:
     )
     return problem_response(
         422, detail or "invalid request", slug="validation", extra={"errors": errors}
+    )
+
+
+async def _out_of_range(request: Request, exc: Exception) -> JSONResponse:
+    """A number the database cannot hold (SQLite: OverflowError; PostgreSQL: a data
+    exception), e.g. an id past 2**63 - 1: no such row can exist, the input is invalid."""
+    log.info("out-of-range input on %s %s: %s", request.method, request.url.path, exc)
+    return problem_response(
+        422, "a number in the request is out of range (ids are below 2**63)", slug="validation"
     )
 
 

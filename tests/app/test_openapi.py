@@ -155,3 +155,13 @@ def _import_unset(package: Path) -> None:
         if "Unset" in text and "import Unset" not in text and "Unset," not in text:
             depth = len(module.relative_to(package).parts) - 1
             module.write_text(f"from {'.' * (depth + 1)}types import Unset\n" + text)
+
+
+@pytest.mark.anyio
+async def test_an_id_past_the_database_range_is_invalid_input(client, assert_problem) -> None:
+    """Found by the schemathesis run: an id SQLite cannot bind was a 500."""
+    huge = 2**64
+    assert_problem(await client.get(f"/v1/checkpoints/{huge}"), 422, "out of range")
+    body = {"kind": "inspect", "params": {"checkpoint_id": huge}}
+    posted = await client.post("/v1/jobs", json=body)
+    assert_problem(posted, 422, "out of range")
