@@ -20,8 +20,17 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# Ids are 64-bit and never reused: bigint identities on PostgreSQL, AUTOINCREMENT rowids on
+# SQLite (a plain rowid hands a deleted row's id to the next insert; issue 16 defect 4).
+Id = BigInteger().with_variant(Integer(), "sqlite")
+ID_MAX = 2**63 - 1  # the largest id either database stores
+NEVER_REUSE_IDS = {"sqlite_autoincrement": True}
+
+LOCAL_TENANT_ID = 1  # the tenant migration 0005 creates; owns everything made without keys
 
 
 def utcnow() -> dt.datetime:
@@ -77,14 +86,51 @@ class JobStatus(enum.StrEnum):
         return self in (JobStatus.succeeded, JobStatus.failed, JobStatus.canceled)
 
 
+class Tenant(Base):
+    """Who owns records; every API key belongs to one. Tenant 1 is the local tenant."""
+
+    __tablename__ = "tenants"
+    __table_args__ = NEVER_REUSE_IDS
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class ApiKey(Base):
+    """An API key: only a hash of its secret is stored; ``prefix`` identifies it in lists."""
+
+    __tablename__ = "api_keys"
+    __table_args__ = NEVER_REUSE_IDS
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(
+        ForeignKey("tenants.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(128))
+    prefix: Mapped[str] = mapped_column(String(32), index=True)
+    secret_hash: Mapped[str] = mapped_column(String(128), unique=True)
+    admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[dt.datetime | None]
+    last_used_at: Mapped[dt.datetime | None]
+
+
 class Checkpoint(Base):
     """One uploaded file. ``sha256`` is of the uploaded bytes (dedup key); the stored blob
     is always safetensors, addressed by ``blob_sha256``."""
 
     __tablename__ = "checkpoints"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "sha256", name="uq_checkpoints_tenant_id_sha256"),
+        NEVER_REUSE_IDS,
+    )
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(
+        ForeignKey("tenants.id", ondelete="RESTRICT"), index=True, default=LOCAL_TENANT_ID
+    )
+    sha256: Mapped[str] = mapped_column(String(64))
     size: Mapped[int] = mapped_column(BigInteger)
     format: Mapped[str] = mapped_column(String(32), index=True)
     filename: Mapped[str | None] = mapped_column(String(255))
@@ -104,9 +150,12 @@ class Job(Base):
     """A unit of work; this row is the single source of truth about it."""
 
     __tablename__ = "jobs"
-    __table_args__ = (Index("ix_jobs_status_id", "status", "id"),)
+    __table_args__ = (Index("ix_jobs_status_id", "status", "id"), NEVER_REUSE_IDS)
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(
+        ForeignKey("tenants.id", ondelete="RESTRICT"), index=True, default=LOCAL_TENANT_ID
+    )
     kind: Mapped[str] = mapped_column(String(64), index=True)
     status: Mapped[JobStatus] = mapped_column(
         Enum(JobStatus, native_enum=False, length=16, validate_strings=True),
@@ -142,9 +191,16 @@ class Dataset(Base):
     """A small evaluation set (safetensors with ``x`` and ``y``) for merges."""
 
     __tablename__ = "datasets"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "sha256", name="uq_datasets_tenant_id_sha256"),
+        NEVER_REUSE_IDS,
+    )
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(
+        ForeignKey("tenants.id", ondelete="RESTRICT"), index=True, default=LOCAL_TENANT_ID
+    )
+    sha256: Mapped[str] = mapped_column(String(64))
     size: Mapped[int] = mapped_column(BigInteger)
     filename: Mapped[str | None] = mapped_column(String(255))
     blob_sha256: Mapped[str] = mapped_column(String(64), index=True)
@@ -159,8 +215,12 @@ class Prediction(Base):
     """One metanetwork's answer for one checkpoint; written with its job's success."""
 
     __tablename__ = "predictions"
+    __table_args__ = NEVER_REUSE_IDS
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(
+        ForeignKey("tenants.id", ondelete="RESTRICT"), index=True, default=LOCAL_TENANT_ID
+    )
     job_id: Mapped[int | None] = mapped_column(
         ForeignKey("jobs.id", ondelete="SET NULL"), index=True, unique=True
     )
@@ -187,8 +247,12 @@ class Merge(Base):
     ``result_checkpoint_id``; its result document is its job's ``result``."""
 
     __tablename__ = "merges"
+    __table_args__ = NEVER_REUSE_IDS
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(
+        ForeignKey("tenants.id", ondelete="RESTRICT"), index=True, default=LOCAL_TENANT_ID
+    )
     job_id: Mapped[int | None] = mapped_column(
         ForeignKey("jobs.id", ondelete="SET NULL"), index=True, unique=True
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from alembic import context
+from sqlalchemy import Connection
 
 from app.db import create_db_engine
 from app.models import Base
@@ -22,10 +23,19 @@ def run_offline() -> None:
         context.run_migrations()
 
 
+def _check_foreign_keys(connection: Connection) -> None:
+    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+    if broken:
+        raise RuntimeError(f"migration left rows with broken foreign keys: {broken[:5]}")
+
+
 def run_online() -> None:
     engine = create_db_engine(database_url())
     try:
         with engine.connect() as connection:
+            sqlite = connection.dialect.name == "sqlite"
+            if sqlite:  # SQLite's recipe for rebuilding tables: FKs off outside the transaction
+                connection.connection.driver_connection.execute("PRAGMA foreign_keys=OFF")
             context.configure(
                 connection=connection,
                 target_metadata=target_metadata,
@@ -33,6 +43,8 @@ def run_online() -> None:
             )
             with context.begin_transaction():
                 context.run_migrations()
+                if sqlite:
+                    _check_foreign_keys(connection)
     finally:
         engine.dispose()
 
