@@ -78,23 +78,27 @@ def worker() -> None:
 
 
 @db.command("upgrade")
-def db_upgrade(revision: str = typer.Argument("head")) -> None:
+def db_upgrade(
+    revision: str = typer.Argument("head"), as_json: bool = JSON_OPTION
+) -> None:
     """Apply migrations up to REVISION (default: head)."""
     from app.migrate import upgrade
 
     settings = Settings()
     upgrade(settings.database_url, revision)
-    typer.echo(f"database at {revision}: {_safe_url(settings.database_url)}")
+    _echo_revision(revision, settings.database_url, as_json)
 
 
 @db.command("downgrade")
-def db_downgrade(revision: str = typer.Argument(..., help="target, e.g. base or -1")) -> None:
+def db_downgrade(
+    revision: str = typer.Argument(..., help="target, e.g. base or -1"), as_json: bool = JSON_OPTION
+) -> None:
     """Revert migrations down to REVISION."""
     from app.migrate import downgrade
 
     settings = Settings()
     downgrade(settings.database_url, revision)
-    typer.echo(f"database at {revision}: {_safe_url(settings.database_url)}")
+    _echo_revision(revision, settings.database_url, as_json)
 
 
 @db.command("current")
@@ -322,6 +326,15 @@ def _client(server: str, api_key: str | None) -> Iterator[Client]:
     except httpx.HTTPError as exc:
         typer.echo(f"error: cannot reach the server: {exc}", err=True)
         raise typer.Exit(2) from None
+
+
+def _echo_revision(revision: str, url: str, as_json: bool) -> None:
+    from app.formatting import print_json
+
+    if as_json:
+        print_json({"revision": revision, "database": _safe_url(url)})
+    else:
+        typer.echo(f"database at {revision}: {_safe_url(url)}")
 
 
 def _safe_url(url: str) -> str:

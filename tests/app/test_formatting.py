@@ -77,3 +77,24 @@ def test_failed_work_prints_no_final_progress_line() -> None:
     except RuntimeError:
         pass
     assert stream.getvalue() == ""
+
+
+def test_every_command_that_answers_takes_json() -> None:
+    """``--json`` everywhere but the two long-running processes (serve, worker)."""
+    import typer.main
+
+    from app.cli import app
+
+    def commands(group, prefix=""):  # type: ignore[no-untyped-def]
+        for name, command in group.commands.items():
+            if hasattr(command, "commands"):
+                yield from commands(command, f"{prefix}{name} ")
+            else:
+                yield f"{prefix}{name}", command
+
+    found = dict(commands(typer.main.get_command(app)))
+    without = [
+        name for name, command in found.items()
+        if not any("--json" in option.opts for option in command.params)
+    ]  # fmt: skip
+    assert sorted(without) == ["serve", "worker"] and len(found) >= 10
