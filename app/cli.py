@@ -4,15 +4,25 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from types import ModuleType
-from typing import TypeVar
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, TypeVar
 
 import typer
 
 from app.settings import Settings
 
+if TYPE_CHECKING:
+    from app.client import Client
+
 T = TypeVar("T")
+
+JSON_OPTION = typer.Option(False, "--json", help="print the answer as JSON")
+# commands whose answer is JSON anyway take --json too, so every command does
+ALWAYS_JSON = typer.Option(True, "--json", help="print JSON (this command always does)")
+API_KEY_OPTION = typer.Option(
+    None, envvar="WEIGHTSCOPE_API_KEY", help="API key for --server (sent as a Bearer token)"
+)
 
 app = typer.Typer(help="Weightscope: learning on neural-network weights, as a service.")
 db = typer.Typer(help="Database schema (Alembic migrations).")
@@ -71,34 +81,43 @@ def worker() -> None:
 
 
 @db.command("upgrade")
-def db_upgrade(revision: str = typer.Argument("head")) -> None:
+def db_upgrade(
+    revision: str = typer.Argument("head"), as_json: bool = JSON_OPTION
+) -> None:
     """Apply migrations up to REVISION (default: head)."""
     from app.migrate import upgrade
 
     settings = Settings()
     upgrade(settings.database_url, revision)
-    typer.echo(f"database at {revision}: {_safe_url(settings.database_url)}")
+    _echo_revision(revision, settings.database_url, as_json)
 
 
 @db.command("downgrade")
-def db_downgrade(revision: str = typer.Argument(..., help="target, e.g. base or -1")) -> None:
+def db_downgrade(
+    revision: str = typer.Argument(..., help="target, e.g. base or -1"), as_json: bool = JSON_OPTION
+) -> None:
     """Revert migrations down to REVISION."""
     from app.migrate import downgrade
 
     settings = Settings()
     downgrade(settings.database_url, revision)
-    typer.echo(f"database at {revision}: {_safe_url(settings.database_url)}")
+    _echo_revision(revision, settings.database_url, as_json)
 
 
 @db.command("current")
-def db_current() -> None:
+def db_current(as_json: bool = JSON_OPTION) -> None:
     """Print the database's revision and the code's head revision."""
     from app.db import create_db_engine
+    from app.formatting import print_json
     from app.migrate import current_revision, head_revision
 
     engine = create_db_engine(Settings().database_url)
     try:
-        typer.echo(f"current: {current_revision(engine)}  head: {head_revision()}")
+        current, head = current_revision(engine), head_revision()
+        if as_json:
+            print_json({"current": current, "head": head})
+        else:
+            typer.echo(f"current: {current}  head: {head}")
     finally:
         engine.dispose()
 
@@ -107,16 +126,21 @@ def db_current() -> None:
 def graph(
     file: str = typer.Argument(..., help="checkpoint file (.safetensors or .pt)"),
     arch: str | None = typer.Option(None, help="op-graph JSON file, if FILE carries none"),
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Print a checkpoint's architecture, neuron groups and parameter-graph size."""
     from pathlib import Path
 
     import graphs
+    from app.formatting import print_json
 
     try:
         architecture = Path(arch).read_text() if arch else None
         ckpt = graphs.load(file, arch=architecture)
-        typer.echo(graphs.summary_text(ckpt))
+        if as_json:
+            print_json({"architecture": ckpt.architecture.summary(), "metadata": ckpt.metadata})
+        else:
+            typer.echo(graphs.summary_text(ckpt))
     except (graphs.GraphsError, OSError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -140,34 +164,57 @@ def merge(
     server: str | None = typer.Option(
         None, help="run it on this Weightscope service (URL) instead of locally"
     ),
+    api_key: str | None = API_KEY_OPTION,
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Align B to A (Git Re-Basin), write the merge, print naive vs aligned barriers."""
+    from pathlib import Path
+
+    from app.formatting import StepProgress, console, local_merge_result, merge_report, print_json
+
     if server is not None:
-        _client_call(lambda: _client().merge(server, a, b, data, method, lam, out, canonical))
+        with _client(server, api_key) as client, StepProgress("merge") as progress:
+            row = client.merge([Path(a), Path(b)], method=method, lam=lam,
+                               dataset=Path(data) if data else None, canonical=canonical,
+                               progress=progress.job)  # fmt: skip
+            if out is not None and row.result_checkpoint_id is not None:
+                client.download(row.result_checkpoint_id, out)
+        found = (row.result.model_dump(mode="json") if row.result else {}) | {
+            "id": row.id, "checkpoints": row.checkpoints,
+            "result_checkpoint_id": row.result_checkpoint_id,
+        }  # fmt: skip
+        head = f"merge {row.id}: checkpoints {row.checkpoints} -> checkpoint " \
+            f"{row.result_checkpoint_id}"  # fmt: skip
+    else:
+        if out is None:
+            typer.echo("error: --out is required for a local merge", err=True)
+            raise typer.Exit(2)
+        import graphs
+        from merging.report import merge_files
+
+        try:
+            with StepProgress("merge") as progress:
+                progress.update(0, 1, "aligning and evaluating")
+                result, curve = merge_files(
+                    a, b, out, data, method, lam, bn, canonical=canonical  # type: ignore[arg-type]
+                )
+                progress.update(1, 1, "done")
+        except (graphs.GraphsError, ValueError, OSError) as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+        found = local_merge_result(result, curve, lam)
+        head = f"merged {a} and {b} (λ={lam})"
+    if out is not None:
+        found["out"] = out
+    if as_json:
+        print_json(found)
         return
-    if out is None:
-        typer.echo("error: --out is required for a local merge", err=True)
-        raise typer.Exit(2)
-    from rich.console import Console
-
-    import graphs
-    from app.formatting import barrier_table, merge_lines
-    from merging.report import merge_files
-
-    try:
-        result, curve = merge_files(
-            a, b, out, data, method, lam, bn, canonical=canonical  # type: ignore[arg-type]
-        )
-    except (graphs.GraphsError, ValueError, OSError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
-    console = Console()
-    if curve is not None:
-        console.print(barrier_table(curve))
-    matches = [] if result.match is None else [vars(result.match)]
-    for line in merge_lines({"matches": matches, "bn_stats": result.bn_stats}):
-        console.print(line)
-    console.print(f"wrote {out} (λ={lam})")
+    printer = console()
+    printer.print(head)
+    for part in merge_report(found):
+        printer.print(part)
+    if out is not None:
+        printer.print(f"wrote {out}")
 
 
 @app.command()
@@ -192,6 +239,7 @@ def train(
     follow: bool = typer.Option(False, "--follow", help="with --server: show the progress"),
     api_key: str | None = typer.Option(None, envvar="WEIGHTSCOPE_API_KEY",
                                        help="with --server: the API key"),
+    as_json: bool = ALWAYS_JSON,
 ) -> None:
     """Train a graph metanetwork on a zoo: locally (print its test metrics as JSON), or
     on a service with --server (a train job; --follow shows epochs, loss, ETA)."""
@@ -245,68 +293,92 @@ def _train_remote(server: str, zoo: str, name: str | None, epochs: int | None, s
 def predict(
     file: str = typer.Argument(..., help="checkpoint file (.safetensors or .pt)"),
     metanetwork: str | None = typer.Option(
-        None, help="built-in name (default: every one whose domain holds FILE)"
+        None, help="metanetwork name (default: every one whose domain holds FILE)"
     ),
     force: bool = typer.Option(False, help="answer out-of-domain checkpoints, flagged"),
     server: str | None = typer.Option(
         None, help="ask this Weightscope service (URL) instead of answering locally"
     ),
+    api_key: str | None = API_KEY_OPTION,
+    as_json: bool = JSON_OPTION,
 ) -> None:
-    """Answer for a checkpoint with the built-in metanetworks, locally or on a server."""
+    """Answer for a checkpoint with the metanetworks, locally (built-ins) or on a server."""
+    from pathlib import Path
+
+    from app.formatting import StepProgress, prediction_line, print_json
+
     if server is not None:
-        _client_call(lambda: [_client().predict(server, file, metanetwork, force)])
+        with _client(server, api_key) as client, StepProgress("predict") as progress:
+            answers = [
+                a.model_dump(mode="json")
+                for a in client.predict(Path(file), metanetwork, force=force,
+                                        progress=progress.job)
+            ]  # fmt: skip
+    else:
+        from dataclasses import asdict
+
+        from models import commands
+
+        try:
+            answers = [asdict(answer) for answer in commands.predict(file, metanetwork, force)]
+        except (ValueError, OSError) as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+    if as_json:
+        print_json(answers)
         return
-    from dataclasses import asdict
-
-    from app.formatting import prediction_line
-    from models import commands
-
-    try:
-        for answer in commands.predict(file, metanetwork, force):
-            typer.echo(prediction_line(asdict(answer)))
-    except (ValueError, OSError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+    for answer in answers:
+        typer.echo(prediction_line(answer))
 
 
 @app.command()
 def history(
     server: str = typer.Option(..., help="the Weightscope service (URL)"),
     limit: int = typer.Option(20, min=1, max=200, help="rows per table"),
+    api_key: str | None = API_KEY_OPTION,
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Recent predictions and merges on a server."""
-    from rich.console import Console
+    from itertools import islice
 
-    tables = _client_call(lambda: _client().history(server, limit), echo=False)
-    console = Console()
-    for table in tables:
-        console.print(table)
+    from app.formatting import console, history_tables, print_json
+
+    with _client(server, api_key) as client:
+        predictions = [p.model_dump(mode="json") for p in islice(client.predictions(), limit)]
+        merges = [m.model_dump(mode="json") for m in islice(client.merges(), limit)]
+    if as_json:
+        print_json({"predictions": predictions, "merges": merges})
+        return
+    printer = console()
+    for table in history_tables(predictions, merges):
+        printer.print(table)
 
 
-def _client() -> ModuleType:
-    from app import client
-
-    return client
-
-
-def _client_call(call: Callable[[], T], echo: bool = True) -> T:
-    """Run a client call; its lines are printed, its failure is one line and exit 2."""
+@contextmanager
+def _client(server: str, api_key: str | None) -> Iterator[Client]:
+    """A client of ``server``; its failures are one line on stderr and exit status 2."""
     import httpx
 
-    from app.client import ClientError
+    from app.client import Client, WeightscopeError
 
     try:
-        result = call()
-    except ClientError as exc:
+        with Client(server, api_key, page_size=200) as client:
+            yield client
+    except WeightscopeError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     except httpx.HTTPError as exc:
         typer.echo(f"error: cannot reach the server: {exc}", err=True)
         raise typer.Exit(2) from None
-    if echo:
-        for line in result:  # type: ignore[attr-defined]
-            typer.echo(line)
-    return result
+
+
+def _echo_revision(revision: str, url: str, as_json: bool) -> None:
+    from app.formatting import print_json
+
+    if as_json:
+        print_json({"revision": revision, "database": _safe_url(url)})
+    else:
+        typer.echo(f"database at {revision}: {_safe_url(url)}")
 
 
 def _safe_url(url: str) -> str:
@@ -329,36 +401,25 @@ def zoo_build(
     group_size: int | None = typer.Option(
         None, help="models per vmapped group (default: device's)"
     ),
+    as_json: bool = ALWAYS_JSON,
 ) -> None:
-    """Build a zoo (or finish an interrupted build) and print its statistics as JSON."""
+    """Build a zoo (or finish an interrupted build) and print its statistics as JSON.
+
+    Progress goes to stderr: a bar on a terminal, plain lines otherwise."""
     import json
 
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
     import zoo
+    from app.formatting import StepProgress
 
     try:
         family = zoo.get_family(name)
-        with Progress(
-            "[progress.description]{task.description}",
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-        ) as bar:
-            task = bar.add_task(name, total=None)
+        with StepProgress(f"zoo build {name}") as progress:
 
-            def progress(done: int, total: int) -> None:
-                bar.update(task, completed=done, total=total)
+            def step(done: int, total: int) -> None:
+                progress.update(done, total, "models trained")
 
             directory = zoo.build(
-                name, size or family.default_size, seed, out, device, progress, group_size
+                name, size or family.default_size, seed, out, device, step, group_size
             )
     except (ValueError, OSError) as exc:
         typer.echo(f"error: {exc}", err=True)
@@ -367,7 +428,9 @@ def zoo_build(
 
 
 @zoo_cli.command("info")
-def zoo_info(directory: str = typer.Argument(..., help="zoo directory")) -> None:
+def zoo_info(
+    directory: str = typer.Argument(..., help="zoo directory"), as_json: bool = ALWAYS_JSON
+) -> None:
     """Print a zoo's counts, splits and metric quantiles as JSON."""
     import json
 

@@ -6,6 +6,7 @@ import datetime as dt
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
@@ -25,7 +26,16 @@ def livez() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", responses={503: {"content": {"application/problem+json": {}}}})
+class Readiness(BaseModel):
+    status: str = Field(description="ok")
+    checks: dict[str, str] = Field(description="check -> what it found (database, migrations, "
+                                   "worker)")
+
+
+@router.get(
+    "/readyz",
+    responses={200: {"model": Readiness}, 503: {"content": {"application/problem+json": {}}}},
+)
 async def readyz(services: ServicesDep) -> JSONResponse:
     checks = await run_in_threadpool(readiness_checks, services)
     failing = [f"{name}: {message}" for name, (ok, message) in checks.items() if not ok]

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 from prometheus_client import CollectorRegistry
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware.cors import CORSMiddleware
@@ -36,6 +37,7 @@ from app.merges.endpoints import router as merges_router
 from app.metanetworks.builtins import register_builtins
 from app.metanetworks.endpoints import router as metanetworks_router
 from app.metrics import HttpMetrics, MeasureRequests, StateCollector, metrics_endpoint
+from app.openapi import install_openapi
 from app.predictions.endpoints import router as predictions_router
 from app.problems import install_problem_handlers
 from app.settings import Settings
@@ -105,7 +107,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 stack.enter_context(_listening(settings, services))
             yield
 
-    app = FastAPI(title="Weightscope", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    # Swagger UI (/docs) and ReDoc (/redoc) from the fastapi-offline package's assets: no CDN
+    app = FastAPIOffline(
+        title="Weightscope", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
+        static_url="/docs-assets",
+    )
+    install_openapi(app)
     app.state.services = services
     install_problem_handlers(app)
     install_operational_handlers(app, settings)

@@ -9,6 +9,8 @@ from typing import Any, TypeVar
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -17,6 +19,34 @@ log = logging.getLogger(__name__)
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_TYPE_BASE = "urn:weightscope:problem:"
 PROBLEM = {"content": {PROBLEM_MEDIA_TYPE: {}}}  # a route's error responses in the OpenAPI
+
+
+class ValidationIssue(BaseModel):
+    loc: list[str | int] = Field(description="where: body, query, path or header, then keys")
+    msg: str = Field(description="what is wrong there")
+    type: str | None = Field(description="the kind of error, e.g. missing, int_parsing")
+
+
+class ProblemDetails(BaseModel):
+    """An RFC 9457 problem: the body of every error response (``application/problem+json``;
+    the OpenAPI documents it on every error status, ``app/openapi.py``)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = Field(
+        description="the problem's type: urn:weightscope:problem:SLUG (e.g. not-found, "
+        "validation, out-of-domain, job-failed), or about:blank"
+    )
+    title: str = Field(description="the HTTP status phrase")
+    status: int = Field(description="the HTTP status code")
+    detail: str = Field(description="what went wrong, in words, for a person")
+    errors: list[ValidationIssue] | None = Field(
+        default=None, description="request validation: one entry per invalid part"
+    )
+    job: dict[str, Any] | None = Field(
+        default=None,
+        description="a job waited for (?wait=) that failed or was canceled: the job itself",
+    )
 
 Row = TypeVar("Row")
 
@@ -70,6 +100,8 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ProblemError, _problem)
     app.add_exception_handler(StarletteHTTPException, _http)
     app.add_exception_handler(RequestValidationError, _validation)
+    app.add_exception_handler(OverflowError, _out_of_range)
+    app.add_exception_handler(DataError, _out_of_range)
     app.add_exception_handler(Exception, _unexpected)
 
 
@@ -99,6 +131,15 @@ async def _validation(_: Request, exc: Exception) -> JSONResponse:
     )
     return problem_response(
         422, detail or "invalid request", slug="validation", extra={"errors": errors}
+    )
+
+
+async def _out_of_range(request: Request, exc: Exception) -> JSONResponse:
+    """A number the database cannot hold (SQLite: OverflowError; PostgreSQL: a data
+    exception), e.g. an id past 2**63 - 1: no such row can exist, the input is invalid."""
+    log.info("out-of-range input on %s %s: %s", request.method, request.url.path, exc)
+    return problem_response(
+        422, "a number in the request is out of range (ids are below 2**63)", slug="validation"
     )
 
 

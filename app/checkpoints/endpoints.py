@@ -23,13 +23,16 @@ from app.tenancy import Caller, current_caller
 
 router = APIRouter(prefix="/v1/checkpoints", tags=["checkpoints"])
 
+BINARY = {"type": "string", "format": "binary", "description": "the file's bytes"}
 UPLOAD_BODY = {
     "required": True,
     "content": {
         "multipart/form-data": {
             "schema": {
                 "type": "object",
-                "properties": {"file": {"type": "string", "format": "binary"}},
+                "properties": {
+                    "file": {"type": "string", "format": "binary", "description": "the file"}
+                },
                 "required": ["file"],
             }
         },
@@ -110,7 +113,10 @@ def get_checkpoint(checkpoint_id: IdPath, session: ReadSessionDep) -> Checkpoint
 @router.get(
     "/{checkpoint_id}/file",
     response_class=FileResponse,
-    responses={200: {"content": {"application/octet-stream": {}}}, 404: PROBLEM},
+    responses={
+        200: {"content": {"application/octet-stream": {"schema": BINARY}}},
+        404: PROBLEM,
+    },
 )
 def download_checkpoint(
     checkpoint_id: IdPath, session: ReadSessionDep, services: ServicesDep

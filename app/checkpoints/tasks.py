@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
 from app.blobs import BlobStore
@@ -19,7 +19,7 @@ from graphs.safe_io import read_checkpoint
 
 
 class InspectParams(BaseModel):
-    checkpoint_id: RecordId
+    checkpoint_id: RecordId = Field(description="the stored checkpoint to inspect")
 
 
 def tensor_statistics(tensor: torch.Tensor) -> dict[str, Any]:

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Response, status
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Response, status
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from app.deps import ReadSessionDep, ServicesDep, SessionDep
 from app.ids import IdPath
 from app.jobs import service
-from app.jobs.events import Wait, job_event_stream, job_response, read_job, wait_for_job
+from app.jobs.events import (
+    Wait,
+    job_event_stream,
+    job_response,
+    outcome_response,
+    read_job,
+    wait_for_job,
+)
 from app.jobs.schemas import JobCreate, JobOut
 from app.models import JobStatus
 from app.pagination import Page, PageDep
@@ -18,9 +27,21 @@ from app.tenancy import Caller, current_caller
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
+EVENT_STREAM = {
+    "type": "string",
+    "description": "server-sent events: `event: job` with the job as JSON in `data:`, one per "
+    "change of status, progress or attempt; the stream ends after the terminal one",
+}
 
-@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=JobOut)
+
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=JobOut,
+    responses={404: PROBLEM, 422: PROBLEM},
+)
 def create_job(body: JobCreate, session: SessionDep, services: ServicesDep) -> Response:
+    """Queue a job of any registered kind (the domain routes queue theirs too)."""
     job = service.submit_job(session, services, body.kind, body.params)
     return job_response(job, status.HTTP_202_ACCEPTED, location=True)
 
@@ -29,21 +50,32 @@ def create_job(body: JobCreate, session: SessionDep, services: ServicesDep) -> R
 def list_jobs(
     session: ReadSessionDep,
     page: PageDep,
-    kind: str | None = None,
-    status: JobStatus | None = None,
+    kind: Annotated[str | None, Query(description="only jobs of this kind")] = None,
+    status: Annotated[JobStatus | None, Query(description="only jobs in this status")] = None,
 ) -> Page[JobOut]:
     return service.list_jobs(session, page, kind, status)
 
 
-@router.get("/{job_id}", response_model=JobOut)
+@router.get(
+    "/{job_id}",
+    response_model=JobOut,
+    responses={404: PROBLEM, 409: PROBLEM, 422: PROBLEM},
+)
 async def get_job(job_id: IdPath, services: ServicesDep, wait: Wait = 0) -> Response:
-    return job_response(await wait_for_job(services, job_id, wait))
+    """The job. With ``?wait=S`` the answer comes once it is terminal or S seconds have
+    passed: 200 with the job when it succeeded or is still unfinished, a problem carrying
+    the job (``job`` member) when it failed (422 ``job-failed``) or was canceled (409
+    ``job-canceled``)."""
+    job = await wait_for_job(services, job_id, wait)
+    if wait > 0:
+        return outcome_response(job, status.HTTP_200_OK, location=False)
+    return job_response(job)
 
 
 @router.get(
     "/{job_id}/events",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {}}}},
+    responses={200: {"content": {"text/event-stream": {"schema": EVENT_STREAM}}}, 404: PROBLEM},
 )
 async def job_events(job_id: IdPath, services: ServicesDep) -> StreamingResponse:
     """Server-sent events: a ``job`` event whenever status or progress changes, ending
@@ -56,7 +88,7 @@ async def job_events(job_id: IdPath, services: ServicesDep) -> StreamingResponse
     )
 
 
-@router.post("/{job_id}/cancel", response_model=JobOut)
+@router.post("/{job_id}/cancel", response_model=JobOut, responses={404: PROBLEM, 409: PROBLEM})
 def cancel_job(job_id: IdPath, session: SessionDep, services: ServicesDep) -> JobOut:
     return service.cancel_job(session, services, job_id)
 

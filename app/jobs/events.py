@@ -22,7 +22,8 @@ from starlette.concurrency import run_in_threadpool
 from app.deps import Services
 from app.jobs.repository import read_job_row
 from app.jobs.schemas import JobOut
-from app.problems import ProblemError
+from app.models import JobStatus
+from app.problems import ProblemError, problem_response
 from app.responses import job_path, located
 
 Wait = Annotated[float, Query(ge=0, description="long-poll: seconds to wait for a terminal status")]
@@ -84,6 +85,28 @@ def job_response(job: JobOut, status_code: int = 200, *, location: bool = False)
     ``response_model`` path makes, without validating the model a second time)."""
     response = Response(job.model_dump_json(), status_code, media_type="application/json")
     return located(response, job_path(job.id)) if location else response
+
+
+# A waited-for job that did not succeed is answered as a problem carrying the job.
+UNSUCCESSFUL = {JobStatus.failed: (422, "job-failed"), JobStatus.canceled: (409, "job-canceled")}
+
+
+def outcome_response(job: JobOut, pending_status: int, *, location: bool = True) -> Response:
+    """A job someone waited for: 200 succeeded; ``pending_status`` while not finished; a
+    problem whose ``job`` member is the job when it failed (422) or was canceled (409), so
+    a failed job never reads as a success."""
+    if job.status not in UNSUCCESSFUL:
+        code = 200 if job.status == JobStatus.succeeded else pending_status
+        return job_response(job, code, location=location)
+    code, slug = UNSUCCESSFUL[job.status]
+    response = problem_response(
+        code,
+        f"job {job.id} {job.status.value}: {job.error or 'no reason recorded'}",
+        slug=slug,
+        extra={"job": job.model_dump(mode="json")},
+    )
+    return located(response, job_path(job.id)) if location else response
+
 
 
 def sse(event: str, data: str, event_id: int | None = None) -> bytes:

@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 
 from app.deps import Services
 from app.jobs import repository
-from app.jobs.events import job_response, read_job, wait_for_job
+from app.jobs.events import outcome_response, read_job, wait_for_job
 from app.jobs.kind import KINDS, queue_name
 from app.jobs.schemas import JobOut
 from app.models import Job, JobStatus
@@ -69,12 +69,12 @@ async def accept_job(
     services: Services, kind: str, params: dict[str, Any], wait: float = 0
 ) -> Response:
     """Submit (in a worker thread), long-poll when ``wait`` > 0, and answer the way every
-    job-creating route does: 202 with ``Location``, or 200 once the job is terminal."""
+    job-creating route does: 202 with ``Location`` while unfinished, 200 once succeeded, a
+    problem with the job once failed (422) or canceled (409)."""
     job = await run_in_threadpool(_submit, services, kind, params)
     if wait > 0:
         job = await wait_for_job(services, job.id, wait)
-    code = status.HTTP_200_OK if job.status.terminal else status.HTTP_202_ACCEPTED
-    return job_response(job, code, location=True)
+    return outcome_response(job, status.HTTP_202_ACCEPTED)
 
 
 def _submit(services: Services, kind: str, params: dict[str, Any]) -> JobOut:

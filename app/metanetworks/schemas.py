@@ -12,7 +12,7 @@ from app.metanetworks.service import NAME_PATTERN
 
 
 class MetanetworkOut(BaseModel):
-    name: str
+    name: str = Field(description="the name to ask it by")
     task: str = Field(description="classification or generalization")
     labels: list[str] = Field(description="class labels (classification)")
     domain: dict[str, Any] = Field(description="the networks it was trained on")

@@ -31,7 +31,13 @@ PREDICT_BODY = {
         "multipart/form-data": {
             "schema": {
                 "type": "object",
-                "properties": {"file": {"type": "string", "format": "binary"}},
+                "properties": {
+                    "file": {
+                        "type": "string",
+                        "format": "binary",
+                        "description": "the checkpoint, stored as POST /v1/checkpoints would",
+                    }
+                },
                 "required": ["file"],
             }
         },

@@ -157,7 +157,14 @@ async def test_forced_and_worker_side_out_of_domain(
     assert forced["result"]["domain_issues"]
 
     wide = await upload(client, files.wide)  # passes the request-time check, too big for it
-    failed = await predict(client, wide)
+    response = await client.post(
+        "/v1/predictions?wait=60", json={"checkpoint_id": wide, "metanetwork": NAME}
+    )
+    # a failed job is not a success: a job-failed problem that carries the job
+    problem = assert_problem(response, 422, "outside the domain")
+    assert problem["type"].endswith(":job-failed")
+    assert response.headers["location"] == f"/v1/jobs/{problem['job']['id']}"
+    failed = problem["job"]
     assert failed["status"] == "failed" and "outside the domain" in failed["error"]
     assert "weights (edges)" in failed["error"]  # 4x the widest training graph
     assert (await client.get("/v1/predictions", params={"checkpoint_id": wide})).json()[

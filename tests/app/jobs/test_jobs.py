@@ -132,14 +132,17 @@ def blocking_kind(monkeypatch):
     return started, release
 
 
-async def test_cancel_running_job_stops_it_at_a_progress_point(client, blocking_kind) -> None:
+async def test_cancel_running_job_stops_it_at_a_progress_point(
+    client, blocking_kind, assert_problem
+) -> None:
     started, release = blocking_kind
     job = (await client.post("/v1/jobs", json={"kind": "blocking"})).json()
     assert started.wait(30)
     requested = (await client.post(f"/v1/jobs/{job['id']}/cancel")).json()
     assert requested["status"] == "running" and requested["cancel_requested"] is True
     release.set()
-    final = (await client.get(f"/v1/jobs/{job['id']}", params={"wait": 30})).json()
+    waited = await client.get(f"/v1/jobs/{job['id']}", params={"wait": 30})
+    final = assert_problem(waited, 409, "canceled")["job"]  # canceled is not a success
     assert final["status"] == "canceled"
     assert final["result"] is None
 

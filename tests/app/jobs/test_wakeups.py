@@ -64,7 +64,8 @@ async def cancel_ends_a_long_poll(client: httpx.AsyncClient, job_id: int) -> Non
     waiting = asyncio.create_task(client.get(f"/v1/jobs/{job_id}", params={"wait": 15}))
     await asyncio.sleep(0.2)
     await client.post(f"/v1/jobs/{job_id}/cancel")
-    assert (await waiting).json()["status"] == "canceled"
+    answer = await waiting
+    assert answer.status_code == 409 and answer.json()["job"]["status"] == "canceled"
 
 
 def queued(session_factory, kind: str, params: dict | None = None) -> int:
@@ -330,7 +331,9 @@ async def test_a_job_queued_here_but_finished_elsewhere_is_still_seen(
                 .where(Job.id == job["id"])
                 .values(status=JobStatus.failed, error="elsewhere", finished_at=utcnow())
             )
-        done = (await asyncio.wait_for(waiting, 30)).json()
+        answer = await asyncio.wait_for(waiting, 30)
+        assert answer.status_code == 422  # failed while waited for: a problem with the job
+        done = answer.json()["job"]
         assert done["status"] == "failed" and done["error"] == "elsewhere"
 
 

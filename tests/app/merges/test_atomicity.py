@@ -33,7 +33,9 @@ async def test_failure_after_the_blob_is_placed_leaves_neither(
         raise RuntimeError("injected failure")
 
     monkeypatch.setattr(repository, "add_merge", fail)
-    job = (await client.post("/v1/merges?wait=60", json={"checkpoints": ids})).json()
+    response = await client.post("/v1/merges?wait=60", json={"checkpoints": ids})
+    assert response.status_code == 422  # a failed job: a problem carrying the job
+    job = response.json()["job"]
     assert job["status"] == "failed" and "injected failure" in job["error"]
     assert stored_files() == before  # no merged blob, no temp file
     assert checkpoint_rows() == 2
