@@ -10,6 +10,7 @@ from typing import TypeVar
 
 import typer
 
+from app.keys_cli import keys_cli
 from app.settings import Settings
 
 T = TypeVar("T")
@@ -17,6 +18,7 @@ T = TypeVar("T")
 app = typer.Typer(help="Weightscope: learning on neural-network weights, as a service.")
 db = typer.Typer(help="Database schema (Alembic migrations).")
 app.add_typer(db, name="db")
+app.add_typer(keys_cli, name="keys")
 
 
 def _logging() -> None:
@@ -37,10 +39,27 @@ def serve(
     from app.migrate import upgrade
 
     _logging()
-    settings = Settings()
+    bind = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+    settings = Settings(**bind)  # type: ignore[arg-type]
     upgrade(settings.database_url)
+    _refuse_unauthenticated_bind(settings)
     logging.getLogger("alembic").setLevel(logging.WARNING)  # /readyz checks the revision often
-    uvicorn.run(create_app(settings), host=host or settings.host, port=port or settings.port)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port)
+
+
+def _refuse_unauthenticated_bind(settings: Settings) -> None:
+    """Say why and exit 2 before serving a network address without authentication."""
+    from app.auth import AuthNotConfigured, startup_mode
+    from app.db import create_db_engine, create_session_factory
+
+    engine = create_db_engine(settings.database_url)
+    try:
+        startup_mode(settings, create_session_factory(engine))
+    except AuthNotConfigured as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    finally:
+        engine.dispose()
 
 
 @app.command()

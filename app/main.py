@@ -7,9 +7,10 @@ import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from starlette.concurrency import run_in_threadpool
 
+from app.auth import AdminOnly, Authenticator, check_startup
 from app.blobs import BlobStore
 from app.checkpoints.endpoints import router as checkpoints_router
 from app.control_characters import RefuseControlCharacters
@@ -30,6 +31,7 @@ from app.predictions.endpoints import router as predictions_router
 from app.problems import install_problem_handlers
 from app.settings import Settings
 from app.tasks import load_tasks, task_modules
+from app.tenancy import current_caller
 
 DESCRIPTION = (
     "Upload neural-network checkpoints, ask metanetworks about them, merge them modulo "
@@ -45,6 +47,7 @@ ROUTERS = (
     datasets_router,
     merges_router,
 )
+ADMIN_PATHS = ("/metrics",)  # outside /v1, answered to admin keys once auth is on
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -74,6 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         async with contextlib.AsyncExitStack() as stack:  # closed in reverse order
             stack.callback(engine.dispose)
             stack.callback(queue.close)
+            await run_in_threadpool(check_startup, settings, services.session_factory)
             if isinstance(queue, InProcessQueue):
                 await _embedded_worker(stack, services, queue)
             else:  # workers elsewhere announce the jobs they finish
@@ -82,10 +86,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="Weightscope", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.services = services
+    app.state.auth = Authenticator(settings, services.session_factory)
     install_problem_handlers(app)
     app.add_middleware(RefuseControlCharacters)
-    for router in ROUTERS:
-        app.include_router(router)
+    app.add_middleware(AdminOnly, authenticator=app.state.auth, paths=ADMIN_PATHS)
+    for router in ROUTERS:  # every /v1 route: a caller (401 without a key once auth is on)
+        api = router.prefix.startswith("/v1")
+        app.include_router(router, dependencies=[Depends(current_caller)] if api else None)
     return app
 
 

@@ -1,15 +1,23 @@
-"""Who is calling: the tenant every request acts for.
+"""Who is calling: the tenant every request acts for, and reading only what it owns.
 
-Until API keys are configured every caller is the local tenant (tenant 1), which owns
-everything; routes take ``Caller`` from ``current_caller`` so that isolation is one
-dependency away.
+Every /v1 route takes ``CallerDep``; ``current_caller`` asks the app's
+:class:`app.auth.Authenticator` (the API key's tenant, or the local tenant while the
+service runs open). A record of another tenant is answered exactly like a missing one
+(404): a caller never learns that it exists.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated, Any, TypeVar
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session
 
 from app.models import LOCAL_TENANT_ID
+from app.problems import ProblemError
+
+Row = TypeVar("Row")
 
 
 @dataclass(frozen=True)
@@ -22,6 +30,21 @@ class Caller:
 LOCAL_CALLER = Caller(tenant_id=LOCAL_TENANT_ID, key_id=None, admin=True)
 
 
-def current_caller() -> Caller:
-    """The caller of this request (FastAPI dependency)."""
-    return LOCAL_CALLER
+async def current_caller(request: Request) -> Caller:
+    """The caller of this request (FastAPI dependency): 401 without a valid key once
+    authentication is on, 429 over the key's rate limit."""
+    caller: Caller = await request.app.state.auth.caller(request)
+    return caller
+
+
+CallerDep = Annotated[Caller, Depends(current_caller)]
+
+
+def owned_or_404(
+    session: Session, model: type[Row], row_id: int, tenant_id: int, what: str
+) -> Row:
+    """The tenant's row with this id, or a 404 problem (also when another tenant owns it)."""
+    row: Any = session.get(model, row_id)
+    if row is None or row.tenant_id != tenant_id:
+        raise ProblemError(404, f"{what} {row_id} does not exist", slug="not-found")
+    return row  # type: ignore[no-any-return]

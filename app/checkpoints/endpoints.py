@@ -18,6 +18,7 @@ from app.jobs.service import submit_job
 from app.pagination import CreatedDep, Page, PageDep
 from app.problems import PROBLEM
 from app.responses import stored
+from app.tenancy import CallerDep
 
 router = APIRouter(prefix="/v1/checkpoints", tags=["checkpoints"])
 
@@ -52,6 +53,7 @@ async def upload_checkpoint(
     request: Request,
     response: Response,
     services: ServicesDep,
+    caller: CallerDep,
     filename: Annotated[str | None, Query(description="name to record (raw uploads)")] = None,
     x_filename: Annotated[str | None, Header(description="same, as a header")] = None,
     activation: Annotated[
@@ -82,7 +84,14 @@ async def upload_checkpoint(
     )
     name = clean_filename(filename or x_filename or part_filename)
     checkpoint, created = await run_in_threadpool(
-        service.ingest, services.session_factory, services.blobs, temp, name, reading
+        service.ingest,
+        services.session_factory,
+        services.blobs,
+        services.settings,
+        caller.tenant_id,
+        temp,
+        name,
+        reading,
     )
     service.check_same_reading(checkpoint, created, reading)
     stored(response, f"/v1/checkpoints/{checkpoint.id}", created)
@@ -92,17 +101,23 @@ async def upload_checkpoint(
 @router.get("", response_model=Page[CheckpointOut])
 def list_checkpoints(
     session: ReadSessionDep,
+    caller: CallerDep,
     page: PageDep,
     created: CreatedDep,
     format: Annotated[str | None, Query(description="safetensors or pytorch")] = None,
     sha256_prefix: Annotated[str | None, Query(max_length=64)] = None,
 ) -> Page[CheckpointOut]:
-    return service.list_checkpoints(session, page, created, format, sha256_prefix)
+    return service.list_checkpoints(
+        session, caller.tenant_id, page, created, format, sha256_prefix
+    )
 
 
 @router.get("/{checkpoint_id}", response_model=CheckpointOut, responses={404: PROBLEM})
-def get_checkpoint(checkpoint_id: int, session: ReadSessionDep) -> CheckpointOut:
-    return CheckpointOut.model_validate(service.get_checkpoint(session, checkpoint_id))
+def get_checkpoint(
+    checkpoint_id: int, session: ReadSessionDep, caller: CallerDep
+) -> CheckpointOut:
+    checkpoint = service.get_checkpoint(session, caller.tenant_id, checkpoint_id)
+    return CheckpointOut.model_validate(checkpoint)
 
 
 @router.get(
@@ -111,10 +126,10 @@ def get_checkpoint(checkpoint_id: int, session: ReadSessionDep) -> CheckpointOut
     responses={200: {"content": {"application/octet-stream": {}}}, 404: PROBLEM},
 )
 def download_checkpoint(
-    checkpoint_id: int, session: ReadSessionDep, services: ServicesDep
+    checkpoint_id: int, session: ReadSessionDep, services: ServicesDep, caller: CallerDep
 ) -> FileResponse:
     """The stored safetensors file (PyTorch uploads come back converted)."""
-    checkpoint = service.get_checkpoint(session, checkpoint_id)
+    checkpoint = service.get_checkpoint(session, caller.tenant_id, checkpoint_id)
     stem = (checkpoint.filename or f"checkpoint-{checkpoint.id}").rsplit(".", 1)[0]
     return FileResponse(
         services.blobs.path(checkpoint.blob_sha256),
@@ -128,8 +143,10 @@ def download_checkpoint(
     status_code=status.HTTP_204_NO_CONTENT,
     responses={404: PROBLEM, 409: PROBLEM},
 )
-def delete_checkpoint(checkpoint_id: int, session: SessionDep, services: ServicesDep) -> Response:
-    service.delete_checkpoint(session, services.blobs, checkpoint_id)
+def delete_checkpoint(
+    checkpoint_id: int, session: SessionDep, services: ServicesDep, caller: CallerDep
+) -> Response:
+    service.delete_checkpoint(session, services.blobs, caller.tenant_id, checkpoint_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -139,8 +156,12 @@ def delete_checkpoint(checkpoint_id: int, session: SessionDep, services: Service
     response_model=JobOut,
     responses={404: PROBLEM},
 )
-def inspect_checkpoint(checkpoint_id: int, session: SessionDep, services: ServicesDep) -> Response:
+def inspect_checkpoint(
+    checkpoint_id: int, session: SessionDep, services: ServicesDep, caller: CallerDep
+) -> Response:
     """Queue an ``inspect`` job (per-tensor statistics); poll ``Location`` for the result."""
-    service.get_checkpoint(session, checkpoint_id)
-    job = submit_job(session, services, "inspect", {"checkpoint_id": checkpoint_id})
+    service.get_checkpoint(session, caller.tenant_id, checkpoint_id)
+    job = submit_job(
+        session, services, caller.tenant_id, "inspect", {"checkpoint_id": checkpoint_id}
+    )
     return job_response(job, status.HTTP_202_ACCEPTED, location=True)

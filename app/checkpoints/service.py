@@ -29,7 +29,10 @@ from app.db import SessionFactory
 from app.ingest import ingest as ingest_upload
 from app.models import Checkpoint
 from app.pagination import Created, Page, PageRequest, matching, paginate
-from app.problems import ProblemError, get_or_404
+from app.problems import ProblemError
+from app.quotas import check_stored_bytes
+from app.settings import Settings
+from app.tenancy import owned_or_404
 from graphs import ArchitectureError, CheckpointError, MissingArchitectureError
 from graphs.safe_io import DTYPES, RawCheckpoint, read_checkpoint, to_safetensors_bytes
 
@@ -54,16 +57,25 @@ class Reading:
 def ingest(
     session_factory: SessionFactory,
     blobs: BlobStore,
+    settings: Settings,
+    tenant_id: int,
     temp: TempBlob,
     filename: str | None,
     reading: Reading = Reading(),
 ) -> tuple[Checkpoint, bool]:
-    """Store an uploaded temp file; returns the checkpoint and whether it is new."""
+    """Store an uploaded temp file as the tenant's; returns the checkpoint and whether it
+    is new. Bytes another tenant stored already take the same path as new bytes (read,
+    validated, their own row: a 201): only the blob file is shared."""
+
+    def create(session: Session, sha256: str) -> Checkpoint:
+        check_stored_bytes(session, settings, tenant_id, temp.size)
+        return store(session, blobs, tenant_id, temp, sha256, filename, reading=reading)
+
     return ingest_upload(
         session_factory,
         temp,
-        lambda session, sha256: repository.by_sha256(session, sha256),
-        lambda session, sha256: store(session, blobs, temp, sha256, filename, reading=reading),
+        lambda session, sha256: repository.by_sha256(session, tenant_id, sha256),
+        create,
         lambda session, row: forget_blob_if_unused(session, blobs, row.blob_sha256),
     )
 
@@ -71,6 +83,7 @@ def ingest(
 def store(
     session: Session,
     blobs: BlobStore,
+    tenant_id: int,
     temp: TempBlob,
     sha256: str,
     filename: str | None,
@@ -96,6 +109,7 @@ def store(
         blob_sha256, blob_size = blobs.put_bytes(data), len(data)
     architecture = loaded.architecture if loaded else None
     checkpoint = Checkpoint(
+        tenant_id=tenant_id,
         sha256=sha256,
         size=temp.size,
         format=raw.format,
@@ -184,12 +198,13 @@ def forget_blob_if_unused(session: Session, blobs: BlobStore, blob_sha256: str) 
         blobs.delete(blob_sha256)
 
 
-def get_checkpoint(session: Session, checkpoint_id: int) -> Checkpoint:
-    return get_or_404(session, Checkpoint, checkpoint_id, "checkpoint")
+def get_checkpoint(session: Session, tenant_id: int, checkpoint_id: int) -> Checkpoint:
+    return owned_or_404(session, Checkpoint, checkpoint_id, tenant_id, "checkpoint")
 
 
 def list_checkpoints(
     session: Session,
+    tenant_id: int,
     page: PageRequest,
     created: Created,
     format: str | None = None,
@@ -199,7 +214,7 @@ def list_checkpoints(
         sha256_prefix = sha256_prefix.lower()
         if not _HEX.fullmatch(sha256_prefix):
             raise ProblemError(422, "sha256_prefix must be 1 to 64 hex digits", slug="validation")
-    query = matching(Checkpoint, format=format)
+    query = matching(Checkpoint, tenant_id=tenant_id, format=format)
     if sha256_prefix is not None:
         query = query.where(Checkpoint.sha256.startswith(sha256_prefix, autoescape=True))
     return paginate(session, created.within(query, Checkpoint.created_at), page, _out)
@@ -209,9 +224,11 @@ def _out(rows: list[Checkpoint]) -> list[CheckpointOut]:
     return [CheckpointOut.model_validate(row) for row in rows]
 
 
-def delete_checkpoint(session: Session, blobs: BlobStore, checkpoint_id: int) -> None:
+def delete_checkpoint(
+    session: Session, blobs: BlobStore, tenant_id: int, checkpoint_id: int
+) -> None:
     """Delete the row; the blob goes too once no other checkpoint shares it."""
-    checkpoint = get_checkpoint(session, checkpoint_id)
+    checkpoint = get_checkpoint(session, tenant_id, checkpoint_id)
     if repository.in_use(session, checkpoint_id):
         raise ProblemError(
             409,

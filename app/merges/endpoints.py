@@ -12,6 +12,7 @@ from app.merges import service
 from app.merges.schemas import MergeCreate, MergeOut
 from app.pagination import Page, PageDep
 from app.problems import PROBLEM
+from app.tenancy import CallerDep
 
 router = APIRouter(prefix="/v1/merges", tags=["merges"])
 
@@ -22,23 +23,26 @@ router = APIRouter(prefix="/v1/merges", tags=["merges"])
     response_model=JobOut,
     responses={200: {"model": JobOut}, 404: PROBLEM, 422: PROBLEM},
 )
-async def create_merge(body: MergeCreate, services: ServicesDep, wait: Wait = 0) -> Response:
+async def create_merge(
+    body: MergeCreate, services: ServicesDep, caller: CallerDep, wait: Wait = 0
+) -> Response:
     """Queue a ``merge`` job: 202 with the job (``Location``); the merge and the merged
     checkpoint are in ``GET /v1/merges`` once it succeeded."""
-    return await accept_job(services, "merge", body.model_dump(mode="json"), wait)
+    return await accept_job(services, caller.tenant_id, "merge", body.model_dump(mode="json"), wait)
 
 
 @router.get("", response_model=Page[MergeOut])
 def list_merges(
     session: ReadSessionDep,
+    caller: CallerDep,
     page: PageDep,
     checkpoint_id: int | None = None,
     job_id: int | None = None,
 ) -> Page[MergeOut]:
     """Newest first; ``checkpoint_id`` matches an input or the result."""
-    return service.list_merges(session, page, checkpoint_id, job_id)
+    return service.list_merges(session, caller.tenant_id, page, checkpoint_id, job_id)
 
 
 @router.get("/{merge_id}", response_model=MergeOut, responses={404: PROBLEM})
-def get_merge(merge_id: int, session: ReadSessionDep) -> MergeOut:
-    return service.get_merge(session, merge_id)
+def get_merge(merge_id: int, session: ReadSessionDep, caller: CallerDep) -> MergeOut:
+    return service.get_merge(session, caller.tenant_id, merge_id)
