@@ -4,6 +4,7 @@ so that every route (predictions and merges included) does its real work."""
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 import torch
+from fastapi import FastAPI
 
 sys.path.insert(0, str(Path(__file__).parents[2] / "service"))
 
@@ -124,10 +126,22 @@ def _with_headers(client: httpx.AsyncClient, headers: dict[str, str]) -> httpx.A
     )
 
 
+@contextlib.asynccontextmanager
+async def serving(settings: Settings) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+    """The app on these settings, started, with a client (no key of its own)."""
+    from app.main import create_app
+
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        transport = httpx.ASGITransport(app=application)
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
+            yield application, client
+
+
 async def upload(client: httpx.AsyncClient, path: Path, route: str = "/v1/checkpoints") -> dict:
     response = await client.post(route, files={"file": (path.name, path.read_bytes())})
     assert response.status_code == 201, response.text
     return dict(response.json())
 
 
-__all__ = ["METANETWORK", "Files", "Tenant", "tenancy_settings", "upload"]
+__all__ = ["METANETWORK", "Files", "Tenant", "serving", "tenancy_settings", "upload"]

@@ -4,10 +4,8 @@ auth, and the paths that stay open (or need an admin key)."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -20,11 +18,10 @@ from app import auth
 from app.auth import AuthNotConfigured
 from app.db import create_db_engine, create_session_factory
 from app.keys import create_key, revoke_key
-from app.main import create_app
 from app.migrate import upgrade
 from app.models import LOCAL_TENANT_ID, ApiKey, Checkpoint
 from app.settings import Settings
-from tests.app.tenancy.conftest import Files, Tenant, tenancy_settings, upload
+from tests.app.tenancy.conftest import Files, Tenant, serving, tenancy_settings, upload
 from tests.app.tenancy.test_isolation import api_routes
 
 pytestmark = pytest.mark.anyio
@@ -80,15 +77,6 @@ async def test_only_the_hash_of_a_key_is_stored(session_factory, alice: Tenant) 
 
 
 # --- modes --------------------------------------------------------------------------------
-
-
-@contextlib.asynccontextmanager
-async def serving(settings: Settings) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
-    application = create_app(settings)
-    async with application.router.lifespan_context(application):
-        transport = httpx.ASGITransport(app=application)
-        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
-            yield application, client
 
 
 def sqlite_settings(tmp_path: Path, files: Files, **overrides: object) -> Settings:
