@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from app.models import LOCAL_TENANT_ID
@@ -30,7 +31,15 @@ class Caller:
 LOCAL_CALLER = Caller(tenant_id=LOCAL_TENANT_ID, key_id=None, admin=True)
 
 
-async def current_caller(request: Request) -> Caller:
+# Declares the Bearer scheme in the OpenAPI document (/docs gets "Authorize"); the header
+# itself is read by the authenticator, which answers the problem documents.
+_BEARER = HTTPBearer(auto_error=False, description="an API key: weightscope keys create NAME")
+
+
+async def current_caller(
+    request: Request,
+    _: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)] = None,
+) -> Caller:
     """The caller of this request (FastAPI dependency): 401 without a valid key once
     authentication is on, 429 over the key's rate limit."""
     caller: Caller = await request.app.state.auth.caller(request)

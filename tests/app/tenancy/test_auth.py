@@ -186,3 +186,11 @@ async def test_metrics_need_an_admin_key_once_auth_is_on(
         if not any(getattr(r, "path", None) == "/metrics" for r in application.routes):
             application.add_route("/metrics", metrics)
         assert (await client.get("/metrics")).status_code == 200
+
+
+async def test_the_openapi_document_declares_the_bearer_scheme(client: httpx.AsyncClient) -> None:
+    document = (await client.get("/openapi.json")).json()
+    schemes = document["components"]["securitySchemes"]
+    assert [s["scheme"] for s in schemes.values()] == ["bearer"]
+    secured = document["paths"]["/v1/checkpoints"]["get"]["security"]
+    assert secured and not document["paths"]["/livez"]["get"].get("security")
