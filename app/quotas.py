@@ -84,11 +84,13 @@ def stored_bytes(session: Session, tenant_id: int) -> int:
 
 def check_stored_bytes(session: Session, settings: Settings, tenant_id: int, adding: int) -> None:
     """413 when storing ``adding`` more bytes would take the tenant over its quota. Call it
-    in the transaction that inserts the row (it locks the tenant until the commit)."""
-    limit = _tenant_quota(session, settings, tenant_id).stored_bytes
-    if limit is None:
-        return
-    used = stored_bytes(session, tenant_id)
+    in the transaction that inserts the row (it locks the tenant until the commit); a row
+    added to the session but not flushed yet is not counted (``adding`` is)."""
+    with session.no_autoflush:
+        limit = _tenant_quota(session, settings, tenant_id).stored_bytes
+        if limit is None:
+            return
+        used = stored_bytes(session, tenant_id)
     if used + adding > limit:
         raise ProblemError(
             413,

@@ -68,8 +68,14 @@ def ingest(
     validated, their own row: a 201): only the blob file is shared."""
 
     def create(session: Session, sha256: str) -> Checkpoint:
-        check_stored_bytes(session, settings, tenant_id, temp.size)
-        return store(session, blobs, tenant_id, temp, sha256, filename, reading=reading)
+        checkpoint = store(session, blobs, tenant_id, temp, sha256, filename, reading=reading)
+        try:  # after the reading: the quota's lock is held only until the commit
+            check_stored_bytes(session, settings, tenant_id, temp.size)
+        except ProblemError:
+            session.rollback()
+            forget_blob_if_unused(session, blobs, checkpoint.blob_sha256)
+            raise
+        return checkpoint
 
     return ingest_upload(
         session_factory,

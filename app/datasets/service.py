@@ -32,7 +32,6 @@ def ingest_dataset(
     another tenant stored take the same path as new bytes (read, validated, own row)."""
 
     def create(session: Session, sha256: str) -> Dataset:
-        check_stored_bytes(session, settings, tenant_id, temp.size)
         try:
             data = read_eval_set(temp.path)
         except CheckpointError as exc:
@@ -49,6 +48,12 @@ def ingest_dataset(
             num_classes=data.num_classes,
         )
         session.add(dataset)
+        try:  # after the reading: the quota's lock is held only until the commit
+            check_stored_bytes(session, settings, tenant_id, temp.size)
+        except ProblemError:
+            session.rollback()
+            forget(session, dataset)
+            raise
         return dataset
 
     def forget(session: Session, dataset: Dataset) -> None:
