@@ -158,6 +158,16 @@ class Settings(BaseSettings):
     def _rate_limit_notation(cls, value: str) -> str:
         return _checked_rate_limit(value)
 
+    @field_validator(
+        "quota_stored_bytes", "quota_jobs_in_flight", "quota_training_seconds", mode="before"
+    )
+    @classmethod
+    def _no_limit(cls, value: object) -> object:
+        """``null`` (or ``none``, or empty) in the environment lifts a quota."""
+        if isinstance(value, str) and value.strip().lower() in ("", "null", "none"):
+            return None
+        return value
+
     @model_validator(mode="after")
     def _default_database(self) -> Settings:
         if not self.database_url:

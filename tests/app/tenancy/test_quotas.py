@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 from _service_nets import mlp, save_net
+from pydantic import ValidationError
 from sqlalchemy import func, select
 
 from app.models import Checkpoint, Job, JobStatus, utcnow
@@ -200,3 +201,26 @@ def test_training_time_counts_the_last_24_hours(
         unlimited = with_settings(settings, quota_training_seconds=None)
         check_training_time(session, unlimited, alice.tenant_id, ["train"])
         assert session.scalar(select(func.count()).select_from(Job)) == 5
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"rate_limit": "lots"},
+        {"tenant_quotas": {"acme": {"rate_limit": "fast"}}},
+        {"tenant_quotas": {"acme": {"stored_gigabytes": 1}}},
+        {"quota_stored_bytes": -1},
+    ],
+)
+def test_bad_quota_settings_are_refused(values: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError):
+        Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+def test_quota_overrides_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WEIGHTSCOPE_TENANT_QUOTAS", '{"acme": {"jobs_in_flight": null}}')
+    monkeypatch.setenv("WEIGHTSCOPE_QUOTA_STORED_BYTES", "null")
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert quota_for(settings, "acme").jobs_in_flight is None
+    assert quota_for(settings, "other").jobs_in_flight == settings.quota_jobs_in_flight
+    assert quota_for(settings, "acme").stored_bytes is None
