@@ -57,6 +57,11 @@ async def test_create_list_revoke(run, settings: Settings, files: Files) -> None
     assert run("keys", "list").stdout.splitlines()[1].split("\t")[7] != "-"
 
 
+def test_a_key_of_the_local_tenant_reaches_what_open_mode_made(run) -> None:
+    created = run("keys", "create", "me", "--tenant", "local")
+    assert created.exit_code == 0 and "(id 1)" in created.stderr
+
+
 def test_create_refuses_an_empty_name(run) -> None:
     assert run("keys", "create", " ").exit_code == 2
 
