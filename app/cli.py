@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import typer
 
+from app.keys_cli import keys_cli
 from app.settings import Settings
 
 if TYPE_CHECKING:
@@ -27,6 +28,7 @@ API_KEY_OPTION = typer.Option(
 app = typer.Typer(help="Weightscope: learning on neural-network weights, as a service.")
 db = typer.Typer(help="Database schema (Alembic migrations).")
 app.add_typer(db, name="db")
+app.add_typer(keys_cli, name="keys")
 
 
 def _logging() -> None:
@@ -47,13 +49,28 @@ def serve(
     from app.migrate import upgrade
 
     _logging()
-    settings = Settings()
+    bind = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+    settings = Settings(**bind)  # type: ignore[arg-type]
     upgrade(settings.database_url)
+    _refuse_unauthenticated_bind(settings)
     logging.getLogger("alembic").setLevel(logging.WARNING)  # /readyz checks the revision often
-    settings.host = host or settings.host  # the trusted-host check's default uses it
     # access_log off: app.logs.RequestIds writes one line per request, with its id
-    uvicorn.run(create_app(settings), host=settings.host, port=port or settings.port,
-                access_log=False)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, access_log=False)
+
+
+def _refuse_unauthenticated_bind(settings: Settings) -> None:
+    """Say why and exit 2 before serving a network address without authentication."""
+    from app.auth import AuthNotConfigured, startup_mode
+    from app.db import create_db_engine, create_session_factory
+
+    engine = create_db_engine(settings.database_url)
+    try:
+        startup_mode(settings, create_session_factory(engine))
+    except AuthNotConfigured as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    finally:
+        engine.dispose()
 
 
 @app.command()

@@ -8,13 +8,14 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi_offline import FastAPIOffline
 from prometheus_client import CollectorRegistry
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware.cors import CORSMiddleware
 
 from app import blob_refs
+from app.auth import AdminOnly, Authenticator, check_startup
 from app.blobs import BlobStore
 from app.checkpoints.endpoints import router as checkpoints_router
 from app.checkpoints.upload import sweep_temp_files
@@ -42,6 +43,7 @@ from app.predictions.endpoints import router as predictions_router
 from app.problems import install_problem_handlers
 from app.settings import Settings
 from app.tasks import load_tasks, task_modules
+from app.tenancy import current_caller
 from app.zoos.endpoints import router as zoos_router
 
 log = logging.getLogger(__name__)
@@ -61,6 +63,7 @@ ROUTERS = (
     merges_router,
     zoos_router,
 )
+ADMIN_PATHS = ("/metrics",)  # outside /v1, answered to admin keys once auth is on
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -90,6 +93,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         async with contextlib.AsyncExitStack() as stack:  # closed in reverse order
             stack.callback(engine.dispose)
             stack.callback(queue.close)
+            await run_in_threadpool(check_startup, settings, services.session_factory)
             await run_in_threadpool(
                 register_builtins, services.session_factory, services.blobs,
                 settings.metanetwork_dir,
@@ -114,11 +118,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_openapi(app)
     app.state.services = services
+    app.state.auth = Authenticator(settings, services.session_factory)
     install_problem_handlers(app)
     install_operational_handlers(app, settings)
     _install_middleware(app, settings, _metrics_registry(app, services, queue))
-    for router in ROUTERS:
-        app.include_router(router)
+    for router in ROUTERS:  # every /v1 route: a caller (401 without a key once auth is on)
+        api = router.prefix.startswith("/v1")
+        app.include_router(router, dependencies=[Depends(current_caller)] if api else None)
     return app
 
 
@@ -129,6 +135,7 @@ def _sweep_blobs(services: Services) -> None:
 def _install_middleware(app: FastAPI, settings: Settings, registry: CollectorRegistry) -> None:
     """Outermost last: request ids and metrics see every answer, the guard's refusals too."""
     app.add_middleware(RefuseControlCharacters)
+    app.add_middleware(AdminOnly, authenticator=app.state.auth, paths=ADMIN_PATHS)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

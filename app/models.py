@@ -32,6 +32,7 @@ ID_MAX = 2**63 - 1  # the largest id either database stores
 NEVER_REUSE_IDS = {"sqlite_autoincrement": True}
 
 LOCAL_TENANT_ID = 1  # the tenant migration 0005 creates; owns everything made without keys
+# ``tenant_id`` columns have no default: every insert names its tenant (a missed one fails)
 
 
 def utcnow() -> dt.datetime:
@@ -129,7 +130,7 @@ class Checkpoint(Base):
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     tenant_id: Mapped[int] = mapped_column(
-        ForeignKey("tenants.id", ondelete="RESTRICT"), index=True, default=LOCAL_TENANT_ID
+        ForeignKey("tenants.id", ondelete="RESTRICT"), index=True
     )
     sha256: Mapped[str] = mapped_column(String(64))
     size: Mapped[int] = mapped_column(BigInteger)
@@ -155,7 +156,7 @@ class Job(Base):
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     tenant_id: Mapped[int] = mapped_column(
-        ForeignKey("tenants.id", ondelete="RESTRICT"), index=True, default=LOCAL_TENANT_ID
+        ForeignKey("tenants.id", ondelete="RESTRICT"), index=True
     )
     kind: Mapped[str] = mapped_column(String(64), index=True)
     status: Mapped[JobStatus] = mapped_column(
@@ -202,7 +203,7 @@ class Dataset(Base):
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     tenant_id: Mapped[int] = mapped_column(
-        ForeignKey("tenants.id", ondelete="RESTRICT"), index=True, default=LOCAL_TENANT_ID
+        ForeignKey("tenants.id", ondelete="RESTRICT"), index=True
     )
     sha256: Mapped[str] = mapped_column(String(64))
     size: Mapped[int] = mapped_column(BigInteger)
@@ -223,7 +224,7 @@ class Prediction(Base):
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     tenant_id: Mapped[int] = mapped_column(
-        ForeignKey("tenants.id", ondelete="RESTRICT"), index=True, default=LOCAL_TENANT_ID
+        ForeignKey("tenants.id", ondelete="RESTRICT"), index=True
     )
     job_id: Mapped[int | None] = mapped_column(
         ForeignKey("jobs.id", ondelete="SET NULL"), index=True, unique=True
@@ -255,7 +256,7 @@ class Merge(Base):
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     tenant_id: Mapped[int] = mapped_column(
-        ForeignKey("tenants.id", ondelete="RESTRICT"), index=True, default=LOCAL_TENANT_ID
+        ForeignKey("tenants.id", ondelete="RESTRICT"), index=True
     )
     job_id: Mapped[int | None] = mapped_column(
         ForeignKey("jobs.id", ondelete="SET NULL"), index=True, unique=True

@@ -5,13 +5,41 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 def _builtin_metanetworks() -> Path:
     """models/builtin, found without importing ``models`` into the API process."""
     return Path(__file__).resolve().parent.parent / "models" / "builtin"
+
+
+def _checked_rate_limit(value: str) -> str:
+    if value.strip():
+        from limits import parse_many
+
+        try:
+            parse_many(value)
+        except ValueError as exc:
+            raise ValueError(f"not a rate limit ({exc}); e.g. 100/second") from None
+    return value
+
+
+class TenantQuota(BaseModel):
+    """One tenant's overrides of the quota settings; a field left out keeps the default,
+    ``null`` means no limit."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    stored_bytes: int | None = Field(default=None, ge=0)
+    jobs_in_flight: int | None = Field(default=None, ge=0)
+    training_seconds: float | None = Field(default=None, ge=0)
+    rate_limit: str | None = None
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _rate_limit_notation(cls, value: str | None) -> str | None:
+        return None if value is None else _checked_rate_limit(value)
 
 
 class Settings(BaseSettings):
@@ -126,6 +154,36 @@ class Settings(BaseSettings):
         le=65535,
         description="`weightscope worker` serves its own /metrics (GPU memory) on this port",
     )
+    auth: Literal["auto", "open", "required"] = Field(
+        default="auto",
+        description="required: every /v1 request needs an API key; open: no keys, every "
+        "request acts as the local tenant; auto: open on a loopback address while no API key "
+        "exists, required otherwise (`serve` refuses a non-loopback address without keys)",
+    )
+    rate_limit: str = Field(
+        default="100/second",
+        description="requests per API key and process, in the `limits` notation (100/second, "
+        "5000/minute, or several joined by ';'); empty: no limit",
+    )
+    quota_stored_bytes: int | None = Field(
+        default=100 * 2**30,
+        ge=0,
+        description="bytes of checkpoints and datasets a tenant may store (null: no limit)",
+    )
+    quota_jobs_in_flight: int | None = Field(
+        default=1000, ge=0, description="queued and running jobs per tenant (null: no limit)"
+    )
+    quota_training_seconds: float | None = Field(
+        default=24 * 3600.0,
+        ge=0,
+        description="seconds of training jobs a tenant may run per rolling 24 hours (null: "
+        "no limit)",
+    )
+    tenant_quotas: dict[str, TenantQuota] = Field(
+        default_factory=dict,
+        description='per-tenant overrides by tenant name, JSON: {"acme": {"stored_bytes": '
+        '1e12, "jobs_in_flight": 50, "training_seconds": null, "rate_limit": "20/second"}}',
+    )
 
     @field_validator("embedded_worker", mode="before")
     @classmethod
@@ -135,6 +193,21 @@ class Settings(BaseSettings):
             return "process" if value else "off"
         if isinstance(value, str) and value.lower() in ("true", "1", "yes", "false", "0", "no"):
             return "process" if value.lower() in ("true", "1", "yes") else "off"
+        return value
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _rate_limit_notation(cls, value: str) -> str:
+        return _checked_rate_limit(value)
+
+    @field_validator(
+        "quota_stored_bytes", "quota_jobs_in_flight", "quota_training_seconds", mode="before"
+    )
+    @classmethod
+    def _no_limit(cls, value: object) -> object:
+        """``null`` (or ``none``, or empty) in the environment lifts a quota."""
+        if isinstance(value, str) and value.strip().lower() in ("", "null", "none"):
+            return None
         return value
 
     @model_validator(mode="after")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
+from fastapi import APIRouter, Header, Query, Request, Response, status
 from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -19,7 +19,7 @@ from app.jobs.service import submit_job
 from app.pagination import CreatedDep, Page, PageDep
 from app.problems import PROBLEM
 from app.responses import stored
-from app.tenancy import Caller, current_caller
+from app.tenancy import CallerDep
 
 router = APIRouter(prefix="/v1/checkpoints", tags=["checkpoints"])
 
@@ -57,6 +57,7 @@ async def upload_checkpoint(
     request: Request,
     response: Response,
     services: ServicesDep,
+    caller: CallerDep,
     filename: Annotated[str | None, Query(description="name to record (raw uploads)")] = None,
     x_filename: Annotated[str | None, Header(description="same, as a header")] = None,
     activation: Annotated[
@@ -87,7 +88,14 @@ async def upload_checkpoint(
     )
     name = clean_filename(filename or x_filename or part_filename)
     checkpoint, created = await run_in_threadpool(
-        service.ingest, services.session_factory, services.blobs, temp, name, reading
+        service.ingest,
+        services.session_factory,
+        services.blobs,
+        services.settings,
+        caller.tenant_id,
+        temp,
+        name,
+        reading,
     )
     service.check_same_reading(checkpoint, created, reading)
     stored(response, f"/v1/checkpoints/{checkpoint.id}", created)
@@ -97,17 +105,23 @@ async def upload_checkpoint(
 @router.get("", response_model=Page[CheckpointOut])
 def list_checkpoints(
     session: ReadSessionDep,
+    caller: CallerDep,
     page: PageDep,
     created: CreatedDep,
     format: Annotated[str | None, Query(description="safetensors or pytorch")] = None,
     sha256_prefix: Annotated[str | None, Query(max_length=64)] = None,
 ) -> Page[CheckpointOut]:
-    return service.list_checkpoints(session, page, created, format, sha256_prefix)
+    return service.list_checkpoints(
+        session, caller.tenant_id, page, created, format, sha256_prefix
+    )
 
 
 @router.get("/{checkpoint_id}", response_model=CheckpointOut, responses={404: PROBLEM})
-def get_checkpoint(checkpoint_id: IdPath, session: ReadSessionDep) -> CheckpointOut:
-    return CheckpointOut.model_validate(service.get_checkpoint(session, checkpoint_id))
+def get_checkpoint(
+    checkpoint_id: IdPath, session: ReadSessionDep, caller: CallerDep
+) -> CheckpointOut:
+    checkpoint = service.get_checkpoint(session, caller.tenant_id, checkpoint_id)
+    return CheckpointOut.model_validate(checkpoint)
 
 
 @router.get(
@@ -119,10 +133,10 @@ def get_checkpoint(checkpoint_id: IdPath, session: ReadSessionDep) -> Checkpoint
     },
 )
 def download_checkpoint(
-    checkpoint_id: IdPath, session: ReadSessionDep, services: ServicesDep
+    checkpoint_id: IdPath, session: ReadSessionDep, services: ServicesDep, caller: CallerDep
 ) -> FileResponse:
     """The stored safetensors file (PyTorch uploads come back converted)."""
-    checkpoint = service.get_checkpoint(session, checkpoint_id)
+    checkpoint = service.get_checkpoint(session, caller.tenant_id, checkpoint_id)
     stem = (checkpoint.filename or f"checkpoint-{checkpoint.id}").rsplit(".", 1)[0]
     return FileResponse(
         services.blobs.path(checkpoint.blob_sha256),
@@ -140,12 +154,12 @@ def delete_checkpoint(
     checkpoint_id: IdPath,
     session: SessionDep,
     services: ServicesDep,
+    caller: CallerDep,
     cascade: Annotated[
         bool,
         Query(description="also delete what uses it: its predictions, the merges it was an "
               "input or the result of (with their jobs)"),
     ] = False,
-    caller: Caller = Depends(current_caller),
 ) -> Response:
     """Delete a checkpoint; 409 naming what uses it, unless ``cascade``. Its file goes once
     no record names the same bytes."""
@@ -163,9 +177,11 @@ def delete_checkpoint(
     responses={404: PROBLEM},
 )
 def inspect_checkpoint(
-    checkpoint_id: IdPath, session: SessionDep, services: ServicesDep
+    checkpoint_id: IdPath, session: SessionDep, services: ServicesDep, caller: CallerDep
 ) -> Response:
     """Queue an ``inspect`` job (per-tensor statistics); poll ``Location`` for the result."""
-    service.get_checkpoint(session, checkpoint_id)
-    job = submit_job(session, services, "inspect", {"checkpoint_id": checkpoint_id})
+    service.get_checkpoint(session, caller.tenant_id, checkpoint_id)
+    job = submit_job(
+        session, services, caller.tenant_id, "inspect", {"checkpoint_id": checkpoint_id}
+    )
     return job_response(job, status.HTTP_202_ACCEPTED, location=True)

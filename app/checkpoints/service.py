@@ -34,7 +34,9 @@ from app.ingest import ingest as ingest_upload
 from app.models import Checkpoint
 from app.owned import counted, owned_or_404
 from app.pagination import Created, Page, PageRequest, matching, paginate
-from app.problems import ProblemError, get_or_404
+from app.problems import ProblemError
+from app.quotas import check_stored_bytes
+from app.settings import Settings
 from graphs import ArchitectureError, CheckpointError, MissingArchitectureError
 from graphs.safe_io import DTYPES, RawCheckpoint, read_checkpoint, to_safetensors_bytes
 
@@ -59,23 +61,39 @@ class Reading:
 def ingest(
     session_factory: SessionFactory,
     blobs: BlobStore,
+    settings: Settings,
+    tenant_id: int,
     temp: TempBlob,
     filename: str | None,
     reading: Reading = Reading(),
 ) -> tuple[Checkpoint, bool]:
-    """Store an uploaded temp file; returns the checkpoint and whether it is new."""
+    """Store an uploaded temp file as the tenant's; returns the checkpoint and whether it
+    is new. Bytes another tenant stored already take the same path as new bytes (read,
+    validated, their own row: a 201): only the blob file is shared."""
+
+    def create(session: Session, sha256: str) -> Checkpoint:
+        checkpoint = store(session, blobs, tenant_id, temp, sha256, filename, reading=reading)
+        try:  # after the reading: the quota's lock is held only until the commit
+            check_stored_bytes(session, settings, tenant_id, temp.size)
+        except ProblemError:
+            session.rollback()
+            blob_refs.collect_all(session, blobs, [checkpoint.blob_sha256])
+            raise
+        return checkpoint
+
     return ingest_upload(
         session_factory,
         blobs,
         temp,
-        lambda session, sha256: repository.by_sha256(session, sha256),
-        lambda session, sha256: store(session, blobs, temp, sha256, filename, reading=reading),
+        lambda session, sha256: repository.by_sha256(session, tenant_id, sha256),
+        create,
     )
 
 
 def store(
     session: Session,
     blobs: BlobStore,
+    tenant_id: int,
     temp: TempBlob,
     sha256: str,
     filename: str | None,
@@ -99,6 +117,7 @@ def store(
         data = to_safetensors_bytes(raw.tensors, raw.metadata)
     architecture = loaded.architecture if loaded else None
     checkpoint = Checkpoint(
+        tenant_id=tenant_id,
         sha256=sha256,
         size=temp.size,
         format=raw.format,
@@ -186,12 +205,13 @@ def dtype_summary(tensors: Mapping[str, torch.Tensor]) -> dict[str, int]:
     return dict(sorted(summary.items()))
 
 
-def get_checkpoint(session: Session, checkpoint_id: int) -> Checkpoint:
-    return get_or_404(session, Checkpoint, checkpoint_id, "checkpoint")
+def get_checkpoint(session: Session, tenant_id: int, checkpoint_id: int) -> Checkpoint:
+    return owned_or_404(session, Checkpoint, checkpoint_id, tenant_id, "checkpoint")
 
 
 def list_checkpoints(
     session: Session,
+    tenant_id: int,
     page: PageRequest,
     created: Created,
     format: str | None = None,
@@ -201,7 +221,7 @@ def list_checkpoints(
         sha256_prefix = sha256_prefix.lower()
         if not _HEX.fullmatch(sha256_prefix):
             raise ProblemError(422, "sha256_prefix must be 1 to 64 hex digits", slug="validation")
-    query = matching(Checkpoint, format=format)
+    query = matching(Checkpoint, tenant_id=tenant_id, format=format)
     if sha256_prefix is not None:
         query = query.where(Checkpoint.sha256.startswith(sha256_prefix, autoescape=True))
     return paginate(session, created.within(query, Checkpoint.created_at), page, _out)

@@ -58,8 +58,10 @@ def run_inspect(ctx: JobContext) -> dict[str, Any]:
     }
 
 
-def check_inspect(session: Session, params: InspectParams, settings: Settings) -> None:
-    if repository.architecture_of(session, params.checkpoint_id) is None:
+def check_inspect(
+    session: Session, params: InspectParams, settings: Settings, tenant_id: int
+) -> None:
+    if repository.architecture_of(session, tenant_id, params.checkpoint_id) is None:
         raise ValueError(f"checkpoint {params.checkpoint_id} does not exist")
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi import APIRouter, Query, Request, Response, status
 from starlette.concurrency import run_in_threadpool
 
 from app.checkpoints.endpoints import UPLOAD_BODY
@@ -13,11 +13,10 @@ from app.datasets import service
 from app.datasets.schemas import DatasetOut
 from app.deps import ReadSessionDep, ServicesDep, SessionDep
 from app.ids import IdPath
-from app.models import Dataset
 from app.pagination import Page, PageDep
-from app.problems import PROBLEM, get_or_404
+from app.problems import PROBLEM
 from app.responses import stored
-from app.tenancy import Caller, current_caller
+from app.tenancy import CallerDep
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 
@@ -29,7 +28,9 @@ router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
     openapi_extra={"requestBody": UPLOAD_BODY},
     responses={200: {"model": DatasetOut}, 413: PROBLEM, 415: PROBLEM, 422: PROBLEM},
 )
-async def upload_dataset(request: Request, response: Response, services: ServicesDep) -> DatasetOut:
+async def upload_dataset(
+    request: Request, response: Response, services: ServicesDep, caller: CallerDep
+) -> DatasetOut:
     """Upload a safetensors file with ``x`` (float, samples first) and ``y`` (int class
     indices); 201 new, 200 when the same bytes were already stored."""
     temp, part_filename = await receive_upload(
@@ -37,20 +38,26 @@ async def upload_dataset(request: Request, response: Response, services: Service
     )
     name = clean_filename(request.query_params.get("filename") or part_filename)
     dataset, created = await run_in_threadpool(
-        service.ingest_dataset, services.session_factory, services.blobs, temp, name
+        service.ingest_dataset,
+        services.session_factory,
+        services.blobs,
+        services.settings,
+        caller.tenant_id,
+        temp,
+        name,
     )
     stored(response, f"/v1/datasets/{dataset.id}", created)
     return DatasetOut.model_validate(dataset)
 
 
 @router.get("", response_model=Page[DatasetOut])
-def list_datasets(session: ReadSessionDep, page: PageDep) -> Page[DatasetOut]:
-    return service.list_datasets(session, page)
+def list_datasets(session: ReadSessionDep, caller: CallerDep, page: PageDep) -> Page[DatasetOut]:
+    return service.list_datasets(session, caller.tenant_id, page)
 
 
 @router.get("/{dataset_id}", response_model=DatasetOut, responses={404: PROBLEM})
-def get_dataset(dataset_id: IdPath, session: ReadSessionDep) -> DatasetOut:
-    return DatasetOut.model_validate(get_or_404(session, Dataset, dataset_id, "dataset"))
+def get_dataset(dataset_id: IdPath, session: ReadSessionDep, caller: CallerDep) -> DatasetOut:
+    return DatasetOut.model_validate(service.get_dataset(session, caller.tenant_id, dataset_id))
 
 
 @router.delete(
@@ -62,10 +69,10 @@ def delete_dataset(
     dataset_id: IdPath,
     session: SessionDep,
     services: ServicesDep,
+    caller: CallerDep,
     cascade: Annotated[
         bool, Query(description="also delete the merges that used it (with their jobs)")
     ] = False,
-    caller: Caller = Depends(current_caller),
 ) -> Response:
     """Delete a dataset; its file goes once no record names the same bytes."""
     job_ids = service.delete_dataset(

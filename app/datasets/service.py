@@ -18,18 +18,29 @@ from app.models import Dataset
 from app.owned import counted, owned_or_404
 from app.pagination import Page, PageRequest, paginate
 from app.problems import ProblemError
+from app.quotas import check_stored_bytes
+from app.settings import Settings
 from graphs import CheckpointError
 
 
 def ingest_dataset(
-    session_factory: SessionFactory, blobs: BlobStore, temp: TempBlob, filename: str | None
+    session_factory: SessionFactory,
+    blobs: BlobStore,
+    settings: Settings,
+    tenant_id: int,
+    temp: TempBlob,
+    filename: str | None,
 ) -> tuple[Dataset, bool]:
+    """Store an uploaded temp file as the tenant's dataset; whether it is new. Bytes
+    another tenant stored take the same path as new bytes (read, validated, own row)."""
+
     def create(session: Session, sha256: str) -> Dataset:
         try:
             data = read_eval_set(temp.path)
         except CheckpointError as exc:
             raise ProblemError(422, f"invalid dataset: {exc}", slug="invalid-dataset") from None
         dataset = Dataset(
+            tenant_id=tenant_id,
             sha256=sha256,
             size=temp.size,
             filename=filename,
@@ -40,14 +51,28 @@ def ingest_dataset(
         )
         dataset.blob_sha256 = blob_refs.place(session, blobs, temp)  # last: nothing after fails
         session.add(dataset)
+        try:  # after the reading: the quota's lock is held only until the commit
+            check_stored_bytes(session, settings, tenant_id, temp.size)
+        except ProblemError:
+            session.rollback()
+            blob_refs.collect_all(session, blobs, [dataset.blob_sha256])
+            raise
         return dataset
 
-    return ingest(session_factory, blobs, temp, repository.by_sha256, create)
+    def find(session: Session, sha256: str) -> Dataset | None:
+        return repository.by_sha256(session, tenant_id, sha256)
+
+    return ingest(session_factory, blobs, temp, find, create)
 
 
-def list_datasets(session: Session, page: PageRequest) -> Page[DatasetOut]:
+def get_dataset(session: Session, tenant_id: int, dataset_id: int) -> Dataset:
+    return owned_or_404(session, Dataset, dataset_id, tenant_id, "dataset")
+
+
+def list_datasets(session: Session, tenant_id: int, page: PageRequest) -> Page[DatasetOut]:
+    query = select(Dataset).where(Dataset.tenant_id == tenant_id)
     return paginate(
-        session, select(Dataset), page, lambda rows: [DatasetOut.model_validate(r) for r in rows]
+        session, query, page, lambda rows: [DatasetOut.model_validate(r) for r in rows]
     )
 
 

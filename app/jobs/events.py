@@ -42,10 +42,10 @@ async def _pause(event: asyncio.Event, seconds: float) -> None:
     event.clear()
 
 
-def read_job(services: Services, job_id: int) -> JobOut:
-    """The job row as the API shows it."""
+def read_job(services: Services, job_id: int, tenant_id: int) -> JobOut:
+    """The tenant's job row as the API shows it; another tenant's is missing (404)."""
     row = read_job_row(services.session_factory, job_id)
-    if row is None:
+    if row is None or row["tenant_id"] != tenant_id:
         raise ProblemError(404, f"job {job_id} does not exist", slug="not-found")
     return JobOut.model_validate(row)
 
@@ -54,7 +54,7 @@ def _first_delay(services: Services) -> float:
     return MAX_DELAY if services.notifier.signals_completions else FIRST_DELAY
 
 
-async def wait_for_job(services: Services, job_id: int, wait: float) -> JobOut:
+async def wait_for_job(services: Services, job_id: int, tenant_id: int, wait: float) -> JobOut:
     """The job once terminal, or as it is when ``wait`` (capped) runs out.
 
     A job this process saw finish comes from the notifier, with no read. A job it queued
@@ -67,14 +67,14 @@ async def wait_for_job(services: Services, job_id: int, wait: float) -> JobOut:
     delay = _first_delay(services)
     notifier = services.notifier
     with notifier.watch(job_id) as changed:
-        read_now = not (wait > 0 and notifier.is_open(job_id))
+        read_now = not (wait > 0 and notifier.is_open(job_id, tenant_id))
         while True:
-            job = notifier.terminal(job_id)
+            job = notifier.terminal(job_id, tenant_id)
             if job is None and (read_now or loop.time() >= deadline):
-                job = await run_in_threadpool(read_job, services, job_id)
+                job = await run_in_threadpool(read_job, services, job_id, tenant_id)
             if job is not None and (job.status.terminal or loop.time() >= deadline):
                 return job
-            pause = OPEN_POLL_SECONDS if notifier.is_open(job_id) else delay
+            pause = OPEN_POLL_SECONDS if notifier.is_open(job_id, tenant_id) else delay
             await _pause(changed, min(pause, max(deadline - loop.time(), 0)))
             delay = min(delay * 2, MAX_DELAY)
             read_now = True
@@ -117,7 +117,9 @@ def sse(event: str, data: str, event_id: int | None = None) -> bytes:
     return ("\n".join(lines) + "\n\n").encode()
 
 
-async def job_event_stream(services: Services, job_id: int) -> AsyncIterator[bytes]:
+async def job_event_stream(
+    services: Services, job_id: int, tenant_id: int
+) -> AsyncIterator[bytes]:
     """``job`` events (the whole job as JSON) on every change of status, progress or
     attempt; the stream ends after the terminal event, or a ``deleted`` one."""
     loop = asyncio.get_running_loop()
@@ -129,7 +131,7 @@ async def job_event_stream(services: Services, job_id: int) -> AsyncIterator[byt
     with services.notifier.watch(job_id) as changed:
         while True:
             try:
-                job = await run_in_threadpool(read_job, services, job_id)
+                job = await run_in_threadpool(read_job, services, job_id, tenant_id)
             except ProblemError as gone:  # deleted while watched: say so, and end
                 yield sse("deleted", json.dumps({"id": job_id, "detail": gone.detail}))
                 return

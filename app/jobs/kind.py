@@ -70,9 +70,11 @@ Persist = Callable[[Session, list[tuple[int, dict[str, Any]]]], None]
 class JobKind:
     """A registered kind. ``run`` does the work in a worker. ``check`` (optional) rejects
     params that refer to missing things at submit time by raising ValueError (a 422) or a
-    ``ProblemError`` with its own status. ``persist`` (optional) writes the domain rows of
-    finished jobs (one call for a whole batch) in the transaction that marks them succeeded,
-    so a result is stored exactly once.
+    ``ProblemError`` with its own status; it gets the submitting tenant's id, and anything
+    the params name must be that tenant's (another tenant's record is a missing one). A
+    ``persist`` finds the tenant of its jobs with ``repository.tenants_of``. ``persist``
+    (optional) writes the domain rows of finished jobs (one call for a whole batch) in the
+    transaction that marks them succeeded, so a result is stored exactly once.
 
     ``run_batch`` (optional) runs several claimed jobs whose params have the same
     ``batch_key`` at once (one forward pass for many predictions) and returns one outcome
@@ -83,7 +85,7 @@ class JobKind:
     name: str
     params_model: type[BaseModel]
     run: Callable[[JobContext], dict[str, Any]]
-    check: Callable[[Session, Any, Settings], None] | None = None
+    check: Callable[[Session, Any, Settings, int], None] | None = None
     persist: Persist | None = None
     description: str = ""
     run_batch: Callable[[list[JobContext]], list[Outcome]] | None = None

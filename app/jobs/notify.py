@@ -29,16 +29,18 @@ class JobNotifier:
     after the commit. A terminal job never changes again (every UPDATE of a job is guarded
     by ``status`` queued or running), so those rows are kept (the most recent
     ``REMEMBERED_JOBS``) and a reader gets a finished job from here with no database read
-    and no thread hop. ``accepted(job_id)`` marks a job this process queued: a long-poll for
-    it may wait for the wake-up before its first read, since the job exists and is not
-    finished until ``finished`` says so (or a poll finds it finished elsewhere).
+    and no thread hop. ``accepted(job_id, tenant_id)`` marks a job this process queued: a
+    long-poll for it may wait for the wake-up before its first read, since the job exists
+    and is not finished until ``finished`` says so (or a poll finds it finished elsewhere).
+    Both remember the job's tenant and answer only that tenant (anyone else reads the row,
+    and gets the 404 a missing job gets).
     """
 
     def __init__(self) -> None:
         self._watchers: dict[int, set[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = {}
         self._lock = threading.Lock()
-        self._terminal: OrderedDict[int, JobOut] = OrderedDict()
-        self._open: OrderedDict[int, None] = OrderedDict()
+        self._terminal: OrderedDict[int, tuple[int, JobOut]] = OrderedDict()
+        self._open: OrderedDict[int, int] = OrderedDict()  # job id -> tenant id
         self._deleted: OrderedDict[int, None] = OrderedDict()
         self._signallers = 0
 
@@ -78,11 +80,14 @@ class JobNotifier:
 
     def finished(self, rows: Mapping[int, Mapping[str, Any]]) -> None:
         """Terminal rows, committed by this process's worker: remember them, then wake."""
-        jobs = {job_id: JobOut.model_validate(dict(row)) for job_id, row in rows.items()}
+        jobs = {
+            job_id: (int(row["tenant_id"]), JobOut.model_validate(dict(row)))
+            for job_id, row in rows.items()
+        }
         with self._lock:
-            for job_id, job in jobs.items():
+            for job_id, (tenant_id, job) in jobs.items():
                 if job.status.terminal and job_id not in self._deleted:
-                    self._terminal[job_id] = job
+                    self._terminal[job_id] = (tenant_id, job)
                     self._open.pop(job_id, None)
             while len(self._terminal) > REMEMBERED_JOBS:
                 self._terminal.popitem(last=False)
@@ -103,24 +108,26 @@ class JobNotifier:
             entries = [e for job_id in ids for e in self._watchers.get(job_id, ())]
         self._wake(entries)
 
-    def terminal(self, job_id: int) -> JobOut | None:
-        """The job, if this process saw it finish (and still remembers it)."""
+    def terminal(self, job_id: int, tenant_id: int) -> JobOut | None:
+        """The tenant's job, if this process saw it finish (and still remembers it)."""
         with self._lock:
-            return self._terminal.get(job_id)
+            found = self._terminal.get(job_id)
+        return found[1] if found is not None and found[0] == tenant_id else None
 
-    def accepted(self, job_id: int) -> None:
-        """A job this process has just committed as queued."""
+    def accepted(self, job_id: int, tenant_id: int) -> None:
+        """A job of the tenant this process has just committed as queued."""
         if not self.signals_completions:
             return
         with self._lock:
-            self._open[job_id] = None
+            self._open[job_id] = tenant_id
             while len(self._open) > REMEMBERED_JOBS:
                 self._open.popitem(last=False)
 
-    def is_open(self, job_id: int) -> bool:
-        """Queued here and not yet seen finished (False once forgotten: then read the row)."""
+    def is_open(self, job_id: int, tenant_id: int) -> bool:
+        """The tenant's job, queued here and not yet seen finished (False once forgotten:
+        then read the row)."""
         with self._lock:
-            return job_id in self._open
+            return self._open.get(job_id) == tenant_id
 
     @staticmethod
     def _wake(entries: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]]) -> None:

@@ -43,6 +43,7 @@ Claimed = tuple[int, int, str, dict[str, Any]]  # job id, attempt, kind, params
 _INSERT = (
     insert(JOBS)
     .values(
+        tenant_id=bindparam("tenant_id"),
         kind=bindparam("kind"),
         params=bindparam("params", type_=JOBS.c.params.type),
         max_attempts=bindparam("max_attempts"),
@@ -53,9 +54,17 @@ _READ_ONE = select(JOBS).where(JOBS.c.id == bindparam("id"))
 _READ_MANY = select(JOBS).where(JOBS.c.id.in_(bindparam("ids", expanding=True)))
 
 
-def insert_job(session: Session, kind: str, params: dict[str, Any], max_attempts: int) -> dict:
-    values = {"kind": kind, "params": params, "max_attempts": max_attempts}
+def insert_job(
+    session: Session, tenant_id: int, kind: str, params: dict[str, Any], max_attempts: int
+) -> dict:
+    values = {"tenant_id": tenant_id, "kind": kind, "params": params, "max_attempts": max_attempts}
     return dict(session.execute(_INSERT, values).mappings().one())
+
+
+def tenants_of(session: Session, job_ids: list[int]) -> dict[int, int]:
+    """job id -> its tenant's id: the tenant of the rows a finished job leaves."""
+    rows = session.execute(select(JOBS.c.id, JOBS.c.tenant_id).where(JOBS.c.id.in_(job_ids)))
+    return {job_id: tenant_id for job_id, tenant_id in rows}
 
 
 def read_job_row(session_factory: SessionFactory, job_id: int) -> dict[str, Any] | None:

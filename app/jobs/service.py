@@ -25,11 +25,14 @@ from app.models import Job, JobStatus
 from app.owned import owned_or_404
 from app.pagination import Page, PageRequest, matching, paginate
 from app.problems import ProblemError
+from app.quotas import check_jobs_in_flight
 
 log = logging.getLogger(__name__)
 
 
-def _validated(session: Session, kind_name: str, params: dict[str, Any], services: Services):
+def _validated(
+    session: Session, tenant_id: int, kind_name: str, params: dict[str, Any], services: Services
+):
     kind = KINDS.get(kind_name)
     if kind is None:
         raise ProblemError(
@@ -40,7 +43,7 @@ def _validated(session: Session, kind_name: str, params: dict[str, Any], service
     try:
         parsed = kind.params_model.model_validate(params)
         if kind.check is not None:
-            kind.check(session, parsed, services.settings)
+            kind.check(session, parsed, services.settings, tenant_id)
     except ValidationError as exc:
         detail = "; ".join(
             f"{'.'.join(str(p) for p in error['loc']) or 'params'}: {error['msg']}"
@@ -54,39 +57,44 @@ def _validated(session: Session, kind_name: str, params: dict[str, Any], service
     return parsed.model_dump(mode="json")
 
 
-def submit_job(session: Session, services: Services, kind: str, params: dict[str, Any]) -> JobOut:
-    """Validate, insert and commit a queued job (and its delivery), then wake the queue."""
-    values = _validated(session, kind, params, services)
-    row = repository.insert_job(session, kind, values, services.settings.job_max_attempts)
-    services.queue.enqueue(session, row["id"], queue_name(kind, services.settings))
+def submit_job(
+    session: Session, services: Services, tenant_id: int, kind: str, params: dict[str, Any]
+) -> JobOut:
+    """Validate, insert and commit a queued job of the tenant (and its delivery), then wake
+    the queue; 429 when the tenant has its quota of jobs in flight."""
+    values = _validated(session, tenant_id, kind, params, services)
+    settings = services.settings
+    check_jobs_in_flight(session, settings, tenant_id)
+    row = repository.insert_job(session, tenant_id, kind, values, settings.job_max_attempts)
+    services.queue.enqueue(session, row["id"], queue_name(kind, settings))
     session.commit()
-    services.notifier.accepted(row["id"])
+    services.notifier.accepted(row["id"], tenant_id)
     services.queue.committed()
     return JobOut.model_validate(row)
 
 
 async def accept_job(
-    services: Services, kind: str, params: dict[str, Any], wait: float = 0
+    services: Services, tenant_id: int, kind: str, params: dict[str, Any], wait: float = 0
 ) -> Response:
     """Submit (in a worker thread), long-poll when ``wait`` > 0, and answer the way every
     job-creating route does: 202 with ``Location`` while unfinished, 200 once succeeded, a
     problem with the job once failed (422) or canceled (409)."""
-    job = await run_in_threadpool(_submit, services, kind, params)
+    job = await run_in_threadpool(_submit, services, tenant_id, kind, params)
     if wait > 0:
-        job = await wait_for_job(services, job.id, wait)
+        job = await wait_for_job(services, job.id, tenant_id, wait)
     return outcome_response(job, status.HTTP_202_ACCEPTED)
 
 
-def _submit(services: Services, kind: str, params: dict[str, Any]) -> JobOut:
+def _submit(services: Services, tenant_id: int, kind: str, params: dict[str, Any]) -> JobOut:
     with services.session_factory() as session:
-        return submit_job(session, services, kind, params)
+        return submit_job(session, services, tenant_id, kind, params)
 
 
-def cancel_job(session: Session, services: Services, job_id: int) -> JobOut:
-    read_job(services, job_id)  # 404 first
+def cancel_job(session: Session, services: Services, tenant_id: int, job_id: int) -> JobOut:
+    read_job(services, job_id, tenant_id)  # 404 first (also for another tenant's job)
     repository.request_cancel(session, job_id)
     session.commit()
-    job = read_job(services, job_id)
+    job = read_job(services, job_id, tenant_id)
     if job.status in (JobStatus.succeeded, JobStatus.failed):
         raise ProblemError(
             409, f"job {job_id} already {job.status.value}; nothing to cancel", slug="job-finished"
@@ -97,9 +105,14 @@ def cancel_job(session: Session, services: Services, job_id: int) -> JobOut:
 
 
 def list_jobs(
-    session: Session, page: PageRequest, kind: str | None, status: JobStatus | None
+    session: Session,
+    tenant_id: int,
+    page: PageRequest,
+    kind: str | None,
+    status: JobStatus | None,
 ) -> Page[JobOut]:
-    return paginate(session, matching(Job, kind=kind, status=status), page, _out)
+    query = matching(Job, tenant_id=tenant_id, kind=kind, status=status)
+    return paginate(session, query, page, _out)
 
 
 def _out(rows: list[Job]) -> list[JobOut]:

@@ -24,24 +24,26 @@ from app.blobs import BlobStore, TempBlob
 from app.checkpoints import repository as checkpoints
 from app.checkpoints import service as checkpoint_service
 from app.db import read_session
+from app.jobs import repository as jobs
 from app.jobs.kind import JobContext
 from app.merges import repository
 from app.merges.schemas import FUSION_METHODS, MergeCreate, MergeOut
 from app.models import Dataset, Merge
 from app.owned import owned_or_404
 from app.pagination import Page, PageRequest, matching, paginate
-from app.problems import ProblemError, get_or_404
+from app.problems import ProblemError
 from app.settings import Settings
 
 
-def check(session: Session, params: MergeCreate, settings: Settings) -> None:
-    """404 for a missing checkpoint or dataset; 422 for checkpoints without an architecture
+def check(session: Session, params: MergeCreate, settings: Settings, tenant_id: int) -> None:
+    """404 for a missing checkpoint or dataset (or another tenant's); 422 for checkpoints
+    without an architecture
     or with different ones, activation matching without data, and data that does not fit
     the architecture's input or output."""
     ids = params.checkpoints
     if len(set(ids)) != len(ids):
         raise ProblemError(422, "merge the same checkpoint only once", slug="validation")
-    rows = checkpoints.by_ids(session, ids)
+    rows = checkpoints.by_ids(session, tenant_id, ids)
     missing = [i for i in ids if i not in rows]
     if missing:
         raise ProblemError(
@@ -74,7 +76,7 @@ def check(session: Session, params: MergeCreate, settings: Settings) -> None:
             422, f"method {params.method!r} needs a dataset (dataset_id)", slug="validation"
         )
     if params.dataset_id is not None:
-        _check_dataset(session, params.dataset_id, first.architecture or {})
+        _check_dataset(session, tenant_id, params.dataset_id, first.architecture or {})
 
 
 def _check_fusable(params: MergeCreate, rows: list[Any], settings: Settings) -> None:
@@ -94,8 +96,10 @@ def _check_fusable(params: MergeCreate, rows: list[Any], settings: Settings) -> 
         raise ProblemError(422, str(error), slug="incompatible-architectures") from error
 
 
-def _check_dataset(session: Session, dataset_id: int, summary: dict[str, Any]) -> None:
-    dataset = get_or_404(session, Dataset, dataset_id, "dataset")
+def _check_dataset(
+    session: Session, tenant_id: int, dataset_id: int, summary: dict[str, Any]
+) -> None:
+    dataset = owned_or_404(session, Dataset, dataset_id, tenant_id, "dataset")
     inputs = list(summary.get("inputs", {}).values())
     if len(inputs) != 1 or list(inputs[0]) != list(dataset.x_shape[1:]):
         raise ProblemError(
@@ -201,7 +205,8 @@ def _load(ctx: JobContext, params: MergeCreate, blobs: BlobStore) -> Inputs:
     from app.datasets.data import read_eval_set
 
     with read_session(ctx.session_factory) as session:
-        rows = checkpoints.by_ids(session, params.checkpoints)
+        tenant_id = jobs.tenants_of(session, [ctx.job_id])[ctx.job_id]
+        rows = checkpoints.by_ids(session, tenant_id, params.checkpoints)
         dataset_blob = (
             repository.dataset_blob(session, params.dataset_id) if params.dataset_id else None
         )
@@ -308,24 +313,28 @@ def _stage(job_id: int, blobs: BlobStore, merged: Any, lineage: dict[str, Any]) 
 
 
 def persist(session: Session, finished: list[tuple[int, dict[str, Any]]]) -> None:
+    tenants = jobs.tenants_of(session, [job_id for job_id, _ in finished])
     for job_id, result in finished:
-        _persist_one(session, job_id, result)
+        _persist_one(session, tenants[job_id], job_id, result)
 
 
-def _persist_one(session: Session, job_id: int, result: dict[str, Any]) -> None:
+def _persist_one(session: Session, tenant_id: int, job_id: int, result: dict[str, Any]) -> None:
+    """The merge and its merged checkpoint, the job's tenant's (an earlier checkpoint of
+    the tenant with the same bytes is the result; another tenant's never is)."""
     with _staged_lock:
         temp, lineage = _staged.pop(job_id)
     blobs = BlobStore(temp.path.parent)
     sha256 = result["merged_checkpoint"]["sha256"]
     try:
-        checkpoint = checkpoints.by_sha256(session, sha256)
+        checkpoint = checkpoints.by_sha256(session, tenant_id, sha256)
         if checkpoint is None:
             _forget_blob_on_rollback(session, blobs, sha256)
             checkpoint = checkpoint_service.store(
-                session, blobs, temp, sha256, f"merge-{job_id}.safetensors", lineage
+                session, blobs, tenant_id, temp, sha256, f"merge-{job_id}.safetensors", lineage
             )
             session.flush()
         merge = Merge(
+            tenant_id=tenant_id,
             job_id=job_id,
             result_checkpoint_id=checkpoint.id,
             method=result["method"],
@@ -379,14 +388,20 @@ def _without_staging(result: dict[str, Any] | None) -> dict[str, Any] | None:
     return None if result is None else {k: v for k, v in result.items() if k != "merged_checkpoint"}
 
 
-def get_merge(session: Session, merge_id: int) -> MergeOut:
-    return to_out(session, [get_or_404(session, Merge, merge_id, "merge")])[0]
+def get_merge(session: Session, tenant_id: int, merge_id: int) -> MergeOut:
+    return to_out(session, [owned_or_404(session, Merge, merge_id, tenant_id, "merge")])[0]
 
 
 def list_merges(
-    session: Session, page: PageRequest, checkpoint_id: int | None, job_id: int | None
+    session: Session,
+    tenant_id: int,
+    page: PageRequest,
+    checkpoint_id: int | None,
+    job_id: int | None,
 ) -> Page[MergeOut]:
-    query = repository.with_checkpoint(matching(Merge, job_id=job_id), checkpoint_id)
+    query = repository.with_checkpoint(
+        matching(Merge, tenant_id=tenant_id, job_id=job_id), checkpoint_id
+    )
     return paginate(session, query, page, lambda rows: to_out(session, list(rows)))
 
 

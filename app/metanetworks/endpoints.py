@@ -61,7 +61,7 @@ async def train_metanetwork(
     (``name@N``), or failed with the reason; its progress detail carries the epoch, the
     training loss, the validation metric and an ETA."""
     params = body.model_dump(mode="json") | {"tenant_id": caller.tenant_id}
-    return await accept_job(services, "train", params, wait)
+    return await accept_job(services, caller.tenant_id, "train", params, wait)
 
 
 @router.get("/{ref}/versions", response_model=list[MetanetworkOut], responses={404: PROBLEM})

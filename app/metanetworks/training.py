@@ -29,6 +29,7 @@ from app.metanetworks.schemas import TrainParams
 from app.metanetworks.service import check_split
 from app.models import MetanetworkVersion
 from app.problems import ProblemError
+from app.quotas import check_training_time
 from app.settings import Settings
 from app.zoos import repository as zoos
 
@@ -37,10 +38,11 @@ log = logging.getLogger(__name__)
 CARD_FORMAT = 1
 
 
-def check(session: Session, params: TrainParams, settings: Settings) -> None:
+def check(session: Session, params: TrainParams, settings: Settings, tenant_id: int) -> None:
     """409 for a built-in's name or a name already being trained; 404 for an unknown zoo;
-    422 for a zoo too small to train on (checked again when the job runs)."""
-    del settings
+    422 for a zoo too small to train on (checked again when the job runs); 429 once the
+    tenant's training time is used up."""
+    check_training_time(session, settings, tenant_id, ["train"])
     if repository.is_builtin_name(session, params.name):
         raise ProblemError(
             409,

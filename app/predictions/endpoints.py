@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi import APIRouter, Query, Request, Response, status
 from starlette.concurrency import run_in_threadpool
 
 from app.checkpoints import service as checkpoints_service
@@ -15,12 +15,11 @@ from app.ids import IdPath, IdQuery
 from app.jobs.events import Wait
 from app.jobs.schemas import JobOut
 from app.jobs.service import accept_job
-from app.models import Prediction
 from app.pagination import CreatedDep, Page, PageDep
 from app.predictions import service
 from app.predictions.schemas import PredictionCreate, PredictionOut
-from app.problems import PROBLEM, ProblemError, get_or_404
-from app.tenancy import Caller, current_caller
+from app.problems import PROBLEM, ProblemError
+from app.tenancy import CallerDep
 
 router = APIRouter(prefix="/v1/predictions", tags=["predictions"])
 
@@ -55,6 +54,7 @@ PREDICT_BODY = {
 async def create_prediction(
     request: Request,
     services: ServicesDep,
+    caller: CallerDep,
     wait: Wait = 0,
     metanetwork: Annotated[
         str | None, Query(description="multipart uploads: the metanetwork to ask")
@@ -78,6 +78,8 @@ async def create_prediction(
             checkpoints_service.ingest,
             services.session_factory,
             services.blobs,
+            services.settings,
+            caller.tenant_id,
             temp,
             clean_filename(part_filename),
         )
@@ -95,23 +97,30 @@ async def create_prediction(
             f"unsupported content type {media_type!r}; send JSON or multipart/form-data",
             slug="unsupported-media-type",
         )
-    return await accept_job(services, "predict", body.model_dump(mode="json"), wait)
+    return await accept_job(
+        services, caller.tenant_id, "predict", body.model_dump(mode="json"), wait
+    )
 
 
 @router.get("", response_model=Page[PredictionOut])
 def list_predictions(
     session: ReadSessionDep,
+    caller: CallerDep,
     page: PageDep,
     created: CreatedDep,
     checkpoint_id: IdQuery = None,
     metanetwork: str | None = None,
 ) -> Page[PredictionOut]:
-    return service.list_predictions(session, page, created, checkpoint_id, metanetwork)
+    return service.list_predictions(
+        session, caller.tenant_id, page, created, checkpoint_id, metanetwork
+    )
 
 
 @router.get("/{prediction_id}", response_model=PredictionOut, responses={404: PROBLEM})
-def get_prediction(prediction_id: IdPath, session: ReadSessionDep) -> PredictionOut:
-    prediction = get_or_404(session, Prediction, prediction_id, "prediction")
+def get_prediction(
+    prediction_id: IdPath, session: ReadSessionDep, caller: CallerDep
+) -> PredictionOut:
+    prediction = service.get_prediction(session, caller.tenant_id, prediction_id)
     return PredictionOut.model_validate(prediction)
 
 
@@ -122,7 +131,7 @@ def delete_prediction(
     prediction_id: IdPath,
     session: SessionDep,
     services: ServicesDep,
-    caller: Caller = Depends(current_caller),
+    caller: CallerDep,
 ) -> Response:
     """Delete a prediction and the job that produced it; the checkpoint stays."""
     services.notifier.deleted(service.delete_prediction(session, caller.tenant_id, prediction_id))

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from app.blobs import BlobStore
 from app.checkpoints import repository as checkpoints
 from app.db import read_session
+from app.jobs import repository as jobs
 from app.jobs.kind import JobContext, Outcome
 from app.metanetworks import service as metanetworks
 from app.metanetworks.service import summary_domain_issues
@@ -23,10 +24,11 @@ from app.problems import ProblemError
 from app.settings import Settings
 
 
-def check(session: Session, params: PredictionCreate, settings: Settings) -> None:
-    """404 for a missing checkpoint or metanetwork; 422 for a checkpoint without a known
-    architecture, or outside the metanetwork's domain (unless ``force``)."""
-    found = checkpoints.architecture_of(session, params.checkpoint_id)
+def check(session: Session, params: PredictionCreate, settings: Settings, tenant_id: int) -> None:
+    """404 for a missing checkpoint (or another tenant's) or metanetwork; 422 for a
+    checkpoint without a known architecture, or outside the metanetwork's domain (unless
+    ``force``)."""
+    found = checkpoints.architecture_of(session, tenant_id, params.checkpoint_id)
     if found is None:
         raise ProblemError(
             404, f"checkpoint {params.checkpoint_id} does not exist", slug="not-found"
@@ -101,13 +103,17 @@ def _version(session: Session, job_id: int, ref: str) -> Any:
 
 
 def persist(session: Session, finished: list[tuple[int, dict[str, Any]]]) -> None:
-    """The prediction rows of finished jobs (their answers stay in the job's result)."""
-    repository.insert_many(session, [_row(job_id, result) for job_id, result in finished])
+    """The prediction rows of finished jobs (their answers stay in the job's result), each
+    its job's tenant's."""
+    tenants = jobs.tenants_of(session, [job_id for job_id, _ in finished])
+    rows = [_row(job_id, tenants[job_id], result) for job_id, result in finished]
+    repository.insert_many(session, rows)
 
 
-def _row(job_id: int, result: dict[str, Any]) -> dict[str, Any]:
+def _row(job_id: int, tenant_id: int, result: dict[str, Any]) -> dict[str, Any]:
     low, high = result.get("interval") or (None, None)
     return {
+        "tenant_id": tenant_id,
         "job_id": job_id,
         "checkpoint_id": result["checkpoint_id"],
         "metanetwork": result["metanetwork"],
@@ -125,14 +131,21 @@ def _row(job_id: int, result: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def get_prediction(session: Session, tenant_id: int, prediction_id: int) -> Prediction:
+    return owned_or_404(session, Prediction, prediction_id, tenant_id, "prediction")
+
+
 def list_predictions(
     session: Session,
+    tenant_id: int,
     page: PageRequest,
     created: Created,
     checkpoint_id: int | None = None,
     metanetwork: str | None = None,
 ) -> Page[PredictionOut]:
-    query = matching(Prediction, checkpoint_id=checkpoint_id, metanetwork=metanetwork)
+    query = matching(
+        Prediction, tenant_id=tenant_id, checkpoint_id=checkpoint_id, metanetwork=metanetwork
+    )
     return paginate(session, created.within(query, Prediction.created_at), page, _out)
 
 

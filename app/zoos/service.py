@@ -493,14 +493,14 @@ def _store(
                     continue
                 try:
                     row = checkpoints.store(
-                        session, blobs, u.temp, u.sha256, PurePosixPath(u.member).name[:255]
+                        session, blobs, tenant_id, u.temp, u.sha256,
+                        PurePosixPath(u.member).name[:255],
                     )
                 except ProblemError as exc:
                     raise ProblemError(
                         exc.status, f"member {u.member!r}: {exc.detail}", slug=exc.slug
                     ) from None
                 placed.append(row.blob_sha256)
-                row.tenant_id = tenant_id
                 rows.append(row)
             zoo, splits = _build(tenant_id, body, items, rows, blobs)
             return _save(session, zoo, items, rows, splits)

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from app.checkpoints import repository
-from app.models import Prediction
+from app.models import LOCAL_TENANT_ID, Prediction
 from graphs.safe_io import read_checkpoint, to_safetensors_bytes
 
 pytestmark = pytest.mark.anyio
@@ -111,8 +111,8 @@ def _found_only_after_insert_failed():
     original = repository.by_sha256
     calls = iter([False, True, True])
 
-    def find(session, sha256):
-        return original(session, sha256) if next(calls) else None
+    def find(session, tenant_id, sha256):
+        return original(session, tenant_id, sha256) if next(calls) else None
 
     return find
 
@@ -156,7 +156,7 @@ async def test_checkpoint_used_by_a_prediction_cannot_be_deleted(
 ) -> None:
     checkpoint = (await upload(client, safetensors_bytes(7))).json()
     with session_factory() as session:
-        session.add(Prediction(checkpoint_id=checkpoint["id"]))
+        session.add(Prediction(tenant_id=LOCAL_TENANT_ID, checkpoint_id=checkpoint["id"]))
         session.commit()
     response = await client.delete(f"/v1/checkpoints/{checkpoint['id']}")
     assert_problem(response, 409, "used by 1 prediction (id ")

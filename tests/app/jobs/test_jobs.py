@@ -15,7 +15,7 @@ from app.jobs import repository, runner
 from app.jobs.kind import KINDS, JobContext, JobKind, JobLost
 from app.jobs.worker import JobWorker
 from app.main import create_app
-from app.models import Job, JobStatus
+from app.models import LOCAL_TENANT_ID, Job, JobStatus
 from graphs.safe_io import to_safetensors_bytes
 
 pytestmark = pytest.mark.anyio
@@ -149,7 +149,7 @@ async def test_cancel_running_job_stops_it_at_a_progress_point(
 
 def queued_job(session_factory, kind: str = "counting", max_attempts: int = 3) -> int:
     with session_factory() as session:
-        job = Job(kind=kind, params={}, max_attempts=max_attempts)
+        job = Job(tenant_id=LOCAL_TENANT_ID, kind=kind, params={}, max_attempts=max_attempts)
         session.add(job)
         session.commit()
         return job.id

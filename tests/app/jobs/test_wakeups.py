@@ -20,7 +20,7 @@ from app.jobs.kind import KINDS, JobContext, JobKind
 from app.jobs.notify import JobNotifier
 from app.jobs.worker import JobWorker
 from app.main import create_app
-from app.models import Job, JobStatus, utcnow
+from app.models import LOCAL_TENANT_ID, Job, JobStatus, utcnow
 
 pytestmark = pytest.mark.anyio
 
@@ -70,7 +70,7 @@ async def cancel_ends_a_long_poll(client: httpx.AsyncClient, job_id: int) -> Non
 
 def queued(session_factory, kind: str, params: dict | None = None) -> int:
     with session_scope(session_factory) as session:
-        job = Job(kind=kind, params=params or {}, max_attempts=3)
+        job = Job(tenant_id=LOCAL_TENANT_ID, kind=kind, params=params or {}, max_attempts=3)
         session.add(job)
         session.flush()
         return job.id
@@ -226,7 +226,7 @@ def test_sqlite_write_transactions_begin_immediate_and_reads_deferred(tmp_path) 
     event.listen(engine, "before_cursor_execute", listener)
     try:
         with session_scope(factory) as session:
-            session.add(Job(kind="w", params={}, max_attempts=1))
+            session.add(Job(tenant_id=LOCAL_TENANT_ID, kind="w", params={}, max_attempts=1))
         with read_session(factory) as session:
             session.scalar(select(func.count()).select_from(Job))
     finally:
@@ -240,7 +240,12 @@ def test_sqlite_write_transactions_begin_immediate_and_reads_deferred(tmp_path) 
             for _ in range(25):
                 with session_scope(factory) as session:
                     count = session.scalar(select(func.count()).select_from(Job))
-                    session.add(Job(kind="w", params={"seen": count}, max_attempts=1))
+                    session.add(
+                        Job(
+                            tenant_id=LOCAL_TENANT_ID, kind="w", params={"seen": count},
+                            max_attempts=1,
+                        )
+                    )
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
@@ -258,19 +263,21 @@ def test_sqlite_write_transactions_begin_immediate_and_reads_deferred(tmp_path) 
 async def test_finished_rows_wake_every_watcher_and_are_remembered() -> None:
     notifier = JobNotifier()
     row = {
-        "id": 3, "kind": "k", "status": JobStatus.succeeded, "progress": 1.0, "params": {},
+        "id": 3, "tenant_id": LOCAL_TENANT_ID, "kind": "k", "status": JobStatus.succeeded,
+        "progress": 1.0, "params": {},
         "result": {"ok": True}, "error": None, "attempts": 1,
         "max_attempts": 3, "cancel_requested": False, "worker_id": "w",
         "created_at": utcnow(), "started_at": utcnow(), "finished_at": utcnow(),
         "heartbeat_at": None,
     }  # fmt: skip
-    assert notifier.terminal(3) is None
+    assert notifier.terminal(3, LOCAL_TENANT_ID) is None
     with notifier.watch(3) as first, notifier.watch(3) as second:
         threading.Timer(0.05, notifier.finished, args=({3: row},)).start()
         await asyncio.wait_for(asyncio.gather(first.wait(), second.wait()), 30)
-    assert notifier.terminal(3).result == {"ok": True}
+    assert notifier.terminal(3, LOCAL_TENANT_ID).result == {"ok": True}
+    assert notifier.terminal(3, LOCAL_TENANT_ID + 1) is None  # only its tenant is answered
     notifier.finished({n: {**row, "id": n} for n in range(4, 4 + notify.REMEMBERED_JOBS)})
-    assert notifier.terminal(3) is None  # forgotten: a reader goes to the row again
+    assert notifier.terminal(3, LOCAL_TENANT_ID) is None  # forgotten: a reader reads the row
 
 
 async def test_a_finished_job_is_answered_without_reading_its_row(settings, monkeypatch) -> None:
@@ -280,7 +287,9 @@ async def test_a_finished_job_is_answered_without_reading_its_row(settings, monk
     slow_polling(monkeypatch)
     reads: list[int] = []
     read_job = events.read_job
-    monkeypatch.setattr(events, "read_job", lambda s, i: reads.append(i) or read_job(s, i))
+    monkeypatch.setattr(
+        events, "read_job", lambda s, i, t: reads.append(i) or read_job(s, i, t)
+    )
     async with gated_service(settings, monkeypatch, {"x": 1}) as (application, client, release):
         services = application.state.services
         job = (await client.post("/v1/jobs", json={"kind": "gated"})).json()
@@ -297,7 +306,7 @@ async def test_a_finished_job_is_answered_without_reading_its_row(settings, monk
         assert (
             again.content
             == done.content
-            == events.job_response(read_job(services, job["id"])).body
+            == events.job_response(read_job(services, job["id"], LOCAL_TENANT_ID)).body
         )
         assert again.headers["content-type"] == "application/json"
 
@@ -309,7 +318,7 @@ async def test_cancel_of_a_job_queued_here_still_wakes_a_long_poll(settings, mon
     async with gated_service(settings, monkeypatch) as (application, client, _):
         busy = (await client.post("/v1/jobs", json={"kind": "gated"})).json()
         job = (await client.post("/v1/jobs", json={"kind": "gated"})).json()
-        assert application.state.services.notifier.is_open(job["id"])
+        assert application.state.services.notifier.is_open(job["id"], LOCAL_TENANT_ID)
         await cancel_ends_a_long_poll(client, job["id"])
         assert busy["id"] != job["id"]
 

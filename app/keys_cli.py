@@ -1,0 +1,89 @@
+"""``weightscope keys``: API keys, managed on the database directly (like ``weightscope db``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+import typer
+
+from app.settings import Settings
+
+if TYPE_CHECKING:
+    from app.db import SessionFactory
+
+keys_cli = typer.Typer(help="API keys and tenants (on the database, not through the API).")
+
+
+@contextmanager
+def _database() -> Iterator[SessionFactory]:
+    """The configured database, upgraded to head first (like ``serve``)."""
+    from app.db import create_db_engine, create_session_factory
+    from app.migrate import upgrade
+
+    settings = Settings()
+    upgrade(settings.database_url)
+    engine = create_db_engine(settings.database_url)
+    try:
+        yield create_session_factory(engine)
+    finally:
+        engine.dispose()
+
+
+@keys_cli.command("create")
+def keys_create(
+    name: str = typer.Argument(..., help="what the key is for, e.g. ci or alice-laptop"),
+    tenant: str | None = typer.Option(
+        None, help="the tenant it acts for, created when new (default: a tenant named NAME)"
+    ),
+    admin: bool = typer.Option(False, help="may also read /metrics"),
+) -> None:
+    """Create a key and print it: this is the only time it is shown."""
+    from app.keys import create_key
+
+    tenant = tenant or name
+    if not name.strip() or len(name) > 128 or len(tenant) > 128:
+        typer.echo("error: NAME and --tenant are 1 to 128 characters", err=True)
+        raise typer.Exit(2)
+    with _database() as session_factory:
+        created = create_key(session_factory, name, tenant, admin)
+    typer.echo(
+        f"key {created.key_id} for tenant {created.tenant_name!r} (id {created.tenant_id})"
+        f"{', admin' if admin else ''}; store it now, it is not shown again:", err=True
+    )
+    typer.echo(created.token)
+
+
+@keys_cli.command("list")
+def keys_list() -> None:
+    """Every key (never its secret): id, name, tenant, prefix, admin, created, last used,
+    revoked."""
+    from app.keys import list_keys
+
+    with _database() as session_factory:
+        found = list_keys(session_factory)
+    typer.echo("id\tname\ttenant\tprefix\tadmin\tcreated\tlast_used\trevoked")
+    for key in found:
+        cells = (
+            key.id, key.name, key.tenant, key.prefix + "…", "yes" if key.admin else "no",
+            _when(key.created_at), _when(key.last_used_at), _when(key.revoked_at),
+        )
+        typer.echo("\t".join(str(cell) for cell in cells))
+
+
+@keys_cli.command("revoke")
+def keys_revoke(key_id: int = typer.Argument(..., help="the key's id (keys list)")) -> None:
+    """Revoke a key: requests with it are answered 401 from then on."""
+    from app.keys import revoke_key
+
+    with _database() as session_factory:
+        revoked = revoke_key(session_factory, key_id)
+    if not revoked:
+        typer.echo(f"error: no active key {key_id}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"key {key_id} revoked")
+
+
+def _when(moment: object) -> str:
+    return "-" if moment is None else f"{moment:%Y-%m-%d %H:%M:%S}"
