@@ -19,7 +19,7 @@ from app.jobs import repository
 from app.jobs.kind import KINDS, JobKind
 from app.jobs.procrastinate_queue import ProcrastinateQueue, deliver, queueing_lock
 from app.jobs.worker import JobWorker
-from app.models import Job, JobStatus
+from app.models import LOCAL_TENANT_ID, Job, JobStatus
 
 
 @pytest.fixture
@@ -65,7 +65,7 @@ def kind_losing_database(request: pytest.FixtureRequest):
 
 def _job(session_factory, queue: ProcrastinateQueue | None = None) -> int:
     with session_scope(session_factory) as session:
-        job_id = repository.insert_job(session, "loses-database", {}, 3)["id"]
+        job_id = repository.insert_job(session, LOCAL_TENANT_ID, "loses-database", {}, 3)["id"]
         if queue is not None:
             queue.enqueue(session, job_id, "cpu")
     return int(job_id)

@@ -24,6 +24,7 @@ from app.keys import create_key
 from app.migrate import upgrade
 from app.settings import Settings
 from tests.app.conftest import make_settings
+from tests.app.metanetworks._zoo import save_nets
 
 torch.set_num_threads(1)
 
@@ -34,6 +35,7 @@ class Files:
     net_b: Path
     dataset: Path
     metanetworks: Path
+    zoo_nets: list[tuple[Path, str, str]]  # (file, label, split): a 40-item zoo's networks
 
 
 @pytest.fixture(scope="session")
@@ -45,7 +47,8 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> Files:
     y = torch.randint(10, (40,), generator=generator)
     metanetworks = root / "metanetworks"
     save_tiny_metanetwork(metanetworks, nets)
-    return Files(nets[0], nets[1], save_dataset(root / "data.safetensors", x, y), metanetworks)
+    dataset = save_dataset(root / "data.safetensors", x, y)
+    return Files(nets[0], nets[1], dataset, metanetworks, save_nets(root / "zoo"))
 
 
 def tenancy_settings(data_dir: Path, database_url: str, files: Files, **overrides: object):

@@ -15,11 +15,15 @@ import pytest
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
+from tests.app.metanetworks._zoo import TINY, create_zoo
 from tests.app.tenancy.conftest import METANETWORK, Files, upload
+from tests.app.zoos._zoo_files import labels, zip_bytes
 
 pytestmark = pytest.mark.anyio
 
 MISSING_ID = 10**12  # never issued in a test
+ALICES_METANETWORK = "alices-net"
+ALICES_ZOO = "alices-zoo"
 
 
 @dataclass
@@ -35,6 +39,8 @@ class World:
     merge: int
     merge_job: int
     merged_checkpoint: int
+    zoo: int = 0
+    zoo_checkpoints: tuple[int, ...] = ()
 
 
 async def alice_world(as_alice: httpx.AsyncClient, files: Files) -> World:
@@ -59,19 +65,31 @@ async def alice_world(as_alice: httpx.AsyncClient, files: Files) -> World:
     assert merged.json()["status"] == "succeeded", merged.text
     prediction = (await as_alice.get("/v1/predictions")).json()["items"][0]
     merge = (await as_alice.get("/v1/merges")).json()["items"][0]
+    zoo = await create_zoo(as_alice, files.zoo_nets, name=ALICES_ZOO)
+    trained = await as_alice.post(
+        "/v1/metanetworks",
+        params={"wait": 120},
+        json={"name": ALICES_METANETWORK, "zoo_id": zoo["id"], "epochs": 1, "config": TINY},
+    )
+    assert trained.json()["status"] == "succeeded", trained.text
+    items = (await as_alice.get(f"/v1/zoos/{zoo['id']}/items", params={"limit": 200})).json()
     return World(
         checkpoint, other, dataset, inspect.json()["id"], prediction["id"],
         predicted.json()["id"], merge["id"], merged.json()["id"], merge["result_checkpoint_id"],
+        zoo["id"], tuple(item["checkpoint_id"] for item in items["items"]),
     )  # fmt: skip
 
 
 async def snapshot(as_alice: httpx.AsyncClient, world: World) -> dict[str, Any]:
     """Everything alice can see: every list, and the bytes of every checkpoint file."""
     seen: dict[str, Any] = {}
-    for resource in ("checkpoints", "datasets", "jobs", "predictions", "merges"):
+    for resource in ("checkpoints", "datasets", "jobs", "predictions", "merges", "zoos"):
         response = await as_alice.get(f"/v1/{resource}", params={"limit": 200})
         assert response.status_code == 200, response.text
         seen[resource] = response.json()["items"]
+    seen["metanetworks"] = (await as_alice.get("/v1/metanetworks")).json()
+    versions = await as_alice.get(f"/v1/metanetworks/{ALICES_METANETWORK}/versions")
+    seen["versions"] = versions.json()
     for checkpoint in seen["checkpoints"]:
         file = await as_alice.get(f"/v1/checkpoints/{checkpoint['id']}/file")
         assert file.status_code == 200
@@ -138,6 +156,7 @@ def _alices_ids(world: World, path: str) -> set[int]:
         "jobs": {world.inspect_job, world.prediction_job, world.merge_job},
         "predictions": {world.prediction},
         "merges": {world.merge},
+        "zoos": {world.zoo},
     }[resource]  # fmt: skip
 
 
@@ -204,13 +223,72 @@ async def merge_alices_records(as_bob: httpx.AsyncClient, world: World, files: F
         assert theirs["detail"].split(" ")[0] == absent["detail"].split(" ")[0]
 
 
-async def metanetworks_are_shared(as_bob: httpx.AsyncClient, _: World, __: Files) -> None:
+async def zoo_of_alices_checkpoints(as_bob: httpx.AsyncClient, world: World, _: Files) -> None:
+    """A zoo naming alice's checkpoints is refused exactly as one naming missing ones."""
+
+    async def post(ids: list[int]) -> httpx.Response:
+        items = [{"checkpoint_id": i, "label": ("a", "b")[k % 2]} for k, i in enumerate(ids)]
+        return await as_bob.post(
+            "/v1/zoos", json={"name": "bobs", "task": "classification", "items": items}
+        )
+
+    theirs = await post(list(world.zoo_checkpoints))
+    missing = await post([MISSING_ID + k for k in range(len(world.zoo_checkpoints))])
+    assert theirs.status_code == missing.status_code != 201, theirs.text
+    assert theirs.json()["type"] == missing.json()["type"]
+
+
+async def archive_named_like_alices_zoo(
+    as_bob: httpx.AsyncClient, _: World, files: Files
+) -> None:
+    """Zoo names are per tenant: alice's name is no 409 for bob (his one-item archive is
+    refused for its size, exactly as under a name nobody has)."""
+    path = files.net_a
+    body = zip_bytes({"labels.csv": labels([(path.name, "a")]), path.name: path.read_bytes()})
+
+    async def post(name: str) -> httpx.Response:
+        return await as_bob.post(
+            "/v1/zoos/archive", params={"name": name, "task": "classification"}, content=body,
+            headers={"content-type": "application/octet-stream"},
+        )  # fmt: skip
+
+    theirs, fresh = await post(ALICES_ZOO), await post("nobody-has-this-name")
+    assert theirs.status_code == fresh.status_code == 422, theirs.text
+    assert theirs.json()["detail"] == fresh.json()["detail"]
+
+
+async def train_on_alices_zoo(as_bob: httpx.AsyncClient, world: World, _: Files) -> None:
+    async def post(zoo_id: int) -> httpx.Response:
+        return await as_bob.post(
+            "/v1/metanetworks", json={"name": "bobs", "zoo_id": zoo_id, "config": TINY}
+        )
+
+    body, missing = _problem_404(await post(world.zoo)), _problem_404(await post(MISSING_ID))
+    assert body["detail"].replace(str(world.zoo), "ID") == missing["detail"].replace(
+        str(MISSING_ID), "ID"
+    )
+
+
+async def alices_metanetwork_is_hers(as_bob: httpx.AsyncClient, _: World, __: Files) -> None:
+    """Built-ins are every tenant's; alice's trained metanetwork is hers alone."""
     names = [m["name"] for m in (await as_bob.get("/v1/metanetworks")).json()]
-    assert METANETWORK in names  # built-in metanetworks: visible to every tenant
-
-
-async def a_metanetwork_is_shared(as_bob: httpx.AsyncClient, _: World, __: Files) -> None:
+    assert METANETWORK in names and ALICES_METANETWORK not in names
     assert (await as_bob.get(f"/v1/metanetworks/{METANETWORK}")).status_code == 200
+
+
+def by_name(template: str) -> Case:
+    """Bob's answer for alice's metanetwork reads exactly like one for a name nobody has."""
+
+    async def case(as_bob: httpx.AsyncClient, _: World, __: Files) -> None:
+        method, path = template.split(" ")
+        theirs = await as_bob.request(method, path.format(ALICES_METANETWORK))
+        missing = await as_bob.request(method, path.format("nobody-has-this"))
+        body, missing_body = _problem_404(theirs), _problem_404(missing)
+        assert body["detail"].replace(ALICES_METANETWORK, "NAME") == missing_body[
+            "detail"
+        ].replace("nobody-has-this", "NAME")
+
+    return case
 
 
 def _checkpoint(world: World) -> int:
@@ -241,8 +319,17 @@ CASES: dict[tuple[str, str], Case] = {
     ("POST", "/v1/jobs/{job_id}/cancel"): by_id(
         "POST /v1/jobs/{}/cancel", lambda w: w.prediction_job
     ),
-    ("GET", "/v1/metanetworks"): metanetworks_are_shared,
-    ("GET", "/v1/metanetworks/{name}"): a_metanetwork_is_shared,
+    ("GET", "/v1/metanetworks"): alices_metanetwork_is_hers,
+    ("POST", "/v1/metanetworks"): train_on_alices_zoo,
+    ("GET", "/v1/metanetworks/{ref}"): by_name("GET /v1/metanetworks/{}"),
+    ("GET", "/v1/metanetworks/{ref}/versions"): by_name("GET /v1/metanetworks/{}/versions"),
+    ("DELETE", "/v1/metanetworks/{ref}"): by_name("DELETE /v1/metanetworks/{}"),
+    ("POST", "/v1/zoos"): zoo_of_alices_checkpoints,
+    ("POST", "/v1/zoos/archive"): archive_named_like_alices_zoo,
+    ("GET", "/v1/zoos"): listing("/v1/zoos"),
+    ("GET", "/v1/zoos/{zoo_id}"): by_id("GET /v1/zoos/{}", lambda w: w.zoo),
+    ("GET", "/v1/zoos/{zoo_id}/items"): by_id("GET /v1/zoos/{}/items", lambda w: w.zoo),
+    ("DELETE", "/v1/zoos/{zoo_id}"): by_id("DELETE /v1/zoos/{}", lambda w: w.zoo),
     ("POST", "/v1/predictions"): predict_with_alices_checkpoint,
     ("GET", "/v1/predictions"): listing(
         "/v1/predictions",
