@@ -78,8 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             stack.callback(engine.dispose)
             stack.callback(queue.close)
             await run_in_threadpool(
-                register_builtins, services.session_factory, services.blobs,
-                settings.metanetwork_dir,
+                register_builtins, services.session_factory, settings.metanetwork_dir
             )
             if isinstance(queue, InProcessQueue):
                 await _embedded_worker(stack, services, queue)

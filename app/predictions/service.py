@@ -73,7 +73,7 @@ def predict_batch(ctxs: list[JobContext]) -> list[Outcome]:
     settings = ctxs[0].settings
     with read_session(ctxs[0].session_factory) as session:
         blobs = checkpoints.blobs_of(session, [p.checkpoint_id for p in params])
-        version = _version(session, ctxs[0].job_id, params[0].metanetwork)
+        version = _version(session, ctxs[0].job_id, params[0].metanetwork, settings)
     store = BlobStore(settings.blob_dir)
     items = [
         (store.path(blobs[p.checkpoint_id]), p.force) if p.checkpoint_id in blobs else None
@@ -88,7 +88,7 @@ def predict_batch(ctxs: list[JobContext]) -> list[Outcome]:
     return outcomes
 
 
-def _version(session: Session, job_id: int, ref: str) -> Any:
+def _version(session: Session, job_id: int, ref: str, settings: Settings) -> Any:
     """The metanetwork version ``ref`` names for the job's tenant (ValueError: gone)."""
     from app.predictions.engine import Version
 
@@ -96,7 +96,8 @@ def _version(session: Session, job_id: int, ref: str) -> Any:
     row = metanetworks.resolve(session, ref, tenant_id)
     if row is None:
         raise ValueError(metanetworks.unknown_metanetwork(session, ref, tenant_id))
-    return Version(row.id, row.card, row.weights_sha256, metanetworks.version_label(row))
+    weights = metanetworks.weights_path(row, settings)
+    return Version(row.id, row.card, weights, row.weights_sha256, metanetworks.version_label(row))
 
 
 def persist(session: Session, finished: list[tuple[int, dict[str, Any]]]) -> None:
