@@ -95,8 +95,8 @@ def sse(event: str, data: str, event_id: int | None = None) -> bytes:
 
 
 async def job_event_stream(services: Services, job_id: int) -> AsyncIterator[bytes]:
-    """``job`` events (the whole job as JSON) on every change of status, progress or
-    attempt; the stream ends after the terminal event."""
+    """``job`` events (the whole job as JSON) on every change of status, progress, progress
+    detail or attempt; the stream ends after the terminal event."""
     loop = asyncio.get_running_loop()
     yield b"retry: 1000\n\n"
     last: tuple[object, ...] | None = None
