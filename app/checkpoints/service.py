@@ -215,7 +215,8 @@ def delete_checkpoint(session: Session, blobs: BlobStore, checkpoint_id: int) ->
     if repository.in_use(session, checkpoint_id):
         raise ProblemError(
             409,
-            f"checkpoint {checkpoint_id} is used by predictions, merges or zoos; delete those first",
+            f"checkpoint {checkpoint_id} is used by predictions, merges or zoos; delete those "
+            "first",
             slug="checkpoint-in-use",
         )
     blob_sha256 = checkpoint.blob_sha256

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 from starlette.concurrency import run_in_threadpool
 
 from app.checkpoints.upload import receive_upload
 from app.deps import ReadSessionDep, ServicesDep, SessionDep
+from app.models import ID_MAX
 from app.pagination import Page, PageDep
 from app.problems import PROBLEM
 from app.responses import located
@@ -19,6 +20,7 @@ from app.zoos.schemas import NAME_PATTERN, SplitName, Task, ZooIn, ZooItemOut, Z
 
 router = APIRouter(prefix="/v1/zoos", tags=["zoos"])
 CallerDep = Annotated[Caller, Depends(current_caller)]
+ZooId = Annotated[int, Path(ge=1, le=ID_MAX)]
 
 ARCHIVE_BODY = {
     "required": True,
@@ -99,13 +101,13 @@ def list_zoos(session: ReadSessionDep, page: PageDep, caller: CallerDep) -> Page
 
 
 @router.get("/{zoo_id}", response_model=ZooOut, responses={404: PROBLEM})
-def get_zoo(zoo_id: int, session: ReadSessionDep, caller: CallerDep) -> ZooOut:
+def get_zoo(zoo_id: ZooId, session: ReadSessionDep, caller: CallerDep) -> ZooOut:
     return service.zoo_out(service.get_zoo(session, caller.tenant_id, zoo_id))
 
 
 @router.get("/{zoo_id}/items", response_model=Page[ZooItemOut], responses={404: PROBLEM})
 def list_zoo_items(
-    zoo_id: int,
+    zoo_id: ZooId,
     session: ReadSessionDep,
     page: PageDep,
     caller: CallerDep,
@@ -116,7 +118,7 @@ def list_zoo_items(
 
 
 @router.delete("/{zoo_id}", status_code=status.HTTP_204_NO_CONTENT, responses={404: PROBLEM})
-def delete_zoo(zoo_id: int, session: SessionDep, caller: CallerDep) -> Response:
+def delete_zoo(zoo_id: ZooId, session: SessionDep, caller: CallerDep) -> Response:
     """Delete the zoo and its items; its checkpoints stay."""
     service.delete_zoo(session, caller.tenant_id, zoo_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -122,8 +122,9 @@ def _chunks(file: IO[bytes], total: int, progress: Progress | None) -> Iterator[
             progress(sent, total)
 
 
-def plain_progress(stream: IO[str] = sys.stderr, every: float = 0.1) -> Progress:
+def plain_progress(stream: IO[str] | None = None, every: float = 0.1) -> Progress:
     """Progress as a line per tenth of the bytes (for logs: no terminal, no bar)."""
+    stream = stream or sys.stderr  # the one current now, not at import
     shown = [-1.0]
 
     def report(sent: int, total: int) -> None:
@@ -142,19 +143,14 @@ def rich_or_plain_progress() -> Iterator[Progress]:
     if not sys.stderr.isatty():
         yield plain_progress()
         return
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
-    from rich.progress import (
-        Progress as Bar,
-    )
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, TimeRemainingColumn, TransferSpeedColumn
+    from rich.progress import Progress as Bar
 
     with Bar(
         "[progress.description]{task.description}", BarColumn(), DownloadColumn(),
-        TransferSpeedColumn(), TimeRemainingColumn(), transient=True,
+        TransferSpeedColumn(), TimeRemainingColumn(),
+        console=Console(stderr=True), transient=True,  # stdout is for the zoo id
     ) as bar:
         task = bar.add_task("upload", total=None)
         yield lambda sent, total: bar.update(task, completed=sent, total=total)

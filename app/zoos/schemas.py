@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.models import ID_MAX
+
 Task = Literal["classification", "regression"]
 SplitName = Literal["train", "val", "test"]
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
@@ -17,7 +19,7 @@ class ZooItemIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    checkpoint_id: int
+    checkpoint_id: int = Field(ge=1, le=ID_MAX)
     label: str | int | None = Field(default=None, description="class (classification)")
     target: Any = Field(default=None, description="number to predict (regression)")
     group: str | int | None = Field(

@@ -436,13 +436,17 @@ def _unpack(
     archive: Archive, raw: list[tuple[RawItem, str]], blobs: BlobStore, max_bytes: int
 ) -> list[Unpacked]:
     """Each listed member into a temp file in the blob store's folder, hashed on the way;
-    the same bytes twice is refused (one checkpoint, one item)."""
-    out: list[Unpacked] = []
+    the same bytes twice is refused (one checkpoint, one item). Members are read in archive
+    order (a compressed tar seeks backwards only by decompressing from its start again);
+    the result is in ``raw``'s order."""
+    position = {name: index for index, name in enumerate(archive.files)}
+    done: dict[int, Unpacked] = {}
     by_sha: dict[str, str] = {}
     try:
-        for item, member in raw:
+        for k in sorted(range(len(raw)), key=lambda k: position[raw[k][1]]):
+            item, member = raw[k]
             temp = blobs.temp(max_bytes)
-            out.append(Unpacked(item, member, temp, ""))
+            done[k] = Unpacked(item, member, temp, "")
             try:
                 archive.copy(member, temp.write)
             except BlobTooLarge:
@@ -456,12 +460,12 @@ def _unpack(
                     "checkpoint is in a zoo once"
                 )
             by_sha[sha256] = member
-            out[-1] = Unpacked(item, member, temp, sha256)
+            done[k] = Unpacked(item, member, temp, sha256)
     except BaseException:
-        for u in out:
+        for u in done.values():
             u.temp.discard()
         raise
-    return out
+    return [done[k] for k in range(len(raw))]
 
 
 def _store(

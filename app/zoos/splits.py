@@ -20,7 +20,7 @@ def assign_splits(
 
     Units are groups (an item without a group is a unit of one). A unit's stratum is its
     most common label (None for regression). Within a stratum the units, in a seeded
-    order (largest first), each go to the split furthest below its share of the items.
+    order (largest first), each go to the split the most items short of its share.
     """
     units: dict[tuple[str, object], list[int]] = {}
     for index, group in enumerate(groups):
@@ -44,7 +44,7 @@ def assign_splits(
         filled = dict.fromkeys(SPLITS, 0)
         for unit in stratum_units:
             goal = {s: share[s] * size for s in SPLITS}
-            split = max(SPLITS, key=lambda s: (goal[s] - filled[s]) / goal[s])
+            split = max(SPLITS, key=lambda s: goal[s] - filled[s])
             filled[split] += len(unit)
             for index in unit:
                 out[index] = split

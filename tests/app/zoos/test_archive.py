@@ -9,7 +9,9 @@ import tarfile
 import zipfile
 
 import pytest
+import torch
 from _zoo_files import classified, labels, sample_files, tar_bytes, upload_all, zip_bytes
+from torch import nn
 
 import graphs
 
@@ -258,3 +260,46 @@ async def test_duplicate_name_is_refused_before_unpacking(client, nets, assert_p
     assert (await post_archive(client, data)).status_code == 201
     assert_problem(await post_archive(client, data), 409, "exists already")
     assert zoo_rows() == (1, 40)
+
+
+def pytorch_member(seed: int) -> bytes:
+    torch.manual_seed(seed)
+    module = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 3))
+    buffer = io.BytesIO()
+    torch.save(module.state_dict(), buffer)
+    return buffer.getvalue()
+
+
+async def test_pytorch_members_are_converted_and_their_blobs_removed_on_failure(
+    client, nets, nothing_stored, checkpoint_rows, stored_files
+) -> None:
+    members = classified(nets)
+    for i in range(0, 40, 4):
+        members[f"nets/n{i}.safetensors"] = pytorch_member(i)  # the name does not decide
+    bad = {**members, "nets/n39.safetensors": b"garbage"}
+    response = await post_archive(client, zip_bytes(bad))
+    assert response.status_code == 422 and "nets/n39.safetensors" in response.json()["detail"]
+    nothing_stored()
+    response = await post_archive(client, zip_bytes(members))
+    assert response.status_code == 201, response.text
+    formats = {
+        (await client.get(f"/v1/checkpoints/{item['checkpoint_id']}")).json()["format"]
+        for item in (await client.get(f"/v1/zoos/{response.json()['id']}/items")).json()["items"]
+    }
+    assert formats == {"pytorch", "safetensors"}
+    assert checkpoint_rows() == 40 and len(stored_files()) == 40
+
+
+async def test_items_follow_labels_csv_not_the_archive_order(client, nets) -> None:
+    members = {f"n{i}.safetensors": nets[i] for i in range(20)}
+    rows = [(f"n{i}.safetensors", i / 20) for i in reversed(range(20))]
+    data = tar_bytes({**members, "labels.csv": labels(rows, "target")}, "w:gz")
+    response = await post_archive(client, data, task="regression")
+    assert response.status_code == 201, response.text
+    items = (await client.get(f"/v1/zoos/{response.json()['id']}/items")).json()["items"]
+    names = [
+        (await client.get(f"/v1/checkpoints/{item['checkpoint_id']}")).json()["filename"]
+        for item in items
+    ]
+    assert names == [name for name, _ in rows]
+    assert [item["target"] for item in items] == [target for _, target in rows]

@@ -116,6 +116,7 @@ async def test_a_checkpoint_without_architecture_is_named(client, nets, zoo_rows
         {"name": "z", "task": "ranking", "items": []},
         {"name": "z", "task": "regression", "items": [], "seed": -1},
         {"name": "z", "task": "regression", "items": [{"checkpoint_id": 1, "colour": "red"}]},
+        {"name": "z", "task": "regression", "items": [{"checkpoint_id": 2**64, "target": 1}]},
         {"name": "z", "task": "regression", "items": [],
          "split_fractions": {"train": 0.0, "val": 0.5, "test": 0.5}},
     ],
@@ -128,3 +129,4 @@ async def test_unknown_zoo_is_404(client, assert_problem) -> None:
     assert_problem(await client.get("/v1/zoos/12345"), 404, "zoo 12345")
     assert_problem(await client.get("/v1/zoos/12345/items"), 404, "zoo 12345")
     assert_problem(await client.delete("/v1/zoos/12345"), 404, "zoo 12345")
+    assert_problem(await client.get(f"/v1/zoos/{2**64}"), 422)
