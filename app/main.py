@@ -95,8 +95,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             stack.callback(queue.close)
             await run_in_threadpool(check_startup, settings, services.session_factory)
             await run_in_threadpool(
-                register_builtins, services.session_factory, services.blobs,
-                settings.metanetwork_dir,
+                register_builtins, services.session_factory, settings.metanetwork_dir
             )
             await run_in_threadpool(_sweep_blobs, services)
             swept = await run_in_threadpool(sweep_temp_files, services.blobs)

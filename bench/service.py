@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import os
 import signal
@@ -109,18 +110,22 @@ def make_metanetwork(directory: Path, nets: list[Path], config: MetanetConfig) -
 def forward_alone(directory: Path, nets: list[Path], batch: int) -> float:
     """The compute ceiling: the engine's cached-graph forward, with no service around it."""
     from app.device import configure_torch
-    from app.predictions.engine import PredictionEngine
+    from app.predictions.engine import PredictionEngine, Version
     from app.settings import Settings
 
     settings = Settings(_env_file=None, metanetwork_dir=directory)
     configure_torch(settings, embedded=False)  # as a worker process would
     engine = PredictionEngine(settings)
+    weights = directory / f"{NAME}.safetensors"
+    sha256 = hashlib.sha256(weights.read_bytes()).hexdigest()
+    card = json.loads((directory / f"{NAME}.json").read_text())
+    version = Version(1, card, weights, sha256, f"bench+{sha256[:12]}")  # as registered
     items = [(path, False) for path in nets][:batch]
-    engine.predict(NAME, items)
+    engine.predict(version, items)
     started = time.perf_counter()
     rounds = 3
     for _ in range(rounds):
-        engine.predict(NAME, items)
+        engine.predict(version, items)
     return rounds * len(items) / (time.perf_counter() - started)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
@@ -172,7 +173,7 @@ def classification_conformal(probs: np.ndarray, target: np.ndarray, test_probs: 
     the set holds every class with p >= 1 - threshold. Reports the measured test coverage
     and the mean set size."""
     scores = 1.0 - probs[np.arange(len(target)), target.astype(int)]
-    q = conformal_quantile(scores, np.zeros_like(scores), coverage)
+    q = min(conformal_quantile(scores, np.zeros_like(scores), coverage), 1.0)  # 1: all classes
     sets = test_probs >= 1.0 - q
     covered = sets[np.arange(len(test_target)), test_target.astype(int)]
     return {"coverage": coverage, "threshold": q, "test_coverage": float(covered.mean()),
@@ -217,6 +218,9 @@ def train_on_split(
     model = result.model
     measured = evaluate(model, split["val"], split["test"], tcfg.coverage)
     conformal = measured.get("conformal")
+    if conformal is not None and not math.isfinite(conformal["half_width"]):
+        # too few validation items for the coverage: the interval is all of [0, 1]
+        conformal["half_width"] = 1.0
     if task == "classification":
         conformal = classification_conformal(
             predict_graphs(model, split["val"]), targets_of(split["val"]),

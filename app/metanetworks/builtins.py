@@ -1,7 +1,9 @@
 """Built-in metanetworks become records at start-up: every ``<name>.json`` card with its
 ``<name>.safetensors`` weights in ``Settings.metanetwork_dir`` (``models/builtin`` by
-default) is registered once, its weights copied into the blob store. Idempotent: an
-unchanged card and weights register nothing; changed ones become the next version."""
+default) is registered once. Their weights ship with the service and stay in that folder
+(the blob store holds users' data only); the row records their sha256, which a worker
+checks when it loads them. Idempotent: an unchanged card and weights register nothing;
+changed ones become the next version."""
 
 from __future__ import annotations
 
@@ -12,8 +14,6 @@ from pathlib import Path
 
 from sqlalchemy.exc import IntegrityError
 
-from app import blob_refs
-from app.blobs import BlobStore
 from app.db import SessionFactory
 from app.metanetworks import repository
 from app.metanetworks.service import NAME_CHARS
@@ -22,9 +22,7 @@ from app.models import MetanetworkVersion
 log = logging.getLogger(__name__)
 
 
-def register_builtins(
-    session_factory: SessionFactory, blobs: BlobStore, directory: Path
-) -> list[str]:
+def register_builtins(session_factory: SessionFactory, directory: Path) -> list[str]:
     """Register the folder's metanetworks; returns the names that got a new version."""
     if not directory.is_dir():
         return []
@@ -39,14 +37,12 @@ def register_builtins(
         except (OSError, ValueError):
             log.warning("built-in metanetwork card %s is unreadable; skipped", card_file)
             continue
-        if _register(session_factory, blobs, name, card, weights_file.read_bytes()):
+        if _register(session_factory, name, card, weights_file.read_bytes()):
             added.append(name)
     return added
 
 
-def _register(
-    session_factory: SessionFactory, blobs: BlobStore, name: str, card: dict, weights: bytes
-) -> bool:
+def _register(session_factory: SessionFactory, name: str, card: dict, weights: bytes) -> bool:
     sha256 = hashlib.sha256(weights).hexdigest()
     card = {**card, "name": name, "builtin": True}
     with session_factory() as session:
@@ -54,7 +50,6 @@ def _register(
         if latest is not None and latest.weights_sha256 == sha256 and latest.card == card:
             return False
         number = latest.version if latest is not None else 0
-        blob_refs.place_bytes(session, blobs, weights)  # the blob row locked, file placed
         session.add(
             MetanetworkVersion(
                 tenant_id=None,
@@ -73,3 +68,4 @@ def _register(
             session.rollback()
             return False
     return True
+

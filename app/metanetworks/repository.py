@@ -147,15 +147,3 @@ def states_of_finished_jobs(session: Session) -> list[TrainingState]:
         ).all()
     )
 
-
-def state_blob_in_use(session: Session, sha256: str) -> bool:
-    return (
-        session.scalar(
-            select(TrainingState.job_id)
-            .where(
-                or_(TrainingState.state_sha256 == sha256, TrainingState.pending_sha256 == sha256)
-            )
-            .limit(1)
-        )
-        is not None
-    )

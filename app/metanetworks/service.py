@@ -13,6 +13,7 @@ need the parameter graph and are checked by the worker, with the library's full 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
@@ -22,6 +23,7 @@ from app.blobs import BlobStore
 from app.metanetworks import repository
 from app.models import MetanetworkVersion
 from app.problems import ProblemError
+from app.settings import Settings
 from graphs import io_fits, io_signature
 
 NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
@@ -72,6 +74,13 @@ def version_label(row: MetanetworkVersion) -> str:
     """What predictions record as ``metanetwork_version``: the card's version and the
     weights' sha256 prefix."""
     return f"{row.card.get('version', row.version)}+{row.weights_sha256[:12]}"
+
+
+def weights_path(row: MetanetworkVersion, settings: Settings) -> Path:
+    """A built-in's weights file in the built-ins folder, or a trained one's blob."""
+    if row.tenant_id is None:
+        return settings.metanetwork_dir / f"{row.name}.safetensors"
+    return BlobStore(settings.blob_dir).path(row.weights_sha256)
 
 
 def summary_domain_issues(domain: dict[str, Any], summary: dict[str, Any]) -> list[str]:

@@ -42,6 +42,11 @@ def check(session: Session, params: TrainParams, settings: Settings, tenant_id: 
     """409 for a built-in's name or a name already being trained; 404 for an unknown zoo;
     422 for a zoo too small to train on (checked again when the job runs); 429 once the
     tenant's training time is used up."""
+    if params.tenant_id != tenant_id:  # POST /v1/jobs: the params name the caller's tenant
+        raise ProblemError(
+            422, "tenant_id must be the caller's tenant (POST /v1/metanetworks sets it)",
+            slug="invalid-params",
+        )
     check_training_time(session, settings, tenant_id, ["train"])
     if repository.is_builtin_name(session, params.name):
         raise ProblemError(

@@ -1,7 +1,8 @@
 """The worker side of predictions: resident metanetworks and a parameter-graph cache.
 
-One engine per worker process and blob store. A metanetwork version (a built-in or a
-trained one: both are records whose weights are a blob) is loaded once and stays on the
+One engine per worker process and blob store. A metanetwork version (a built-in, whose
+weights are a file in the built-ins folder, or a trained one, whose weights are a blob) is
+loaded once and stays on the
 worker's device; checkpoints and their parameter graphs are cached by the stored blob's
 path (a blob's bytes never change under its hash), so a checkpoint asked about again, or
 by another metanetwork, skips reading and graph building. A batch for one metanetwork is
@@ -10,6 +11,7 @@ answered by a single forward pass.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from collections.abc import Sequence
@@ -19,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import graphs
-from app.blobs import BlobStore
 from app.device import worker_device
 from app.jobs.kind import Outcome
 from app.settings import Settings
@@ -32,10 +33,12 @@ Item = tuple[Path, bool] | None  # a blob's path and whether out-of-domain is al
 @dataclass(frozen=True)
 class Version:
     """The metanetwork version a batch asks: its row id (the cache key), card, weights
-    blob and the label predictions record."""
+    file (a blob, or a built-in's file) with their sha256, and the label predictions
+    record."""
 
     id: int
     card: dict[str, Any]
+    weights: Path
     weights_sha256: str
     label: str
 
@@ -44,7 +47,6 @@ class PredictionEngine:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.device = worker_device(settings)
-        self.blobs = BlobStore(settings.blob_dir)
         self._metanetworks: dict[int, Metanetwork] = {}
         self._lock = threading.Lock()
         size = settings.graph_cache_size
@@ -59,13 +61,21 @@ class PredictionEngine:
             return self._metanetworks[version.id]
 
     def _load(self, version: Version) -> Metanetwork:
-        from safetensors.torch import load_file
+        """The weights must be the bytes the version was registered with: a built-in's file
+        replaced on disk is a new version, registered when the service restarts."""
+        from safetensors.torch import load
 
         from models.config import MetanetConfig
         from models.metanet import GraphMetanet
 
+        data = version.weights.read_bytes()
+        if hashlib.sha256(data).hexdigest() != version.weights_sha256:
+            raise ValueError(
+                f"the weights of metanetwork {version.card.get('name')!r} changed on disk "
+                "since it was registered; restart the service to register them"
+            )
         model = GraphMetanet(MetanetConfig.from_dict(version.card["config"]))
-        model.load_state_dict(load_file(str(self.blobs.path(version.weights_sha256))))
+        model.load_state_dict(load(data))
         model.to(self.device).eval()
         return Metanetwork(version.card, model)
 
@@ -131,14 +141,16 @@ def _fields(answer: Any) -> dict[str, Any]:
     return {f.name: getattr(answer, f.name) for f in fields(answer)}
 
 
-_engines: dict[Path, PredictionEngine] = {}
+_engines: dict[tuple[Path, Path], PredictionEngine] = {}
 _engines_lock = threading.Lock()
 
 
 def engine_for(settings: Settings) -> PredictionEngine:
-    """The process's engine for this blob store (models stay resident)."""
+    """The process's engine for this blob store and built-ins folder (models stay
+    resident)."""
+    key = (settings.blob_dir, settings.metanetwork_dir)
     with _engines_lock:
-        engine = _engines.get(settings.blob_dir)
+        engine = _engines.get(key)
         if engine is None:
-            engine = _engines[settings.blob_dir] = PredictionEngine(settings)
+            engine = _engines[key] = PredictionEngine(settings)
         return engine

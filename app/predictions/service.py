@@ -15,7 +15,7 @@ from app.jobs import repository as jobs
 from app.jobs.kind import JobContext, Outcome
 from app.metanetworks import service as metanetworks
 from app.metanetworks.service import summary_domain_issues
-from app.models import LOCAL_TENANT_ID, Job, Prediction
+from app.models import Job, Prediction
 from app.owned import owned_or_404
 from app.pagination import Created, Page, PageRequest, matching, paginate
 from app.predictions import repository
@@ -33,8 +33,7 @@ def check(session: Session, params: PredictionCreate, settings: Settings, tenant
         raise ProblemError(
             404, f"checkpoint {params.checkpoint_id} does not exist", slug="not-found"
         )
-    # the local tenant until jobs carry their caller (tenancy work)
-    card = metanetworks.require(session, params.metanetwork, LOCAL_TENANT_ID).card
+    card = metanetworks.require(session, params.metanetwork, tenant_id).card
     architecture, reading = found
     if architecture is None:
         raise ProblemError(
@@ -68,21 +67,30 @@ def _assumed(reading: dict[str, Any] | None) -> str:
 
 
 def predict_batch(ctxs: list[JobContext]) -> list[Outcome]:
-    """One metanetwork's answers for a batch of jobs: one forward pass (``engine``)."""
+    """The answers for a batch of jobs naming one metanetwork: one forward pass
+    (``engine``) per version the name resolves to (a trained name is each tenant's own)."""
     from app.predictions.engine import engine_for  # workers only: it loads models
 
     started = time.perf_counter()
     params = [PredictionCreate.model_validate(ctx.params) for ctx in ctxs]
     settings = ctxs[0].settings
+    groups: dict[int, tuple[Any, list[int]]] = {}
     with read_session(ctxs[0].session_factory) as session:
         blobs = checkpoints.blobs_of(session, [p.checkpoint_id for p in params])
-        version = _version(session, ctxs[0].job_id, params[0].metanetwork)
+        for k, (ctx, p) in enumerate(zip(ctxs, params, strict=True)):
+            version = _version(session, ctx.job_id, p.metanetwork, settings)
+            groups.setdefault(version.id, (version, []))[1].append(k)
     store = BlobStore(settings.blob_dir)
-    items = [
-        (store.path(blobs[p.checkpoint_id]), p.force) if p.checkpoint_id in blobs else None
-        for p in params
-    ]
-    outcomes = engine_for(settings).predict(version, items)
+    outcomes: list[Outcome] = [None] * len(ctxs)  # type: ignore[list-item]
+    for version, members in groups.values():
+        items = [
+            (store.path(blobs[params[k].checkpoint_id]), params[k].force)
+            if params[k].checkpoint_id in blobs
+            else None
+            for k in members
+        ]
+        for k, outcome in zip(members, engine_for(settings).predict(version, items), strict=True):
+            outcomes[k] = outcome
     job_ms = (time.perf_counter() - started) * 1000
     for p, outcome in zip(params, outcomes, strict=True):
         if isinstance(outcome, dict):
@@ -91,7 +99,7 @@ def predict_batch(ctxs: list[JobContext]) -> list[Outcome]:
     return outcomes
 
 
-def _version(session: Session, job_id: int, ref: str) -> Any:
+def _version(session: Session, job_id: int, ref: str, settings: Settings) -> Any:
     """The metanetwork version ``ref`` names for the job's tenant (ValueError: gone)."""
     from app.predictions.engine import Version
 
@@ -99,7 +107,8 @@ def _version(session: Session, job_id: int, ref: str) -> Any:
     row = metanetworks.resolve(session, ref, tenant_id)
     if row is None:
         raise ValueError(metanetworks.unknown_metanetwork(session, ref, tenant_id))
-    return Version(row.id, row.card, row.weights_sha256, metanetworks.version_label(row))
+    weights = metanetworks.weights_path(row, settings)
+    return Version(row.id, row.card, weights, row.weights_sha256, metanetworks.version_label(row))
 
 
 def persist(session: Session, finished: list[tuple[int, dict[str, Any]]]) -> None:

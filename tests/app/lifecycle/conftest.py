@@ -42,9 +42,8 @@ def store_state(settings: Settings, session_factory: SessionFactory) -> Callable
             )
         return {
             "files": set(blobs.hashes()),
-            "builtin": builtin,  # built-in metanetworks' weights, registered at start-up
             "temp": [p for p in blobs.files() if p.name.startswith(".tmp-")],
-            "named": named,
+            "named": named - builtin,  # built-ins' weights stay in their own folder
             "live": {sha for sha, marked in rows.items() if marked is None},
             "marked": {sha for sha, marked in rows.items() if marked is not None},
         }

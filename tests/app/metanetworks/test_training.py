@@ -13,10 +13,12 @@ from typing import Any
 import httpx
 import pytest
 import torch
-from _zoo import TINY, create_zoo, insert_zoo, save_nets
+from _zoo import TINY, create_zoo, insert_zoo, save_nets, upload_checkpoints
 from safetensors.torch import save_file
 from sqlalchemy import func, select
+from torch import nn
 
+import graphs
 from app.blobs import BlobStore
 from app.db import create_db_engine, create_session_factory
 from app.models import Checkpoint, Job, MetanetworkVersion, TrainingState, Worker
@@ -35,11 +37,12 @@ def query(settings: Settings, statement: Any) -> list[Any]:
 
 
 def blobs_match_rows(settings: Settings) -> None:
-    """Every file in the blob store is a checkpoint's or a metanetwork's, and vice versa:
-    no state blob, no temp file, no orphaned weights."""
+    """Every file in the blob store is a checkpoint's or a trained metanetwork's, and vice
+    versa: no state blob, no temp file, no orphaned weights (built-ins stay in their folder)."""
     stored = {f"{p.parent.name}{p.name}" for p in BlobStore(settings.blob_dir).files()}
     named = {r[0] for r in query(settings, select(Checkpoint.blob_sha256))}
-    named |= {r[0] for r in query(settings, select(MetanetworkVersion.weights_sha256))}
+    named |= {r[0] for r in query(settings, select(MetanetworkVersion.weights_sha256).where(
+        MetanetworkVersion.tenant_id.is_not(None)))}
     assert stored == named
     assert query(settings, select(func.count()).select_from(TrainingState)) == [(0,)]
 
@@ -56,7 +59,8 @@ def nets(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[Path, str, str]
 
 
 async def test_train_predict_version_delete(
-    client: httpx.AsyncClient, settings: Settings, nets: list, assert_problem: Any
+    client: httpx.AsyncClient, settings: Settings, nets: list, assert_problem: Any,
+    tmp_path: Path,
 ) -> None:
     zoo = await create_zoo(client, nets)
     zoo_id = zoo["id"]
@@ -96,6 +100,25 @@ async def test_train_predict_version_delete(
     other_io = await client.post("/v1/predictions", json={
         "checkpoint_id": checkpoint["id"], "metanetwork": "digits-cnn-generalization"})
     assert_problem(other_io, 422, "outside the domain")
+    # its domain refuses what it never saw, and permuting hidden neurons changes nothing
+    wide = tmp_path / "other-io.safetensors"
+    graphs.save(nn.Sequential(nn.Linear(5, 6), nn.ReLU(), nn.Linear(6, 3)), wide,
+                torch.zeros(1, 5))
+    outside = await client.post("/v1/checkpoints", files={"file": (wide.name, wide.read_bytes())})
+    refused = await client.post("/v1/predictions", json={
+        "checkpoint_id": outside.json()["id"], "metanetwork": "scales"})
+    assert_problem(refused, 422, "outside the domain of metanetwork 'scales'")
+    original = graphs.load(nets[0][0])
+    permuted = graphs.random_permutation(original, torch.Generator().manual_seed(7))
+    assert not torch.equal(permuted.tensors["0.weight"], original.tensors["0.weight"])
+    answers = []
+    for ckpt in (original, permuted):
+        uploaded = await client.post("/v1/checkpoints", files={
+            "file": ("p.safetensors", graphs.checkpoint_bytes(ckpt))})
+        job = await finish(client, (await client.post("/v1/predictions", json={
+            "checkpoint_id": uploaded.json()["id"], "metanetwork": "scales"})).json())
+        answers.append(job["result"]["probabilities"])
+    assert answers[0] == pytest.approx(answers[1], abs=1e-5)
 
     # a second training is version 2; name@1 still answers
     job2 = await finish(client, (await client.post("/v1/metanetworks", json=request)).json())
@@ -117,6 +140,32 @@ async def test_train_predict_version_delete(
     assert_problem(await client.delete("/v1/metanetworks/digits-cnn-generalization"), 409,
                    "built-in")
     blobs_match_rows(settings)
+
+
+async def test_a_regression_metanetwork_answers_with_intervals(
+    client: httpx.AsyncClient, nets: list
+) -> None:
+    """Targets in [0, 1] (as measured accuracies are): τ-b, R², MAE beside the baseline, a
+    conformal half-width with its test coverage, and answers with an interval."""
+    ids = await upload_checkpoints(client, nets)
+    items = [{"checkpoint_id": i, "target": (0.2 if label == "small" else 0.7) + n / 200}
+             for n, (i, (_, label, _)) in enumerate(zip(ids, nets, strict=True))]
+    zoo = await client.post("/v1/zoos", json={"name": "acc", "task": "regression",
+                                              "items": items})
+    assert zoo.status_code == 201, zoo.text
+    job = await finish(client, (await client.post("/v1/metanetworks", json={
+        "name": "acc", "zoo_id": zoo.json()["id"], "epochs": 2, "config": TINY})).json())
+    assert job["status"] == "succeeded", job["error"]
+    card = (await client.get("/v1/metanetworks/acc")).json()["card"]
+    assert card["task"] == "generalization"
+    assert {"tau_b", "r2", "mae"} <= card["metrics"]["test"].keys()
+    assert {"tau_b", "r2", "mae"} <= card["baseline"]["test"].keys()
+    assert card["conformal"]["half_width"] >= 0 and 0 <= card["conformal"]["test_coverage"] <= 1
+    answer = await finish(client, (await client.post("/v1/predictions", json={
+        "checkpoint_id": ids[0], "metanetwork": "acc"})).json())
+    result = answer["result"]
+    low, high = result["interval"]
+    assert low <= result["value"] <= high and result["coverage"] == 0.9
 
 
 async def test_bad_requests_store_nothing(
