@@ -28,6 +28,9 @@ class MetanetConfig:
     ReLU positive scaling and odd-activation sign flips (:func:`graphs.scale_invariant_input`),
     so the prediction is invariant to those symmetries as well as to permutations; cards
     written before the option existed lack the key and load with it off.
+    ``queries`` > 0 adds an MNTD-style readout (:mod:`models.queries`): that many learned
+    ``query_side``² images run through each network, its class log-probabilities on them
+    read by a class-symmetric MLP (cards without the key load with it off).
     """
 
     task: str = "generalization"
@@ -47,6 +50,8 @@ class MetanetConfig:
     probes: int = 0
     probe_dims: int = 2
     scale_invariant: bool = False
+    queries: int = 0
+    query_side: int = 8
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:

@@ -45,17 +45,17 @@ def default_config(task: str, zoo_name: str | None = None) -> MetanetConfig:
     an INR of an 8×8 digit barely moves from its random init, so its weights alone leave
     every method near chance.
 
-    The backdoor detector (``digits-backdoor``: clean vs backdoored CNNs) reads 3×3 kernels
-    like the generalization models and adds 32 learned 8×8 probe images run through each
-    CNN (Universal-Litmus-Pattern style, :mod:`models.probes`): a trigger is a property of
-    the function. Neither version beats the statistics baseline yet; see ZOOS.md
-    ("digits-backdoor detection") for the figures and what is missing.
+    The backdoor detector (``digits-backdoor``: clean vs backdoored CNNs) asks the network:
+    32 learned 8×8 query images (MNTD style, :mod:`models.queries`) beside the per-layer
+    statistics, no message passing (three NGConv layers with probe features plateaued at
+    the statistics baseline at several times the cost). It does not reach the issue's
+    target either; see ZOOS.md ("digits-backdoor detection") for the figures.
     """
     aggregators = ("mean", "max", "std")
     if task == "classification" and zoo_name == "digits-backdoor":
-        return MetanetConfig(task=task, num_outputs=2, hidden=32, edge_hidden=16, layers=3,
+        return MetanetConfig(task=task, num_outputs=2, hidden=32, edge_hidden=16, layers=0,
                              aggregators=aggregators, layer_stats=True, dropout=0.1,
-                             probes=32, probe_dims=64)
+                             queries=32)
     if task == "classification":
         return MetanetConfig(task=task, num_outputs=10, hidden=32, edge_hidden=16, layers=3,
                              max_kernel=1, aggregators=aggregators, layer_stats=True,

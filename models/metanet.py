@@ -23,6 +23,7 @@ from graphs import ACTIVATION_IDS, EDGE_TYPES, NODE_FEATURES, NODE_TYPES
 from models.config import MetanetConfig
 from models.layers import GraphLayout, NGConv, both_directions, graph_layout, mlp
 from models.probes import probe_activations
+from models.queries import QueryReadout, digit_images
 
 WEIGHT_EDGE_TYPES = tuple(EDGE_TYPES[k] for k in
                           ("linear", "conv", "flatten_linear", "attn_q", "attn_k", "attn_v",
@@ -153,6 +154,10 @@ class GraphMetanet(nn.Module):
             for i in range(c.layers))
         self.out_norm = nn.LayerNorm(h)
         readout = (4 + c.readout_outputs) * h
+        if c.queries:
+            self.query_readout = QueryReadout(c.queries, c.query_side, c.readout_outputs, h,
+                                              c.dropout)
+            readout += self.query_readout.out_dim
         if c.layer_stats:
             width = c.max_layer * LAYER_STATS
             self.register_buffer("stats_mean", torch.zeros(width))
@@ -179,6 +184,10 @@ class GraphMetanet(nn.Module):
         e = torch.cat([g.edge_attr[is_weight_edge(g.edge_type)] for g in graphs]).float()
         self.node_enc.scale.copy_(robust_scale(x))
         self.edge_enc.scale.copy_(robust_scale(e))
+        if self.config.queries and self.config.query_side == 8:
+            # a seeded draw of digits (the images the digits zoos' networks read)
+            seed = int(torch.randint(0, 1 << 30, ()).item())
+            self.query_readout.init_images(digit_images(self.config.queries, seed))
         if self.config.layer_stats:
             stats = torch.cat([self.signed_log_stats(b, int(b.num_graphs)) for b in
                                DataLoader(graphs, batch_size=256)])
@@ -220,6 +229,9 @@ class GraphMetanet(nn.Module):
             x, e = conv(x, batch.edge_index, e, both, layout)
         x = self.out_norm(x)
         features = self.readout(x, batch, num_graphs)
+        if c.queries:
+            features = torch.cat([features, self.query_readout(batch, num_graphs, layout)],
+                                 dim=-1)
         if c.layer_stats:
             s = (self.signed_log_stats(batch, num_graphs) - self.stats_mean) / self.stats_std
             features = torch.cat([features, self.stats_mlp(s)], dim=-1)

@@ -124,5 +124,5 @@ def test_named_classes_come_from_zoo_json(tmp_path: Path) -> None:
         train_on_zoo(zoo_dir, "toy-bd", MetanetConfig(task="classification", num_outputs=3,
                      hidden=16, edge_hidden=8, layers=2, fourier=4), tcfg, progress=False)
     cfg = default_config("classification", "digits-backdoor")
-    assert (cfg.num_outputs, cfg.max_kernel, cfg.probe_dims) == (2, 9, 64) and cfg.probes > 0
+    assert (cfg.num_outputs, cfg.max_kernel, cfg.query_side) == (2, 9, 8) and cfg.queries > 0
     assert default_config("classification").num_outputs == 10
