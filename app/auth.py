@@ -13,6 +13,7 @@ import ipaddress
 import logging
 import time
 
+from sqlalchemy.exc import OperationalError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -133,7 +134,8 @@ class AdminOnly:
         self.paths = paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] in self.paths:
+        settings = self.authenticator.settings
+        if scope["type"] == "http" and scope["path"] in self.paths and settings.auth != "open":
             try:
                 caller = await self.authenticator.caller(Request(scope))
                 if not caller.admin:
@@ -142,6 +144,14 @@ class AdminOnly:
                 response = problem_response(
                     exc.status, exc.detail, slug=exc.slug, headers=exc.headers
                 )
+                await response(scope, receive, send)
+                return
+            except OperationalError:  # the key cannot be checked (open mode needs no check)
+                retry = {"Retry-After": str(settings.database_retry_after_seconds)}
+                response = problem_response(
+                    503, "the database is unreachable or busy; retry later",
+                    slug="database-unavailable", headers=retry,
+                )  # fmt: skip
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -466,9 +467,10 @@ def zoo_push(
     server: str = typer.Option(..., help="service URL, e.g. http://127.0.0.1:8000"),
     name: str | None = typer.Option(None, help="zoo name on the server (default: the zoo's)"),
     api_key: str | None = typer.Option(None, envvar="WEIGHTSCOPE_API_KEY", help="API key"),
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Upload a zoo (checkpoints with the manifest's labels or targets) as one archive;
-    print the new zoo's id."""
+    print the new zoo's id (with --json: the zoo)."""
     from app.zoos.push import PushError, push_zoo, rich_or_plain_progress
 
     try:
@@ -477,6 +479,9 @@ def zoo_push(
     except PushError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
+    if as_json:
+        typer.echo(json.dumps(created))
+        return
     splits = " / ".join(f"{s} {v['items']}" for s, v in created["splits"].items())
     typer.echo(f"zoo {created['name']!r}: {created['size']} items ({splits})", err=True)
     typer.echo(created["id"])

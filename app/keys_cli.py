@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
@@ -38,6 +39,7 @@ def keys_create(
         None, help="the tenant it acts for, created when new (default: a tenant named NAME)"
     ),
     admin: bool = typer.Option(False, help="may also read /metrics"),
+    as_json: bool = typer.Option(False, "--json", help="print the answer as JSON"),
 ) -> None:
     """Create a key and print it: this is the only time it is shown."""
     from app.keys import create_key
@@ -48,6 +50,12 @@ def keys_create(
         raise typer.Exit(2)
     with _database() as session_factory:
         created = create_key(session_factory, name, tenant, admin)
+    if as_json:
+        typer.echo(json.dumps({
+            "id": created.key_id, "tenant": created.tenant_name, "tenant_id": created.tenant_id,
+            "admin": admin, "key": created.token,
+        }))  # fmt: skip
+        return
     typer.echo(
         f"key {created.key_id} for tenant {created.tenant_name!r} (id {created.tenant_id})"
         f"{', admin' if admin else ''}; store it now, it is not shown again:", err=True
@@ -56,13 +64,20 @@ def keys_create(
 
 
 @keys_cli.command("list")
-def keys_list() -> None:
+def keys_list(as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
     """Every key (never its secret): id, name, tenant, prefix, admin, created, last used,
     revoked."""
     from app.keys import list_keys
 
     with _database() as session_factory:
         found = list_keys(session_factory)
+    if as_json:
+        typer.echo(json.dumps([{
+            "id": key.id, "name": key.name, "tenant": key.tenant, "prefix": key.prefix,
+            "admin": key.admin, "created_at": _iso(key.created_at),
+            "last_used_at": _iso(key.last_used_at), "revoked_at": _iso(key.revoked_at),
+        } for key in found]))  # fmt: skip
+        return
     typer.echo("id\tname\ttenant\tprefix\tadmin\tcreated\tlast_used\trevoked")
     for key in found:
         cells = (
@@ -73,7 +88,10 @@ def keys_list() -> None:
 
 
 @keys_cli.command("revoke")
-def keys_revoke(key_id: int = typer.Argument(..., help="the key's id (keys list)")) -> None:
+def keys_revoke(
+    key_id: int = typer.Argument(..., help="the key's id (keys list)"),
+    as_json: bool = typer.Option(False, "--json", help="print the answer as JSON"),
+) -> None:
     """Revoke a key: requests with it are answered 401 from then on."""
     from app.keys import revoke_key
 
@@ -82,7 +100,11 @@ def keys_revoke(key_id: int = typer.Argument(..., help="the key's id (keys list)
     if not revoked:
         typer.echo(f"error: no active key {key_id}", err=True)
         raise typer.Exit(1)
-    typer.echo(f"key {key_id} revoked")
+    typer.echo(json.dumps({"id": key_id, "revoked": True}) if as_json else f"key {key_id} revoked")
+
+
+def _iso(moment: object) -> str | None:
+    return None if moment is None else moment.isoformat()  # type: ignore[attr-defined]
 
 
 def _when(moment: object) -> str:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 from fastapi_offline import FastAPIOffline
 from prometheus_client import CollectorRegistry
+from sqlalchemy.exc import OperationalError
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware.cors import CORSMiddleware
 
@@ -93,11 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         async with contextlib.AsyncExitStack() as stack:  # closed in reverse order
             stack.callback(engine.dispose)
             stack.callback(queue.close)
-            await run_in_threadpool(check_startup, settings, services.session_factory)
-            await run_in_threadpool(
-                register_builtins, services.session_factory, settings.metanetwork_dir
-            )
-            await run_in_threadpool(_sweep_blobs, services)
+            await run_in_threadpool(_with_database, _database_startup, settings, services)
             swept = await run_in_threadpool(sweep_temp_files, services.blobs)
             if swept:
                 log.info("removed %d partial upload file(s) left by an earlier run", swept)
@@ -125,6 +122,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         api = router.prefix.startswith("/v1")
         app.include_router(router, dependencies=[Depends(current_caller)] if api else None)
     return app
+
+
+def _with_database(step: Callable[..., None], *args: object) -> None:
+    """A start-up step that needs the database: an outage skips it with a warning (requests
+    answer 503 meanwhile; ``serve`` migrates first, so it starts only with a database)."""
+    try:
+        step(*args)
+    except OperationalError as exc:
+        log.warning("database unreachable at start-up, %s skipped: %s", step.__name__, exc)
+
+
+def _database_startup(settings: Settings, services: Services) -> None:
+    """The auth mode said in the log, the built-ins registered, a crash's blobs swept."""
+    check_startup(settings, services.session_factory)
+    register_builtins(services.session_factory, settings.metanetwork_dir)
+    _sweep_blobs(services)
 
 
 def _sweep_blobs(services: Services) -> None:

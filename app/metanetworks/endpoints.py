@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Response, status
+from fastapi import APIRouter, Depends, Path, Response, status
 
 from app.deps import ReadSessionDep, ServicesDep, SessionDep
 from app.jobs.events import Wait
@@ -16,6 +16,10 @@ from app.metanetworks.schemas import DeletedOut, MetanetworkDetail, MetanetworkO
 from app.models import MetanetworkVersion
 from app.problems import PROBLEM
 from app.tenancy import Caller, current_caller
+
+MetanetworkRef = Annotated[
+    str, Path(description="a metanetwork's name (its latest version) or name@N (version N)")
+]
 
 router = APIRouter(prefix="/v1/metanetworks", tags=["metanetworks"])
 CallerDep = Annotated[Caller, Depends(current_caller)]
@@ -65,7 +69,9 @@ async def train_metanetwork(
 
 
 @router.get("/{ref}/versions", response_model=list[MetanetworkOut], responses={404: PROBLEM})
-def list_versions(ref: str, session: ReadSessionDep, caller: CallerDep) -> list[MetanetworkOut]:
+def list_versions(
+    ref: MetanetworkRef, session: ReadSessionDep, caller: CallerDep
+) -> list[MetanetworkOut]:
     """Every version of a metanetwork, oldest first."""
     row = service.require(session, ref, caller.tenant_id)
     rows = repository.versions(session, row.name, caller.tenant_id)
@@ -73,7 +79,9 @@ def list_versions(ref: str, session: ReadSessionDep, caller: CallerDep) -> list[
 
 
 @router.get("/{ref}", response_model=MetanetworkDetail, responses={404: PROBLEM})
-def get_metanetwork(ref: str, session: ReadSessionDep, caller: CallerDep) -> MetanetworkDetail:
+def get_metanetwork(
+    ref: MetanetworkRef, session: ReadSessionDep, caller: CallerDep
+) -> MetanetworkDetail:
     """``name`` (the latest version) or ``name@N``."""
     row = service.require(session, ref, caller.tenant_id)
     return MetanetworkDetail.model_validate(_out(row) | {"card": row.card})
@@ -81,7 +89,7 @@ def get_metanetwork(ref: str, session: ReadSessionDep, caller: CallerDep) -> Met
 
 @router.delete("/{ref}", response_model=DeletedOut, responses={404: PROBLEM, 409: PROBLEM})
 def delete_metanetwork(
-    ref: str, session: SessionDep, services: ServicesDep, caller: CallerDep
+    ref: MetanetworkRef, session: SessionDep, services: ServicesDep, caller: CallerDep
 ) -> DeletedOut:
     """Delete every version of the caller's metanetwork, or one (``name@N``); built-ins
     cannot be deleted (409)."""

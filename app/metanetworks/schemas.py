@@ -20,10 +20,10 @@ class MetanetworkOut(BaseModel):
     version: str = Field(description="card version + sha256 prefix of the weights")
     version_number: int = Field(description="N of name@N; `name` alone is the latest")
     builtin: bool = Field(description="shipped with the service (seen by every tenant)")
-    status: str
+    status: str = Field(description="`ready`: a version exists only with its weights")
     zoo_id: int | None = Field(description="the zoo it was trained on (trained ones)")
     job_id: int | None = Field(description="the train job that made it (trained ones)")
-    created_at: dt.datetime
+    created_at: dt.datetime = Field(description="when this version was registered (UTC)")
 
 
 class MetanetworkDetail(MetanetworkOut):
@@ -35,24 +35,52 @@ class TrainingConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    hidden: int = Field(default=32, ge=4, le=256)
-    edge_hidden: int = Field(default=16, ge=2, le=128)
-    layers: int = Field(default=3, ge=1, le=8)
+    hidden: int = Field(default=32, ge=4, le=256, description="node feature width")
+    edge_hidden: int = Field(default=16, ge=2, le=128, description="edge feature width")
+    layers: int = Field(default=3, ge=1, le=8, description="message-passing layers")
     max_kernel: int = Field(default=9, ge=1, le=49, description="kernel entries per edge")
-    fourier: int = Field(default=16, ge=1, le=64)
-    dropout: float = Field(default=0.1, ge=0.0, le=0.5)
-    layer_stats: bool = True
-    scale_invariant: bool = False
-    batch_size: int = Field(default=64, ge=1, le=1024)
-    lr: float = Field(default=1e-3, gt=0.0, le=1.0)
-    weight_decay: float = Field(default=0.01, ge=0.0, le=1.0)
-    warmup_epochs: int = Field(default=3, ge=0, le=100)
-    patience: int = Field(default=20, ge=1, le=1000)
-    noise: float = Field(default=0.02, ge=0.0, le=1.0)
-    weight_dropout: float = Field(default=0.05, ge=0.0, le=0.9)
-    rank_loss: float = Field(default=1.0, ge=0.0, le=10.0)
-    seed: int = Field(default=0, ge=0, le=2**31 - 1)
-    coverage: float = Field(default=0.9, ge=0.5, le=0.99)
+    fourier: int = Field(
+        default=16, ge=1, le=64, description="Fourier features of each scalar weight"
+    )
+    dropout: float = Field(default=0.1, ge=0.0, le=0.5, description="dropout of the layers")
+    layer_stats: bool = Field(
+        default=True, description="also read per-layer weight statistics beside the graph"
+    )
+    scale_invariant: bool = Field(
+        default=False,
+        description="read each network's canonical form under ReLU scaling and sign flips",
+    )
+    batch_size: int = Field(default=64, ge=1, le=1024, description="networks per step")
+    lr: float = Field(default=1e-3, gt=0.0, le=1.0, description="AdamW learning rate")
+    weight_decay: float = Field(default=0.01, ge=0.0, le=1.0, description="AdamW weight decay")
+    warmup_epochs: int = Field(
+        default=3, ge=0, le=100, description="epochs of linear learning-rate warm-up"
+    )
+    patience: int = Field(
+        default=20,
+        ge=1,
+        le=1000,
+        description="epochs without a better validation metric before stopping early",
+    )
+    noise: float = Field(
+        default=0.02,
+        ge=0.0,
+        le=1.0,
+        description="augmentation: Gaussian noise added to weights, relative to their scale",
+    )
+    weight_dropout: float = Field(
+        default=0.05, ge=0.0, le=0.9, description="augmentation: fraction of weights zeroed"
+    )
+    rank_loss: float = Field(
+        default=1.0,
+        ge=0.0,
+        le=10.0,
+        description="regression: weight of the pairwise ranking loss beside the squared error",
+    )
+    seed: int = Field(default=0, ge=0, le=2**31 - 1, description="seed of the training run")
+    coverage: float = Field(
+        default=0.9, ge=0.5, le=0.99, description="target coverage of the conformal intervals"
+    )
 
 
 class TrainRequest(BaseModel):
@@ -61,19 +89,28 @@ class TrainRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(pattern=NAME_PATTERN, max_length=128, examples=["my-classifier"])
-    zoo_id: RecordId
-    epochs: int = Field(default=50, ge=1, le=1000)
-    time_budget_s: float | None = Field(default=None, gt=0, le=7 * 86400)
-    config: TrainingConfig = Field(default_factory=TrainingConfig)
+    name: str = Field(
+        pattern=NAME_PATTERN,
+        max_length=128,
+        examples=["my-classifier"],
+        description="the metanetwork's name; training it again makes version N+1",
+    )
+    zoo_id: RecordId = Field(description="the zoo to train on (one of the caller's)")
+    epochs: int = Field(default=50, ge=1, le=1000, description="at most this many epochs")
+    time_budget_s: float | None = Field(
+        default=None, gt=0, le=7 * 86400, description="stop after this many seconds of training"
+    )
+    config: TrainingConfig = Field(
+        default_factory=TrainingConfig, description="the metanetwork's size and training"
+    )
 
 
 class TrainParams(TrainRequest):
     """The ``train`` job's params: the request and the tenant that made it."""
 
-    tenant_id: RecordId
+    tenant_id: RecordId = Field(description="the tenant that asked (set by the service)")
 
 
 class DeletedOut(BaseModel):
-    name: str
-    versions: list[int]
+    name: str = Field(description="the metanetwork")
+    versions: list[int] = Field(description="the version numbers deleted")

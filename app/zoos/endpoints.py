@@ -29,7 +29,13 @@ ARCHIVE_BODY = {
         "multipart/form-data": {
             "schema": {
                 "type": "object",
-                "properties": {"file": {"type": "string", "format": "binary"}},
+                "properties": {
+                    "file": {
+                        "type": "string",
+                        "format": "binary",
+                        "description": "the archive: checkpoint files and labels.csv",
+                    }
+                },
                 "required": ["file"],
             }
         },
@@ -69,9 +75,12 @@ async def upload_zoo_archive(
     response: Response,
     services: ServicesDep,
     caller: CallerDep,
-    name: Annotated[str, Query(min_length=1, max_length=128, pattern=NAME_PATTERN)],
-    task: Task,
-    seed: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
+    name: Annotated[
+        str,
+        Query(min_length=1, max_length=128, pattern=NAME_PATTERN, description="the zoo's name"),
+    ],
+    task: Annotated[Task, Query(description="classification (label) or regression (target)")],
+    seed: Annotated[int, Query(ge=0, le=2**31 - 1, description="seed of the split")] = 0,
 ) -> ZooOut:
     """A zoo from one .zip or .tar (.gz, .bz2, .xz) of checkpoint files and ``labels.csv``
     (columns ``file`` and ``label`` or ``target``, optional ``group``), sent as the raw
@@ -112,7 +121,7 @@ def list_zoo_items(
     session: ReadSessionDep,
     page: PageDep,
     caller: CallerDep,
-    split: SplitName | None = None,
+    split: Annotated[SplitName | None, Query(description="only this split's items")] = None,
 ) -> Page[ZooItemOut]:
     """The zoo's items in their order, with the split each was given."""
     return service.list_items(session, caller.tenant_id, zoo_id, page, split)

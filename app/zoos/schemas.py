@@ -19,7 +19,7 @@ class ZooItemIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    checkpoint_id: RecordId
+    checkpoint_id: RecordId = Field(description="one of the caller's checkpoints")
     label: str | int | None = Field(default=None, description="class (classification)")
     target: Any = Field(default=None, description="number to predict (regression)")
     group: str | int | None = Field(
@@ -30,19 +30,30 @@ class ZooItemIn(BaseModel):
 class SplitFractions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    train: float = Field(default=0.7, gt=0, lt=1)
-    val: float = Field(default=0.15, gt=0, lt=1)
-    test: float = Field(default=0.15, gt=0, lt=1)
+    train: float = Field(default=0.7, gt=0, lt=1, description="share of items to train on")
+    val: float = Field(
+        default=0.15, gt=0, lt=1, description="share for validation (early stopping, intervals)"
+    )
+    test: float = Field(default=0.15, gt=0, lt=1, description="share held out for the card")
 
 
 class ZooIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=128, pattern=NAME_PATTERN)
-    task: Task
-    items: list[ZooItemIn] = Field(max_length=100_000)
-    seed: int = Field(default=0, ge=0, le=2**31 - 1)
-    split_fractions: SplitFractions = Field(default_factory=SplitFractions)
+    name: str = Field(
+        min_length=1,
+        max_length=128,
+        pattern=NAME_PATTERN,
+        description="unique among the caller's zoos",
+    )
+    task: Task = Field(description="classification (labels) or regression (numeric targets)")
+    items: list[ZooItemIn] = Field(
+        max_length=100_000, description="at least 20 checkpoints, each with its label or target"
+    )
+    seed: int = Field(default=0, ge=0, le=2**31 - 1, description="seed of the split")
+    split_fractions: SplitFractions = Field(
+        default_factory=SplitFractions, description="train/val/test shares of the split"
+    )
     classes: list[str] | None = Field(
         default=None,
         description="class order (classification); default: sorted (numerically when every "
@@ -51,34 +62,34 @@ class ZooIn(BaseModel):
 
 
 class ArchitecturePresent(BaseModel):
-    digest: str
-    items: int
+    digest: str = Field(description="sha256 of the architecture (its op graph)")
+    items: int = Field(description="items with this architecture")
     description: str = Field(description="ops, parameters, inputs and outputs in one line")
 
 
 class ZooOut(BaseModel):
-    id: int
-    name: str
-    task: Task
-    size: int
+    id: int = Field(description="zoo id")
+    name: str = Field(description="the zoo's name")
+    task: Task = Field(description="classification or regression")
+    size: int = Field(description="items")
     classes: list[str] | None = Field(description="label order (classification), else null")
-    seed: int
-    split_fractions: dict[str, float]
+    seed: int = Field(description="seed the split was made with")
+    split_fractions: dict[str, float] = Field(description="train/val/test shares asked for")
     label_counts: dict[str, int] | None = Field(description="items per class (classification)")
     target_quantiles: dict[str, float] | None = Field(
         description="q00 ... q100 of the targets (regression)"
     )
-    architectures: list[ArchitecturePresent]
+    architectures: list[ArchitecturePresent] = Field(description="architectures present")
     splits: dict[str, Any] = Field(
         description="per split: items, groups, and items per class (classification)"
     )
-    created_at: dt.datetime
+    created_at: dt.datetime = Field(description="when it was made (UTC)")
 
 
 class ZooItemOut(BaseModel):
-    position: int
-    checkpoint_id: int
-    label: str | None
-    target: float | None
-    group: str | None
-    split: SplitName
+    position: int = Field(description="the item's place in the zoo, from 0")
+    checkpoint_id: int = Field(description="its checkpoint")
+    label: str | None = Field(description="its class (classification)")
+    target: float | None = Field(description="its target (regression)")
+    group: str | None = Field(description="its group, if given")
+    split: SplitName = Field(description="the split it was given at creation")

@@ -42,6 +42,7 @@ def api_schema(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-unt
         database_url=f"sqlite:///{root / 'db.sqlite'}",
         embedded_worker="off",
         max_wait_seconds=0,
+        trusted_hosts=["*"],  # schemathesis's own Host header
     )
     upgrade(app_settings.database_url)
     return schemathesis.openapi.from_asgi("/openapi.json", create_app(app_settings))

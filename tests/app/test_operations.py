@@ -227,6 +227,7 @@ async def test_database_unreachable_is_503_with_retry_after(tmp_path: Path, asse
         database_url="postgresql+psycopg://nobody@127.0.0.1:9/none?connect_timeout=2",
         embedded_worker="off",
         database_retry_after_seconds=7,
+        auth="open",  # /metrics needs no key check then, so it answers during the outage
     )
     application = create_app(settings)
     async with application.router.lifespan_context(application):

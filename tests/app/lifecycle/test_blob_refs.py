@@ -10,7 +10,7 @@ from sqlalchemy import String, select
 from app import blob_refs
 from app.blobs import BlobStore
 from app.checkpoints import service as checkpoints
-from app.models import BLOB_REFERENCES, Base, Blob, utcnow
+from app.models import BLOB_REFERENCES, LOCAL_TENANT_ID, Base, Blob, utcnow
 
 pytestmark = pytest.mark.anyio
 
@@ -78,7 +78,7 @@ def test_an_insert_that_fails_after_placing_takes_its_file_back(
 
     monkeypatch.setattr(Session, "commit", failing_commit)
     with pytest.raises(RuntimeError, match="injected"):
-        checkpoints.ingest(session_factory, blobs, temp, "m.safetensors")
+        checkpoints.ingest(session_factory, blobs, settings, LOCAL_TENANT_ID, temp, "m.safetensors")
     monkeypatch.undo()
     assert assert_consistent()["files"] == set()
     with session_factory() as session:

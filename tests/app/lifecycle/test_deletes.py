@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 
 from app.jobs.kind import KINDS, JobContext, JobKind
 from app.models import (
+    LOCAL_TENANT_ID,
     Checkpoint,
     Dataset,
     Job,
@@ -262,7 +263,7 @@ async def test_a_checkpoint_that_comes_into_use_while_deleted_stays(
     nothing of the delete happened."""
     checkpoint = (await upload(client, mlp_bytes(1))).json()
     with session_factory() as worker:  # the worker's finishing transaction, not yet committed
-        worker.add(Prediction(checkpoint_id=checkpoint["id"]))
+        worker.add(Prediction(checkpoint_id=checkpoint["id"], tenant_id=LOCAL_TENANT_ID))
         worker.flush()
         deleting = asyncio.create_task(client.delete(f"/v1/checkpoints/{checkpoint['id']}"))
         await asyncio.sleep(0.2)  # on PostgreSQL it now waits for the row; SQLite: for the writer

@@ -48,8 +48,11 @@ def blobs_match_rows(settings: Settings) -> None:
 
 
 async def finish(client: httpx.AsyncClient, job: dict) -> dict:
+    """The job once terminal (``?wait=`` answers a failed or canceled one as a problem
+    carrying the job)."""
     while job["status"] in ("queued", "running"):
-        job = (await client.get(f"/v1/jobs/{job['id']}?wait=30")).json()
+        body = (await client.get(f"/v1/jobs/{job['id']}?wait=30")).json()
+        job = body.get("job", body)
     return job
 
 
