@@ -13,6 +13,7 @@ from torch import nn
 from zoo.data import NUM_CLASSES, Digits
 from zoo.families import ModelSpec, build_module, padded_arch
 from zoo.nets import ACTIVATION_NAMES
+from zoo.recipes import augment
 from zoo.rng import (
     STREAM_DATA,
     STREAM_INIT,
@@ -21,7 +22,6 @@ from zoo.rng import (
     model_torch_generator,
     step_seed,
 )
-from zoo.recipes import augment
 from zoo.train import GroupState, Optimizer, grad_masks, make_template, pad_stack, train_group
 
 BATCH_SALT = 1

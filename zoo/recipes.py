@@ -31,7 +31,7 @@ class Recipe:
     name: str
     optimizer: str  # "adamw" (decoupled weight decay) or "sgd" (heavy ball, L2 in the gradient)
     momentum: float  # AdamW's beta1, or SGD's momentum
-    schedule: str  # "constant", "cosine" (to 0 at the model's last step) or "step" (x0.1 at 1/2, 3/4)
+    schedule: str  # "constant", "cosine" (to 0 at the last step), "step" (x0.1 at 1/2, 3/4)
     batch_size: int
     shift: int  # augmentation: each image moved by up to this many pixels (zero fill)
     lr_range: tuple[float, float]
