@@ -179,7 +179,9 @@ def train_classifiers(
             x = augment(x, state.keys[alive], step, input_noise[alive], recipe["shift"])
         return x, labels[alive].gather(1, idx), False
 
-    final = train_group(template, state, batch_fn, "cross_entropy", optimizer)
+    # The default (AdamW) call keeps train_group's four-argument form.
+    extra = {} if optimizer is None else {"optimizer": optimizer}
+    final = train_group(template, state, batch_fn, "cross_entropy", **extra)
     x_test, y_test = digits.x_test.cpu(), digits.y_test.cpu()
     for k, spec in enumerate(specs):
         module = export(modules[k], final, k, spec.hparams["steps"])

@@ -42,7 +42,10 @@ def test_the_default_recipe_is_digits_cnns() -> None:
     r = RECIPES["adamw-constant"]
     assert (r.optimizer, r.momentum, r.schedule, r.batch_size) == ("adamw", 0.9, "constant",
                                                                    families.BATCH_SIZE)
-    assert r.steps_range == families.STEPS_RANGE and r.input_noise_range == (0.0, 0.0)
+    # digits-cnn's steps are log-U[50, 500] (families.STEPS_RANGE, which tests shorten)
+    assert r.steps_range == (50, 500) and r.input_noise_range == (0.0, 0.0)
+    assert (r.lr_range, r.weight_decay_range, r.train_fraction_range) == (
+        (5e-4, 3e-2), (1e-5, 1.0), (0.05, 1.0))
 
 
 def test_recipes_never_share_a_training_group_and_old_families_keep_their_keys() -> None:
