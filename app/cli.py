@@ -411,7 +411,9 @@ app.add_typer(zoo_cli, name="zoo")
 
 @zoo_cli.command("build")
 def zoo_build(
-    name: str = typer.Argument(..., help="digits-cnn, digits-inr, digits-mixed or digits-backdoor"),
+    name: str = typer.Argument(
+        ..., help="digits-cnn, digits-inr, digits-mixed, digits-backdoor or digits-cnn-recipes"
+    ),
     size: int | None = typer.Option(None, help="number of models (default: the family's)"),
     seed: int = typer.Option(0, help="every model, split and hyperparameter follows from it"),
     out: str | None = typer.Option(None, help="zoo directory (default: zoos/NAME)"),

@@ -21,10 +21,15 @@ Sections (``--device cpu``, the default):
 * peak memory of a training step at batch 1,024 (ours with and without message
   checkpointing, NFN) and of inference on 1,024 INR graphs.
 
+* training throughput (graphs/s) of the generalization metanetwork over whole epochs on a
+  1,000-network CNN zoo (``--zoo DIR``: the first 1,000 of a built zoo; default: random-weight
+  digits-shaped CNNs); ``--training`` runs this section alone.
+
 ``--device cuda``: inference and training at batches 128 / 1,024 / 8,192 with peak memory
-(ours in float32 and under bfloat16 autocast, NFN in float32).
+(ours in float32 and under bfloat16 autocast, NFN in float32), and the training throughput.
 
     .venv/bin/python -m bench.metanet_speed [--rounds 7] [--device cpu|cuda]
+    .venv/bin/python -m bench.metanet_speed --training --zoo zoos/digits-cnn-recipes
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse
+import itertools
 import json
 import resource
 import statistics
@@ -384,6 +390,55 @@ def cpu_memory(batch_size: int) -> None:
           f"{got['ours-infer']['process_peak_mb'] / 1024:.2f} GB whole process (target <= 1 GB)")
 
 
+# --- metanetwork training throughput on a CNN zoo -------------------------------------------
+
+
+def cnn_zoo_graphs(zoo_dir: str | None, n: int) -> tuple[list[Data], str]:
+    """``n`` digits-CNN parameter graphs with their test accuracy: the first ``n`` networks
+    of a built zoo (``--zoo``), else random-weight CNNs of the digits-cnn shapes."""
+    if zoo_dir:
+        from models.data import read_zoo, zoo_graphs
+
+        zoo = read_zoo(zoo_dir)
+        if len(zoo.rows) < n:
+            raise SystemExit(f"--zoo {zoo_dir} holds {len(zoo.rows)} networks, {n} wanted")
+        return zoo_graphs(zoo)[:n], f"the first {n} networks of {zoo_dir} ({zoo.name})"
+    return (small_graphs(n, seed=5, kind="cnn", max_kernel=graphs.DEFAULT_MAX_KERNEL),
+            f"{n} random-weight digits-shaped CNNs (2-3 conv layers, 4-16 channels)")
+
+
+def training_throughput(zoo_dir: str | None, n: int, epochs: int, device: torch.device,
+                        threads: int | None) -> None:
+    """Graphs/s of whole training epochs (collation, augmentation, forward, ranking loss,
+    backward, AdamW) of the generalization metanetwork on an ``n``-network CNN zoo.
+
+    It runs :func:`models.train.train_metanet` itself (the configuration the shipped
+    ``digits-cnn-generalization`` uses), validating on 64 of the same graphs, and times each
+    epoch from the per-epoch callback; the first epoch (warm-up) is reported apart.
+    """
+    from models.config import TrainConfig
+    from models.fit import default_config
+    from models.train import train_metanet
+
+    if threads:
+        torch.set_num_threads(threads)
+    train, what = cnn_zoo_graphs(zoo_dir, n)
+    val = train[:64]  # the validation pass only has to run: its metric is not the figure
+    stamps = [time.perf_counter()]
+    tcfg = TrainConfig(epochs=epochs, warmup_epochs=1, patience=epochs, seed=0)
+    train_metanet(train, val, default_config("generalization"), tcfg, device=device,
+                  progress=False, on_epoch=lambda _row: stamps.append(time.perf_counter()))
+    times = [b - a for a, b in itertools.pairwise(stamps)]
+    steady = times[1:] or times
+    label = (torch.cuda.get_device_name(device) if device.type == "cuda"
+             else f"CPU, {torch.get_num_threads()} threads")
+    print(f"\nmetanetwork training throughput, {label}: {what}, batch 64, "
+          f"digits-cnn-generalization configuration, {epochs} epochs (each with a 64-graph "
+          f"validation pass)")
+    print(f"  {n / statistics.median(steady):,.1f} graphs/s (median of epochs 2-{len(times)}: "
+          f"{statistics.median(steady):.1f} s per epoch; first epoch {times[0]:.1f} s)")
+
+
 # --- CUDA ------------------------------------------------------------------------------------
 
 
@@ -430,7 +485,21 @@ def main() -> None:
     parser.add_argument("--cuda-batches", default="128,1024,8192")
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--measure", help=argparse.SUPPRESS)
+    parser.add_argument("--training", action="store_true",
+                        help="only the metanetwork training throughput on a CNN zoo")
+    parser.add_argument("--zoo", default=None,
+                        help="CNN zoo for --training (default: random-weight CNNs)")
+    parser.add_argument("--zoo-size", type=int, default=1000)
+    parser.add_argument("--train-epochs", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads for --training (default: torch's)")
     args = parser.parse_args()
+    if args.training:
+        if args.device == "cuda" and not torch.cuda.is_available():
+            raise SystemExit("--device cuda: no CUDA device here")
+        training_throughput(args.zoo, args.zoo_size, args.train_epochs,
+                            torch.device(args.device), args.threads)
+        return
     if args.measure:
         print(json.dumps(measure(args.measure, args.batch, torch.device(args.device))))
         return
@@ -448,11 +517,16 @@ def main() -> None:
             raise SystemExit("--device cuda: no CUDA device here")
         cuda_rows(torch.device("cuda"), [int(b) for b in args.cuda_batches.split(",")],
                   args.rounds)
+        training_throughput(args.zoo, args.zoo_size, args.train_epochs,
+                            torch.device("cuda"), None)
         return
     cpu_one_thread(args.batch, args.rounds)
     cpu_two_threads(args.graphs, 256, max(3, args.rounds // 2))
     if not args.skip_memory:
         cpu_memory(args.memory_batch)
+    training_throughput(args.zoo, args.zoo_size, args.train_epochs, torch.device("cpu"), 2)
+    print("  (no GPU was lent to the session that measured the figures in README/ZOOS; "
+          "--device cuda prints the same row on a GPU)")
 
 
 if __name__ == "__main__":

@@ -296,6 +296,174 @@ def table(results: list[dict]) -> None:
             )
 
 
+# --- leave-one-recipe-out (digits-cnn-recipes) --------------------------------------------
+
+SHIPPED_GENERALIZATION = ("digits-cnn-generalization", "digits-mixed-generalization")
+
+
+def recipe_of(row: dict) -> str:
+    return row["hparams"]["recipe"]
+
+
+def loro_split(zoo: Zoo, held_out: str) -> dict[str, list[int]]:
+    """Train/val: the other recipes' networks of the zoo's train/val splits; test: every
+    network of the held-out recipe (none of which any method sees before testing)."""
+    out: dict[str, list[int]] = {"train": [], "val": [], "test": []}
+    for i, row in enumerate(zoo.rows):
+        if recipe_of(row) == held_out:
+            out["test"].append(i)
+        elif row["split"] in ("train", "val"):
+            out[row["split"]].append(i)
+    return out
+
+
+def loro_run(zoo_dir: Path, held_out: str, seed: int, args: argparse.Namespace) -> dict:
+    """One held-out recipe, one seed: τ-b on the held-out networks for each method."""
+    from models.data import zoo_graphs
+    from models.metrics import regression_metrics
+    from models.train import predict_graphs, train_metanet
+
+    zoo = read_zoo(zoo_dir)
+    idx = loro_split(zoo, held_out)
+    y = np.array(zoo.targets())
+    out: dict = {"loro": zoo.name, "held_out": held_out, "seed": seed,
+                 "n_train": len(idx["train"]), "n_val": len(idx["val"]),
+                 "n_test": len(idx["test"]), "seconds": {}}
+    for method in METHODS:
+        out[method] = None
+    if "statnn" in args.methods:
+        t0 = time.perf_counter()
+        ckpts = load_checkpoints(zoo)
+        stat = StatNN(zoo.task, seed=seed).fit([ckpts[i] for i in idx["train"]],
+                                               y[idx["train"]])
+        pred = stat.predict([ckpts[i] for i in idx["test"]])
+        out["statnn"] = scores(zoo.task, pred, y[idx["test"]])
+        out["seconds"]["statnn"] = round(time.perf_counter() - t0, 1)
+    if "nfn" in args.methods and args.nfn_epochs:
+        t0 = time.perf_counter()
+        relabelled = replace(zoo, rows=[{**r, "split": s} for s in idx for r in
+                                        [zoo.rows[i] for i in idx[s]]])
+        ckpts = load_checkpoints(relabelled)
+        out["nfn"] = nfn_run(relabelled, ckpts, seed, args.nfn_epochs)
+        out["seconds"]["nfn"] = round(time.perf_counter() - t0, 1)
+    if "ours" in args.methods:
+        t0 = time.perf_counter()
+        mcfg = default_config(zoo.task, "digits-cnn")
+        tcfg = replace(TrainConfig(), epochs=args.epochs, seed=seed, warmup_epochs=1)
+        graph_list = zoo_graphs(zoo, mcfg.max_kernel)
+        part = {s: [graph_list[i] for i in v] for s, v in idx.items()}
+        result = train_metanet(part["train"], part["val"], mcfg, tcfg, progress=False)
+        pred = predict_graphs(result.model, part["test"])
+        metrics = regression_metrics(pred, y[idx["test"]])
+        out["ours"] = {k: metrics[k] for k in ("tau_b", "r2", "mae")}
+        out["ours"]["best_epoch"] = result.best_epoch
+        out["seconds"]["ours"] = round(time.perf_counter() - t0, 1)
+    return out
+
+
+def shipped_on_recipes(zoo_dir: Path) -> list[dict]:
+    """τ-b of each shipped generalization predictor on each recipe's networks of the zoo,
+    and whether that recipe was in the zoo it was trained on (digits-cnn and digits-mixed
+    train with ``adamw-constant``'s recipe)."""
+    from models.data import zoo_graphs
+    from models.metrics import regression_metrics
+    from models.registry import BUILTIN_DIR, load_from
+    from models.train import predict_graphs
+
+    zoo = read_zoo(zoo_dir)
+    y = np.array(zoo.targets())
+    out = []
+    for name in SHIPPED_GENERALIZATION:
+        loaded = load_from(BUILTIN_DIR, name, torch.device("cpu"))
+        card_zoo = loaded.card["zoo"]
+        graph_list = zoo_graphs(zoo, loaded.model.config.max_kernel)
+        for recipe in sorted({recipe_of(r) for r in zoo.rows}):
+            same_zoo = card_zoo["name"] == zoo.name and card_zoo["seed"] == zoo.seed
+            # a predictor trained on this zoo is scored on its test split only
+            idx = [i for i, r in enumerate(zoo.rows) if recipe_of(r) == recipe
+                   and (not same_zoo or r["split"] == "test")]
+            pred = predict_graphs(loaded.model, [graph_list[i] for i in idx])
+            m = regression_metrics(pred, y[idx])
+            out.append({"shipped": name, "trained_on": f"{card_zoo['name']} seed "
+                        f"{card_zoo['seed']}", "recipe": recipe, "n": len(idx),
+                        "seen_recipe": same_zoo or (recipe == "adamw-constant" and card_zoo[
+                            "name"] in ("digits-cnn", "digits-mixed")),
+                        "tau_b": m["tau_b"], "r2": m["r2"]})
+    return out
+
+
+def loro_table(results: list[dict], shipped: list[dict] | None) -> None:
+    seeds = sorted({r["seed"] for r in results})
+    print(f"\nleave-one-recipe-out on {results[0]['loro'] if results else '?'}: train on the "
+          f"other recipes, Kendall τ-b on every network of the held-out recipe; seeds {seeds}, "
+          "mean ± sd over seeds")
+    header = ("held-out recipe", "n_train", "n_test", "seeds", "statistics", "NFN-NP",
+              "ours (graph)", "ours-stat")
+    widths = [20, 9, 8, 7, 16, 16, 16, 10]
+    print("".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
+    merged = merge_loro(results)
+    recipes = sorted({r["held_out"] for r in merged})
+    per_method: dict[str, list[float]] = defaultdict(list)
+    for recipe in recipes:
+        rs = [r for r in merged if r["held_out"] == recipe]
+        col = {k: [r[k]["tau_b"] for r in rs if r.get(k)] for k in ("statnn", "nfn", "ours")}
+        for k, v in col.items():
+            per_method[k] += v
+        gap = (f"{np.mean(col['ours']) - np.mean(col['statnn']):+.3f}"
+               if col["ours"] and col["statnn"] else "")
+        print("".join(str(c).ljust(w) for c, w in zip(
+            (recipe, rs[0]["n_train"], rs[0]["n_test"], len(rs), fmt(col["statnn"]),
+             fmt(col["nfn"]), fmt(col["ours"]), gap), widths, strict=True)))
+    if recipes:
+        gap = (f"{np.mean(per_method['ours']) - np.mean(per_method['statnn']):+.3f}"
+               if per_method["ours"] and per_method["statnn"] else "")
+        print("".join(str(c).ljust(w) for c, w in zip(
+            ("all (recipe, seed)", "", "", "", fmt(per_method["statnn"]),
+             fmt(per_method["nfn"]), fmt(per_method["ours"]), gap), widths, strict=True)))
+    if shipped:
+        print("\nshipped generalization predictors on each recipe's networks (τ-b; 'seen': "
+              "the recipe was in the predictor's training zoo, scored on its test split)")
+        for s in shipped:
+            print(f"  {s['shipped']:<30}{s['recipe']:<20}n={s['n']:<6}tau_b {s['tau_b']:.3f}  "
+                  f"r2 {s['r2']:+.3f}  {'seen' if s['seen_recipe'] else 'held out'}"
+                  f"  (trained on {s['trained_on']})")
+
+
+def merge_loro(results: list[dict]) -> list[dict]:
+    """One result per (held-out recipe, seed); the latest line of each method wins."""
+    merged: dict[tuple[str, int], dict] = {}
+    for r in results:
+        key = (r["held_out"], r["seed"])
+        if key not in merged:
+            merged[key] = dict(r)
+            continue
+        for method in METHODS:
+            if r.get(method) is not None:
+                merged[key][method] = r[method]
+    return list(merged.values())
+
+
+def loro_main(args: argparse.Namespace) -> None:
+    zoo_dir = Path(args.loro)
+    results: list[dict] = []
+    if not args.table_only:
+        zoo = read_zoo(zoo_dir)
+        held = args.held_out or sorted({recipe_of(r) for r in zoo.rows})
+        for recipe in held:
+            for seed in args.seeds:
+                r = loro_run(zoo_dir, recipe, seed, args)
+                print(json.dumps(r), flush=True)
+                results.append(r)
+                if args.results:
+                    with open(args.results, "a") as f:
+                        f.write(json.dumps(r) + "\n")
+    if args.results and Path(args.results).exists():
+        lines = Path(args.results).read_text().splitlines()
+        results = [json.loads(line) for line in lines if line.strip()]
+        results = [r for r in results if "loro" in r]
+    loro_table(results, shipped_on_recipes(zoo_dir) if args.shipped else None)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--zoos", default="zoos", help="folder holding one folder per zoo")
@@ -325,7 +493,21 @@ def main() -> None:
         action="store_true",
         help="also train ours on canonicalized weights (method ours_si), same split and seed",
     )
+    parser.add_argument(
+        "--loro",
+        default=None,
+        help="a digits-cnn-recipes zoo: leave-one-recipe-out τ-b rows instead of the table",
+    )
+    parser.add_argument("--held-out", nargs="*", default=None,
+                        help="with --loro: only these held-out recipes (default: all)")
+    parser.add_argument("--shipped", action="store_true",
+                        help="with --loro: also score the shipped generalization predictors "
+                        "on each recipe's networks")
     args = parser.parse_args()
+    if args.loro:
+        torch.set_num_threads(args.threads)
+        loro_main(args)
+        return
     if args.scale_invariant and "ours_si" not in args.methods:
         args.methods.append("ours_si")
     torch.set_num_threads(args.threads)

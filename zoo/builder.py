@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from zoo import backdoor
+from zoo import backdoor, recipes
 from zoo import families as fam
 from zoo.classifiers import train_classifiers
 from zoo.data import DIGITS_SPLIT_SEED, all_digits, digits_split, inr_grid, inr_targets
@@ -105,7 +105,7 @@ def plan_groups(
     k = 0
     while limit is None or k < limit:
         spec = family.spec(seed, k)
-        key = fam.group_key(spec.arch)
+        key = fam.spec_group_key(spec)
         group = (key, rank[key] // group_size)
         rank[key] += 1
         if k in wanted:
@@ -154,6 +154,8 @@ def _zoo_info(
             "psnr_floor_db": fam.INR_PSNR_FLOOR_DB,
             "split_unit": "source image (all views of an image share a split)",
         }
+    if family.name == "digits-cnn-recipes":
+        info["recipes"] = recipes.describe()
     if family.name == "digits-backdoor":
         info["classes"] = list(backdoor.LABELS)
         info["backdoor"] = {

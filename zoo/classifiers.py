@@ -13,6 +13,7 @@ from torch import nn
 from zoo.data import NUM_CLASSES, Digits
 from zoo.families import ModelSpec, build_module, padded_arch
 from zoo.nets import ACTIVATION_NAMES
+from zoo.recipes import augment
 from zoo.rng import (
     STREAM_DATA,
     STREAM_INIT,
@@ -21,7 +22,7 @@ from zoo.rng import (
     model_torch_generator,
     step_seed,
 )
-from zoo.train import GroupState, grad_masks, make_template, pad_stack, train_group
+from zoo.train import GroupState, Optimizer, grad_masks, make_template, pad_stack, train_group
 
 BATCH_SALT = 1
 
@@ -159,6 +160,13 @@ def train_classifiers(
         p_mask = torch.stack([p.mask for p in chosen]).to(device)
         p_values = torch.stack([p.values for p in chosen]).to(device)
 
+    # digits-cnn-recipes: the group's recipe (zoo/recipes.py) sets optimizer and augmentation.
+    recipe = specs[0].hparams if "recipe" in specs[0].hparams else None
+    optimizer = None
+    if recipe is not None:
+        optimizer = Optimizer(recipe["optimizer"], recipe["momentum"], recipe["schedule"])
+        input_noise = vec("input_noise").to(device)
+
     def batch_fn(step: int, alive: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, bool]:
         u = hash_uniform(state.keys[alive], step, BATCH_SALT, (batch,))
         pos = (u * n_used[alive].view(-1, 1)).long()
@@ -167,9 +175,13 @@ def train_classifiers(
         if poisoned:
             stamp = p_rows[alive].gather(1, idx)[:, :, None, None, None] & p_mask[alive, None]
             x = torch.where(stamp, p_values[alive, None], x)
+        if recipe is not None:
+            x = augment(x, state.keys[alive], step, input_noise[alive], recipe["shift"])
         return x, labels[alive].gather(1, idx), False
 
-    final = train_group(template, state, batch_fn, "cross_entropy")
+    # The default (AdamW) call keeps train_group's four-argument form.
+    extra = {} if optimizer is None else {"optimizer": optimizer}
+    final = train_group(template, state, batch_fn, "cross_entropy", **extra)
     x_test, y_test = digits.x_test.cpu(), digits.y_test.cpu()
     for k, spec in enumerate(specs):
         module = export(modules[k], final, k, spec.hparams["steps"])

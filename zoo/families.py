@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from zoo import nets
+from zoo import nets, recipes
 from zoo.rng import STREAM_HPARAMS, STREAM_SPLIT, model_rng
 
 SPLIT_FRACTIONS = {"train": 0.7, "val": 0.15, "test": 0.15}
@@ -159,6 +159,13 @@ def group_key(arch: dict[str, Any]) -> tuple:
     return (arch["kind"], len(arch["widths"]))
 
 
+def spec_group_key(spec: ModelSpec) -> tuple:
+    """The training group key of a model: its architecture's, plus its recipe if it has one
+    (a group shares one optimizer, schedule, batch size and augmentation)."""
+    recipe = spec.hparams.get("recipe")
+    return group_key(spec.arch) if recipe is None else (*group_key(spec.arch), recipe)
+
+
 def padded_arch(arch: dict[str, Any]) -> dict[str, Any]:
     """The template of an architecture's group: every width at the family's maximum.
 
@@ -190,6 +197,10 @@ class Family:
         if self.name == "digits-mixed":
             arch = _mixed_arch(rng)
             return ModelSpec(index, split_of(seed, index), arch, sample_training_hparams(rng))
+        if self.name == "digits-cnn-recipes":
+            arch = _conv_arch(rng, "cnn")
+            return ModelSpec(index, split_of(seed, index), arch,
+                             recipes.sample_recipe_hparams(rng))
         if self.name == "digits-backdoor":
             # Architecture and training knobs are drawn exactly as digits-cnn's (same ranges,
             # same order), so neither can tell a poisoned model from a clean one.
@@ -226,6 +237,13 @@ FAMILIES: dict[str, Family] = {
         ),
         Family(
             "digits-mixed", "MLPs, CNNs, BN-CNNs and ResNets (generalization)", "regression", 2000
+        ),
+        Family(
+            "digits-cnn-recipes",
+            "digits-cnn networks, each trained with one of several named recipes "
+            "(optimizer, schedule, batch, augmentation)",
+            "regression",
+            2000,
         ),
         Family(
             "digits-backdoor",

@@ -272,6 +272,35 @@ class GroupState:
         )
 
 
+@dataclass(frozen=True)
+class Optimizer:
+    """A group's optimizer when it is not the default (AdamW, beta1 0.9, constant rate).
+
+    ``kind`` "adamw" (decoupled weight decay, ``momentum`` is beta1) or "sgd" (heavy-ball
+    momentum, weight decay as L2 in the gradient: torch.optim.SGD with dampening 0);
+    ``schedule`` scales each model's learning rate by its own step budget T: "constant",
+    "cosine" (0.5·(1 + cos(π·t/T))) or "step" (×0.1 from T/2, ×0.01 from 3T/4).
+    """
+
+    kind: str = "adamw"
+    momentum: float = ADAM_BETAS[0]
+    schedule: str = "constant"
+
+
+def lr_factor(schedule: str, step: int, budgets: torch.Tensor) -> torch.Tensor:
+    """Per-model learning-rate multiplier at ``step`` (0-based) for step budgets ``budgets``."""
+    t = torch.full_like(budgets, step, dtype=torch.float32)
+    total = budgets.to(torch.float32)
+    if schedule == "cosine":
+        return 0.5 * (1 + torch.cos(torch.pi * t / total))
+    if schedule == "step":
+        drops = (t >= total / 2).to(torch.float32) + (t >= total * 3 / 4).to(torch.float32)
+        return torch.pow(0.1, drops)
+    if schedule == "constant":
+        return torch.ones_like(total)
+    raise ValueError(f"unknown learning-rate schedule {schedule!r}")
+
+
 # batch_fn(step, alive) -> (x, y, x_is_shared) for the models at positions ``alive`` (int64):
 # inputs (A, B, ...) or one shared (B, ...) for all, targets (A, B, ...)
 BatchFn = Callable[[int, torch.Tensor], tuple[torch.Tensor, torch.Tensor, bool]]
@@ -294,8 +323,9 @@ def train_group(
     state: GroupState,
     batch_fn: BatchFn,
     loss: str,
+    optimizer: Optimizer | None = None,
 ) -> GroupState:
-    """Run vectorized AdamW on every model of a group for its own step budget.
+    """Run vectorized AdamW (or ``optimizer``) on every model of a group for its own budget.
 
     A model whose budget is spent is set aside and the group shrinks, so the group costs
     the sum of its budgets, not size × longest budget. Which models are alive at a step
@@ -306,6 +336,8 @@ def train_group(
     bn_modules = [module.get_submodule(p) for p in template.batchnorms]
     act_modules = [module.get_submodule(p) for p in template.activations]
     b1, b2 = ADAM_BETAS
+    if optimizer is not None:
+        b1 = optimizer.momentum
     names = list(state.params)
     shapes = {n: state.params[n].shape[1:] for n in names}
     sizes = [shapes[n].numel() for n in names]
@@ -383,15 +415,23 @@ def train_group(
         (grad,) = torch.autograd.grad(value, leaf)
         with torch.no_grad():
             t = step + 1
-            c1, c2 = 1 - b1**t, 1 - b2**t
-            # torch.optim.AdamW's update, over one flat (M, n_params) buffer.
             g = grad.mul_(masks)
-            exp_avg.lerp_(g, 1 - b1)
-            exp_sq.mul_(b2).addcmul_(g, g, value=1 - b2)
-            denom = exp_sq.sqrt().div_(c2**0.5).add_(ADAM_EPS)
             lr = vec["lr"].view(m, 1)
-            params.mul_(1 - lr * vec["weight_decay"].view(m, 1))
-            params.addcdiv_(exp_avg * (lr / c1), denom, value=-1.0)
+            if optimizer is not None and optimizer.schedule != "constant":
+                lr = lr * lr_factor(optimizer.schedule, step, vec["steps"]).view(m, 1)
+            if optimizer is not None and optimizer.kind == "sgd":
+                # torch.optim.SGD (dampening 0): the buffer starts as the first gradient.
+                g.addcmul_(params, vec["weight_decay"].view(m, 1))
+                exp_avg.mul_(b1).add_(g)
+                params.sub_(exp_avg * lr)
+            else:
+                c1, c2 = 1 - b1**t, 1 - b2**t
+                # torch.optim.AdamW's update, over one flat (M, n_params) buffer.
+                exp_avg.lerp_(g, 1 - b1)
+                exp_sq.mul_(b2).addcmul_(g, g, value=1 - b2)
+                denom = exp_sq.sqrt().div_(c2**0.5).add_(ADAM_EPS)
+                params.mul_(1 - lr * vec["weight_decay"].view(m, 1))
+                params.addcdiv_(exp_avg * (lr / c1), denom, value=-1.0)
             for i, path in enumerate(template.batchnorms):
                 for j, key in enumerate((f"{path}.running_mean", f"{path}.running_var")):
                     batch_value = stats[2 * i + j]

@@ -1,5 +1,6 @@
 """Zoo tests train real (tiny) zoos: few steps and small groups keep them to seconds."""
 
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -7,6 +8,8 @@ import pytest
 
 import zoo
 from zoo import families
+
+sys.path.insert(0, str(Path(__file__).parent))  # test_recipes reuses test_train's helpers
 
 SEED = 1
 GROUP = 4
