@@ -26,9 +26,10 @@ from app.checkpoints.schemas import CheckpointOut, InspectResult
 from app.datasets.schemas import DatasetOut
 from app.jobs.schemas import JobOut
 from app.merges.schemas import MergeOut
-from app.metanetworks.schemas import MetanetworkDetail, MetanetworkOut
+from app.metanetworks.schemas import MetanetworkDetail, MetanetworkOut, TrainResult
 from app.models import JobStatus
 from app.predictions.schemas import PredictionOut, PredictionResult
+from app.zoos.schemas import ZooItemOut, ZooOut
 
 Model = TypeVar("Model", bound=BaseModel)
 Progress = Callable[[JobOut], None]
@@ -351,6 +352,95 @@ class Client:
     def merges(self, *, checkpoint_id: int | None = None) -> Iterator[MergeOut]:
         """Every merge, newest first; ``checkpoint_id`` matches an input or the result."""
         return self._pages("/v1/merges", MergeOut, {"checkpoint_id": checkpoint_id})
+
+    # --- zoos and training ---------------------------------------------------------------
+
+    def create_zoo(
+        self,
+        name: str,
+        task: str,
+        items: list[dict[str, Any]],
+        *,
+        seed: int = 0,
+        split_fractions: dict[str, float] | None = None,
+        classes: list[str] | None = None,
+    ) -> ZooOut:
+        """A zoo over stored checkpoints: ``items`` are ``{"checkpoint_id", "label"}`` (task
+        ``classification``) or ``{"checkpoint_id", "target"}`` (``regression``), each with
+        an optional ``group``; the split is made once, from ``seed``."""
+        body: dict[str, Any] = {"name": name, "task": task, "items": items, "seed": seed}
+        if split_fractions is not None:
+            body["split_fractions"] = split_fractions
+        if classes is not None:
+            body["classes"] = classes
+        return ZooOut.model_validate(self._request("POST", "/v1/zoos", json=body).json())
+
+    def upload_zoo(self, archive: FileLike, *, name: str, task: str, seed: int = 0) -> ZooOut:
+        """A zoo from one .zip or .tar of checkpoint files and ``labels.csv`` (all or
+        nothing)."""
+        _, content = _read(archive, None)
+        response = self._request(
+            "POST", "/v1/zoos/archive", params={"name": name, "task": task, "seed": seed},
+            content=content, headers={"content-type": "application/octet-stream"},
+        )  # fmt: skip
+        return ZooOut.model_validate(response.json())
+
+    def push_zoo(self, directory: str | Path, *, name: str | None = None, seed: int = 0) -> ZooOut:
+        """Upload a folder made by ``weightscope zoo build`` (its manifest's labels or
+        targets) as one archive; ``name`` defaults to the zoo's."""
+        import io
+
+        from app.zoos.push import write_archive
+
+        buffer = io.BytesIO()
+        info, task = write_archive(Path(directory), buffer)
+        return self.upload_zoo(
+            buffer.getvalue(), name=name or str(info.get("name") or Path(directory).name),
+            task=task, seed=seed,
+        )  # fmt: skip
+
+    def get_zoo(self, zoo_id: int) -> ZooOut:
+        return self._get(f"/v1/zoos/{zoo_id}", ZooOut)
+
+    def zoos(self) -> Iterator[ZooOut]:
+        return self._pages("/v1/zoos", ZooOut, {})
+
+    def zoo_items(self, zoo_id: int, *, split: str | None = None) -> Iterator[ZooItemOut]:
+        """The zoo's items in order, with the split each was given."""
+        return self._pages(f"/v1/zoos/{zoo_id}/items", ZooItemOut, {"split": split})
+
+    def delete_zoo(self, zoo_id: int) -> None:
+        self._request("DELETE", f"/v1/zoos/{zoo_id}")
+
+    def train(
+        self,
+        name: str,
+        zoo_id: int,
+        *,
+        epochs: int | None = None,
+        time_budget_s: float | None = None,
+        config: dict[str, Any] | None = None,
+        progress: Progress | None = None,
+    ) -> TrainResult:
+        """Train metanetwork ``name`` on the zoo (a ``train`` job, waited for; ``progress``
+        sees each epoch in ``job.progress_detail``); ask it afterwards as ``name`` or
+        ``name@version``."""
+        body: dict[str, Any] = {"name": name, "zoo_id": zoo_id}
+        for key, value in (("epochs", epochs), ("time_budget_s", time_budget_s),
+                           ("config", config)):  # fmt: skip
+            if value is not None:
+                body[key] = value
+        job = self.wait(self._job("POST", "/v1/metanetworks", json=body), progress)
+        return TrainResult.model_validate(job.result)
+
+    def metanetwork_versions(self, name: str) -> list[MetanetworkOut]:
+        response = self._request("GET", f"/v1/metanetworks/{name}/versions")
+        return [MetanetworkOut.model_validate(item) for item in response.json()]
+
+    def delete_metanetwork(self, ref: str) -> list[int]:
+        """Delete a trained metanetwork (``name``: every version, ``name@N``: one);
+        returns the version numbers deleted."""
+        return list(self._request("DELETE", f"/v1/metanetworks/{ref}").json()["versions"])
 
     # --- jobs --------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.ids import RecordId
+from app.jobs.schemas import register_result
 from app.metanetworks.service import NAME_PATTERN
 
 
@@ -114,3 +115,28 @@ class TrainParams(TrainRequest):
 class DeletedOut(BaseModel):
     name: str = Field(description="the metanetwork")
     versions: list[int] = Field(description="the version numbers deleted")
+
+
+class TrainResult(BaseModel):
+    """What a ``train`` job produced: version ``version`` of ``metanetwork`` (its card has
+    the rest)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    metanetwork: str = Field(description="the metanetwork's name")
+    version: int = Field(description="the version made: ask it as name@version")
+    zoo_id: int = Field(description="the zoo it was trained on")
+    metrics: dict[str, Any] = Field(description="metrics on the zoo's val and test splits")
+    baseline: dict[str, Any] = Field(
+        description="the statistics baseline's test metrics on the same split"
+    )
+    conformal: dict[str, Any] = Field(description="interval width and measured test coverage")
+    epochs_run: int = Field(description="epochs trained")
+    best_epoch: int = Field(description="the epoch whose weights were kept")
+    stopped: Any = Field(description="why training stopped")
+    resumed_from_epoch: int = Field(description="the epoch this attempt resumed from (0: none)")
+    attempt: int = Field(description="the attempt that finished the job")
+    seconds: float = Field(description="seconds the finishing attempt trained")
+
+
+register_result("train", TrainResult)

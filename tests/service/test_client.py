@@ -157,3 +157,56 @@ def test_api_key_is_a_bearer_token_and_errors_are_typed(server: str) -> None:
         anonymous.metanetworks()
     with Client("http://127.0.0.1:9") as down, pytest.raises(Unreachable):
         down.metanetworks()
+
+
+def test_zoos_and_training(server: str, tmp_path: Path) -> None:
+    """A zoo from stored checkpoints and one from an archive; a metanetwork trained on the
+    first, asked, listed by version and deleted - every zoo and training method."""
+    import io
+    import sys
+    import tarfile
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "app" / "metanetworks"))
+    from _zoo import TINY, save_nets
+
+    nets = save_nets(tmp_path / "zoo")
+    with Client(server) as client:
+        ids = [client.upload(path).id for path, _, _ in nets]
+        items = [
+            {"checkpoint_id": i, "label": label} for i, (_, label, _) in zip(ids, nets, strict=True)
+        ]
+        zoo = client.create_zoo("scales", "classification", items, seed=3)
+        assert zoo.size == 40 and zoo.label_counts == {"large": 20, "small": 20}
+        assert client.get_zoo(zoo.id) == zoo and [z.id for z in client.zoos()] == [zoo.id]
+        test_items = list(client.zoo_items(zoo.id, split="test"))
+        assert test_items and {item.split for item in test_items} == {"test"}
+        with pytest.raises(Conflict):
+            client.create_zoo("scales", "classification", items)
+
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as tar:
+            text = "file,label\n" + "".join(f"{p.name},{label}\n" for p, label, _ in nets)
+            info = tarfile.TarInfo("labels.csv")
+            info.size = len(text.encode())
+            tar.addfile(info, io.BytesIO(text.encode()))
+            for path, _, _ in nets:
+                tar.add(path, arcname=path.name)
+        archived = client.upload_zoo(buffer.getvalue(), name="from-archive", task="classification")
+        assert archived.size == 40 and archived.id != zoo.id
+        client.delete_zoo(archived.id)
+        with pytest.raises(NotFound):
+            client.get_zoo(archived.id)
+
+        epochs: list[int] = []
+        trained = client.train(
+            "scales-net", zoo.id, epochs=2, config=TINY,
+            progress=lambda job: epochs.append((job.progress_detail or {}).get("epoch", 0)),
+        )  # fmt: skip
+        assert trained.metanetwork == "scales-net" and trained.version == 1
+        assert max(epochs) >= 1 and "accuracy" in trained.metrics["test"]
+        (answer,) = client.predict(ids[0], metanetwork="scales-net@1")
+        assert answer.label in ("small", "large")
+        assert [m.version_number for m in client.metanetwork_versions("scales-net")] == [1]
+        assert client.delete_metanetwork("scales-net") == [1]
+        with pytest.raises(NotFound):
+            client.get_metanetwork("scales-net")
