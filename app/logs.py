@@ -12,11 +12,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
+import sys
 import time
 import uuid
 from collections.abc import Iterator
 from contextvars import ContextVar
-from typing import Literal
+from typing import Any, Literal
 
 from pythonjsonlogger.json import JsonFormatter
 from starlette.datastructures import MutableHeaders
@@ -76,10 +77,23 @@ class TextFormatter(logging.Formatter):
         return f"{head} [{' '.join(ids)}]" + (f"\n{rest}" if rest else "")
 
 
+class CurrentStderr(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to ``sys.stderr`` as it is at each record (a CLI test runner swaps it, and a
+    handler holding the old, closed stream would print a logging error instead)."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _: Any) -> None:
+        pass
+
+
 def configure_logging(log_format: Literal["text", "json"] = "text", prefix: str = "") -> None:
     """Root logger at INFO on stderr, every record carrying the context ids; ``prefix``
     names the process in text lines (the embedded worker's ``worker``)."""
-    handler = logging.StreamHandler()
+    handler = CurrentStderr()
     if log_format == "json":
         handler.setFormatter(
             JsonFormatter(

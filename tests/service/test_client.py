@@ -148,13 +148,15 @@ def test_api_key_is_a_bearer_token_and_errors_are_typed(server: str) -> None:
             return super().handle_request(request)
 
     with Client(server, api_key="secret", transport=Recording()) as client:
-        client.metanetworks()
-        with pytest.raises(weightscope.ApiError) as bad:
-            client.upload(b"not a checkpoint")
-        assert bad.value.status in (415, 422) and bad.value.body["status"] == bad.value.status
+        with pytest.raises(weightscope.Unauthorized) as refused:  # a key nobody issued
+            client.metanetworks()
+        assert refused.value.status == 401 and refused.value.slug == "unauthorized"
     assert {r.headers["authorization"] for r in seen} == {"Bearer secret"}
-    with Client(server) as anonymous:
+    with Client(server) as anonymous:  # open on loopback while no key exists
         anonymous.metanetworks()
+        with pytest.raises(weightscope.ApiError) as bad:
+            anonymous.upload(b"not a checkpoint")
+        assert bad.value.status in (415, 422) and bad.value.body["status"] == bad.value.status
     with Client("http://127.0.0.1:9") as down, pytest.raises(Unreachable):
         down.metanetworks()
 
