@@ -4,6 +4,7 @@ and the ASGI app with an HTTP client on the ``settings`` of the requesting test'
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING
@@ -18,6 +19,17 @@ if TYPE_CHECKING:
     from app.settings import Settings
 
 PG = {"host": "127.0.0.1", "port": 5432, "dbname": "test"}
+
+
+@pytest.fixture(autouse=True)
+def root_logger_restored() -> Iterator[None]:
+    """A test that runs ``configure_logging`` (a CLI command, a worker) leaves the root
+    logger as it found it, so later tests' captured stderr holds only their own lines."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture
