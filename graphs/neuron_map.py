@@ -81,7 +81,12 @@ class NeuronGroup:
 @dataclass(frozen=True)
 class View:
     """``tensor[start:stop]`` along ``axis``, reshaped to ``shape``: a piece of a state-dict
-    tensor with its own axes (``start is None``: the whole tensor)."""
+    tensor with its own axes (``start is None``: the whole tensor).
+
+    ``groups > 1``: the whole weight of a grouped conv, ``(out, in/G, *k)``, seen as the
+    block-diagonal dense ``(out, in, *k)`` it computes (zeros between groups), so that the
+    input and output channel axes are plain group axes that permutations re-index.
+    """
 
     name: str
     tensor: str
@@ -89,11 +94,43 @@ class View:
     stop: int | None
     shape: tuple[int, ...]
     axis: int = 0
+    groups: int = 1
 
     def take(self, t: torch.Tensor) -> torch.Tensor:
+        if self.groups > 1:
+            return self._expand(t)
         if self.start is not None:
             t = t.narrow(self.axis, self.start, self.stop - self.start)  # type: ignore[operator]
         return t.reshape(self.shape)
+
+    def _blocks(self, t: torch.Tensor) -> torch.Tensor:
+        g, (out, cin, *k) = self.groups, self.shape
+        return t.reshape(g, out // g, g, cin // g, *k)
+
+    def _expand(self, t: torch.Tensor) -> torch.Tensor:
+        g, (out, cin, *k) = self.groups, self.shape
+        dense = t.new_zeros(self.shape)
+        idx = torch.arange(g)
+        self._blocks(dense)[idx, :, idx] = t.reshape(g, out // g, cin // g, *k)
+        return dense
+
+    def pack(self, dense: torch.Tensor) -> torch.Tensor:
+        """Inverse of :meth:`take` for a grouped view: the diagonal blocks, stacked."""
+        idx = torch.arange(self.groups)
+        out, cin, *k = self.shape
+        return self._blocks(dense)[idx, :, idx].reshape(out, cin // self.groups, *k)
+
+
+class _Views(dict[str, torch.Tensor]):
+    """What :meth:`NeuronMap.split` returns: remembers the tensors it handed out, so that
+    :meth:`NeuronMap.join` can tell which view of a grouped weight the caller replaced."""
+
+    def __init__(self, items: dict[str, torch.Tensor]) -> None:
+        super().__init__(items)
+        self.handed_out = dict(items)
+
+    def replaced(self, name: str) -> bool:
+        return self.get(name) is not self.handed_out.get(name)
 
 
 @dataclass
@@ -116,12 +153,16 @@ class NeuronMap:
 
     def split(self, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """State-dict tensors -> views (most views are the tensors themselves)."""
-        return {name: view.take(tensors[view.tensor]) for name, view in self.views.items()}
+        return _Views({name: view.take(tensors[view.tensor])
+                       for name, view in self.views.items()})
 
     def join(self, views: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Views -> state-dict tensors (inverse of :meth:`split`).
 
-        A tied tensor has several whole views that agree; the first one is taken.
+        A tied tensor has several whole views that agree; the first one is taken. A grouped
+        conv weight has its block-diagonal view (what permutations edit) and one slice per
+        group (``#g<i>``, what the parameter graph edits): the slices are read back only
+        when the caller replaced one of them and not the block-diagonal view.
         """
         pieces: dict[str, list[tuple[int, View]]] = {}
         for view in self.views.values():
@@ -130,10 +171,18 @@ class NeuronMap:
         for tensor, parts in pieces.items():
             shape = self.tensor_shapes[tensor]
             whole = [v for _, v in parts if v.start is None]
+            sliced = [v for _, v in parts if v.start is not None]
+            if whole and whole[0].groups > 1:
+                dense = whole[0]
+                if not (isinstance(views, _Views) and not views.replaced(dense.name)
+                        and any(views.replaced(v.name) for v in sliced)):
+                    out[tensor] = dense.pack(views[dense.name])
+                    continue
+                whole = []
             if whole:
                 out[tensor] = views[whole[0].name].reshape(shape)
                 continue
-            parts.sort(key=lambda part: part[0])
+            parts = sorted(((v.start or 0, v) for v in sliced), key=lambda part: part[0])
             axis = parts[0][1].axis
             flat = [views[v.name].reshape(*shape[:axis], -1, *shape[axis + 1:])
                     for _, v in parts]
@@ -207,6 +256,22 @@ class _Builder:
         stored = self.arch.ties.get(name, name)  # a tied name is a view of the stored tensor
         self.views[key] = View(key, stored, start, stop, shape or self.param_shapes[name], axis)
         self.raw_axes[key] = axes
+
+    def grouped(self, name: str, out: str, inp: str, groups: int) -> None:
+        """Map a grouped conv weight ``(out, in/G, *k)``: its block-diagonal dense view
+        (axes ``out``, ``inp``) under its own name, and one slice per group (``#g<i>``,
+        fixed axes) that the parameter graph reads its edges from."""
+        shape = self.param_shapes[name]
+        o, c, kernel = shape[0], shape[1] * groups, tuple(shape[2:])
+        if name in self.views:
+            raise ArchitectureError(f"tensor view {name!r} is mapped twice")
+        stored = self.arch.ties.get(name, name)
+        self.views[name] = View(name, stored, None, None, (o, c, *kernel), 0, groups)
+        self.raw_axes[name] = (out, inp, *(None,) * len(kernel))
+        step = o // groups
+        for i in range(groups):
+            self.tensor(name, (None,) * len(shape), (step, *shape[1:]), f"{name}#g{i}",
+                        i * step, (i + 1) * step)
 
     def map(self, name: str, axes: tuple[Axis, ...]) -> None:
         """Map a tensor whose axes are groups, ``None`` or values; an axis given a
@@ -282,7 +347,27 @@ class _Builder:
         for out in arch.outputs:
             for g, _ in self.values[out].segments:
                 self.flags[g].add("output")
+        self.tie_blocks()
         return self.finish()
+
+    def tie_blocks(self) -> None:
+        """One group split into the same blocks by two ops (a grouped conv's output read
+        by another grouped conv of as many groups) moves its blocks by both ops' block
+        orders, so those orders are one; a group whose neurons are fixed fixes its order."""
+        first: dict[str, tuple[tuple[int, int], str]] = {}
+        for g, b, heads in self.blocks:
+            root = self.uf.find(g)
+            seen = first.setdefault(root, (b, heads))
+            if seen[0] != b:
+                raise ArchitectureError(
+                    f"group {root!r} is split into blocks in two ways ({seen[0][0]}×"
+                    f"{seen[0][1]} and {b[0]}×{b[1]}: grouped convolutions or attention "
+                    "heads of different counts on one set of channels); not supported")
+            self.uf.union(seen[1], heads)
+        fixed = {self.uf.find(m) for m in self.uf.parent if self.flags[m] & {"input", "output"}}
+        for g, _, heads in self.blocks:
+            if self.uf.find(g) in fixed:
+                self.flags[heads].add("input")
 
     def finish(self) -> NeuronMap:
         uf = self.uf
@@ -297,10 +382,8 @@ class _Builder:
                 if g is not None:
                     tensors_of[g].append((key, i))
         blocks: dict[str, tuple[tuple[int, int], str]] = {}
-        for g, b, heads in self.blocks:
-            root, head = uf.find(g), uf.find(heads)
-            if blocks.setdefault(root, (b, head)) != (b, head):
-                raise ArchitectureError(f"group {root!r} is split into blocks in two ways")
+        for g, b, heads in self.blocks:  # consistent after tie_blocks
+            blocks.setdefault(uf.find(g), (b, uf.find(heads)))
         groups: dict[str, NeuronGroup] = {}
         for root, ms in members.items():
             flags = set().union(*(self.flags[m] for m in ms))
@@ -310,7 +393,7 @@ class _Builder:
             kind: GroupKind = "input" if "input" in flags else \
                 "output" if "output" in flags else "hidden"
             layers = tuple(dict.fromkeys(x for m in ms for x in self.layers[m]))
-            block, heads = blocks.get(root, (None, None))
+            block, heads = blocks.get(root, (None, None)) if kind == "hidden" else (None, None)
             groups[root] = NeuronGroup(root, sizes.pop(), kind, kind == "hidden", layers,
                                        tuple(tensors_of[root]), block, heads)
         shapes = {n: s for n, s in self.param_shapes.items() if n not in self.arch.ties}

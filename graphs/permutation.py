@@ -37,7 +37,7 @@ def sample_permutations(nmap: NeuronMap, generator: torch.Generator | None = Non
     for g in nmap.groups.values():
         if g.blocks is not None and g.heads is not None:
             h, d = g.blocks
-            head = perms[g.heads]
+            head = perms.get(g.heads, torch.arange(h))  # fixed: only within blocks
             within = torch.stack([torch.randperm(d, generator=generator) for _ in range(h)])
             perms[g.id] = (head[:, None] * d + within).reshape(-1)
     return perms

@@ -265,11 +265,12 @@ class _Builder:
         self.tuples[node] = where
 
     def claim(self, nodes: set[fx.Node], at: fx.Node, op: str, x: fx.Node,
-              attrs: dict[str, Any], params: dict[str, str]) -> None:
-        """Replace ``nodes`` by one ``op`` node emitted when the walk reaches ``at``."""
+              attrs: dict[str, Any], params: dict[str, str], path: str | None = None) -> None:
+        """Replace ``nodes`` by one ``op`` node emitted when the walk reaches ``at``
+        (named ``path``, else after ``at``'s module)."""
         for n in nodes:
             self.claimed[n] = None
-        self.claimed[at] = (op, x, attrs, params)
+        self.claimed[at] = (op, x, attrs, params, path)
 
     # --- the walk -----------------------------------------------------------------------
 
@@ -287,8 +288,8 @@ class _Builder:
         if node in self.claimed:
             emission = self.claimed[node]
             if emission is not None:
-                op, x, attrs, params = emission
-                where = str(node.target).rpartition(".")[0] or None
+                op, x, attrs, params, where = emission
+                where = where or str(node.target).rpartition(".")[0] or None
                 self.emit(node, op, [self.src(x, node)], attrs, where, params)
             return
         if node.op == "placeholder":

@@ -40,8 +40,8 @@ def units(nmap: NeuronMap) -> list[Unit]:
             structured.setdefault(g.heads, []).append(g.id)
     out: list[Unit] = []
     for g in nmap.groups.values():
-        if not g.permutable or g.blocks is not None:
-            continue
+        if g.blocks is not None or not (g.permutable or g.id in structured):
+            continue  # a fixed block order still leaves its groups' within-block orders
         if g.id in structured:
             out.append(Unit(tuple(structured[g.id]), heads=g.id))
         else:
@@ -76,21 +76,23 @@ def solve_unit(nmap: NeuronMap, unit: Unit, costs: dict[str, torch.Tensor]
         (gid,) = unit.groups
         cost = costs[gid].detach().to("cpu", torch.float64).numpy()
         return {gid: torch.from_numpy(_lsa(cost))}
-    h, d = nmap.groups[unit.groups[0]].blocks  # type: ignore[misc]
+    h = nmap.groups[unit.heads].size
+    free = nmap.groups[unit.heads].permutable  # a fixed block order: diagonal pairs only
+    dims = {gid: nmap.groups[gid].blocks[1] for gid in unit.groups}  # type: ignore[index]
     blocks = {gid: costs[gid].detach().to("cpu", torch.float64).reshape(h, d, h, d)
-              .permute(0, 2, 1, 3).numpy() for gid in unit.groups}
+              .permute(0, 2, 1, 3).numpy() for gid, d in dims.items()}
     score = np.zeros((h, h))
     within: dict[str, np.ndarray] = {gid: np.zeros((h, h, d), dtype=np.int64)
-                                     for gid in unit.groups}
+                                     for gid, d in dims.items()}
     for gid, c in blocks.items():
         for i in range(h):
-            for j in range(h):
+            for j in range(h) if free else (i,):
                 p = _lsa(c[i, j])
                 within[gid][i, j] = p
-                score[i, j] += c[i, j][np.arange(d), p].sum()
-    head = _lsa(score)
-    out = {unit.heads: torch.from_numpy(head)}
-    for gid in unit.groups:
-        w = within[gid][np.arange(h), head]  # (h, d): within-head perm of the chosen pair
+                score[i, j] += c[i, j][np.arange(dims[gid]), p].sum()
+    head = _lsa(score) if free else np.arange(h)
+    out = {unit.heads: torch.from_numpy(head)} if free else {}
+    for gid, d in dims.items():
+        w = within[gid][np.arange(h), head]  # (h, d): within-block perm of the chosen pair
         out[gid] = torch.from_numpy(head[:, None] * d + w).reshape(-1)
     return out

@@ -16,7 +16,7 @@ from graphs.ops.elementwise import ACTIVATION_TABLE, V1_ACTIVATIONS, Activation,
 from graphs.ops.embedding import Arange, Embedding, PositionEmbedding
 from graphs.ops.layout import Cat, Expand, Flatten, Permute, Reduce, Take
 from graphs.ops.linear import Linear
-from graphs.ops.norm import BatchNorm, LayerNorm
+from graphs.ops.norm import BatchNorm, LayerNorm, claim_channel_norm
 from graphs.ops.parameter import Parameter
 from graphs.ops.pool import POOL_OPS
 
@@ -40,7 +40,8 @@ OPS: dict[str, Op] = _table(
     Reduce("sum"),
 )
 TRACE_ONLY: dict[str, Op] = _table(Arithmetic(), Expand(), Arange())
-CLAIMS = (claim_attention,)  # rules that claim a whole subgraph before the op-by-op walk
+# rules that claim a whole subgraph before the op-by-op walk
+CLAIMS = (claim_attention, claim_channel_norm)
 
 # the activations of the v1 metanetwork vocabulary (parameter-graph ``node_act`` ids)
 ACTIVATIONS = V1_ACTIVATIONS

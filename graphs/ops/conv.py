@@ -1,10 +1,17 @@
-"""``conv1d``/``conv2d``: ``nn.Conv1d``/``nn.Conv2d``, dense or depthwise.
+"""``conv1d``/``conv2d``: ``nn.Conv1d``/``nn.Conv2d``, dense, depthwise or grouped.
 
 A dense conv (``groups`` 1) starts a new channel group. A depthwise conv (``groups`` equal to
 its input and output channels) filters each channel alone, so it keeps its input's group:
-the channel permutation moves its filters with the channels. Other groupings permute
-channels only within blocks that differ per output block, which no axis permutation
-expresses, so they are refused with that explanation.
+the channel permutation moves its filters with the channels.
+
+A grouped conv (``G`` groups, ResNeXt's ``groups=32``) reads input block ``i`` (``in/G``
+channels) only into output block ``i`` (``out/G`` channels). Its symmetries: channels
+permute freely within each block, and the blocks permute as wholes, input and output blocks
+moving together. The neuron map says exactly that: the input and output groups are
+structured in ``G`` blocks whose order is one ``<conv>:groups`` group (like attention
+heads), and the weight is seen as the block-diagonal dense ``(out, in, *k)`` it computes
+(view ``groups=G``), so both channel axes are plain group axes. The parameter graph joins
+each output channel only to its block's inputs (one dense block per group, ``#g<i>``).
 """
 
 from __future__ import annotations
@@ -71,9 +78,6 @@ class Conv(Op):
         a, groups = node.attrs, node.attrs.get("groups", 1)
         if a["in_channels"] % groups or a["out_channels"] % groups:
             raise fail(node, f"groups={groups} must divide the input and output channels")
-        if groups != 1 and not a["in_channels"] == a["out_channels"] == groups:
-            raise fail(node, f"groups={groups}: only dense (groups=1) or depthwise "
-                             "(groups = in_channels = out_channels) convolutions are supported")
 
     def shape(self, node: Node, shapes: list[Shape]) -> Shape:
         s, a = spatial(node, shapes, self.dims), node.attrs
@@ -89,14 +93,21 @@ class Conv(Op):
         (v,), p = ins, node.params
         nb.channels(node, v)
         kernel = (None,) * self.dims
-        if node.attrs.get("groups", 1) > 1:  # depthwise: each filter follows its channel
+        groups = node.attrs.get("groups", 1)
+        if is_depthwise(node.attrs):  # each filter follows its channel
             nb.map(p["weight"], (v, None, *kernel))
             if "bias" in p:
                 nb.map(p["bias"], (v,))
             nb.use(v, node.name)
             return v
         g = nb.group(node.name, node.attrs["out_channels"], node.name)
-        nb.map(p["weight"], (g, v, *kernel))
+        if groups > 1:  # blocks of channels, the block order shared by input and output
+            order = nb.group(f"{node.name}:groups", groups, node.name)
+            nb.structure(v.group, (groups, node.attrs["in_channels"] // groups), order)
+            nb.structure(g, (groups, node.attrs["out_channels"] // groups), order)
+            nb.grouped(p["weight"], g, v.group, groups)
+        else:
+            nb.map(p["weight"], (g, v, *kernel))
         if "bias" in p:
             nb.tensor(p["bias"], (g,))
         nb.use(v, node.name)
@@ -105,8 +116,15 @@ class Conv(Op):
     def graph(self, gb: _LayoutBuilder, node: Node) -> None:
         src = gb.resolve(node.inputs[0])
         s = gb.new_set(node.attrs["out_channels"], "conv", node.name, [src])
-        if node.attrs.get("groups", 1) > 1:
+        groups = node.attrs.get("groups", 1)
+        if is_depthwise(node.attrs):
             gb.diagonal(src, s, "conv", node.params["weight"])
+        elif groups > 1:  # each output block reads its own input block only
+            w, a = node.params["weight"], node.attrs
+            rows, cols = a["out_channels"] // groups, a["in_channels"] // groups
+            for i in range(groups):
+                gb.dense(src, i * cols, s, f"{w}#g{i}", "conv", dst_offset=i * rows,
+                         dst_size=rows)
         else:
             gb.weight(node.inputs[0], s, "conv", node.params["weight"])
         if "bias" in node.params:
@@ -126,11 +144,6 @@ class Conv(Op):
         if type(m) is not self.modules[0] or m.padding_mode != "zeros":
             raise UnsupportedOpError(f"{path}: {type(m).__name__} with padding_mode="
                                      f"{m.padding_mode!r} is not supported (use 'zeros')")
-        if m.groups != 1 and not m.in_channels == m.out_channels == m.groups:
-            raise UnsupportedOpError(
-                f"{path}: {type(m).__name__} with groups={m.groups} is not supported: grouped "
-                "convolutions permute channels only within blocks; use groups=1 or a "
-                "depthwise conv (groups = in_channels = out_channels), or send arch=")
         padding = m.padding
         if isinstance(padding, str):
             padding = same_padding(path, padding, m, dims)
@@ -141,6 +154,11 @@ class Conv(Op):
         if m.groups != 1:
             attrs["groups"] = m.groups
         tb.emit(fx_node, self.name, tb.one(fx_node), attrs, path)
+
+
+def is_depthwise(a: dict[str, Any]) -> bool:
+    """One filter per channel (``groups = in_channels = out_channels``)."""
+    return a.get("groups", 1) > 1 and a["in_channels"] == a["out_channels"] == a["groups"]
 
 
 def same_padding(path: str, padding: str, m: Any, dims: int) -> list[int]:

@@ -1,11 +1,20 @@
 """``batchnorm1d``/``batchnorm2d``/``layernorm``: per-feature affine maps of their input's
 neurons; their vectors follow the input's group and the parameter graph gives each norm its
-own node set (a pre-LN norm reads a stream written by several layers)."""
+own node set (a pre-LN norm reads a stream written by several layers).
+
+``layernorm`` with ``channels_first`` normalizes over the channel axis of a ``(C, *spatial)``
+value: ConvNeXt's ``LayerNorm(data_format="channels_first")``, written with ``mean``/``pow``/
+``sqrt``. The tracer recognises such a module by what it computes (:func:`claim_channel_norm`):
+its calls read one value and the module's ``weight``/``bias`` and, on the example input,
+give exactly the channel LayerNorm of that value. Same symmetry as any LayerNorm: its
+vectors follow the channels' group.
+"""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
@@ -105,7 +114,8 @@ class LayerNorm(_Norm):
     kind = "layernorm"
     attrs: ClassVar[dict[str, Check]] = {
         "normalized_shape": is_pos, "eps": is_num, "elementwise_affine": is_bool,
-             "bias": is_bool}
+             "bias": is_bool, "channels_first": is_bool}
+    optional: ClassVar[dict[str, Any]] = {"channels_first": False}
     modules = (nn.LayerNorm,)
     functions = (F.layer_norm,)
 
@@ -117,18 +127,32 @@ class LayerNorm(_Norm):
                 roles["bias"] = (n,)
         return roles
 
+    def check(self, node: Node) -> None:
+        a = node.attrs
+        if a.get("channels_first") and not (a["elementwise_affine"] and a["bias"]):
+            raise fail(node, "a channels_first layernorm has a weight and a bias")
+
     def shape(self, node: Node, shapes: list[Shape]) -> Shape:
         (s,) = shapes
-        if len(s) < 1 or s[-1] != node.attrs["normalized_shape"]:
-            raise fail(node, f"normalizes {node.attrs['normalized_shape']} features, "
+        first = node.attrs.get("channels_first", False)
+        if len(s) < (2 if first else 1) or s[0 if first else -1] != \
+                node.attrs["normalized_shape"]:
+            where = "channels (axis 1)" if first else "features"
+            raise fail(node, f"normalizes {node.attrs['normalized_shape']} {where}, "
                              f"got {list(s)}")
         return s
 
     def check_layout(self, nb: _Builder, node: Node, v: Value) -> None:
-        nb.feature_last(node, v)
+        if node.attrs.get("channels_first", False):
+            nb.channels(node, v)
+        else:
+            nb.feature_last(node, v)
 
     def build(self, node: Node, host: Host) -> Step:
         a = node.attrs
+        if a.get("channels_first", False):
+            return host.place(node.module_path,
+                              ChannelsFirstLayerNorm(a["normalized_shape"], a["eps"]))
         return host.place(node.module_path, nn.LayerNorm(
             a["normalized_shape"], eps=a["eps"], elementwise_affine=a["elementwise_affine"],
             bias=a["bias"]))
@@ -164,3 +188,88 @@ class LayerNorm(_Norm):
         tb.emit(fx_node, self.name, tb.one(fx_node), {
             "normalized_shape": int(shape[0]), "eps": float(a.get("eps", 1e-5)),
             "elementwise_affine": w is not None, "bias": b is not None}, path)
+
+
+class ChannelsFirstLayerNorm(nn.Module):
+    """LayerNorm over axis 1 of ``(N, C, *spatial)``, computed as ConvNeXt writes it (so a
+    rebuilt module reproduces the source's rounding)."""
+
+    def __init__(self, channels: int, eps: float) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return channel_norm(x, self.weight, self.bias, self.eps)
+
+
+def channel_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+                 eps: float) -> torch.Tensor:
+    u = x.mean(1, keepdim=True)
+    s = (x - u).pow(2).mean(1, keepdim=True)
+    x = (x - u) / torch.sqrt(s + eps)
+    shape = (-1, *[1] * (x.dim() - 2))
+    return weight.reshape(shape) * x + bias.reshape(shape)
+
+
+# --- recognising a channels_first LayerNorm written by hand -------------------------------
+
+# the calls such a module may make (anything else: not this op)
+_CHANNEL_NORM_CALLS = {"mean", "sub", "pow", "add", "sqrt", "rsqrt", "truediv", "div", "mul",
+                       "getitem", "var", "square", "reshape", "view", "unsqueeze"}
+
+
+def _call_name(n: fx.Node) -> str:
+    return str(getattr(n.target, "__name__", n.target)).strip("_")
+
+
+def claim_channel_norm(tb: TraceBuilder) -> None:
+    """Claim each call of a module whose own tensors are ``weight``/``bias`` of C channels
+    and whose calls compute the channels_first LayerNorm of one ``(N, C, *spatial)`` value
+    (checked on the example input) as one ``layernorm`` node with ``channels_first``."""
+    runs: list[tuple[str, list[fx.Node]]] = []
+    for n in tb.gm.graph.nodes:
+        stack = n.meta.get("nn_module_stack") or {}
+        path = next(reversed(stack), None) if stack else None
+        if n.op not in ("call_method", "call_function", "get_attr") or path is None:
+            continue
+        if runs and runs[-1][0] == path:
+            runs[-1][1].append(n)
+        else:
+            runs.append((path, [n]))
+    for path, nodes in runs:
+        _claim_run(tb, path, nodes)
+
+
+def _claim_run(tb: TraceBuilder, path: str, nodes: list[fx.Node]) -> None:
+    try:
+        m = tb.root.get_submodule(path)
+    except AttributeError:
+        return
+    own = dict(m.named_parameters(recurse=False))
+    if set(own) != {"weight", "bias"} or any(True for _ in m.children()):
+        return
+    if not any(n.op != "get_attr" and _call_name(n) == "mean" for n in nodes) or any(
+            n.op != "get_attr" and _call_name(n) not in _CHANNEL_NORM_CALLS for n in nodes):
+        return
+    inside = set(nodes)
+    ins = {a for n in nodes for a in n.all_input_nodes if a not in inside and tb.is_tensor(a)}
+    outs = [n for n in nodes if any(u not in inside for u in n.users)]
+    eps = getattr(m, "eps", None)
+    if len(ins) != 1 or len(outs) != 1 or not isinstance(eps, int | float):
+        return
+    (x,), (y,) = ins, outs
+    xv, yv = tb.values[x], tb.values.get(y)
+    w, b = own["weight"], own["bias"]
+    if not isinstance(yv, torch.Tensor) or xv.dim() < 3 or w.shape != (xv.shape[1],) or \
+            b.shape != w.shape or yv.shape != xv.shape:
+        return
+    with torch.no_grad():
+        want = channel_norm(xv, w, b, float(eps))
+    if (want - yv).abs().max() > 1e-5 * yv.abs().max().clamp_min(1.0):
+        return  # computes something else: the op-by-op walk names what it cannot read
+    attrs = {"normalized_shape": int(w.shape[0]), "eps": float(eps),
+             "elementwise_affine": True, "bias": True, "channels_first": True}
+    tb.claim(inside, y, "layernorm", x, attrs,
+             {"weight": f"{path}.weight", "bias": f"{path}.bias"}, path)

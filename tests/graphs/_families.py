@@ -4,7 +4,8 @@ Each module class follows its reference code closely: the SIREN paper's ``explor
 notebook, Karpathy's nanoGPT ``model.py``, timm's ``vision_transformer.py``, torchvision's
 MobileNetV2 ``InvertedResidual`` and ``SqueezeExcitation`` and DenseNet ``_DenseLayer``/
 ``_DenseBlock``, the official ConvNeXt ``Block``/``LayerNorm``, torch's own
-``nn.TransformerEncoder`` and Hugging Face's ``BertSelfAttention`` (separate q/k/v).
+``nn.TransformerEncoder``, Hugging Face's ``BertSelfAttention`` (separate q/k/v) and
+torchvision's ResNeXt ``Bottleneck`` (grouped 3×3 conv).
 ``build(name, seed)`` gives (module in eval mode, example input).
 """
 
@@ -506,17 +507,32 @@ class DenseNet(nn.Module):
 
 
 class ConvNeXtLayerNorm(nn.Module):
-    """ConvNeXt's LayerNorm, channels_last (the block's form)."""
+    r"""LayerNorm that supports two data formats: channels_last (default) or channels_first.
+    The ordering of the dimensions in the inputs. channels_last corresponds to inputs with
+    shape (batch_size, height, width, channels) while channels_first corresponds to inputs
+    with shape (batch_size, channels, height, width)."""
 
-    def __init__(self, normalized_shape: int, eps: float = 1e-6) -> None:
+    def __init__(self, normalized_shape: int, eps: float = 1e-6,
+                 data_format: str = "channels_last") -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.ones(normalized_shape))
         self.bias = nn.Parameter(torch.zeros(normalized_shape))
         self.eps = eps
+        self.data_format = data_format
+        if self.data_format not in ["channels_last", "channels_first"]:
+            raise NotImplementedError
         self.normalized_shape = (normalized_shape,)
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+        if self.data_format == "channels_last":
+            return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+        elif self.data_format == "channels_first":
+            u = x.mean(1, keepdim=True)
+            s = (x - u).pow(2).mean(1, keepdim=True)
+            x = (x - u) / torch.sqrt(s + self.eps)
+            x = self.weight[:, None, None] * x + self.bias[:, None, None]
+            return x
+        raise NotImplementedError
 
 
 class ConvNeXtBlock(nn.Module):
@@ -561,6 +577,132 @@ class ConvNeXt(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         x = self.stages(self.stem(x))
         return self.head(self.norm(x.mean([-2, -1])))
+
+
+# --- ResNeXt (torchvision models/resnet.py Bottleneck, groups > 1) ------------------------
+
+
+def conv3x3(in_planes: int, out_planes: int, stride: int = 1, groups: int = 1,
+            dilation: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(in_planes, out_planes, kernel_size=3, stride=stride, padding=dilation,
+                     groups=groups, bias=False, dilation=dilation)
+
+
+def conv1x1(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(in_planes, out_planes, kernel_size=1, stride=stride, bias=False)
+
+
+class Bottleneck(nn.Module):
+    expansion: int = 4
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1,
+                 downsample: nn.Module | None = None, groups: int = 1, base_width: int = 64,
+                 dilation: int = 1) -> None:
+        super().__init__()
+        width = int(planes * (base_width / 64.0)) * groups
+        self.conv1 = conv1x1(inplanes, width)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.conv2 = conv3x3(width, width, stride, groups, dilation)
+        self.bn2 = nn.BatchNorm2d(width)
+        self.conv3 = conv1x1(width, planes * self.expansion)
+        self.bn3 = nn.BatchNorm2d(planes * self.expansion)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+        self.stride = stride
+
+    def forward(self, x: Tensor) -> Tensor:
+        identity = x
+        out = self.conv1(x)
+        out = self.bn1(out)
+        out = self.relu(out)
+        out = self.conv2(out)
+        out = self.bn2(out)
+        out = self.relu(out)
+        out = self.conv3(out)
+        out = self.bn3(out)
+        if self.downsample is not None:
+            identity = self.downsample(x)
+        out += identity
+        out = self.relu(out)
+        return out
+
+
+class ResNeXt(nn.Module):
+    """Stem, two ResNeXt bottlenecks (4 groups of 2 channels), pooling, classifier."""
+
+    def __init__(self, groups: int = 4, width_per_group: int = 32, classes: int = 5) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 8, kernel_size=3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(8)
+        self.relu = nn.ReLU(inplace=True)
+        down = nn.Sequential(conv1x1(8, 16), nn.BatchNorm2d(16))
+        self.layer1 = nn.Sequential(
+            Bottleneck(8, 4, downsample=down, groups=groups, base_width=width_per_group),
+            Bottleneck(16, 4, groups=groups, base_width=width_per_group))
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(16, classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.relu(self.bn1(self.conv1(x)))
+        x = self.layer1(x)
+        x = torch.flatten(self.avgpool(x), 1)
+        return self.fc(x)
+
+
+class GroupedConvNet(nn.Module):
+    """``groups=2`` with 8 -> 16 channels, then a 1×1 conv of as many groups (its block
+    order is the first one's) and a dense head."""
+
+    def __init__(self, classes: int = 4) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.conv1 = nn.Conv2d(8, 16, 3, padding=1, groups=2)
+        self.conv2 = nn.Conv2d(16, 16, 1, groups=2)
+        self.bn = nn.BatchNorm2d(16)
+        self.fc = nn.Linear(16, classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = F.relu(self.conv1(F.relu(self.stem(x))))
+        x = F.relu(self.bn(self.conv2(x)))
+        return self.fc(x.mean((2, 3)))
+
+
+class ConvNeXtStages(nn.Module):
+    """The reference ``ConvNeXt`` (two stages): a stem and a downsampling layer with
+    channels_first LayerNorms, stages of blocks, ``norm(x.mean([-2, -1]))``, head."""
+
+    def __init__(self, in_chans: int = 3, num_classes: int = 5,
+                 depths: tuple[int, ...] = (1, 1), dims: tuple[int, ...] = (6, 12),
+                 layer_scale_init_value: float = 0.5) -> None:
+        super().__init__()
+        self.downsample_layers = nn.ModuleList()
+        stem = nn.Sequential(
+            nn.Conv2d(in_chans, dims[0], kernel_size=2, stride=2),
+            ConvNeXtLayerNorm(dims[0], eps=1e-6, data_format="channels_first"))
+        self.downsample_layers.append(stem)
+        for i in range(len(dims) - 1):
+            downsample_layer = nn.Sequential(
+                ConvNeXtLayerNorm(dims[i], eps=1e-6, data_format="channels_first"),
+                nn.Conv2d(dims[i], dims[i + 1], kernel_size=2, stride=2))
+            self.downsample_layers.append(downsample_layer)
+        self.stages = nn.ModuleList()
+        for i in range(len(dims)):
+            stage = nn.Sequential(*[ConvNeXtBlock(
+                dim=dims[i], layer_scale_init_value=layer_scale_init_value)
+                for _ in range(depths[i])])
+            self.stages.append(stage)
+        self.norm = nn.LayerNorm(dims[-1], eps=1e-6)
+        self.head = nn.Linear(dims[-1], num_classes)
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        for i in range(len(self.stages)):
+            x = self.downsample_layers[i](x)
+            x = self.stages[i](x)
+        return self.norm(x.mean([-2, -1]))
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.forward_features(x)
+        return self.head(x)
 
 
 # --- torch nn.TransformerEncoder ------------------------------------------------------------
@@ -650,7 +792,8 @@ class Bert(nn.Module):
 # --- the table ------------------------------------------------------------------------------
 
 FAMILY_NAMES = ("siren", "nanogpt", "nanogpt_slow", "vit", "vit_softmax", "mobilenet_v2",
-                "densenet", "convnext", "transformer_encoder", "bert")
+                "densenet", "convnext", "transformer_encoder", "bert", "resnext",
+                "grouped_conv", "convnext_stages")
 
 
 def build(name: str, seed: int) -> tuple[nn.Module, Tensor]:
@@ -675,6 +818,15 @@ def build(name: str, seed: int) -> tuple[nn.Module, Tensor]:
     elif name == "convnext":
         model = ConvNeXt()
         x = torch.randn(2, 3, 8, 8, generator=g)
+    elif name == "resnext":
+        model = ResNeXt()
+        x = torch.randn(2, 3, 8, 8, generator=g)
+    elif name == "grouped_conv":
+        model = GroupedConvNet()
+        x = torch.randn(2, 3, 8, 8, generator=g)
+    elif name == "convnext_stages":
+        model = ConvNeXtStages()
+        x = torch.randn(2, 3, 8, 8, generator=g)
     elif name == "bert":
         model = Bert()
         x = torch.randn(2, 5, 3, generator=g)
@@ -695,6 +847,9 @@ def _randomize(model: nn.Module, g: torch.Generator) -> None:
             if isinstance(m, nn.BatchNorm2d):
                 m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
                 m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+        for m in model.modules():
+            if isinstance(m, ConvNeXtLayerNorm) and m.data_format == "channels_first":
+                m.weight.copy_(torch.randn(m.weight.shape, generator=g) * 0.3 + 1.0)
         for name, p in model.named_parameters():
             if name.endswith(("norm.weight", "norm1.weight", "norm2.weight", "ln_1.weight",
                               "ln_2.weight", "ln_f.weight", "gamma", "cls_token")) or \

@@ -148,7 +148,7 @@ class _Cumsum(nn.Module):
     ("module", "message"),
     [
         (nn.Sequential(nn.Linear(4, 4), nn.Softplus()), "Softplus"),
-        (nn.Sequential(nn.Conv2d(4, 4, 3, groups=2)), "groups=2"),
+        (nn.Sequential(nn.Conv2d(4, 4, 3, padding=1, padding_mode="reflect")), "reflect"),
         (nn.Sequential(nn.Linear(4, 4), _Cumsum()), r"^1 \(call_function cumsum\)"),
         (nn.Sequential(nn.Linear(4, 4), nn.Unflatten(1, (2, 2))), "Unflatten"),
     ],

@@ -246,8 +246,8 @@ def test_bert_separate_projections_are_one_attention_op() -> None:
 @pytest.mark.parametrize(
     ("module", "message"),
     [
-        (nn.Sequential(nn.Conv2d(4, 4, 3, groups=2)),
-         r"^0: Conv2d with groups=2 .*depthwise.*arch="),
+        (nn.Sequential(nn.Conv2d(4, 4, 3, padding=1, padding_mode="circular")),
+         r"^0: Conv2d with padding_mode='circular' .*'zeros'"),
         (nn.Sequential(nn.Linear(4, 4), nn.PReLU()), r"^1: module type PReLU .*arch="),
     ],
 )
@@ -271,3 +271,43 @@ def test_activation_matching_reads_features_where_the_neuron_map_puts_them(name:
     aligned = result.apply(b)
     for k, t in a.tensors.items():
         torch.testing.assert_close(aligned.tensors[k], t, msg=k)
+
+
+def test_convnext_channels_first_layernorm_is_the_layernorm_op() -> None:
+    """The reference ConvNeXt ``LayerNorm(data_format="channels_first")`` (mean/pow/sqrt)
+    traces as one ``layernorm`` over the channels, its vectors in the channels' group."""
+    _, _, ckpt = _family("convnext_stages")
+    arch = ckpt.architecture
+    first = [n for n in arch.nodes if n.op == "layernorm" and n.attrs.get("channels_first")]
+    assert [n.name for n in first] == ["downsample_layers.0.1", "downsample_layers.1.0"]
+    assert first[0].params == {"weight": "downsample_layers.0.1.weight",
+                               "bias": "downsample_layers.0.1.bias"}
+    stem = _axes(ckpt, "downsample_layers.0.0.weight")[0]
+    assert _axes(ckpt, "downsample_layers.0.1.weight") == (stem,)
+    assert _axes(ckpt, "stages.0.0.dwconv.weight")[0] == stem
+    assert _axes(ckpt, "downsample_layers.1.0.bias") == (stem,)
+    assert _axes(ckpt, "downsample_layers.1.1.weight")[1] == stem
+    # old graphs keep their bytes: a channels-last layernorm writes no new attribute
+    assert "channels_first" not in arch.node("stages.0.0.norm").attrs
+
+
+class _NotChannelNorm(nn.Module):
+    """weight/bias and mean/pow/sqrt, but over the spatial axis: not a channel LayerNorm."""
+
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(c))
+        self.bias = nn.Parameter(torch.zeros(c))
+        self.eps = 1e-6
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        u = x.mean(2, keepdim=True)
+        s = (x - u).pow(2).mean(2, keepdim=True)
+        x = (x - u) / torch.sqrt(s + self.eps)
+        return self.weight[:, None, None] * x + self.bias[:, None, None]
+
+
+def test_a_norm_over_another_axis_is_not_read_as_a_channel_layernorm() -> None:
+    model = nn.Sequential(nn.Conv2d(3, 4, 1), _NotChannelNorm(4))
+    with pytest.raises(graphs.GraphsError):
+        graphs.describe(model, torch.randn(2, 3, 5, 5))
