@@ -70,6 +70,13 @@ class OpGraphModule(nn.Module):
         parent.register_parameter(leaf, param)
         return lambda: param
 
+    def buffer(self, name: str, shape: tuple[int, ...]) -> Step:
+        parent, leaf = self._parent(name)
+        if leaf in parent._modules or hasattr(parent, leaf):
+            raise ArchitectureError(f"tensor name {name!r} is used twice")
+        parent.register_buffer(leaf, torch.zeros(shape))
+        return lambda: getattr(parent, leaf)
+
     def _parent(self, path: str) -> tuple[nn.Module, str]:
         parent: nn.Module = self
         *parents, leaf = path.split(".")

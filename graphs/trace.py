@@ -88,6 +88,7 @@ class _Proxy(fx.Proxy):
 
 def describe(module: nn.Module, example_input: torch.Tensor) -> Architecture:
     """Trace ``module`` on ``example_input`` (batched) and return its validated op graph."""
+    _one_input(module)
     was_training = module.training
     module.eval()
     try:
@@ -111,6 +112,23 @@ def describe(module: nn.Module, example_input: torch.Tensor) -> Architecture:
     arch.check_tensors(module.state_dict())
     neuron_map(arch)  # a layout the symmetry rules refuse is an error now, not at first use
     return arch
+
+
+def _one_input(module: nn.Module) -> None:
+    """An op graph has one input: a second required ``forward`` argument (a per-batch
+    attention or padding mask, typically) is refused up front, saying what to do."""
+    try:
+        params = list(inspect.signature(module.forward).parameters.values())
+    except (TypeError, ValueError):
+        return
+    required = [p.name for p in params[1:] if p.default is inspect.Parameter.empty
+                and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    if required:
+        raise UnsupportedOpError(
+            f"forward takes more than one input ({', '.join(required)}): the op graph has "
+            "one input, so a mask passed per batch (key padding) cannot be part of the "
+            "architecture; register a fixed mask as a buffer (register_buffer), give the "
+            "argument a default of None to describe the network without it, or send arch=")
 
 
 def _defaults(module: nn.Module) -> dict[str, Any]:

@@ -7,6 +7,17 @@ q/k/v ``Linear``s, heads split by ``view``/``reshape`` + ``transpose``/``permute
 output ``Linear``. The tracer recognises such a subgraph, checks numerically on the example
 input that it computes exactly this, and emits one node whose tensors keep the user's names.
 
+Masks: a causal one (``is_causal=True``, or a constant lower-triangular mask) is the
+``causal`` flag. Any other mask must be a constant of the model, a buffer stored with the
+checkpoint like other buffers: the node names it (param ``mask``, shape ``mask_shape``) and
+says how it is read (``mask``): ``keep`` (attend where it is non-zero: a boolean
+``attn_mask``, ``masked_fill(mask == 0, -inf)``), ``drop`` (attend where it is zero:
+``masked_fill(mask, -inf)``) or ``add`` (added to the scores: a float ``attn_mask``,
+``scores + mask``). Its leading dims are 1 and its last two are sliced to the sequence
+length (nanoGPT's ``bias[:, :, :T, :T]``). One mask for every head and sample leaves the
+symmetry unchanged. A mask computed from the input or passed to ``forward`` (key padding
+per batch) is refused: the op graph has one input.
+
 Symmetry (H heads of d dims, E = H·d): the head order is one permutation shared by q, k, v
 and the output projection's columns; within a head, one permutation of the d dims acts on
 q and k rows together (``q·k`` is unchanged), another on v rows and the output columns.
@@ -37,6 +48,7 @@ from graphs.ops.base import (
     is_bool,
     is_pos,
     is_prob,
+    one_of,
 )
 
 if TYPE_CHECKING:
@@ -45,6 +57,11 @@ if TYPE_CHECKING:
     from graphs.trace import _Builder as TraceBuilder
 
 PARTS = ("q", "k", "v")
+MASK_KINDS = ("keep", "drop", "add")  # how a stored mask is read (see the module docstring)
+
+
+def ints_list_pos(v: Any) -> bool:
+    return isinstance(v, list) and all(is_pos(x) for x in v)
 
 
 @dataclass(frozen=True)
@@ -79,6 +96,8 @@ class _Attention(Op):
     def neurons(self, nb: _Builder, node: Node, ins: list[Value]) -> Value:
         (v,) = ins
         nb.feature_last(node, v)
+        if "mask" in node.params:  # a constant: no neuron axis
+            nb.tensor(node.params["mask"], (None,) * len(node.attrs["mask_shape"]))
         e, h, n = node.attrs["embed_dim"], node.attrs["num_heads"], node.name
         heads = nb.group(f"{n}:heads", h, n)
         groups = {"q": nb.group(f"{n}:qk", e, n), "v": nb.group(f"{n}:vo", e, n)}
@@ -194,8 +213,9 @@ class Attention(_Attention):
     attrs: ClassVar[dict[str, Check]] = {
         "embed_dim": is_pos, "num_heads": is_pos, "packed": is_bool, "bias": is_bool,
         "out_bias": is_bool, "causal": is_bool,
-        "ignored": lambda v: isinstance(v, list) and all(isinstance(s, str) for s in v)}
-    optional: ClassVar[dict[str, Any]] = {"ignored": []}
+        "ignored": lambda v: isinstance(v, list) and all(isinstance(s, str) for s in v),
+        "mask": one_of(*MASK_KINDS), "mask_shape": ints_list_pos}
+    optional: ClassVar[dict[str, Any]] = {"ignored": [], "mask": None, "mask_shape": None}
 
     def roles(self, a: dict[str, Any]) -> dict[str, tuple[int, ...]]:
         e = a["embed_dim"]
@@ -210,10 +230,23 @@ class Attention(_Attention):
         roles["out_weight"] = (e, e)
         if a["out_bias"]:
             roles["out_bias"] = (e,)
+        if a.get("mask"):
+            roles["mask"] = tuple(a["mask_shape"])
         return roles
 
     def check(self, node: Node) -> None:
+        a = node.attrs
+        if ("mask" in a) != ("mask_shape" in a):
+            raise fail(node, "'mask' and 'mask_shape' go together")
+        if "mask" in a:
+            if len(a["mask_shape"]) < 2 or any(d != 1 for d in a["mask_shape"][:-2]):
+                raise fail(node, "mask_shape must be (1, ..., T, T): one mask for every head "
+                                 "and sample")
+            if a["causal"]:
+                raise fail(node, "a causal attention takes no mask tensor")
         for role, name in node.params.items():
+            if role == "mask":
+                continue
             if not name.endswith("." + role.rsplit("_", 1)[1]):
                 raise fail(node, f"param {role!r} must name a Linear's "
                                  f"'.{role.rsplit('_', 1)[1]}', got {name!r}")
@@ -246,15 +279,36 @@ class Attention(_Attention):
         else:
             ms = [linear(x, e) for x in PARTS]
             project = lambda x: [m(x) for m in ms]  # noqa: E731
+        if a.get("mask"):
+            stored, kind = host.buffer(p["mask"], tuple(a["mask_shape"])), a["mask"]
+            return lambda x: proj(attend(project(x), h, False,
+                                         attn_mask(kind, stored(), x.shape[1])))
         return lambda x: proj(attend(project(x), h, a["causal"]))
 
 
-def attend(qkv: Any, heads: int, causal: bool) -> torch.Tensor:
+def attn_mask(kind: str, stored: torch.Tensor, t: int) -> torch.Tensor:
+    """The ``attn_mask`` of ``F.scaled_dot_product_attention`` for ``t`` tokens from a
+    stored mask: its last two dims sliced to ``t``; boolean (attend where True) or additive."""
+    m = stored.reshape(stored.shape[-2:])
+    if m.shape[0] < t or m.shape[1] < t:
+        raise ValueError(f"attention mask of {list(m.shape)} is smaller than {t} tokens")
+    m = m[:t, :t]
+    if kind == "keep":
+        return m != 0
+    if kind == "drop":
+        return m == 0
+    return m.float()
+
+
+def attend(qkv: Any, heads: int, causal: bool, mask: torch.Tensor | None = None
+           ) -> torch.Tensor:
     """Scaled dot-product attention of (B, T, E) projections split into ``heads`` heads."""
     q, k, v = qkv
     b, t, e = q.shape
     q, k, v = (x.view(b, t, heads, e // heads).transpose(1, 2) for x in (q, k, v))
-    y = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+    if mask is not None and mask.is_floating_point():
+        mask = mask.to(q.dtype)
+    y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)
     return y.transpose(1, 2).reshape(b, t, e)
 
 
@@ -272,6 +326,9 @@ class _Match:
     def __init__(self, tb: TraceBuilder) -> None:
         self.tb, self.nodes = tb, set()
         self.buffers: list[str] = []  # mask buffers the matched subgraph reads
+        # masks met on the way: (form, constant operand, fill value); form is "sdpa"
+        # (an attn_mask), "fill" (masked_fill's condition) or "add" (added to the scores)
+        self.masks: list[tuple[str, fx.Node, float | None]] = []
 
     def is_module(self, n: Any, cls: type | tuple[type, ...]) -> bool:
         return isinstance(n, fx.Node) and n.op == "call_module" and isinstance(
@@ -339,25 +396,46 @@ def _is_softmax(n: fx.Node) -> bool:
         n.op == "call_method" and n.target == "softmax")
 
 
+_INPUT_MASK = ("the attention mask depends on the input or a forward argument (per-batch "
+               "key padding); the op graph has one input, so only a mask that is a constant "
+               "of the model is supported: register it as a buffer (register_buffer) and use "
+               "that, drop the mask argument (attend to every token), or send arch=")
+
+
 def _core(m: _Match, n: fx.Node) -> tuple[list[Any], bool, fx.Node] | None:
-    """(q, k, v) operands, causal flag and output of an attention core at ``n``, if any."""
+    """(q, k, v) operands, causal flag and output of an attention core at ``n``, if any;
+    the masks it applies are collected in ``m.masks``."""
     tb = m.tb
     if n.op == "call_function" and n.target is F.scaled_dot_product_attention:
         names = ("query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale")
         bound = dict(zip(names, n.args, strict=False)) | dict(n.kwargs)
-        if bound.get("attn_mask") is not None or bound.get("scale") is not None:
+        if bound.get("scale") is not None:
             return None
+        mask = bound.get("attn_mask")
+        if mask is not None:
+            if not m.constant(mask):
+                raise UnsupportedOpError(f"{tb.where(n)}: {_INPUT_MASK}")
+            m.masks.append(("sdpa", mask, None))
         return [bound["query"], bound["key"], bound["value"]], bool(bound.get("is_causal")), n
     if not _is_softmax(n):
         return None
-    scores, masked = n.args[0], False
+    scores = n.args[0]
     while isinstance(scores, fx.Node) and not (scores.op == "call_function" and
                                                scores.target in _MATMUL):
         m.nodes.add(scores)
-        if str(scores.target) in ("masked_fill", "masked_fill_"):  # a constant causal mask
+        name = str(getattr(scores.target, "__name__", scores.target))
+        if name in ("masked_fill", "masked_fill_"):
             if not m.constant(scores.args[1]):
-                return None
-            masked = True
+                raise UnsupportedOpError(f"{tb.where(scores)}: {_INPUT_MASK}")
+            m.masks.append(("fill", scores.args[1], tb.const(scores.args[2])))
+        elif name in ("add", "iadd") and all(tb.is_tensor(a) for a in scores.args[:2]):
+            first, second = scores.args[:2]
+            const = [a for a in (first, second) if m.constant(a)]
+            if len(const) != 1:
+                return None  # two terms of the input (or none): not a mask
+            m.masks.append(("add", const[0], None))
+            scores = second if const[0] is first else first
+            continue
         scores = next((a for a in scores.args if tb.is_tensor(a)), None)
     if scores is None or len(m.tensor_users(n)) != 1:
         return None
@@ -368,7 +446,7 @@ def _core(m: _Match, n: fx.Node) -> tuple[list[Any], bool, fx.Node] | None:
         (nxt,) = users
         m.nodes.add(out)
         if nxt.op == "call_function" and nxt.target in _MATMUL and nxt.args[0] is out:
-            return [q, kt, nxt.args[1]], masked, nxt
+            return [q, kt, nxt.args[1]], False, nxt
         if not (m.is_module(nxt, nn.Dropout) or (nxt.op == "call_function" and
                                                  nxt.target is F.dropout)):
             return None
@@ -392,9 +470,61 @@ def claim_attention(tb: TraceBuilder) -> None:
         _emit(tb, m, ends, proj, causal, tb.shape(q))  # type: ignore[arg-type]
 
 
+def _read_mask(tb: TraceBuilder, m: _Match, where: str, t: int
+               ) -> tuple[bool, dict[str, Any], str | None]:
+    """What the matched masks amount to: (causal, mask attrs, the mask buffer's name).
+
+    The example's mask values decide: a lower-triangular keep pattern is ``causal`` (the
+    buffer is not needed); otherwise the one buffer the mask reads must give, sliced to
+    ``t`` tokens, exactly the mask the source applied (as ``keep``, ``drop`` or ``add``).
+    """
+    if not m.masks:
+        return False, {}, None
+    if len(m.masks) > 1:
+        raise UnsupportedOpError(f"{where}: attention with {len(m.masks)} masks; combine "
+                                 "them into one buffer, or send arch=")
+    ((form, arg, fill),) = m.masks
+    value = tb.values.get(arg)
+    if not isinstance(value, torch.Tensor) or value.numel() != t * t:
+        raise UnsupportedOpError(f"{where}: the attention mask must be one ({t}, {t}) mask "
+                                 "for every head and sample (leading dims 1)")
+    value = value.reshape(t, t)
+    additive = form == "add" or (form == "sdpa" and value.is_floating_point())
+    if form == "fill" and (fill is None or fill > -1e4):
+        raise UnsupportedOpError(f"{where}: masked_fill of the scores with {fill!r} is not a "
+                                 "mask (fill with float('-inf'))")
+    keep = None if additive else (~value.bool() if form == "fill" else value.bool())
+    tril = torch.ones(t, t, dtype=torch.bool).tril()
+    if keep is not None and torch.equal(keep, tril):
+        return True, {}, None  # causal: the op knows it, the buffer is not needed
+    buffers = sorted(set(m.buffers))
+    if len(buffers) != 1:
+        raise UnsupportedOpError(
+            f"{where}: a non-causal attention mask must be read from one buffer of the "
+            f"model (register_buffer), found {len(buffers)}; or send arch=")
+    (name,) = buffers
+    stored = tb.root.get_buffer(name)
+    if stored.dim() < 2 or any(d != 1 for d in stored.shape[:-2]) or \
+            stored.shape[-1] < t or stored.shape[-2] < t:
+        raise UnsupportedOpError(f"{where}: mask buffer {name!r} of shape "
+                                 f"{list(stored.shape)} is not one (T, T) mask for every "
+                                 "head and sample")
+    for kind in MASK_KINDS:
+        want = attn_mask(kind, stored, t)
+        got = value.to(want.dtype) if additive else keep
+        if (kind == "add") == additive and torch.equal(want, got):
+            return False, {"mask": kind, "mask_shape": list(stored.shape)}, name
+    raise UnsupportedOpError(
+        f"{where}: the attention mask is computed from buffer {name!r} in a way not "
+        "recognised; use the buffer itself (boolean attend-mask or additive float mask, "
+        "sliced [:T, :T]) or mask.masked_fill(buffer == 0, float('-inf')), or send arch=")
+
+
 def _emit(tb: TraceBuilder, m: _Match, ends: list[fx.Node], proj: fx.Node, causal: bool,
           q_shape: tuple[int, ...]) -> None:
     where = tb.where(proj)
+    masked_causal, mask_attrs, mask_name = _read_mask(tb, m, where, q_shape[2])
+    causal = causal or masked_causal
     packed = ends[0] is ends[1] is ends[2]
     if not packed and len(set(ends)) != 3:
         raise UnsupportedOpError(f"{where}: attention whose q, k, v come from two Linears")
@@ -424,9 +554,13 @@ def _emit(tb: TraceBuilder, m: _Match, ends: list[fx.Node], proj: fx.Node, causa
     attrs: dict[str, Any] = {"embed_dim": e, "num_heads": heads, "packed": packed,
                              "bias": biased.pop(), "out_bias": out_m.bias is not None,
                              "causal": causal}
-    if m.buffers:  # the source's mask buffers: not needed, the op knows it is causal
+    if mask_name is not None:  # a constant of the model, stored under its own name
+        attrs |= mask_attrs
+        params["mask"] = mask_name
+    elif m.buffers:  # the source's mask buffers: not needed, the op knows it is causal
         attrs["ignored"] = sorted(set(m.buffers))
-    _verify(tb, where, x, proj, mods, attrs)  # a masked softmax: the mask must be causal
+    _verify(tb, where, x, proj, mods, attrs, tb.root.get_buffer(mask_name)
+            if mask_name is not None else None)
     for n in m.nodes | set(ends):
         outside = [u for u in m.tensor_users(n) if u not in m.nodes and u not in ends
                    and u is not proj]
@@ -438,18 +572,20 @@ def _emit(tb: TraceBuilder, m: _Match, ends: list[fx.Node], proj: fx.Node, causa
 
 @torch.no_grad()
 def _verify(tb: TraceBuilder, where: str, x: fx.Node, proj: fx.Node, mods: list[nn.Module],
-            attrs: dict[str, Any]) -> None:
+            attrs: dict[str, Any], stored: torch.Tensor | None = None) -> None:
     """The recognised structure must compute what the module computed on the example."""
     xv, want = tb.values[x], tb.values[proj]
     e = attrs["embed_dim"]
     qkv = mods[0](xv).split(e, dim=-1) if attrs["packed"] else [m(xv) for m in mods[:3]]
-    got = mods[-1](attend(qkv, attrs["num_heads"], attrs["causal"]))
+    extra = None if stored is None else attn_mask(attrs["mask"], stored, xv.shape[1])
+    got = mods[-1](attend(qkv, attrs["num_heads"], attrs["causal"], extra))
     scale = want.abs().max().clamp_min(1.0)
-    mask = " with a causal mask" if attrs["causal"] else ""
+    mask = " with a causal mask" if attrs["causal"] else \
+        f" with its {attrs['mask']} mask" if stored is not None else ""
     if got.shape != want.shape or (got - want).abs().max() > 1e-4 * scale:
         raise UnsupportedOpError(
             f"{where}: looks like attention but does not compute softmax(q·kᵀ/√d)·v over "
             f"{attrs['num_heads']} heads of (B, T, H, d) layout{mask}; write it that way "
-            "(masks other than causal are not supported) or send arch=")
+            "or send arch=")
 
 

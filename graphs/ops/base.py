@@ -52,6 +52,11 @@ class Host(Protocol):
         """Register a learned tensor under its state-dict ``name``; a step returning it."""
         ...
 
+    def buffer(self, name: str, shape: tuple[int, ...]) -> Step:
+        """Register a constant tensor (a mask) under its state-dict ``name``; a step
+        returning it."""
+        ...
+
 
 @dataclass(frozen=True)
 class InputSpec:

@@ -579,6 +579,65 @@ class ConvNeXt(nn.Module):
         return self.head(self.norm(x.mean([-2, -1])))
 
 
+# --- attention with a fixed non-causal mask (a local window), both ways of writing it ------
+
+
+class LocalSelfAttention(nn.Module):
+    """nanoGPT's attention with a sliding-window mask instead of the causal one: each token
+    attends to tokens at most ``window`` away, on both sides; the mask is a buffer."""
+
+    def __init__(self, n_embd: int, n_head: int, block_size: int, window: int,
+                 flash: bool) -> None:
+        super().__init__()
+        self.c_attn = nn.Linear(n_embd, 3 * n_embd)
+        self.c_proj = nn.Linear(n_embd, n_embd)
+        self.n_head, self.n_embd, self.flash = n_head, n_embd, flash
+        i = torch.arange(block_size)
+        band = (i[:, None] - i[None, :]).abs() <= window
+        if flash:  # a boolean attend-mask for F.scaled_dot_product_attention
+            self.register_buffer("local_mask", band.view(1, 1, block_size, block_size))
+        else:  # 1 = attend, as nanoGPT's tril buffer
+            self.register_buffer("bias", band.float().view(1, 1, block_size, block_size))
+
+    def forward(self, x: Tensor) -> Tensor:
+        B, T, C = x.size()
+        q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
+        k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+        q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+        v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+        if self.flash:
+            y = F.scaled_dot_product_attention(q, k, v,
+                                               attn_mask=self.local_mask[:, :, :T, :T])
+        else:
+            att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))
+            att = att.masked_fill(self.bias[:, :, :T, :T] == 0, float("-inf"))
+            att = F.softmax(att, dim=-1)
+            y = att @ v
+        y = y.transpose(1, 2).contiguous().view(B, T, C)
+        return self.c_proj(y)
+
+
+class LocalTransformer(nn.Module):
+    def __init__(self, d_in: int = 3, n_embd: int = 8, n_head: int = 2, layers: int = 2,
+                 block_size: int = 9, window: int = 1, classes: int = 4,
+                 flash: bool = True) -> None:
+        super().__init__()
+        self.embed = nn.Linear(d_in, n_embd)
+        self.ln = nn.ModuleList(nn.LayerNorm(n_embd) for _ in range(layers))
+        self.attn = nn.ModuleList(LocalSelfAttention(n_embd, n_head, block_size, window, flash)
+                                  for _ in range(layers))
+        self.mlp = nn.ModuleList(nn.Sequential(nn.Linear(n_embd, 12), nn.GELU(),
+                                               nn.Linear(12, n_embd)) for _ in range(layers))
+        self.head = nn.Linear(n_embd, classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.embed(x)
+        for ln, attn, mlp in zip(self.ln, self.attn, self.mlp, strict=True):
+            h = h + attn(ln(h))
+            h = h + mlp(h)
+        return self.head(h)
+
+
 # --- ResNeXt (torchvision models/resnet.py Bottleneck, groups > 1) ------------------------
 
 
@@ -793,7 +852,7 @@ class Bert(nn.Module):
 
 FAMILY_NAMES = ("siren", "nanogpt", "nanogpt_slow", "vit", "vit_softmax", "mobilenet_v2",
                 "densenet", "convnext", "transformer_encoder", "bert", "resnext",
-                "grouped_conv", "convnext_stages")
+                "grouped_conv", "convnext_stages", "local_attention", "local_attention_slow")
 
 
 def build(name: str, seed: int) -> tuple[nn.Module, Tensor]:
@@ -827,6 +886,9 @@ def build(name: str, seed: int) -> tuple[nn.Module, Tensor]:
     elif name == "convnext_stages":
         model = ConvNeXtStages()
         x = torch.randn(2, 3, 8, 8, generator=g)
+    elif name in ("local_attention", "local_attention_slow"):
+        model = LocalTransformer(flash=name == "local_attention")
+        x = torch.randn(2, 6, 3, generator=g)
     elif name == "bert":
         model = Bert()
         x = torch.randn(2, 5, 3, generator=g)

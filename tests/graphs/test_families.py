@@ -5,10 +5,12 @@ parameter-graph round trip, and the symmetry the neuron map derives for the styl
 from __future__ import annotations
 
 import functools
+import math
 from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 from _families import FAMILY_NAMES, build
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -311,3 +313,99 @@ def test_a_norm_over_another_axis_is_not_read_as_a_channel_layernorm() -> None:
     model = nn.Sequential(nn.Conv2d(3, 4, 1), _NotChannelNorm(4))
     with pytest.raises(graphs.GraphsError):
         graphs.describe(model, torch.randn(2, 3, 5, 5))
+
+
+# --- attention masks that are constants of the model -------------------------------------
+
+
+def test_a_fixed_local_window_mask_is_stored_with_the_checkpoint(tmp_path: Path) -> None:
+    """A non-causal mask buffer (``attn_mask=`` of SDPA, or ``masked_fill(bias == 0, -inf)``)
+    is named by the attention node and saved with the tensors; it is not a neuron axis."""
+    model, x, ckpt = _family("local_attention")
+    (attn, _) = [n for n in ckpt.architecture.nodes if n.op == "attention"]
+    assert attn.params["mask"] == "attn.0.local_mask"
+    assert (attn.attrs["mask"], attn.attrs["mask_shape"], attn.attrs["causal"]) == (
+        "keep", [1, 1, 9, 9], False)
+    assert _axes(ckpt, "attn.0.local_mask") == (None, None, None, None)
+    graphs.save(model, tmp_path / "local.safetensors", x)
+    loaded = graphs.load(tmp_path / "local.safetensors")
+    assert loaded.tensors["attn.0.local_mask"].dtype == torch.bool
+    slow = _family("local_attention_slow")[2].architecture
+    (slow_attn, _) = [n for n in slow.nodes if n.op == "attention"]
+    assert slow_attn.params["mask"] == "attn.0.bias" and slow_attn.attrs["mask"] == "keep"
+    # the rebuilt module slices the stored mask to any length up to the buffer's
+    longer = torch.randn(2, 9, 3, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(_run(ckpt, longer), _expected(model, longer), atol=1e-6,
+                               rtol=1e-5)
+
+
+class _MaskedAttention(nn.Module):
+    """One attention written with a fixed mask buffer in one of several ways."""
+
+    def __init__(self, form: str) -> None:
+        super().__init__()
+        self.qkv, self.proj, self.form = nn.Linear(8, 24), nn.Linear(8, 8), form
+        i = torch.arange(6)
+        pad = (i >= 4)[None, :].expand(6, 6)  # the last two keys are padding
+        if form == "drop":  # True = masked out
+            self.register_buffer("pad", pad.clone())
+        elif form == "add":  # an additive distance penalty, -inf on padding
+            bias = -0.5 * (i[:, None] - i[None, :]).abs().float()
+            self.register_buffer("pad", bias.masked_fill(pad, float("-inf")))
+        else:
+            self.register_buffer("pad", torch.tril(torch.ones(6, 6)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, C = x.size()
+        q, k, v = self.qkv(x).split(8, dim=2)
+        q, k, v = (t.view(B, T, 2, 4).transpose(1, 2) for t in (q, k, v))
+        if self.form == "add":
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=self.pad)
+        else:
+            att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(4))
+            if self.form == "drop":
+                att = att.masked_fill(self.pad, float("-inf"))
+            else:
+                att = att.masked_fill(self.pad[:T, :T] == 0, float("-inf"))
+            y = F.softmax(att, dim=-1) @ v
+        return self.proj(y.transpose(1, 2).reshape(B, T, C))
+
+
+@pytest.mark.parametrize(("form", "kind"), [("drop", "drop"), ("add", "add"),
+                                            ("causal", None)])
+def test_mask_forms_are_read_as_the_source_applies_them(form: str, kind: str | None) -> None:
+    torch.manual_seed(0)
+    model = _MaskedAttention(form).eval()
+    x = torch.randn(2, 6, 8)
+    ckpt = graphs.from_module(model, x)
+    (attn,) = [n for n in ckpt.architecture.nodes if n.op == "attention"]
+    assert attn.attrs.get("mask") == kind
+    assert attn.attrs["causal"] == (kind is None)  # a tril buffer is the causal flag
+    assert ("pad" in ckpt.tensors) == (kind is not None)
+    permuted = graphs.random_permutation(ckpt, torch.Generator().manual_seed(2))
+    for c in (ckpt, permuted):
+        torch.testing.assert_close(_run(c, x), _expected(model, x), atol=1e-5, rtol=1e-4)
+
+
+class _ArgumentMask(nn.Module):
+    def __init__(self, default: bool) -> None:
+        super().__init__()
+        self.qkv, self.proj, self.default = nn.Linear(8, 24), nn.Linear(8, 8), default
+
+    def forward(self, x: torch.Tensor, key_padding_mask: torch.Tensor) -> torch.Tensor:
+        B, T, C = x.size()
+        q, k, v = self.qkv(x).split(8, dim=2)
+        q, k, v = (t.view(B, T, 2, 4).transpose(1, 2) for t in (q, k, v))
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=key_padding_mask)
+        return self.proj(y.transpose(1, 2).reshape(B, T, C))
+
+
+class _InputMask(_ArgumentMask):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return super().forward(x, (x.abs().sum(-1) > 0.5)[:, None, None, :])
+
+
+@pytest.mark.parametrize("module", [_ArgumentMask(False), _InputMask(False)])
+def test_a_per_batch_mask_is_refused_saying_what_to_do(module: nn.Module) -> None:
+    with pytest.raises(graphs.UnsupportedOpError, match=r"per.batch.*register_buffer.*arch="):
+        graphs.describe(module, torch.randn(2, 6, 8))
