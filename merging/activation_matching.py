@@ -5,8 +5,12 @@ op-graph value that lives in a permutable group (pre- and post-activation output
 stream values, norm outputs) adds the correlation matrix of A's and B's features to the
 group's cost. Attention's ``:qk``/``:vo`` groups have no op-graph value of their own: their
 features are the Q, K (resp. V) projections of the attention input, computed from each
-network's own weights. One assignment per unit, no iteration (the costs do not depend on
-other groups' permutations).
+network's own weights through the op's q/k/v pieces (``nn.MultiheadAttention``'s packed
+``in_proj``, a fused ``qkv`` Linear or separate q/k/v Linears alike). A structured unit
+(attention heads, grouped-conv blocks) is solved as blocks: an assignment over block-to-block
+costs (each the best within-block assignment), then the dims within the matched blocks
+(:func:`merging.assignment.solve_unit`). One assignment per unit, no iteration (the costs do
+not depend on other groups' permutations).
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ import time
 import torch
 
 from graphs import Checkpoint, check_permutations
+from graphs.ops import OPS
+from graphs.ops.base import Node
 from merging.assignment import assignment_value, best_device, solve_unit, units
 from merging.forward import activation_values, batches, features, load_module, run_values
 from merging.weight_matching import MatchResult, _check_pair
@@ -48,15 +54,16 @@ class _Correlation:
         return cov / (sa[:, None] * sb[None, :])
 
 
-def _attention_features(ckpt_views: dict[str, torch.Tensor], node_params: dict[str, str],
+def _attention_features(ckpt_views: dict[str, torch.Tensor], node: Node,
                         x: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Q, K and V projections of an attention input, from one network's packed weights."""
-    w, b = node_params["in_proj_weight"], node_params.get("in_proj_bias")
+    """Q, K and V projections of an attention input, from one network's own weights."""
+    op = OPS[node.op]
+    biases = op.pieces(node, "bias")  # type: ignore[attr-defined]
     out = {}
-    for part in "qkv":
-        y = x @ ckpt_views[f"{w}#{part}"].to(x).T
-        if b is not None:
-            y = y + ckpt_views[f"{b}#{part}"].to(x)
+    for part, piece in op.pieces(node, "weight").items():  # type: ignore[attr-defined]
+        y = x @ ckpt_views[piece.view].to(x).T
+        if part in biases:
+            y = y + ckpt_views[biases[part].view].to(x)
         out[part] = y
     return out
 
@@ -76,7 +83,7 @@ def activation_matching(a: Checkpoint, b: Checkpoint,
     va, vb = nmap.split(a.tensors), nmap.split(b.tensors)
     permutable = {g.id for g in nmap.permutable_groups()}
     values = activation_values(arch, nmap, permutable)
-    attention = [n for n in arch.nodes if n.op == "self_attention"]
+    attention = [n for n in arch.nodes if OPS[n.op].family == "attention"]
     wanted = set(values) | {n.inputs[0] for n in attention}
     corr = {gid: _Correlation() for gid in permutable if nmap.groups[gid].tensors}
     for xb in batches(x, batch_size, dev):
@@ -85,8 +92,8 @@ def activation_matching(a: Checkpoint, b: Checkpoint,
             size = nmap.groups[gid].size
             corr[gid].add(features(nmap, v, ea[v], size), features(nmap, v, eb[v], size))
         for node in attention:
-            pa = _attention_features(va, node.params, ea[node.inputs[0]])
-            pb = _attention_features(vb, node.params, eb[node.inputs[0]])
+            pa = _attention_features(va, node, ea[node.inputs[0]])
+            pb = _attention_features(vb, node, eb[node.inputs[0]])
             for part, gid in (("q", f"{node.name}:qk"), ("k", f"{node.name}:qk"),
                               ("v", f"{node.name}:vo")):
                 size = nmap.groups[gid].size

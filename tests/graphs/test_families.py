@@ -260,19 +260,27 @@ def test_unsupported_styles_name_the_module_and_what_to_do(module: nn.Module,
         graphs.describe(module, x)
 
 
-@pytest.mark.parametrize("name", ["convnext", "mobilenet_v2", "densenet"])
+@pytest.mark.parametrize("name", ["convnext", "mobilenet_v2", "densenet", "resnext",
+                                  "grouped_conv", "convnext_stages", "vit", "vit_softmax",
+                                  "bert", "nanogpt", "local_attention"])
 def test_activation_matching_reads_features_where_the_neuron_map_puts_them(name: str) -> None:
     """Channels-last blocks (``permute``), gates and concatenations move a value's feature axis;
-    activation matching must correlate along it, so a planted permutation is recovered."""
+    activation matching must correlate along it, so a planted permutation is recovered.
+    Attention heads (and grouped-conv blocks) are matched as blocks, then within blocks, on
+    the q/k/v projections of each network."""
     _, x, a = _family(name)
-    data = torch.randn(64, *x.shape[1:], generator=torch.Generator().manual_seed(5))
+    gen = torch.Generator().manual_seed(5)
+    data = torch.randint(0, int(x.max()) + 1, (64, *x.shape[1:]), generator=gen) \
+        if not x.is_floating_point() else torch.randn(64, *x.shape[1:], generator=gen)
     nmap = graphs.neuron_map(a.architecture)
     q = graphs.sample_permutations(nmap, torch.Generator().manual_seed(12))
     b = graphs.apply_permutation(a, q)
     result = merging.activation_matching(a, b, data, device="cpu")
+    for gid, p in q.items():  # b[i] = a[q[i]]: the alignment is q's inverse, exactly
+        assert torch.equal(result.perms[gid], torch.argsort(p)), gid
     aligned = result.apply(b)
     for k, t in a.tensors.items():
-        torch.testing.assert_close(aligned.tensors[k], t, msg=k)
+        assert torch.equal(aligned.tensors[k], t), k
 
 
 def test_convnext_channels_first_layernorm_is_the_layernorm_op() -> None:
