@@ -108,6 +108,12 @@ def check_fusable(architectures: Sequence[Architecture]) -> None:
             raise UnsupportedMergeError(
                 f"OT fusion does not support attention (node {node.name!r}): its head "
                 "structure has no transport plan; use method 'weight' for equal widths")
+    blocked = [g.id for g in neuron_map(first).groups.values() if g.blocks is not None]
+    if blocked:  # hand-written attention heads, grouped-conv blocks: a plan would mix blocks
+        raise UnsupportedMergeError(
+            f"OT fusion does not support block-structured neurons (group {blocked[0]!r}: "
+            "attention heads or grouped-convolution blocks); use method 'weight' for equal "
+            "widths")
     base = _skeleton(first)
     for i, arch in enumerate(architectures[1:], 1):
         other = _skeleton(arch)

@@ -11,6 +11,7 @@ from _families import build
 from torch import nn
 
 import graphs
+import merging
 
 
 def _ckpt(model: nn.Module, x: torch.Tensor) -> graphs.Checkpoint:
@@ -99,3 +100,12 @@ def test_two_block_counts_on_one_channel_set_are_refused() -> None:
                           nn.Conv2d(8, 8, 1, groups=4))
     with pytest.raises(graphs.ArchitectureError, match="split into blocks in two ways"):
         graphs.describe(model, torch.randn(1, 3, 4, 4))
+
+
+def test_ot_fusion_refuses_block_structured_neurons() -> None:
+    """A transport plan would mix channels of different blocks (the fused weight would lose
+    its off-block mass): OT fusion says so and names the method that fits."""
+    model, x = build("resnext", 0)
+    arch = _ckpt(model, x).architecture
+    with pytest.raises(merging.UnsupportedMergeError, match=r"block-structured.*'weight'"):
+        merging.check_method("ot", [arch, arch], has_data=False)
