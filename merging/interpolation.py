@@ -71,9 +71,16 @@ class InterpolationResult:
 
 def lerp_tensors(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], lam: float
                  ) -> dict[str, torch.Tensor]:
-    """(1−λ)·a + λ·b for float tensors; others (BatchNorm counters) are a's."""
-    return {k: torch.lerp(v, b[k].to(v), lam) if v.is_floating_point() else v.clone()
-            for k, v in a.items()}
+    """(1−λ)·a + λ·b for float tensors; others (BatchNorm counters) are a's. Equal entries
+    stay as they are (an additive attention mask's -inf would otherwise become NaN)."""
+    out = {}
+    for k, v in a.items():
+        if v.is_floating_point():
+            w = b[k].to(v)
+            out[k] = torch.where(v == w, v, torch.lerp(v, w, lam))
+        else:
+            out[k] = v.clone()
+    return out
 
 
 def _distance(a: Checkpoint, b: Checkpoint) -> float:

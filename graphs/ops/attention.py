@@ -191,8 +191,11 @@ class SelfAttention(_Attention):
         for key in ("attn_mask", "key_padding_mask"):
             mask = fx_node.kwargs.get(key)
             if mask is not None and not (causal and key == "attn_mask"):
-                raise UnsupportedOpError(f"{path}: attention masks are not supported "
-                                         "(is_causal=True is)")
+                raise UnsupportedOpError(
+                    f"{path}: nn.MultiheadAttention with {key} is not supported (is_causal="
+                    "True is); for a fixed mask, write the attention by hand with "
+                    "F.scaled_dot_product_attention(q, k, v, attn_mask=<a buffer>); a mask "
+                    "per batch cannot be part of the architecture; or send arch=")
         if not m.batch_first or not m._qkv_same_embed_dim or m.bias_k is not None \
                 or m.add_zero_attn:
             raise UnsupportedOpError(f"{path}: MultiheadAttention must use batch_first=True, "

@@ -19,6 +19,7 @@ from torch_geometric.data import Batch, Data
 
 import graphs
 import merging
+from merging.interpolation import lerp_tensors
 from models import GraphMetanet, MetanetConfig
 from models.data import GRAPH_KEYS
 
@@ -393,6 +394,10 @@ def test_mask_forms_are_read_as_the_source_applies_them(form: str, kind: str | N
     permuted = graphs.random_permutation(ckpt, torch.Generator().manual_seed(2))
     for c in (ckpt, permuted):
         torch.testing.assert_close(_run(c, x), _expected(model, x), atol=1e-5, rtol=1e-4)
+    # interpolating two networks keeps their common mask (-inf entries included)
+    mid = lerp_tensors(ckpt.tensors, permuted.tensors, 0.5)
+    if kind is not None:
+        assert torch.equal(mid["pad"], ckpt.tensors["pad"])
 
 
 class _ArgumentMask(nn.Module):

@@ -28,8 +28,7 @@ def _run(ckpt: graphs.Checkpoint, x: torch.Tensor) -> torch.Tensor:
 def test_blocks_of_input_and_output_share_one_order() -> None:
     model, x = build("grouped_conv", 0)
     nmap = graphs.neuron_map(_ckpt(model, x).architecture)
-    stem, out1, out2 = (nmap.axes[w][0] for w in ("stem.weight", "conv1.weight",
-                                                   "conv2.weight"))
+    stem, out1, out2 = (nmap.axes[w][0] for w in ("stem.weight", "conv1.weight", "conv2.weight"))
     assert nmap.axes["conv1.weight"] == (out1, stem, None, None)  # block-diagonal view
     assert nmap.groups[stem].blocks == (2, 4) and nmap.groups[out1].blocks == (2, 8)
     order = nmap.groups[out1].heads
@@ -55,7 +54,8 @@ def test_each_output_channel_reads_only_its_groups_inputs() -> None:
     stem, out1 = nmap.axes["conv1.weight"][1], nmap.axes["conv1.weight"][0]
     ids = {gid: i for i, gid in enumerate(g.group_ids)}
     conv_edges = (g.node_group[g.edge_index[0]] == ids[stem]) & (
-        g.node_group[g.edge_index[1]] == ids[out1])
+        g.node_group[g.edge_index[1]] == ids[out1]
+    )
     src, dst = g.edge_index[:, conv_edges]
     assert src.numel() == 16 * 4  # out × in/groups, not out × in
     src_base = g.node_group.tolist().index(ids[stem])
@@ -80,8 +80,9 @@ def test_grouped_conv_on_the_input_keeps_its_block_order() -> None:
     """The input channels are fixed, so the block order is fixed; channels of the output
     blocks still permute within their block."""
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(4, 8, 3, groups=2), nn.ReLU(), nn.Conv2d(8, 6, 1),
-                          nn.Flatten(), nn.LazyLinear(3))
+    model = nn.Sequential(
+        nn.Conv2d(4, 8, 3, groups=2), nn.ReLU(), nn.Conv2d(8, 6, 1), nn.Flatten(), nn.LazyLinear(3)
+    )
     x = torch.randn(2, 4, 5, 5)
     model(x)
     ckpt = _ckpt(model, x)
@@ -96,8 +97,9 @@ def test_grouped_conv_on_the_input_keeps_its_block_order() -> None:
 
 
 def test_two_block_counts_on_one_channel_set_are_refused() -> None:
-    model = nn.Sequential(nn.Conv2d(3, 8, 1), nn.Conv2d(8, 8, 1, groups=2),
-                          nn.Conv2d(8, 8, 1, groups=4))
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 1), nn.Conv2d(8, 8, 1, groups=2), nn.Conv2d(8, 8, 1, groups=4)
+    )
     with pytest.raises(graphs.ArchitectureError, match="split into blocks in two ways"):
         graphs.describe(model, torch.randn(1, 3, 4, 4))
 

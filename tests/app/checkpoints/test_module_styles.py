@@ -26,9 +26,7 @@ async def test_a_self_describing_upload_is_stored_exactly(
     model, x = build(name, 0)
     path = tmp_path / f"{name}.safetensors"
     arch = graphs.save(model, path, x)
-    response = await client.post(
-        "/v1/checkpoints", files={"file": (path.name, path.read_bytes())}
-    )
+    response = await client.post("/v1/checkpoints", files={"file": (path.name, path.read_bytes())})
     assert response.status_code == 201, response.text
     assert response.json()["reading"]["provenance"] == "traced"
     stored = graphs.load(
