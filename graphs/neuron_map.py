@@ -20,8 +20,10 @@ side by side; ``add``/``mul`` tie groups; ``permute`` moves the feature axis.
 **Views.** A few tensors do not map axis-by-axis onto groups: the linear after a spatial
 flatten (reshape above), packed attention projections (rows are Q, K, V stacked), a weight
 reading a concatenated value (split per segment, ``"conv.weight#cat0"``...), a learned
-parameter (rows × features, ``"cls_token@rows"``) and a tied name (a whole view of the
-stored tensor). ``NeuronMap.views`` names a slice-and-reshape of a tensor for each such
+parameter (rows × features, ``"cls_token@rows"``), a tied name (a whole view of the
+stored tensor) and a grouped conv weight (its block-diagonal dense ``(out, in, *k)`` view
+under its own name, plus one fixed-axes slice per group, ``"conv.weight#g0"``..., that the
+parameter graph reads). ``NeuronMap.views`` names a slice-and-reshape of a tensor for each such
 piece (``"attn.in_proj_weight#q"``, ``#k``, ``#v``); every other tensor is its own view under
 its own name. ``axes`` is keyed by view name; :meth:`NeuronMap.split` turns
 state-dict tensors into views and :meth:`NeuronMap.join` puts (edited) views back.
@@ -34,6 +36,9 @@ state-dict tensors into views and :meth:`NeuronMap.join` puts (edited) views bac
   projection, again permutable within each head;
 * ``"<attn>:heads"``: size H, no tensor axes; the order of the heads, shared by ``:qk`` and
   ``:vo`` (their ``heads`` field names it).
+
+A grouped conv (G groups) uses the same structure: its input and output groups get blocks
+``(G, in/G)`` and ``(G, out/G)`` sharing one ``"<conv>:groups"`` order group.
 
 A valid permutation ``p`` of a structured group maps head block ``h`` onto one head's
 block: ``p.view(H, d) // d`` is constant along each row, and that row constant (the head
