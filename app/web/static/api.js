@@ -174,3 +174,19 @@ export function waitJob(jobId, onEvent) {
     });
   });
 }
+
+// Save a file the API serves (a plain link could not carry the API key): fetched as a blob
+// with the key, then handed to the browser's download.
+export async function download(path, filename) {
+  const response = await fetch(url(path), { headers: authHeaders() });
+  if (!response.ok) throw new ApiError(response.status, await problemOf(response));
+  const blob = await response.blob();
+  const objectUrl = URL.createObjectURL(blob);
+  const a = document.createElement('a');
+  a.href = objectUrl;
+  a.download = filename || '';
+  document.body.appendChild(a);
+  a.click();
+  a.remove();
+  window.setTimeout(() => URL.revokeObjectURL(objectUrl), 10000);
+}

@@ -133,5 +133,6 @@ export function errorBox(err) {
   return el('div', { class: 'error', role: 'alert' },
     el('strong', null, err && err.status ? `Error ${err.status}: ` : 'Error: '),
     (err && err.message) || String(err),
+    err && err.status === 401 ? el('p', null, 'This server asks for an API key: paste yours into the \u201cAPI key\u201d field at the top of the page and save it.') : null,
     problem && problem.errors ? el('ul', null, problem.errors.map((e) => el('li', null, `${(e.loc || []).join('.')}: ${e.msg}`))) : null);
 }
