@@ -152,9 +152,9 @@ async function drawArchitecture(section, groupsSection, pictureSection, c) {
   if (full.status === 'fulfilled') {
     const view = full.value;
     pictureSection.append(el('p', null,
-      `${fmtInt(view.neuron_count)} neurons, ${fmtInt(view.weight_count)} weights, ${fmtInt(view.parameter_count)} parameters. `,
-      view.reason ? `Drawn ${view.detail === 'full' ? 'neuron by neuron' : 'layer by layer'}: ${view.reason}.` : ''));
-    const box = el('figure', { class: 'graph-picture', 'aria-label': `Parameter graph of checkpoint ${c.id}` });
+      `${fmtInt(view.neuron_count)} neurons, ${fmtInt(view.weight_count)} weights, ${fmtInt(view.parameter_count)} parameters; `,
+      view.detail === 'full' ? 'every neuron and weight drawn, edges coloured by weight.' : 'one box per layer.'));
+    const box = el('div', { class: 'graph-picture' });
     pictureSection.append(box);
     drawGraph(box, view);
     groupsSection.append(groupsTable(view));
