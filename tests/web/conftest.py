@@ -1,7 +1,7 @@
 """Fixtures for the browser tests: the app served by uvicorn on a loopback port (SQLite in
 the test's folder, the worker in the API process), small self-describing networks and a
 tiny metanetwork (made once per session), a headless Chromium driven by Playwright
-(started once per session; a fresh context per test), and ``screenshot(name)``.
+(started once per test module; a fresh context per test), and ``screenshot(name)``.
 
 Chromium is Debian's ``chromium`` package (``.ci/run`` installs it). Where it or the
 ``playwright`` package is missing the tests skip and say which. Playwright never downloads
@@ -170,8 +170,11 @@ def upload_file(client: httpx.Client, path: Path) -> dict[str, Any]:
 # --- the browser --------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """One Chromium per test module. Not per session: Playwright's sync API keeps an event
+    loop running on this thread while it is open, which the async tests elsewhere in the
+    suite (anyio) cannot share."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:

@@ -236,3 +236,20 @@ def test_api_key_field_when_keys_are_required(
         expect(page.locator(".history tbody")).to_contain_text(f"#{checkpoint['id']}")
     finally:
         next(pages, None)
+
+
+def test_job_page_follows_the_job(page: Any, api: httpx.Client, web_files: WebFiles) -> None:
+    checkpoint = upload_file(api, web_files.net_a)
+    job = api.post(
+        "/v1/predictions", json={"checkpoint_id": checkpoint["id"], "metanetwork": "tiny-digits"}
+    ).json()
+    page.goto(f"/#/jobs/{job['id']}")
+    expect(page.get_by_role("heading", level=1)).to_have_text(f"Job #{job['id']}")
+    status = page.locator(".job-live")
+    expect(status).to_have_attribute("aria-live", "polite")
+    expect(status).to_have_text(f"Job #{job['id']}: succeeded")
+    expect(page.locator("progress")).to_have_js_property("value", 1)
+    outcome = page.get_by_role("region", name="Outcome")
+    expect(outcome).to_contain_text(f"Answered about checkpoint #{checkpoint['id']} by tiny-digits")
+    outcome.get_by_role("link", name=f"checkpoint #{checkpoint['id']}").click()
+    expect(page.locator("article.prediction")).to_have_count(1)
