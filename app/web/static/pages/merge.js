@@ -27,7 +27,7 @@ function curveSeries(curves, key) {
     .map((name) => ({
       name: name === 'naive' ? 'naive (as uploaded)' : 'aligned (permuted to the reference)',
       points: curves[name].lambdas.map((l, i) => [l, curves[name][key][i]]),
-      dashed: name === 'naive',
+      dashed: name === 'naive', // aligned solid, naive dashed: told apart without colour
     }));
 }
 
@@ -81,7 +81,7 @@ function drawCurves(section, result) {
     columns: [
       { label: 'Path', value: (p) => p.name },
       { label: 'Loss barrier', value: (p) => fmt(p.barrier), numeric: true },
-      { label: 'Accuracy barrier', value: (p) => (p.accuracy_barrier == null ? null : fmtPct(p.accuracy_barrier)), numeric: true },
+      { label: 'Accuracy barrier (fraction)', value: (p) => (p.accuracy_barrier == null ? null : fmt(p.accuracy_barrier)), numeric: true },
       { label: '\u2016\u03b8A \u2212 \u03b8B\u2016', value: (p) => fmt(p.distance), numeric: true },
       { label: 'BatchNorm statistics', value: (p) => p.bn },
     ],

@@ -35,7 +35,7 @@ export function metricsChart(container, detail) {
   container.append(box);
   barChart(box, {
     title: `${detail.name}: test metrics${baseline ? ' beside its baseline' : ''}`,
-    y: { label: 'Score on the test split', unit: 'higher is better except error' },
+    y: { label: 'Score', unit: 'unitless' },
     groups: names.map((m) => ({
       name: METRIC_NAMES[m] || m,
       bars: [
@@ -45,6 +45,7 @@ export function metricsChart(container, detail) {
       ],
     })),
   });
+  if (names.includes('mae')) container.append(el('p', { class: 'muted' }, 'Mean absolute error: lower is better; the other scores: higher is better.'));
   if (!baseline) container.append(el('p', { class: 'muted' }, 'This card records no baseline measured on the same split, so none is drawn.'));
 }
 
@@ -100,14 +101,14 @@ export function curveCharts(container, card, { live = false } = {}) {
   container.append(lossBox, valBox);
   const loss = lineChart(lossBox, {
     title: 'Training loss per epoch',
-    x: { label: 'Epoch', unit: 'count' },
+    x: { label: 'Epoch', unit: 'number', integer: true },
     y: { label: 'Training loss', unit: key === 'accuracy' ? 'cross-entropy, nats' : 'squared error + ranking' },
     series: [{ name: 'training loss', points: rows.map((r) => [r.epoch + 1, r.train_loss]) }],
     empty: live ? 'Waiting for the first epoch to end' : 'No epochs recorded',
   });
   const val = lineChart(valBox, {
     title: `Validation ${METRIC_NAMES[key] || key} per epoch`,
-    x: { label: 'Epoch', unit: 'count' },
+    x: { label: 'Epoch', unit: 'number', integer: true },
     y: { label: `Validation ${METRIC_NAMES[key] || key}`, unit: key === 'accuracy' ? 'fraction, 0 to 1' : '\u22121 to 1' },
     series: [{ name: `validation ${METRIC_NAMES[key] || key}`, points: rows.filter((r) => Number.isFinite(r[key])).map((r) => [r.epoch + 1, r[key]]) }],
     yDomain: key === 'accuracy' ? [0, 1] : undefined,
@@ -120,7 +121,7 @@ export function curveCharts(container, card, { live = false } = {}) {
 // The form: a name, a zoo of the caller's, epochs and a few sizes; goes to the live page.
 export function trainForm({ name = '', fixedName = false } = {}) {
   const errors = el('div', { role: 'alert' });
-  const nameInput = el('input', { id: 'train-name', name: 'name', required: true, value: name, readonly: fixedName, pattern: '[A-Za-z0-9][A-Za-z0-9._-]*', maxlength: 128, size: 24 });
+  const nameInput = el('input', { id: 'train-name', name: 'name', required: true, value: name, readonly: fixedName, pattern: '[A-Za-z0-9_][A-Za-z0-9_.\\-]{0,127}', maxlength: 128, title: 'letters, digits, _ . - (not starting with . or -)', size: 24 });
   const zoo = el('select', { id: 'train-zoo', name: 'zoo_id', required: true }, el('option', { value: '' }, 'loading zoos\u2026'));
   const epochs = el('input', { id: 'train-epochs', name: 'epochs', type: 'number', min: 1, max: 1000, value: 20, required: true });
   const knob = (id, label, attrs) => {
