@@ -69,6 +69,18 @@ export function tickFmt(t) {
   return /^-?\d+\.\d+$/.test(s) ? s.replace(/\.?0+$/, '') : s;
 }
 
+// Labels for a row of ticks: 3 significant digits, more only where that would print two
+// ticks alike (2.305 and 2.31 on a narrow loss axis).
+export function tickLabels(ticks) {
+  const labels = ticks.map(tickFmt);
+  if (new Set(labels).size === labels.length) return labels;
+  for (let digits = 4; digits <= 12; digits += 1) {
+    const more = ticks.map((t) => String(Number(t.toPrecision(digits))));
+    if (new Set(more).size === more.length) return more;
+  }
+  return labels;
+}
+
 // About `count` round tick values covering [lo, hi] (1, 2, 2.5 or 5 times a power of ten).
 export function niceTicks(lo, hi, count = 5) {
   if (!Number.isFinite(lo) || !Number.isFinite(hi)) return [];
@@ -80,6 +92,14 @@ export function niceTicks(lo, hi, count = 5) {
   const start = Math.ceil(lo / step - 1e-9) * step;
   for (let v = start; v <= hi + step * 1e-9; v += step) ticks.push(Math.abs(v) < step * 1e-9 ? 0 : v);
   return ticks;
+}
+
+// Ticks of an axis; `integer: true` (epochs, counts) keeps whole numbers only.
+function axisTicks(domain, count, axis) {
+  const ticks = niceTicks(domain[0], domain[1], count);
+  if (!axis || !axis.integer) return ticks;
+  const whole = ticks.filter((t) => Number.isInteger(t));
+  return whole.length >= 2 ? whole : [Math.ceil(domain[0]), Math.floor(domain[1])].filter((t, i, a) => a.indexOf(t) === i && t >= domain[0] && t <= domain[1]);
 }
 
 // [lo, hi] widened to round numbers, with room around a flat series.
@@ -141,7 +161,14 @@ function dataTable(caption, columns, rows) {
     html('tbody', null, rows.map((r) => html('tr', null, r.map((v) => html('td', null, v))))));
 }
 
-function swatch(index, { dashed = false, box = false } = {}) {
+// dashed: true -> dashed, false -> solid, unset -> the series' own pattern (by index).
+function dashPattern(dashed, index) {
+  if (dashed === true) return '6 4';
+  if (dashed === false) return null;
+  return DASHES[index % DASHES.length];
+}
+
+function swatch(index, { dashed, box = false } = {}) {
   const colour = PALETTE[index % PALETTE.length];
   const s = svg('svg', { width: 30, height: 12, viewBox: '0 0 30 12', 'aria-hidden': 'true', class: 'ws-swatch' });
   if (box) {
@@ -149,7 +176,7 @@ function swatch(index, { dashed = false, box = false } = {}) {
   } else {
     s.appendChild(svg('line', {
       x1: 1, y1: 6, x2: 29, y2: 6, stroke: colour, 'stroke-width': 2.5,
-      'stroke-dasharray': dashed ? '6 4' : DASHES[index % DASHES.length],
+      'stroke-dasharray': dashPattern(dashed, index),
     }));
     s.appendChild(pointShape(SHAPES[index % SHAPES.length], 15, 6, 3.5, colour));
   }
@@ -164,16 +191,18 @@ function legend(entries) {
 function axes(root, { xs, ys, xTicks, yTicks, xLabels, yLabels, box, xTitle, yTitle }) {
   const [left, top, right, bottom] = box;
   const g = svg('g', { class: 'ws-axes' });
-  for (const t of yTicks) {
+  const yText = yLabels ? yTicks.map(yLabels) : tickLabels(yTicks);
+  const xText = xLabels ? xTicks.map(xLabels) : tickLabels(xTicks);
+  yTicks.forEach((t, i) => {
     const y = ys(t);
     g.appendChild(svg('line', { x1: left, x2: right, y1: y, y2: y, stroke: GRID, 'stroke-width': 1 }));
-    g.appendChild(svg('text', { x: left - 6, y: y + 4, 'text-anchor': 'end', class: 'ws-tick' }, (yLabels || tickFmt)(t)));
-  }
-  for (const t of xTicks) {
+    g.appendChild(svg('text', { x: left - 6, y: y + 4, 'text-anchor': 'end', class: 'ws-tick' }, yText[i]));
+  });
+  xTicks.forEach((t, i) => {
     const x = xs(t);
     g.appendChild(svg('line', { x1: x, x2: x, y1: bottom, y2: bottom + 5, stroke: INK }));
-    g.appendChild(svg('text', { x, y: bottom + 18, 'text-anchor': 'middle', class: 'ws-tick' }, (xLabels || tickFmt)(t)));
-  }
+    g.appendChild(svg('text', { x, y: bottom + 18, 'text-anchor': 'middle', class: 'ws-tick' }, xText[i]));
+  });
   g.appendChild(svg('line', { x1: left, x2: right, y1: bottom, y2: bottom, stroke: INK }));
   g.appendChild(svg('line', { x1: left, x2: left, y1: top, y2: bottom, stroke: INK }));
   if (xTitle) {
@@ -217,7 +246,7 @@ function drawLine(container, spec) {
   const xs = scale(xDomain, [left, right]);
   const ys = scale(yDomain, [bottom, top]);
   axes(svgNode, {
-    xs, ys, box, xTicks: niceTicks(...xDomain, 6), yTicks: niceTicks(...yDomain, 5),
+    xs, ys, box, xTicks: axisTicks(xDomain, 6, spec.x), yTicks: axisTicks(yDomain, 5, spec.y),
     xTitle: axisTitle(spec.x), yTitle: axisTitle(spec.y),
   });
   const clipId = uid('ws-clip');
@@ -231,7 +260,7 @@ function drawLine(container, spec) {
     const g = svg('g', { class: 'ws-series', 'data-series': s.name, 'data-points': pts.length });
     g.appendChild(svg('path', {
       d: d || 'M0,0', fill: 'none', stroke: colour, 'stroke-width': 2.5, 'stroke-linejoin': 'round',
-      'stroke-dasharray': s.dashed ? '6 4' : DASHES[i % DASHES.length], class: 'ws-line', 'data-series': s.name,
+      'stroke-dasharray': dashPattern(s.dashed, i), class: 'ws-line', 'data-series': s.name,
       visibility: d ? 'visible' : 'hidden',
     }));
     if (pts.length <= 80) {
@@ -244,6 +273,7 @@ function drawLine(container, spec) {
     }
     plot.appendChild(g);
   });
+  const placed = []; // label boxes already drawn: a later label moves down until clear
   for (const m of markers) {
     const x = xs(m.x);
     const g = svg('g', { class: 'ws-marker', 'data-label': m.label });
@@ -255,6 +285,11 @@ function drawLine(container, spec) {
       anchorY = Math.max(top + 12, y - 12);
     }
     const nearRight = x > (left + right) / 2;
+    const width = 7 * String(m.label).length;
+    const x0 = nearRight ? x - 9 - width : x + 9;
+    const clash = (y) => placed.some((b) => Math.abs(b.y - y) < 15 && x0 < b.x1 && b.x0 < x0 + width);
+    while (clash(anchorY) && anchorY < bottom - 4) anchorY += 15;
+    placed.push({ x0, x1: x0 + width, y: anchorY });
     g.appendChild(svg('text', {
       x: nearRight ? x - 9 : x + 9, y: anchorY, 'text-anchor': nearRight ? 'end' : 'start',
       class: 'ws-marker-label', 'font-weight': 600, stroke: '#fff', 'stroke-width': 3, 'paint-order': 'stroke',
