@@ -85,7 +85,8 @@ def test_upload_by_drop_shows_progress_then_the_prediction(
     expect(card.locator(".headline")).to_contain_text(
         f"Predicted class: {prediction['label']} with probability {100 * top:.3g}"
     )
-    screenshot("checkpoint")
+    page.evaluate("window.scrollTo(0, 0)")
+    screenshot("checkpoint", full_page=False)
 
 
 def test_file_input_upload_and_graph_picture(
@@ -117,7 +118,7 @@ def test_file_input_upload_and_graph_picture(
     expect(groups.locator("tr", has_text="yes")).to_contain_text("16")  # permutable hidden
     expect(groups.locator("tr", has_text="fixed")).to_have_count(2)
     expect(page.locator("dl.facts").first).to_contain_text("1,210")  # parameters, exact
-    screenshot("graph")
+    screenshot("graph", element=page.locator("#graph"))
 
 
 def _distinct_checkpoints(directory: Path, count: int) -> list[Path]:
