@@ -222,6 +222,10 @@ def test_api_key_field_when_keys_are_required(
     server = start_server(settings)
     with server.client(token) as api:
         checkpoint = upload_file(api, web_files.net_c)
+        job = api.post(
+            "/v1/predictions",
+            json={"checkpoint_id": checkpoint["id"], "metanetwork": "tiny-digits"},
+        ).json()
     pages = open_page(browser, server.url)
     page = next(pages)
     try:
@@ -232,9 +236,18 @@ def test_api_key_field_when_keys_are_required(
         page.get_by_role("button", name="Save key").click()
         expect(page.locator("#key-status")).to_have_text("key saved in this browser")
         expect(page.locator(".history tbody")).to_contain_text(f"#{checkpoint['id']}")
-        # the key stays for the next visit, and is sent with the job stream too
+        # the key stays for the next visit, and is sent with the job's event stream too
         page.reload()
         expect(page.locator(".history tbody")).to_contain_text(f"#{checkpoint['id']}")
+        page.goto(f"/#/jobs/{job['id']}")
+        expect(page.locator(".job-live")).to_have_text(f"Job #{job['id']}: succeeded")
+        followed = page.evaluate(
+            "async (id) => { const { waitJob } = await import('/static/api.js');"
+            " const seen = []; const job = await waitJob(id, (j) => seen.push(j.status));"
+            " return [job.status, seen]; }",
+            job["id"],
+        )
+        assert followed == ["succeeded", ["succeeded"]]  # read from the stream, with the key
     finally:
         next(pages, None)
 
@@ -254,3 +267,55 @@ def test_job_page_follows_the_job(page: Any, api: httpx.Client, web_files: WebFi
     expect(outcome).to_contain_text(f"Answered about checkpoint #{checkpoint['id']} by tiny-digits")
     outcome.get_by_role("link", name=f"checkpoint #{checkpoint['id']}").click()
     expect(page.locator("article.prediction")).to_have_count(1)
+
+
+def test_numbers_to_three_significant_digits(page: Any) -> None:
+    page.goto("/")
+    shown = page.evaluate(
+        """async () => {
+          const f = await import('/static/format.js');
+          return [f.fmt(0.98361), f.fmt(12345), f.fmt(-0.000123456), f.fmt(2), f.fmt(1e-7),
+                  f.fmt(null), f.fmt(NaN), f.fmtPct(0.97314), f.fmtInt(1210), f.fmtBytes(5765)];
+        }"""
+    )
+    assert shown == [
+        "0.984",
+        "12300",
+        "-0.000123",
+        "2.00",
+        "1.00\u00d710\u207b\u2077",
+        "\u2014",
+        "\u2014",
+        "97.3 %",
+        "1,210",
+        "5.63 KiB",
+    ]
+
+
+def test_a_predicted_accuracy_is_drawn_with_its_interval(page: Any) -> None:
+    """A generalization answer (no regression metanetwork ships with the test files, so
+    the record is given to the view as the API would send it)."""
+    page.goto("/")
+    page.evaluate(
+        """async () => {
+          const { predictionCard } = await import('/static/predict_view.js');
+          const main = document.getElementById('main');
+          main.replaceChildren(predictionCard({
+            id: 7, job_id: 9, checkpoint_id: 3, metanetwork: 'acc', task: 'generalization',
+            metanetwork_version: 'v1', label: null, probabilities: null, value: 0.91234,
+            interval_low: 0.8712, interval_high: 0.95, coverage: 0.9, in_domain: false,
+            domain_issues: ['12 hidden units; the domain holds 16 to 64'],
+            created_at: '2026-12-03T07:00:00Z',
+          }));
+        }"""
+    )
+    card = page.locator("article.prediction")
+    expect(card.locator(".headline")).to_have_text(
+        "Predicted test accuracy: 0.912 (90.0 % interval 0.871 to 0.950)"
+    )
+    expect(card.locator("svg.ws-interval rect.ws-interval")).to_have_count(1)
+    expect(card.locator("svg.ws-interval circle.ws-value")).to_have_count(1)
+    expect(card).to_contain_text("Outside the domain")
+    expect(card.locator(".verdict-out li")).to_have_text(
+        "12 hidden units; the domain holds 16 to 64"
+    )
