@@ -76,7 +76,8 @@ def test_upload_by_drop_shows_progress_then_the_prediction(
     progress = page.evaluate("window.__progress")
     assert progress and max(progress) == 1, progress
     statuses = " | ".join(page.evaluate("window.__status"))
-    assert "Uploading net1.safetensors" in statuses and "Stored as checkpoint" in statuses
+    assert "Uploading net1.safetensors" in statuses
+    assert "Stored net1.safetensors as checkpoint" in statuses
     # the answer shown is the one the API holds, to 3 significant digits
     with httpx.Client(base_url=page.url.split("#")[0]) as api:
         stored = api.get("/v1/predictions", params={"checkpoint_id": checkpoint_id}).json()
@@ -319,3 +320,43 @@ def test_a_predicted_accuracy_is_drawn_with_its_interval(page: Any) -> None:
     expect(card.locator(".verdict-out li")).to_have_text(
         "12 hidden units; the domain holds 16 to 64"
     )
+
+
+def test_a_file_that_is_no_checkpoint_is_refused_in_words(page: Any, tmp_path: Path) -> None:
+    junk = tmp_path / "notes.safetensors"
+    junk.write_bytes(b"this is not a checkpoint")
+    page.goto("/")
+    page.set_input_files("#upload-file", str(junk))
+    alert = page.get_by_role("alert")
+    expect(alert).to_contain_text("notes.safetensors: Error 422")
+    expect(page.locator("#upload-status")).to_have_text("Upload of notes.safetensors failed.")
+    expect(page).to_have_url(re.compile(r"/$"))  # stayed on the home page, nothing stored
+    expect(page.get_by_role("table", name="Latest checkpoints")).to_contain_text(
+        "No checkpoints yet."
+    )
+
+
+def test_several_files_at_once_and_a_refusal_said_on_the_checkpoint_page(
+    page: Any, web_files: WebFiles, tmp_path: Path
+) -> None:
+    page.goto("/")
+    expect(page.locator("#upload-ask option[value='tiny-digits']")).to_have_count(1)
+    page.set_input_files("#upload-file", [str(web_files.net_a), str(web_files.net_b)])
+    notice = page.locator(".notice", has_text="Stored 2 of 2 files")
+    expect(notice.get_by_role("link")).to_have_count(2)
+    # a network outside the tiny metanetwork's domain (3 inputs, not 64): not asked, and why
+    torch.manual_seed(0)
+    other = tmp_path / "other.safetensors"
+    from _service_nets import save_net
+
+    save_net(
+        torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2)),
+        other,
+        (3,),
+    )
+    page.set_input_files("#upload-file", str(other))
+    page.wait_for_url(re.compile(r"#/checkpoints/\d+$"))
+    refused = page.locator(".notice", has_text="Not asked (1)")
+    expect(refused).to_contain_text("tiny-digits: checkpoint")
+    expect(refused).to_contain_text("outside the domain")
+    expect(page.locator("article.prediction")).to_have_count(0)
