@@ -360,3 +360,57 @@ def test_several_files_at_once_and_a_refusal_said_on_the_checkpoint_page(
     expect(refused).to_contain_text("tiny-digits: checkpoint")
     expect(refused).to_contain_text("outside the domain")
     expect(page.locator("article.prediction")).to_have_count(0)
+
+
+def test_a_running_job_is_followed_live(
+    browser: Any,
+    tmp_path: Path,
+    web_files: WebFiles,
+    start_server: Callable[..., LiveServer],
+) -> None:
+    """A prediction held back for a few seconds (``_slow_jobs``, the fault tests' job kind)
+    reports progress while it runs: the job page and the jobs list follow it from its
+    event stream, with no reload."""
+    from tests.web.conftest import open_page
+
+    server = start_server(server_settings(tmp_path, web_files, extra_job_modules=["_slow_jobs"]))
+    with server.client() as api:
+        checkpoint = upload_file(api, web_files.net_a)
+        job = api.post(
+            "/v1/jobs",
+            json={
+                "kind": "slow_predict",
+                "params": {
+                    "checkpoint_id": checkpoint["id"],
+                    "metanetwork": "tiny-digits",
+                    "seconds": 8,
+                },
+            },
+        ).json()
+    pages = open_page(browser, server.url)
+    page = next(pages)
+    try:
+        page.goto("/#/jobs")
+        badge = page.locator(".history tbody tr", has_text=f"#{job['id']}").locator(".badge")
+        expect(badge).to_have_text(re.compile("queued|running"))
+        expect(badge).to_have_text("succeeded")  # changed in place, from the stream
+        # again on its own page, while it runs: the progress moves, then it ends
+        with server.client() as api:
+            job = api.post(
+                "/v1/jobs",
+                json={
+                    "kind": "slow_predict",
+                    "params": {
+                        "checkpoint_id": checkpoint["id"],
+                        "metanetwork": "tiny-digits",
+                        "seconds": 8,
+                    },
+                },
+            ).json()
+        page.goto(f"/#/jobs/{job['id']}")
+        live = page.locator(".job-live")
+        expect(live).to_have_text(re.compile(rf"Job #{job['id']}: running, [1-9][\d.]* % done"))
+        expect(live).to_have_text(f"Job #{job['id']}: succeeded")
+        expect(page.get_by_role("region", name="Outcome")).to_contain_text("Answered about")
+    finally:
+        next(pages, None)

@@ -1,7 +1,8 @@
 import { api, upload } from '../api.js';
 import { announce } from '../app.js';
-import { el, errorBox, fmtBytes, fmtInt, fmtPct, link, statusBadge, table, timeEl } from '../format.js';
-import { followJob } from '../job_view.js';
+import { el, errorBox, fmtBytes, fmtInt, fmtPct, link, table, timeEl } from '../format.js';
+import { liveStatus } from '../job_view.js';
+import { answer } from './predictions.js';
 
 const ACTIVATIONS = ['relu', 'gelu', 'gelu(tanh)', 'silu', 'tanh', 'sigmoid', 'leaky_relu(0.2)', 'sine(30)'];
 
@@ -142,9 +143,10 @@ function rememberRefusals(checkpointId, refused) {
 }
 
 async function recentActivity(section, closers) {
-  const [jobs, checkpoints] = await Promise.allSettled([
+  const [jobs, checkpoints, predictions] = await Promise.allSettled([
     api('/v1/jobs', { query: { limit: 8 } }),
     api('/v1/checkpoints', { query: { limit: 5 } }),
+    api('/v1/predictions', { query: { limit: 5 } }),
   ]);
   const grid = el('div', { class: 'grid' });
   section.append(grid);
@@ -172,11 +174,17 @@ async function recentActivity(section, closers) {
       empty: 'No checkpoints yet.',
     }), el('p', null, link('#/checkpoints', 'All checkpoints'))));
   } else if (jobs.status === 'fulfilled') grid.append(errorBox(checkpoints.reason));
+  if (predictions.status === 'fulfilled') {
+    grid.append(el('div', null, table({
+      caption: 'Latest predictions',
+      columns: [
+        { label: 'Prediction', value: (p) => link(`#/predictions/${p.id}`, `#${p.id}`) },
+        { label: 'Checkpoint', value: (p) => link(`#/checkpoints/${p.checkpoint_id}`, `#${p.checkpoint_id}`) },
+        { label: 'Answer', value: (p) => `${p.metanetwork}: ${answer(p)}` },
+      ],
+      rows: predictions.value.items,
+      empty: 'No predictions yet.',
+    }), el('p', null, link('#/predictions', 'All predictions'))));
+  }
 }
 
-// A job's badge that follows the job while it is unfinished.
-function liveStatus(job, closers) {
-  const cell = el('span', null, statusBadge(job.status));
-  closers.push(followJob(job, (j) => cell.replaceChildren(statusBadge(j.status))));
-  return cell;
-}
