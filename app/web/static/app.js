@@ -61,6 +61,7 @@ export function href(path, query) {
 const main = () => document.getElementById('main');
 let cleanup = null;
 let generation = 0;
+let navigated = false; // the first page keeps the browser's focus at the document's start
 
 function notFound(root, path) {
   root.append(
@@ -113,7 +114,8 @@ export async function route() {
       root.removeAttribute('aria-busy');
       const heading = root.querySelector('h1');
       if (heading) document.title = `${heading.textContent} \u00b7 Weightscope`;
-      focusHeading(root);
+      if (navigated) focusHeading(root);
+      navigated = true;
       root.dispatchEvent(new CustomEvent('page-rendered', { bubbles: true }));
     }
   }

@@ -7,6 +7,9 @@ import { el, errorBox, pager, table } from './format.js';
 // filters: [{name, label, type: 'text'|'number'|'select'|'datetime-local', options?: [[value, text]]}]
 export function historyTable(root, { title, path, filters = [], columns, query = {}, limit = 20, hashPath, empty }) {
   const values = Object.fromEntries(filters.map((f) => [f.name, query[f.name] || '']));
+  // ?limit= in the address sets the page size (the API allows 1 to 200)
+  const asked = Number.parseInt(query.limit, 10);
+  if (Number.isFinite(asked)) limit = Math.min(200, Math.max(1, asked));
   const previous = [];
   let cursor = null;
   let controller = null;
@@ -30,6 +33,7 @@ export function historyTable(root, { title, path, filters = [], columns, query =
       event.preventDefault();
       for (const f of filters) values[f.name] = form.elements[f.name].value.trim();
       const q = new URLSearchParams(Object.entries(values).filter(([, v]) => v));
+      if (query.limit) q.set('limit', String(limit));
       const target = `#${hashPath}${q.toString() ? `?${q}` : ''}`;
       if (window.location.hash !== target) window.location.hash = target; // the router re-renders
       else { previous.length = 0; cursor = null; load(); }

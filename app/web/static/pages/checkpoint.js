@@ -34,6 +34,7 @@ export async function render(root, params) {
   const loadPredictions = () => listPredictions(answered, checkpoint.id);
   const watch = (job) => {
     const box = jobStatusBox(job, { label: `Prediction by ${job.params && job.params.metanetwork}` });
+    if (isTerminal(job) && job.status === 'succeeded') return; // its answer is in the list
     pending.append(box);
     closers.push(followJob(job, (j) => {
       box.update(j);
@@ -142,19 +143,19 @@ async function drawArchitecture(section, groupsSection, pictureSection, c) {
     for (const s of [section, groupsSection, pictureSection]) s.append(el('p', { class: 'notice' }, text));
     return;
   }
-  section.append(provenance(reading));
+  section.append(provenance(reading, c.architecture));
   const [layers, full] = await Promise.allSettled([
     api(`/v1/checkpoints/${c.id}/graph`, { query: { detail: 'layers' } }),
     api(`/v1/checkpoints/${c.id}/graph`),
   ]);
-  if (layers.status === 'fulfilled') section.append(opsTable(layers.value, c.architecture));
+  if (layers.status === 'fulfilled') section.append(opsTable(layers.value));
   else section.append(errorBox(layers.reason));
   if (full.status === 'fulfilled') {
     const view = full.value;
     pictureSection.append(el('p', null,
-      `${fmtInt(view.neuron_count)} neurons, ${fmtInt(view.weight_count)} weights, ${fmtInt(view.parameter_count)} parameters. `,
-      view.reason ? `Drawn ${view.detail === 'full' ? 'neuron by neuron' : 'layer by layer'}: ${view.reason}.` : ''));
-    const box = el('figure', { class: 'graph-picture', 'aria-label': `Parameter graph of checkpoint ${c.id}` });
+      `${fmtInt(view.neuron_count)} neurons, ${fmtInt(view.weight_count)} weights, ${fmtInt(view.parameter_count)} parameters; `,
+      view.detail === 'full' ? 'every neuron and weight drawn, edges coloured by weight.' : 'one box per layer.'));
+    const box = el('div', { class: 'graph-picture' });
     pictureSection.append(box);
     drawGraph(box, view);
     groupsSection.append(groupsTable(view));
@@ -164,9 +165,13 @@ async function drawArchitecture(section, groupsSection, pictureSection, c) {
   }
 }
 
-function provenance(reading) {
+function provenance(reading, summary) {
   const source = reading.provenance;
   const items = [el('dt', null, 'How it was obtained'), el('dd', null, PROVENANCE[source] || source || 'unknown')];
+  const shapes = (o) => Object.entries(o || {}).map(([k, v]) => `${k} ${v.length ? v.join('\u00d7') : 'scalar'}`).join(', ');
+  if (summary.op_counts) items.push(el('dt', null, 'Ops'), el('dd', null, Object.entries(summary.op_counts).map(([k, v]) => `${v} ${k}`).join(', ')));
+  if (summary.inputs) items.push(el('dt', null, 'Inputs'), el('dd', null, shapes(summary.inputs)));
+  if (summary.outputs) items.push(el('dt', null, 'Outputs'), el('dd', null, shapes(summary.outputs)));
   const add = (label, value) => { if (value !== null && value !== undefined && value !== '' && !(Array.isArray(value) && !value.length) && !(typeof value === 'object' && !Array.isArray(value) && !Object.keys(value).length)) items.push(el('dt', null, label), el('dd', null, value)); };
   const kv = (o) => (o ? Object.entries(o).map(([k, v]) => `${k} = ${Array.isArray(v) ? v.join(',') : v}`).join('; ') : '');
   add('Assumptions', kv(reading.assumptions));
@@ -178,11 +183,12 @@ function provenance(reading) {
   return el('dl', { class: 'facts card' }, items);
 }
 
-function opsTable(view, architecture) {
-  const inputsOf = Object.fromEntries((architecture.nodes || []).map((n) => [n.name, n.inputs || []]));
+function opsTable(view) {
+  const inputsOf = {};
+  for (const link of view.links || []) (inputsOf[link.target] ||= []).push(link.source);
   const shape = (s) => (s && s.length ? s.map((d) => (d === null ? 'any' : d)).join('\u00d7') : 'scalar');
   return table({
-    caption: `Ops (${fmtInt(view.layers.length)} with inputs; outputs: ${(view.outputs || []).join(', ')})`,
+    caption: `Inputs and ops in order (outputs: ${(view.outputs || []).join(', ')})`,
     columns: [
       { label: 'Name', value: (l) => el('span', { class: 'mono' }, l.id) },
       { label: 'Op', value: (l) => l.op },

@@ -1,0 +1,255 @@
+"""The page in a real headless Chromium against the real app: what a person sees after
+uploading a checkpoint (progress, then its prediction), its parameter-graph picture,
+history pages followed to the end, the keyboard path, and the API key field."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from app.db import create_db_engine, create_session_factory
+from app.keys import create_key
+from tests.web.conftest import LiveServer, WebFiles, server_settings, upload_file
+
+expect = pytest.importorskip("playwright.sync_api", reason="needs playwright").expect
+
+RECORD_PROGRESS = """() => {
+  // what the progress bar showed, every value it took, for the test to read afterwards
+  window.__progress = [];
+  const watch = () => {
+    const bar = document.getElementById('upload-progress');
+    if (!bar) return;
+    new MutationObserver(() => { if (!bar.hidden) window.__progress.push(bar.value); })
+      .observe(bar, { attributes: true });
+    const status = document.getElementById('upload-status');
+    window.__status = [];
+    new MutationObserver(() => window.__status.push(status.textContent))
+      .observe(status, { childList: true, characterData: true, subtree: true });
+  };
+  watch();
+}"""
+
+DROP_FILE = """([name, bytes]) => {
+  // a person dragging a file from their desktop onto the drop zone
+  const file = new File([new Uint8Array(bytes)], name, { type: 'application/octet-stream' });
+  const data = new DataTransfer();
+  data.items.add(file);
+  const zone = document.getElementById('dropzone');
+  for (const type of ['dragenter', 'dragover', 'drop']) {
+    const event = new DragEvent(type, { bubbles: true, cancelable: true, dataTransfer: data });
+    zone.dispatchEvent(event);
+  }
+}"""
+
+
+def test_upload_by_drop_shows_progress_then_the_prediction(
+    page: Any, web_files: WebFiles, screenshot: Callable[..., Path]
+) -> None:
+    page.goto("/")
+    expect(page.get_by_role("heading", name="Upload a checkpoint")).to_be_visible()
+    # the metanetwork list has arrived when its option is there
+    expect(page.locator("#upload-ask option[value='tiny-digits']")).to_have_count(1)
+    screenshot("home")
+    page.evaluate(RECORD_PROGRESS)
+    page.evaluate(DROP_FILE, [web_files.net_a.name, list(web_files.net_a.read_bytes())])
+
+    page.wait_for_url(re.compile(r"#/checkpoints/\d+\?jobs=\d+"))
+    checkpoint_id = int(re.search(r"#/checkpoints/(\d+)", page.url).group(1))  # type: ignore[union-attr]
+    card = page.locator("article.prediction")
+    expect(card).to_have_count(1)
+    expect(card.locator(".headline")).to_contain_text("Predicted class:")
+    expect(card.locator(".headline")).to_contain_text("with probability")
+    bars = card.locator("svg.ws-probabilities .ws-bar")
+    expect(bars).to_have_count(10)  # one bar per digit class
+    expect(card).to_contain_text("Inside the domain")
+    expect(page.get_by_role("heading", level=1)).to_have_text(
+        f"Checkpoint #{checkpoint_id} \u00b7 {web_files.net_a.name}"
+    )
+    # the progress bar showed the upload and reached full; the status said so in words
+    progress = page.evaluate("window.__progress")
+    assert progress and max(progress) == 1, progress
+    statuses = " | ".join(page.evaluate("window.__status"))
+    assert "Uploading net1.safetensors" in statuses and "Stored as checkpoint" in statuses
+    # the answer shown is the one the API holds, to 3 significant digits
+    with httpx.Client(base_url=page.url.split("#")[0]) as api:
+        stored = api.get("/v1/predictions", params={"checkpoint_id": checkpoint_id}).json()
+    (prediction,) = stored["items"]
+    top = prediction["probabilities"][prediction["label"]]
+    expect(card.locator(".headline")).to_contain_text(
+        f"Predicted class: {prediction['label']} with probability {100 * top:.3g}"
+    )
+    screenshot("checkpoint")
+
+
+def test_file_input_upload_and_graph_picture(
+    page: Any, web_files: WebFiles, screenshot: Callable[..., Path]
+) -> None:
+    page.goto("/")
+    page.select_option("#upload-ask", "")  # store only
+    page.set_input_files("#upload-file", str(web_files.net_b))
+    page.wait_for_url(re.compile(r"#/checkpoints/\d+$"))
+    expect(page.locator("#upload-progress")).to_have_count(0)  # the home page is gone
+
+    graph = page.locator("#graph svg.ws-graph-full")
+    graph.scroll_into_view_if_needed()
+    expect(graph).to_be_visible()
+    # every neuron of the 64 -> 16 -> 10 MLP is a circle; the weights are drawn as lines
+    expect(graph.locator("circle.ws-node")).to_have_count(64 + 16 + 10)
+    drawn = graph.evaluate(
+        "svg => svg.querySelectorAll('.ws-edges line').length + [...svg.querySelectorAll("
+        "'.ws-edges path')].reduce((n, p) => n + (p.getAttribute('d').match(/M/g) || []).length, 0)"
+    )
+    assert drawn == 64 * 16 + 16 * 10  # every weight: one line each, or one segment each
+    expect(page.locator("#graph")).to_contain_text("90 neurons, 1,184 weights")
+    # the architecture table and the neuron groups
+    ops = page.get_by_role("table").filter(has_text="Output shape")
+    expect(ops).to_contain_text("linear")
+    expect(ops).to_contain_text("weight 16\u00d764")  # as stored: out x in
+    groups = page.get_by_role("table", name=re.compile("^Neuron groups"))
+    expect(groups.locator("tbody tr")).to_have_count(3)  # input, the hidden layer, output
+    expect(groups.locator("tr", has_text="yes")).to_contain_text("16")  # permutable hidden
+    expect(groups.locator("tr", has_text="fixed")).to_have_count(2)
+    expect(page.locator("dl.facts").first).to_contain_text("1,210")  # parameters, exact
+    screenshot("graph")
+
+
+def _distinct_checkpoints(directory: Path, count: int) -> list[Path]:
+    paths = []
+    for i in range(count):
+        path = directory / f"plain-{i}.safetensors"
+        save_file({"w": torch.full((3,), float(i))}, str(path))
+        paths.append(path)
+    return paths
+
+
+def test_history_pages_to_the_end(
+    page: Any, api: httpx.Client, tmp_path: Path, screenshot: Callable[..., Path]
+) -> None:
+    created = [upload_file(api, p)["id"] for p in _distinct_checkpoints(tmp_path, 12)]
+    page.goto("/#/checkpoints?limit=5")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Checkpoints")
+    pages = page.get_by_role("navigation", name="Checkpoints pages")
+    next_button = pages.get_by_role("button", name="Next")
+    seen: list[int] = []
+    for number in (1, 2, 3):
+        caption = page.locator("caption", has_text=f"page {number},")
+        expect(caption).to_be_visible()
+        rows = page.locator(".history tbody tr")
+        ids = [int(t.strip("#")) for t in rows.locator("td:first-child").all_inner_texts()]
+        assert len(ids) == (5 if number < 3 else 2)
+        seen += ids
+        if number == 1:
+            screenshot("history")
+        if number < 3:
+            expect(next_button).to_be_enabled()
+            next_button.click()
+    expect(next_button).to_be_disabled()
+    assert sorted(seen) == sorted(created) and len(set(seen)) == len(seen)
+    assert seen == sorted(seen, reverse=True)  # newest first, across pages
+    # and back again
+    pages.get_by_role("button", name="Previous").click()
+    expect(page.locator("caption", has_text="page 2,")).to_be_visible()
+    expect(page.locator(".history tbody tr").first).to_contain_text(f"#{seen[5]}")
+
+
+def test_filters_narrow_the_history(page: Any, api: httpx.Client, web_files: WebFiles) -> None:
+    upload_file(api, web_files.net_a)
+    b = upload_file(api, web_files.net_b)
+    page.goto("/#/checkpoints")
+    expect(page.locator(".history tbody tr")).to_have_count(2)
+    page.get_by_label("sha256 starts with").fill(b["sha256"][:10])
+    page.get_by_role("button", name="Apply filters").click()
+    expect(page).to_have_url(re.compile(r"sha256_prefix=" + b["sha256"][:10]))
+    expect(page.locator(".history tbody tr")).to_have_count(1)
+    expect(page.locator(".history tbody")).to_contain_text(f"#{b['id']}")
+
+
+def test_keyboard_reaches_nav_and_upload(page: Any) -> None:
+    page.goto("/")
+    expect(page.locator("#upload-ask option[value='tiny-digits']")).to_have_count(1)
+    reached: list[str] = []
+    for _ in range(40):
+        page.keyboard.press("Tab")
+        reached.append(
+            page.evaluate(
+                "() => { const a = document.activeElement;"
+                " return a.id || a.getAttribute('href') || a.tagName; }"
+            )
+        )
+        if reached[-1] == "upload-file":
+            break
+    assert reached[0] == "skip-link", reached  # the skip link comes first
+    for target in ("#/", "#/checkpoints", "#/predictions", "#/merges", "#/jobs", "api-key"):
+        assert target in reached, (target, reached)
+    assert reached[-1] == "upload-file", reached
+    # a focused link is visibly outlined
+    outline = page.evaluate("() => getComputedStyle(document.activeElement).outlineStyle")
+    assert outline != "none"
+    # Enter on a nav link opens its page and puts focus on its heading
+    page.locator("a[data-nav='jobs']").focus()
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Jobs")
+    expect(page.get_by_role("heading", level=1)).to_be_focused()
+    expect(page).to_have_title("Jobs \u00b7 Weightscope")
+    expect(page.locator("a[data-nav='jobs']")).to_have_attribute("aria-current", "page")
+
+
+def test_unknown_route_says_not_found(page: Any) -> None:
+    page.goto("/#/no/such/page")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Page not found")
+
+
+def test_api_key_field_when_keys_are_required(
+    browser: Any,
+    tmp_path: Path,
+    web_files: WebFiles,
+    start_server: Callable[..., LiveServer],
+) -> None:
+    from tests.web.conftest import open_page
+
+    settings = server_settings(tmp_path, web_files, auth="required")
+    engine = create_db_engine(settings.database_url)
+    token = create_key(create_session_factory(engine), "browser", "web").token
+    engine.dispose()
+    server = start_server(settings)
+    with server.client(token) as api:
+        checkpoint = upload_file(api, web_files.net_c)
+    pages = open_page(browser, server.url)
+    page = next(pages)
+    try:
+        page.goto("/#/checkpoints")
+        expect(page.get_by_role("alert")).to_contain_text("Error 401")
+        expect(page.get_by_role("alert")).to_contain_text("API key")
+        page.get_by_label("API key").fill(token)
+        page.get_by_role("button", name="Save key").click()
+        expect(page.locator("#key-status")).to_have_text("key saved in this browser")
+        expect(page.locator(".history tbody")).to_contain_text(f"#{checkpoint['id']}")
+        # the key stays for the next visit, and is sent with the job stream too
+        page.reload()
+        expect(page.locator(".history tbody")).to_contain_text(f"#{checkpoint['id']}")
+    finally:
+        next(pages, None)
+
+
+def test_job_page_follows_the_job(page: Any, api: httpx.Client, web_files: WebFiles) -> None:
+    checkpoint = upload_file(api, web_files.net_a)
+    job = api.post(
+        "/v1/predictions", json={"checkpoint_id": checkpoint["id"], "metanetwork": "tiny-digits"}
+    ).json()
+    page.goto(f"/#/jobs/{job['id']}")
+    expect(page.get_by_role("heading", level=1)).to_have_text(f"Job #{job['id']}")
+    status = page.locator(".job-live")
+    expect(status).to_have_attribute("aria-live", "polite")
+    expect(status).to_have_text(f"Job #{job['id']}: succeeded")
+    expect(page.locator("progress")).to_have_js_property("value", 1)
+    outcome = page.get_by_role("region", name="Outcome")
+    expect(outcome).to_contain_text(f"Answered about checkpoint #{checkpoint['id']} by tiny-digits")
+    outcome.get_by_role("link", name=f"checkpoint #{checkpoint['id']}").click()
+    expect(page.locator("article.prediction")).to_have_count(1)
