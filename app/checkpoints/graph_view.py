@@ -9,7 +9,7 @@ import graphs
 from app.blobs import BlobStore
 from app.models import Checkpoint
 from app.problems import ProblemError
-from graphs import ArchitectureError, MissingArchitectureError
+from graphs import GraphsError
 from graphs.picture import Detail, picture
 
 
@@ -26,5 +26,5 @@ def graph_view(checkpoint: Checkpoint, blobs: BlobStore, detail: Detail) -> dict
     try:
         loaded = graphs.load(blobs.path(checkpoint.blob_sha256))
         return {"checkpoint_id": checkpoint.id, **picture(loaded, detail)}
-    except (ArchitectureError, MissingArchitectureError) as exc:
-        raise ProblemError(422, str(exc), slug="graph-too-large") from None
+    except GraphsError as exc:  # past the full-detail limit, or a file graphs cannot wire
+        raise ProblemError(422, str(exc), slug="no-graph") from None

@@ -19,18 +19,20 @@ expect = pytest.importorskip("playwright.sync_api", reason="needs playwright").e
 
 EPOCHS = 3
 
-RECORD_CURVE = """() => {
-  // every state of the training-loss chart: points drawn, and the job's status then
+RECORD_CURVE = """
+  // every state of the training-loss chart from the page's first render: points drawn,
+  // and the job's status then (installed before the form is sent, so nothing is missed)
   window.__curve = [];
-  const box = document.getElementById('train-loss-chart');
-  const status = () => (document.querySelector('.job-status') || {}).dataset?.status;
-  const note = () => {
+  new MutationObserver(() => {
+    const box = document.getElementById('train-loss-chart');
+    if (!box) return;
     const series = box.querySelector('.ws-series');
-    window.__curve.push([series ? Number(series.dataset.points) : 0, status()]);
-  };
-  new MutationObserver(note).observe(box, { childList: true, subtree: true });
-  note();
-}"""
+    const status = (document.querySelector('.job-status') || { dataset: {} }).dataset.status;
+    const state = [series ? Number(series.dataset.points) : 0, status];
+    const last = window.__curve[window.__curve.length - 1];
+    if (!last || last[0] !== state[0] || last[1] !== state[1]) window.__curve.push(state);
+  }).observe(document, { childList: true, subtree: true, attributes: true });
+"""
 
 
 def _tiny_zoo(api: httpx.Client, directory: Path) -> dict[str, Any]:
@@ -62,12 +64,12 @@ def test_training_started_from_the_page_draws_its_curve_live(
     form.get_by_label("Node feature width").fill("8")
     form.get_by_label("Message-passing layers").fill("1")
     form.get_by_label("Networks per step").fill("8")
+    page.evaluate(f"() => {{{RECORD_CURVE}}}")  # the same document: hash routing
     form.get_by_role("button", name="Train").click()
 
     page.wait_for_url(re.compile(r".*#/training/\d+$"))
     job_id = int(page.url.rsplit("/", 1)[1])
     expect(page.get_by_role("heading", name="Training scales-net")).to_be_visible()
-    page.evaluate(RECORD_CURVE)
 
     outcome = page.locator("#training-outcome")
     expect(

@@ -365,12 +365,12 @@ export function barChart(container, spec) {
   axes(svgNode, { xs: () => 0, ys, box, xTicks: [], yTicks: niceTicks(...yDomain, 5), yTitle: axisTitle(spec.y) });
   groups.forEach((g, gi) => {
     const gx = left + gi * groupWidth;
-    const inner = groupWidth * 0.8;
-    const barW = inner / Math.max(1, g.bars.length);
+    const barW = Math.min(90, (groupWidth * 0.8) / Math.max(1, g.bars.length));
+    const inner = barW * g.bars.length;
     const gNode = svg('g', { class: 'ws-bar-group', 'data-group': g.name });
     g.bars.forEach((b, bi) => {
       const i = names.indexOf(b.name);
-      const x = gx + groupWidth * 0.1 + bi * barW;
+      const x = gx + (groupWidth - inner) / 2 + bi * barW;
       const y0 = ys(0);
       const y1 = ys(Number.isFinite(b.value) ? b.value : 0);
       const rect = svg('rect', {

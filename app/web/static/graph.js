@@ -63,7 +63,7 @@ function quantileAbs(values, q) {
   return abs[Math.min(abs.length - 1, Math.floor(q * (abs.length - 1)))];
 }
 
-function scaleLegend(scaleMax) {
+function scaleLegend(scaleMax, perLayer = false) {
   const W = 260;
   const s = svg('svg', { width: W, height: 42, viewBox: `0 0 ${W} 42`, 'aria-hidden': 'true', class: 'ws-graph-scale' });
   const n = 2 * STEPS + 1;
@@ -71,13 +71,16 @@ function scaleLegend(scaleMax) {
     const step = i - STEPS;
     s.appendChild(svg('rect', { x: 30 + (i * (W - 60)) / n, y: 4, width: (W - 60) / n + 0.5, height: 12, fill: weightColour((step / STEPS) * scaleMax, scaleMax).colour }));
   }
-  const ticks = [[-scaleMax, 30], [0, W / 2], [scaleMax, W - 30]];
-  for (const [v, x] of ticks) {
-    s.appendChild(svg('text', { x, y: 32, 'text-anchor': 'middle', 'font-size': 11, fill: INK }, `${v > 0 ? '+' : ''}${fmt(v)}`));
+  const ticks = perLayer ? [['\u2212max', 30], ['0', W / 2], ['+max', W - 30]]
+    : [[`${fmt(-scaleMax)}`, 30], ['0', W / 2], [`+${fmt(scaleMax)}`, W - 30]];
+  for (const [text, x] of ticks) {
+    s.appendChild(svg('text', { x, y: 32, 'text-anchor': 'middle', 'font-size': 11, fill: INK }, text));
   }
   return html('div', { class: 'ws-graph-legend-scale' },
     s,
-    html('span', null, `Weight: purple negative, grey near 0, orange positive; darker and wider = larger (saturates at ±${fmt(scaleMax)})`));
+    html('span', null, perLayer
+      ? 'Weight: purple negative, grey near 0, orange positive; darker and wider = larger, relative to the largest weights into the same layer (98th percentile of their magnitude)'
+      : `Weight: purple negative, grey near 0, orange positive; darker and wider = larger (saturates at \u00b1${fmt(scaleMax)}, the 98th percentile of all weights\u2019 magnitude)`));
 }
 
 function nodeLegend(kinds) {
@@ -97,7 +100,7 @@ function hiddenTable(caption, columns, rows) {
 
 // --- every neuron and weight ------------------------------------------------------------
 
-function drawFull(container, view) {
+function drawFull(container, view, perLayer = false) {
   const { columns, nodes, edges } = view;
   const byLayer = new Map(columns.map((c, i) => [c.index, i]));
   const tallest = Math.max(1, ...columns.map((c) => c.size));
@@ -118,6 +121,16 @@ function drawFull(container, view) {
   const r = Math.max(1.5, Math.min(7, (inner / tallest) * 0.38));
   const weights = edges.filter((e) => e.type !== 'residual' && e.type !== 'norm').map((e) => e.weight);
   const scaleMax = quantileAbs(weights, 0.98) || 1;
+  // per layer: each target column's own scale, so a deep layer of small weights shows too
+  const columnMax = new Map();
+  if (perLayer) {
+    for (const c of columns) {
+      const into = edges.filter((e) => nodes[e.target].layer === c.index && e.type !== 'residual' && e.type !== 'norm').map((e) => e.weight);
+      columnMax.set(c.index, quantileAbs(into, 0.98) || scaleMax);
+    }
+  }
+  const edgeScale = (e) => (perLayer ? columnMax.get(nodes[e.target].layer) : scaleMax);
+  const thin = edges.length > 1500 ? 0.6 : 1; // many lines: thinner, so they do not merge
   const summary = `Parameter graph with every neuron and weight: ${int(nodes.length)} neurons in ${columns.length} columns (${columns.map((c) => `${c.size} ${c.types.join('/')}`).join(', ')}) and ${int(edges.length)} weights, from ${fmt(Math.min(...weights, 0))} to ${fmt(Math.max(...weights, 0))}. Focus the drawing and use the arrow keys to read each neuron's bias and weights.`;
   const titleId = `ws-graph-${Math.random().toString(36).slice(2)}`;
   const root = svg('svg', {
@@ -131,7 +144,7 @@ function drawFull(container, view) {
   });
   const edgeLayer = svg('g', { class: 'ws-edges', 'stroke-linecap': 'round' });
   root.appendChild(edgeLayer);
-  const order = edges.map((_, i) => i).sort((a, b) => Math.abs(edges[a].weight) - Math.abs(edges[b].weight));
+  const order = edges.map((_, i) => i).sort((a, b) => Math.abs(edges[a].weight) / edgeScale(edges[a]) - Math.abs(edges[b].weight) / edgeScale(edges[b]));
   const perEdge = edges.length <= PER_EDGE_LIMIT;
   const lines = new Array(edges.length);
   if (perEdge) {
@@ -139,11 +152,11 @@ function drawFull(container, view) {
       const e = edges[i];
       const [x1, y1] = place[e.source];
       const [x2, y2] = place[e.target];
-      const { step, colour } = weightColour(e.weight, scaleMax);
+      const { step, colour } = weightColour(e.weight, edgeScale(e));
       const strength = Math.abs(step) / STEPS;
       const line = svg('line', {
         x1: x1.toFixed(1), y1: y1.toFixed(1), x2: x2.toFixed(1), y2: y2.toFixed(1), stroke: colour,
-        'stroke-width': (0.6 + 2 * strength).toFixed(2), 'stroke-opacity': (0.35 + 0.65 * strength).toFixed(2),
+        'stroke-width': (thin * (0.6 + 2 * strength)).toFixed(2), 'stroke-opacity': (0.35 + 0.65 * strength).toFixed(2),
         'data-i': i, class: 'ws-edge',
       });
       lines[i] = line;
@@ -153,7 +166,7 @@ function drawFull(container, view) {
     const buckets = new Map();
     for (const i of order) {
       const e = edges[i];
-      const { step, colour } = weightColour(e.weight, scaleMax);
+      const { step, colour } = weightColour(e.weight, edgeScale(e));
       if (!buckets.has(step)) buckets.set(step, { colour, d: [] });
       const [x1, y1] = place[e.source];
       const [x2, y2] = place[e.target];
@@ -241,7 +254,7 @@ function drawFull(container, view) {
   return [
     html('div', { class: 'ws-graph-scroll' }, root),
     info,
-    html('div', { class: 'ws-graph-legends' }, scaleLegend(scaleMax), nodeLegend(kinds)),
+    html('div', { class: 'ws-graph-legends' }, scaleLegend(scaleMax, perLayer), nodeLegend(kinds)),
     hiddenTable('Columns of the parameter graph', ['Column', 'Kinds', 'Neuron groups', 'Neurons', 'Weights in'],
       columns.map((c) => [String(c.index), c.types.join(', '), c.groups.join(', '), int(c.size),
         int(edges.filter((e) => nodes[e.target].layer === c.index).length)])),
@@ -341,13 +354,27 @@ function drawLayers(container, view) {
   ];
 }
 
-// drawGraph(container, view): replaces the container's content with the picture.
-export function drawGraph(container, view) {
+// drawGraph(container, view): replaces the container's content with the picture. The full
+// drawing has a choice of colour scale: one for the whole network, or one per layer.
+export function drawGraph(container, view, { perLayer = false } = {}) {
   const figure = html('figure', { class: `ws-graph ws-graph-${view.detail}`, 'data-detail': view.detail });
   figure.appendChild(html('figcaption', { class: 'ws-chart-title' },
     view.detail === 'full' ? 'Parameter graph: every neuron and weight' : 'Parameter graph: layer diagram',
     html('span', { class: 'ws-graph-reason' }, ` \u2014 ${view.reason}`)));
-  const parts = view.detail === 'full' ? drawFull(container, view) : drawLayers(container, view);
+  if (view.detail === 'full') {
+    const id = `ws-graph-scale-${Math.random().toString(36).slice(2)}`;
+    const select = html('select', { id, class: 'ws-graph-scale-mode' },
+      html('option', { value: 'network' }, 'one scale for the whole network'),
+      html('option', { value: 'layer' }, 'one scale per layer'));
+    select.value = perLayer ? 'layer' : 'network';
+    select.addEventListener('change', () => {
+      drawGraph(container, view, { perLayer: select.value === 'layer' });
+      const again = container.querySelector('.ws-graph-scale-mode');
+      if (again) again.focus();
+    });
+    figure.appendChild(html('p', { class: 'ws-graph-controls' }, html('label', { for: id }, 'Weight colours: '), select));
+  }
+  const parts = view.detail === 'full' ? drawFull(container, view, perLayer) : drawLayers(container, view);
   for (const p of parts) figure.appendChild(p);
   container.replaceChildren(figure);
   return figure;

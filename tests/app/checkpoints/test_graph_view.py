@@ -118,6 +118,20 @@ async def test_a_cnn_past_the_cap_is_a_layer_diagram(client, session_factory, tm
     GraphView.model_validate(view)
 
 
+async def test_full_detail_past_its_limit_is_a_422(
+    client, session_factory, tmp_path, assert_problem
+) -> None:
+    net = nn.Sequential(nn.Linear(400, 300))  # 120,000 weights: past the 100,000 drawn
+    alice = _headers(session_factory, "alice")
+    checkpoint = await _upload(client, alice, _saved(net, torch.zeros(1, 400), tmp_path / "w"))
+    url = f"/v1/checkpoints/{checkpoint}/graph"
+    full = await client.get(url, params={"detail": "full"}, headers=alice)
+    assert_problem(full, 422, "full detail is drawn up to 5,000 neurons and 100,000 weights")
+    auto = await client.get(url, headers=alice)
+    assert auto.json()["detail"] == "layers"
+    assert auto.json()["links"][0]["weight_count"] == 120_000
+
+
 async def test_another_tenants_checkpoint_is_404_and_bad_detail_422(
     client, session_factory, tmp_path, assert_problem
 ) -> None:

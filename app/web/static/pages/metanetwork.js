@@ -33,7 +33,9 @@ export function metricsChart(container, detail) {
   const baselineName = baseline ? `baseline: ${baseline.name === 'statnn' ? 'weight statistics (StatNN)' : baseline.name}` : null;
   const box = el('div', { class: 'chart', 'data-metanetwork': detail.name });
   container.append(box);
+  const values = names.flatMap((m) => [test[m], metrics.val && metrics.val[m], baseline && baseline.test[m]]).filter(Number.isFinite);
   barChart(box, {
+    yDomain: [Math.min(0, ...values), Math.max(1, ...values)], // scores live on 0..1 (tau down to -1)
     title: `${detail.name}: test metrics${baseline ? ' beside its baseline' : ''}`,
     y: { label: 'Score', unit: 'unitless' },
     groups: names.map((m) => ({
