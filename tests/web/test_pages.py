@@ -171,6 +171,9 @@ def test_filters_narrow_the_history(page: Any, api: httpx.Client, web_files: Web
     expect(page).to_have_url(re.compile(r"sha256_prefix=" + b["sha256"][:10]))
     expect(page.locator(".history tbody tr")).to_have_count(1)
     expect(page.locator(".history tbody")).to_contain_text(f"#{b['id']}")
+    page.get_by_role("button", name="Clear").click()
+    expect(page.locator(".history tbody tr")).to_have_count(2)
+    expect(page.get_by_label("sha256 starts with")).to_have_value("")
 
 
 def test_keyboard_reaches_nav_and_upload(page: Any) -> None:
@@ -414,3 +417,22 @@ def test_a_running_job_is_followed_live(
         expect(page.get_by_role("region", name="Outcome")).to_contain_text("Answered about")
     finally:
         next(pages, None)
+
+
+def test_zoo_list_and_its_items_paged(page: Any, api: httpx.Client, tmp_path: Path) -> None:
+    from tests.web.test_training_page import _tiny_zoo
+
+    zoo = _tiny_zoo(api, tmp_path / "zoo")
+    page.goto("/#/zoos")
+    page.get_by_role("link", name=zoo["name"]).click()
+    expect(page.get_by_role("heading", level=1)).to_have_text(f"Zoo #{zoo['id']} \u00b7 scales")
+    expect(page.locator("dl.facts")).to_contain_text("small, large")
+    positions: list[int] = []
+    for number in (1, 2):
+        expect(page.locator("caption", has_text=f"page {number},")).to_be_visible()
+        cells = page.locator(".history tbody tr td:first-child").all_inner_texts()
+        positions += [int(c) for c in cells]
+        if number == 1:
+            page.get_by_role("button", name="Next").click()
+    expect(page.get_by_role("button", name="Next")).to_be_disabled()
+    assert sorted(positions) == list(range(zoo["size"]))
