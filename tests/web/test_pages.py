@@ -256,7 +256,9 @@ def test_api_key_field_when_keys_are_required(
         next(pages, None)
 
 
-def test_job_page_follows_the_job(page: Any, api: httpx.Client, web_files: WebFiles) -> None:
+def test_job_page_follows_the_job(
+    page: Any, api: httpx.Client, web_files: WebFiles, screenshot: Callable[..., Path]
+) -> None:
     checkpoint = upload_file(api, web_files.net_a)
     job = api.post(
         "/v1/predictions", json={"checkpoint_id": checkpoint["id"], "metanetwork": "tiny-digits"}
@@ -269,6 +271,7 @@ def test_job_page_follows_the_job(page: Any, api: httpx.Client, web_files: WebFi
     expect(page.locator("progress")).to_have_js_property("value", 1)
     outcome = page.get_by_role("region", name="Outcome")
     expect(outcome).to_contain_text(f"Answered about checkpoint #{checkpoint['id']} by tiny-digits")
+    screenshot("job")
     outcome.get_by_role("link", name=f"checkpoint #{checkpoint['id']}").click()
     expect(page.locator("article.prediction")).to_have_count(1)
 
@@ -340,7 +343,7 @@ def test_a_file_that_is_no_checkpoint_is_refused_in_words(page: Any, tmp_path: P
 
 
 def test_several_files_at_once_and_a_refusal_said_on_the_checkpoint_page(
-    page: Any, web_files: WebFiles, tmp_path: Path
+    page: Any, web_files: WebFiles, tmp_path: Path, screenshot: Callable[..., Path]
 ) -> None:
     page.goto("/")
     expect(page.locator("#upload-ask option[value='tiny-digits']")).to_have_count(1)
@@ -363,6 +366,7 @@ def test_several_files_at_once_and_a_refusal_said_on_the_checkpoint_page(
     expect(refused).to_contain_text("tiny-digits: checkpoint")
     expect(refused).to_contain_text("outside the domain")
     expect(page.locator("article.prediction")).to_have_count(0)
+    screenshot("refused", full_page=False)
 
 
 def test_a_running_job_is_followed_live(

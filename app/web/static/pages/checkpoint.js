@@ -182,7 +182,7 @@ async function drawArchitecture(section, groupsSection, pictureSection, c) {
 function provenance(reading, summary) {
   const source = reading.provenance;
   const items = [el('dt', null, 'How it was obtained'), el('dd', null, PROVENANCE[source] || source || 'unknown')];
-  const shapes = (o) => Object.entries(o || {}).map(([k, v]) => `${k} ${v.length ? v.join('\u00d7') : 'scalar'}`).join(', ');
+  const shapes = (o) => Object.entries(o || {}).map(([k, v]) => `${k} (${v.length ? v.join('\u00d7') : 'scalar'})`).join(', ');
   if (summary.op_counts) items.push(el('dt', null, 'Ops'), el('dd', null, Object.entries(summary.op_counts).map(([k, v]) => `${v} ${k}`).join(', ')));
   if (summary.inputs) items.push(el('dt', null, 'Inputs'), el('dd', null, shapes(summary.inputs)));
   if (summary.outputs) items.push(el('dt', null, 'Outputs'), el('dd', null, shapes(summary.outputs)));
