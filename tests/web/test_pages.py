@@ -440,3 +440,35 @@ def test_zoo_list_and_its_items_paged(page: Any, api: httpx.Client, tmp_path: Pa
             page.get_by_role("button", name="Next").click()
     expect(page.get_by_role("button", name="Next")).to_be_disabled()
     assert sorted(positions) == list(range(zoo["size"]))
+
+
+def test_event_stream_parsing_across_chunks(page: Any) -> None:
+    """The job stream is read with fetch (EventSource cannot send the key), so the page
+    parses text/event-stream itself: events split across reads, comments, CRLF lines and
+    multi-line data come out whole."""
+    page.goto("/")
+    events = page.evaluate(
+        """async () => {
+          const { parseSse } = await import('/static/api.js');
+          const chunks = ['retry: 1000\\n\\n: keep-alive\\n\\nevent: job\\nid: 1\\ndata: {"a"',
+                          ': 1}\\n\\nevent: job\\r\\ndata: line one\\r',
+                          '\\ndata: line two\\r\\n\\r\\n',
+                          'event: deleted\\ndata: {}\\n\\nevent: job\\ndata: unfinished'];
+          let buffer = '';
+          const out = [];
+          for (const chunk of chunks) {
+            const parsed = parseSse(buffer + chunk);
+            buffer = parsed.rest;
+            out.push(...parsed.events);
+          }
+          return [out, buffer];
+        }"""
+    )
+    assert events == [
+        [
+            {"event": "job", "id": "1", "data": '{"a": 1}'},
+            {"event": "job", "id": None, "data": "line one\nline two"},
+            {"event": "deleted", "id": None, "data": "{}"},
+        ],
+        "event: job\ndata: unfinished",
+    ]
