@@ -56,7 +56,7 @@ def test_upload_by_drop_shows_progress_then_the_prediction(
     expect(page.get_by_role("heading", name="Upload a checkpoint")).to_be_visible()
     # the metanetwork list has arrived when its option is there
     expect(page.locator("#upload-ask option[value='tiny-digits']")).to_have_count(1)
-    screenshot("home")
+    screenshot("upload")
     page.evaluate(RECORD_PROGRESS)
     page.evaluate(DROP_FILE, [web_files.net_a.name, list(web_files.net_a.read_bytes())])
 
@@ -274,6 +274,12 @@ def test_job_page_follows_the_job(
     screenshot("job")
     outcome.get_by_role("link", name=f"checkpoint #{checkpoint['id']}").click()
     expect(page.locator("article.prediction")).to_have_count(1)
+    page.get_by_role("link", name="Home", exact=True).click()  # the job, its answer
+    expect(page.get_by_role("table", name="Latest predictions")).to_contain_text("tiny-digits: ")
+    expect(page.get_by_role("table", name="Latest jobs").locator(".badge")).to_have_text(
+        "succeeded"
+    )
+    screenshot("home")
 
 
 def test_numbers_to_three_significant_digits(page: Any) -> None:
