@@ -425,6 +425,24 @@ def test_a_running_job_is_followed_live(
         expect(live).to_have_text(re.compile(rf"Job #{job['id']}: running, [1-9][\d.]* % done"))
         expect(live).to_have_text(f"Job #{job['id']}: succeeded")
         expect(page.get_by_role("region", name="Outcome")).to_contain_text("Answered about")
+        # a long one, canceled from its page
+        with server.client() as api:
+            job = api.post(
+                "/v1/jobs",
+                json={
+                    "kind": "slow_predict",
+                    "params": {
+                        "checkpoint_id": checkpoint["id"],
+                        "metanetwork": "tiny-digits",
+                        "seconds": 60,
+                    },
+                },
+            ).json()
+        page.goto(f"/#/jobs/{job['id']}")
+        expect(live).to_have_text(re.compile(rf"Job #{job['id']}: running"))
+        page.get_by_role("button", name="Cancel job").click()
+        expect(live).to_have_text(f"Job #{job['id']}: canceled")
+        expect(page.get_by_role("region", name="Outcome")).to_contain_text("The job canceled")
     finally:
         next(pages, None)
 
