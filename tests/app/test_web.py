@@ -4,6 +4,7 @@ resolvable, and outside the OpenAPI. The page in a browser: tests/web."""
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from pathlib import Path
 
@@ -110,3 +111,29 @@ async def test_page_is_public_and_the_api_keeps_its_keys(tmp_path: Path) -> None
                 "/v1/checkpoints", headers={"Authorization": f"Bearer {key.token}"}
             )
             assert keyed.status_code == 200, keyed.text
+
+
+def test_every_asset_ships_in_the_package() -> None:
+    """pyproject's package-data for ``app.web`` covers every file the page serves (an
+    installed, non-editable copy would otherwise 404 on it)."""
+    import tomllib
+
+    root = Path(__file__).parents[2]
+    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-data"
+    ]["app.web"]
+    web = STATIC_DIR.parent
+    unshipped = [
+        p.relative_to(web).as_posix()
+        for p in STATIC_DIR.rglob("*")
+        if p.is_file() and not any(_glob(p.relative_to(web).as_posix(), pat) for pat in patterns)
+    ]
+    assert not unshipped, f"add these to [tool.setuptools.package-data] app.web: {unshipped}"
+
+
+def _glob(path: str, pattern: str) -> bool:
+    """setuptools' glob: ``*`` stays within one folder."""
+    parts, wanted = path.split("/"), pattern.split("/")
+    return len(parts) == len(wanted) and all(
+        fnmatch.fnmatchcase(p, w) for p, w in zip(parts, wanted, strict=True)
+    )

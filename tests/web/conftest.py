@@ -243,12 +243,17 @@ def screenshot_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def screenshot(page: Any, screenshot_dir: Path) -> Callable[..., Path]:
-    """``screenshot(name)`` saves the page (whole length) as ``NAME.png``; returns the path.
+    """``screenshot(name)`` saves the page (whole length, or ``full_page=False``, or an
+    ``element=`` locator) as ``NAME.png``; returns the path.
     ``$WEIGHTSCOPE_SCREENSHOTS`` keeps them (the README's come from there)."""
 
-    def take(name: str, *, full_page: bool = True) -> Path:
+    def take(name: str, *, full_page: bool = True, element: Any = None) -> Path:
+        """The whole page, the window only (``full_page=False``), or one element."""
         path = screenshot_dir / f"{name}.png"
-        page.screenshot(path=str(path), full_page=full_page)
+        if element is not None:
+            element.screenshot(path=str(path))
+        else:
+            page.screenshot(path=str(path), full_page=full_page)
         return path
 
     return take

@@ -128,10 +128,10 @@ export function link(href, ...children) {
   return el('a', { href }, ...children);
 }
 
-export function errorBox(err) {
+export function errorBox(err, prefix = '') {
   const problem = err && err.problem;
   return el('div', { class: 'error', role: 'alert' },
-    el('strong', null, err && err.status ? `Error ${err.status}: ` : 'Error: '),
+    el('strong', null, `${prefix}${err && err.status ? `Error ${err.status}: ` : 'Error: '}`),
     (err && err.message) || String(err),
     err && err.status === 401 ? el('p', null, 'This server asks for an API key: paste yours into the \u201cAPI key\u201d field at the top of the page and save it.') : null,
     problem && problem.errors ? el('ul', null, problem.errors.map((e) => el('li', null, `${(e.loc || []).join('.')}: ${e.msg}`))) : null);

@@ -39,7 +39,11 @@ export function historyTable(root, { title, path, filters = [], columns, query =
       else { previous.length = 0; cursor = null; load(); }
     });
     form.addEventListener('reset', () => {
-      window.setTimeout(() => { if (window.location.hash !== `#${hashPath}`) window.location.hash = `#${hashPath}`; }, 0);
+      window.setTimeout(() => { // after the browser has emptied the fields
+        for (const f of filters) { values[f.name] = ''; form.elements[f.name].value = ''; }
+        if (window.location.hash !== `#${hashPath}`) window.location.hash = `#${hashPath}`;
+        else { previous.length = 0; cursor = null; load(); }
+      }, 0);
     });
   }
 

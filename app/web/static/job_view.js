@@ -41,3 +41,10 @@ export function followJob(job, onChange, onFailure) {
     onError: (err) => { if (onFailure) onFailure(err); },
   });
 }
+
+// A job's badge that follows the job while it is unfinished; close() goes into `closers`.
+export function liveStatus(job, closers) {
+  const cell = el('span', { class: 'live-status' }, statusBadge(job.status));
+  closers.push(followJob(job, (j) => cell.replaceChildren(statusBadge(j.status))));
+  return cell;
+}

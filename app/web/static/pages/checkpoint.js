@@ -30,7 +30,7 @@ export async function render(root, params) {
     el('h2', { id: 'predictions-heading' }, 'Predictions'));
   const pending = el('div', { class: 'pending-jobs' });
   const answered = el('div', { class: 'prediction-list' });
-  predictions.append(pending, answered);
+  predictions.append(refusals(checkpoint.id), pending, answered);
   const loadPredictions = () => listPredictions(answered, checkpoint.id);
   const watch = (job) => {
     const box = jobStatusBox(job, { label: `Prediction by ${job.params && job.params.metanetwork}` });
@@ -63,6 +63,20 @@ export async function render(root, params) {
     listMerges(merges, checkpoint.id),
   ]);
   return () => closers.forEach((close) => close());
+}
+
+// Metanetworks the upload asked that refused this checkpoint (home page, sessionStorage).
+function refusals(checkpointId) {
+  let refused = [];
+  try {
+    const key = `weightscope.refused.${checkpointId}`;
+    refused = JSON.parse(sessionStorage.getItem(key) || '[]');
+    sessionStorage.removeItem(key);
+  } catch { /* nothing kept */ }
+  if (!refused.length) return '';
+  return el('div', { class: 'notice' },
+    el('p', null, `Not asked (${refused.length}): these metanetworks refused this checkpoint.`),
+    el('ul', null, refused.map((r) => el('li', null, el('strong', null, `${r.metanetwork}: `), r.detail))));
 }
 
 function summary(c) {
@@ -168,7 +182,7 @@ async function drawArchitecture(section, groupsSection, pictureSection, c) {
 function provenance(reading, summary) {
   const source = reading.provenance;
   const items = [el('dt', null, 'How it was obtained'), el('dd', null, PROVENANCE[source] || source || 'unknown')];
-  const shapes = (o) => Object.entries(o || {}).map(([k, v]) => `${k} ${v.length ? v.join('\u00d7') : 'scalar'}`).join(', ');
+  const shapes = (o) => Object.entries(o || {}).map(([k, v]) => `${k} (${v.length ? v.join('\u00d7') : 'scalar'})`).join(', ');
   if (summary.op_counts) items.push(el('dt', null, 'Ops'), el('dd', null, Object.entries(summary.op_counts).map(([k, v]) => `${v} ${k}`).join(', ')));
   if (summary.inputs) items.push(el('dt', null, 'Inputs'), el('dd', null, shapes(summary.inputs)));
   if (summary.outputs) items.push(el('dt', null, 'Outputs'), el('dd', null, shapes(summary.outputs)));

@@ -46,7 +46,7 @@ async function drawOutcome(section, job) {
   const r = job.result;
   if (job.status !== 'succeeded') {
     section.append(el('p', null, `The job ${job.status}${job.error ? `: ${job.error}` : '.'}`));
-  } else if (job.kind === 'predict' && r) {
+  } else if (r && r.metanetwork && 'in_domain' in r) { // a prediction's result
     section.append(el('p', null, 'Answered about ', link(`#/checkpoints/${r.checkpoint_id}`, `checkpoint #${r.checkpoint_id}`),
       ` by ${r.metanetwork}: `, r.label != null ? `class ${r.label}` : `test accuracy ${fmt(r.value)}`, '.'));
   } else if (job.kind === 'merge') {

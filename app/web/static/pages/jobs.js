@@ -1,5 +1,6 @@
 import { historyTable } from '../history.js';
-import { el, fmtPct, link, statusBadge, timeEl } from '../format.js';
+import { el, fmtPct, link, timeEl } from '../format.js';
+import { liveStatus } from '../job_view.js';
 
 const KINDS = ['predict', 'merge', 'inspect', 'train'];
 const STATUSES = ['queued', 'running', 'succeeded', 'failed', 'canceled'];
@@ -8,7 +9,8 @@ export async function render(root, params) {
   root.append(
     el('h1', null, 'Jobs'),
     el('p', null, 'Work queued for the workers: predictions, merges, inspections, training.'));
-  return historyTable(root, {
+  const closers = []; // unfinished jobs' badges follow them live
+  const close = historyTable(root, {
     title: 'Jobs',
     path: '/v1/jobs',
     hashPath: '/jobs',
@@ -20,7 +22,7 @@ export async function render(root, params) {
     columns: [
       { label: 'Id', value: (j) => link(`#/jobs/${j.id}`, `#${j.id}`), numeric: true },
       { label: 'Kind', value: (j) => j.kind },
-      { label: 'Status', value: (j) => statusBadge(j.status) },
+      { label: 'Status', value: (j) => liveStatus(j, closers) },
       { label: 'Progress', value: (j) => fmtPct(j.progress), numeric: true },
       { label: 'Queued', value: (j) => timeEl(j.created_at) },
       { label: 'Finished', value: (j) => timeEl(j.finished_at) },
@@ -28,4 +30,5 @@ export async function render(root, params) {
     ],
     empty: 'No jobs yet.',
   });
+  return () => { close(); closers.forEach((c) => c()); };
 }
