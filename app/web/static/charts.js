@@ -345,13 +345,13 @@ export function lineChart(container, spec) {
 // --- bar chart -------------------------------------------------------------------------
 
 // barChart(container, {title, y: {label, unit}, groups: [{name, bars: [{name, value, low?,
-// high?}]}], yDomain?}): bars of one name share a colour across groups (legend by name);
+// high?}]}], yDomain?, width?, height?}): bars of one name share a colour across groups (legend by name);
 // low/high draw an error bar.
 export function barChart(container, spec) {
   const groups = spec.groups || [];
   const names = [...new Set(groups.flatMap((g) => g.bars.map((b) => b.name)))];
-  const W = 640;
-  const H = 320;
+  const W = spec.width || 640; // a card's chart: narrower, so its text stays readable
+  const H = spec.height || 320;
   const box = [72, 14, W - 18, H - 58];
   const [left, top, right, bottom] = box;
   const summary = [`Bar chart of ${axisTitle(spec.y) || 'values'}.`,

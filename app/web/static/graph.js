@@ -104,10 +104,10 @@ function drawFull(container, view, perLayer = false) {
   const { columns, nodes, edges } = view;
   const byLayer = new Map(columns.map((c, i) => [c.index, i]));
   const tallest = Math.max(1, ...columns.map((c) => c.size));
-  const W = Math.max(480, Math.min(1400, 160 * columns.length));
+  const W = Math.max(640, Math.min(1400, 220 * columns.length));
   const top = 44;
   const bottom = 16;
-  const inner = Math.max(160, Math.min(900, tallest * 16));
+  const inner = Math.max(160, Math.min(560, tallest * 12)); // fits the 75vh scroll box
   const H = top + inner + bottom;
   const left = 60;
   const right = W - 60;
@@ -134,7 +134,7 @@ function drawFull(container, view, perLayer = false) {
   const summary = `Parameter graph with every neuron and weight: ${int(nodes.length)} neurons in ${columns.length} columns (${columns.map((c) => `${c.size} ${c.types.join('/')}`).join(', ')}) and ${int(edges.length)} weights, from ${fmt(Math.min(...weights, 0))} to ${fmt(Math.max(...weights, 0))}. Focus the drawing and use the arrow keys to read each neuron's bias and weights.`;
   const titleId = `ws-graph-${Math.random().toString(36).slice(2)}`;
   const root = svg('svg', {
-    viewBox: `0 0 ${W} ${H}`, width: '100%', class: 'ws-graph-svg ws-graph-full', role: 'img', tabindex: 0,
+    viewBox: `0 0 ${W} ${H}`, width: W, class: 'ws-graph-svg ws-graph-full', role: 'img', tabindex: 0,
     'aria-labelledby': titleId, 'font-family': 'system-ui, sans-serif', 'font-size': 11, 'data-detail': 'full',
     'data-nodes': nodes.length, 'data-edges': edges.length,
   }, svg('title', { id: titleId }, summary));

@@ -20,7 +20,7 @@ function chartedMetrics(test) {
 }
 
 // Metrics on the held-out test split beside the baseline measured on the same split.
-export function metricsChart(container, detail) {
+export function metricsChart(container, detail, { compact = false } = {}) {
   const card = detail.card || {};
   const metrics = card.metrics || detail.metrics || {};
   const test = metrics.test || {};
@@ -36,6 +36,7 @@ export function metricsChart(container, detail) {
   const values = names.flatMap((m) => [test[m], metrics.val && metrics.val[m], baseline && baseline.test[m]]).filter(Number.isFinite);
   barChart(box, {
     yDomain: [Math.min(0, ...values), Math.max(1, ...values)], // scores live on 0..1 (tau down to -1)
+    ...(compact ? { width: 400, height: 260 } : {}),
     title: `${detail.name}: test metrics${baseline ? ' beside its baseline' : ''}`,
     y: { label: 'Score', unit: 'unitless' },
     groups: names.map((m) => ({

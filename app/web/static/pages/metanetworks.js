@@ -25,7 +25,7 @@ export async function render(root) {
       ' ', el('span', { class: 'badge' }, detail.builtin ? 'built in' : 'yours')));
     if (detail.error) card.append(errorBox(detail.error));
     card.append(facts(cardFacts(detail)));
-    metricsChart(card, detail);
+    metricsChart(card, detail, { compact: true });
     card.append(el('details', null, el('summary', null, 'Domain: the networks it reads'), facts(domainFacts(detail.domain))));
     grid.append(card);
   }
