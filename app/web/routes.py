@@ -51,7 +51,7 @@ class StaticAssets(StaticFiles):
 def install_web(app: FastAPI) -> None:
     """Mount the page on ``app``: ``GET /`` and ``/static/*``, outside the schema."""
 
-    @app.get("/", include_in_schema=False)
+    @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
     def index() -> FileResponse:
         return FileResponse(
             STATIC_DIR / "index.html", media_type="text/html; charset=utf-8", headers=PAGE_HEADERS

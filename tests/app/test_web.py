@@ -67,6 +67,7 @@ async def test_page_and_assets_served(client: httpx.AsyncClient) -> None:
     assert page.headers["content-type"].startswith("text/html")
     assert '<script type="module" src="/static/app.js">' in page.text
     assert "default-src 'self'" in page.headers["content-security-policy"]
+    assert (await client.head("/")).status_code == 200
     for name, media_type in [
         ("app.js", "text/javascript"),
         ("pages/home.js", "text/javascript"),
