@@ -5,7 +5,8 @@ history pages followed to the end, the keyboard path, and the API key field."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -375,7 +376,24 @@ def test_several_files_at_once_and_a_refusal_said_on_the_checkpoint_page(
     screenshot("refused", full_page=False)
 
 
+@pytest.fixture
+def slow_jobs() -> Iterator[None]:
+    """The ``_slow_jobs`` kind for one test: the job-kind registry and the module cache are
+    put back after it, so later tests (the OpenAPI's job union) never see the test kind."""
+    from app.jobs import kind
+
+    before = set(kind.KINDS)
+    imported = "_slow_jobs" in sys.modules
+    yield
+    if not imported:  # the real kinds registered meanwhile stay: their modules are cached
+        for name in set(kind.KINDS) - before:
+            if kind.KINDS[name].run.__module__ == "_slow_jobs":
+                del kind.KINDS[name]
+        sys.modules.pop("_slow_jobs", None)
+
+
 def test_a_running_job_is_followed_live(
+    slow_jobs: None,
     browser: Any,
     tmp_path: Path,
     web_files: WebFiles,
