@@ -514,3 +514,15 @@ def test_event_stream_parsing_across_chunks(page: Any) -> None:
         ],
         "event: job\ndata: unfinished",
     ]
+
+
+def test_a_checkpoint_without_architecture_says_how_to_attach_one(
+    page: Any, api: httpx.Client, tmp_path: Path
+) -> None:
+    (path,) = _distinct_checkpoints(tmp_path, 1)
+    checkpoint = upload_file(api, path)
+    page.goto(f"/#/checkpoints/{checkpoint['id']}")
+    expect(page.locator(".notice").first).to_contain_text("No architecture")
+    expect(page.locator(".notice").first).to_contain_text("graphs.save")
+    expect(page.locator("#graph svg")).to_have_count(0)
+    expect(page.locator("dl.facts").first).to_contain_text("plain-0.safetensors")
