@@ -29,7 +29,7 @@ const SECTION = {
   training: 'metanetworks',
 };
 
-export function parseHash(hash) {
+function parseHash(hash) {
   const raw = (hash || '').replace(/^#/, '') || '/';
   const [pathPart, queryPart = ''] = raw.split('?');
   const path = pathPart.replace(/\/+$/, '') || '/';
@@ -48,14 +48,6 @@ export function parseHash(hash) {
     if (ok) return { name, title, params };
   }
   return { name: null, title: 'Not found', params: { query, path } };
-}
-
-// Build a hash href: href('/checkpoints', {cursor: 'x'}) -> '#/checkpoints?cursor=x'.
-export function href(path, query) {
-  const q = new URLSearchParams();
-  for (const [k, v] of Object.entries(query || {})) if (v !== undefined && v !== null && v !== '') q.set(k, v);
-  const s = q.toString();
-  return `#${path}${s ? `?${s}` : ''}`;
 }
 
 const main = () => document.getElementById('main');
