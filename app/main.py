@@ -45,6 +45,7 @@ from app.problems import install_problem_handlers
 from app.settings import Settings
 from app.tasks import load_tasks, task_modules
 from app.tenancy import current_caller
+from app.web.routes import install_web
 from app.zoos.endpoints import router as zoos_router
 
 log = logging.getLogger(__name__)
@@ -109,7 +110,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     # Swagger UI (/docs) and ReDoc (/redoc) from the fastapi-offline package's assets: no CDN
     app = FastAPIOffline(
-        title="Weightscope", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
+        title="Weightscope",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
         static_url="/docs-assets",
     )
     install_openapi(app)
@@ -121,6 +125,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in ROUTERS:  # every /v1 route: a caller (401 without a key once auth is on)
         api = router.prefix.startswith("/v1")
         app.include_router(router, dependencies=[Depends(current_caller)] if api else None)
+    install_web(app)  # the page at / and its assets at /static: public, the API keeps its keys
     return app
 
 
@@ -144,6 +149,8 @@ def _sweep_blobs(services: Services) -> None:
     """Files a crash left without a row, and blobs whose last row went (``blob_refs``)."""
     with services.session_factory() as session:
         blob_refs.sweep(session, services.blobs)
+
+
 def _install_middleware(app: FastAPI, settings: Settings, registry: CollectorRegistry) -> None:
     """Outermost last: request ids and metrics see every answer, the guard's refusals too."""
     app.add_middleware(RefuseControlCharacters)

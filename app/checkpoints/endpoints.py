@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Query, Request, Response, status
 from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 
 from app.checkpoints import service
-from app.checkpoints.schemas import CheckpointOut
+from app.checkpoints.graph_view import graph_view
+from app.checkpoints.schemas import CheckpointOut, GraphView
 from app.checkpoints.upload import clean_filename, receive_upload
 from app.deps import ReadSessionDep, ServicesDep, SessionDep
 from app.ids import IdPath
@@ -143,6 +144,32 @@ def download_checkpoint(
         media_type="application/octet-stream",
         filename=f"{stem}.safetensors",
     )
+
+
+@router.get(
+    "/{checkpoint_id}/graph",
+    response_model=GraphView,
+    responses={404: PROBLEM, 422: PROBLEM},
+)
+def checkpoint_graph(
+    checkpoint_id: IdPath,
+    session: ReadSessionDep,
+    services: ServicesDep,
+    caller: CallerDep,
+    detail: Annotated[
+        Literal["auto", "full", "layers"],
+        Query(
+            description="full: every neuron and weight (422 past 5,000 neurons or 100,000 "
+            "weights); layers: one box per layer; auto: full up to 400 neurons and 5,000 "
+            "weights, else layers"
+        ),
+    ] = "auto",
+) -> GraphView:
+    """A picture of the checkpoint's parameter graph for drawing: every neuron and weight
+    of a small network, a layer diagram of a large one. 422 when the checkpoint has no
+    architecture."""
+    checkpoint = service.get_checkpoint(session, caller.tenant_id, checkpoint_id)
+    return GraphView.model_validate(graph_view(checkpoint, services.blobs, detail))
 
 
 @router.delete(

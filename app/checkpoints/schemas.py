@@ -4,7 +4,7 @@ result."""
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -66,3 +66,90 @@ class InspectResult(BaseModel):
 
 
 register_result("inspect", InspectResult)
+
+
+class GraphColumn(BaseModel):
+    """One column of the full drawing: the neurons at one depth of the parameter graph."""
+
+    index: int = Field(description="depth in the parameter graph (inputs 0)")
+    size: int = Field(description="neurons in this column")
+    types: list[str] = Field(
+        description="node-set types in it: input, linear, conv, batchnorm, layernorm, add, "
+        "attn_q, attn_k, attn_v, attn_out"
+    )
+    groups: list[str] = Field(description="the neuron groups (neuron map ids) it holds")
+
+
+class GraphNeuron(BaseModel):
+    id: int = Field(description="the neuron's index in the parameter graph (edges name it)")
+    layer: int = Field(description="its column (depth in the parameter graph, inputs 0)")
+    position: int = Field(description="its position from the top of its column, from 0")
+    kind: Literal["input", "hidden", "output", "norm", "join"] = Field(
+        description="input feature, hidden or output neuron, a normalization neuron (its "
+        "scale and shift are per-neuron, like a bias), or the join of a residual add"
+    )
+    type: str = Field(description="its node-set type (see GraphColumn.types)")
+    group: str = Field(description="the neuron group (permutation) it belongs to")
+    label: str = Field(description="a short name: group[index within the group]")
+    bias: float = Field(description="its bias (0 where the layer has none)")
+
+
+class GraphWeight(BaseModel):
+    source: int = Field(description="id of the neuron the weight reads")
+    target: int = Field(description="id of the neuron it writes")
+    weight: float = Field(
+        description="the weight; for a kernel edge (conv, linear after a flatten) the mean "
+        "of its kernel entries; 1 for identity edges (residual, norm)"
+    )
+    type: str = Field(
+        description="edge type: linear, conv, flatten_linear, residual, norm, attn_q, "
+        "attn_k, attn_v, attn_out, attn_pair"
+    )
+
+
+class GraphLayerParameter(BaseModel):
+    role: str = Field(description="its role in the op: weight, bias, running_mean ...")
+    name: str = Field(description="the tensor's name in the state dict")
+    shape: list[int] = Field(description="its shape")
+    count: int = Field(description="its number of elements")
+
+
+class GraphLayer(BaseModel):
+    id: str = Field(description="the input's or op's name in the architecture")
+    op: str = Field(description="the op (linear, conv2d, relu ...), or input")
+    shape: list[int | None] = Field(
+        description="per-sample output shape (no batch dimension; null: any size)"
+    )
+    parameter_count: int = Field(description="elements of its parameters")
+    parameters: list[GraphLayerParameter] = Field(description="its parameter tensors")
+
+
+class GraphLink(BaseModel):
+    source: str = Field(description="the layer whose output is read")
+    target: str = Field(description="the layer reading it")
+    weight_count: int = Field(description="weights of the target layer (0: none)")
+    weight_norm: float | None = Field(
+        description="Frobenius norm of those weights (null when there are none)"
+    )
+
+
+class GraphView(BaseModel):
+    """A picture of a checkpoint's parameter graph: every neuron and weight (``full``) or
+    one box per layer (``layers``), whichever the network's size allows."""
+
+    checkpoint_id: int = Field(description="the checkpoint drawn")
+    detail: Literal["full", "layers"] = Field(
+        description="full: columns, nodes and edges are set; layers: layers and links are"
+    )
+    reason: str = Field(description="why this level of detail, in words")
+    neuron_count: int = Field(description="neurons of the whole parameter graph")
+    weight_count: int = Field(description="edges (weights) of the whole parameter graph")
+    parameter_count: int = Field(description="parameters of the architecture")
+    max_nodes: int = Field(description="most neurons drawn one by one under detail=auto")
+    max_edges: int = Field(description="most weights drawn one by one under detail=auto")
+    outputs: list[str] = Field(description="names of the architecture's outputs")
+    columns: list[GraphColumn] = Field(description="full detail: the columns, by depth")
+    nodes: list[GraphNeuron] = Field(description="full detail: every neuron, by id")
+    edges: list[GraphWeight] = Field(description="full detail: every weight")
+    layers: list[GraphLayer] = Field(description="layer view: inputs, then ops in order")
+    links: list[GraphLink] = Field(description="layer view: the wires between layers")

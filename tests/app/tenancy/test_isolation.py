@@ -304,6 +304,9 @@ CASES: dict[tuple[str, str], Case] = {
     ("GET", "/v1/checkpoints/{checkpoint_id}/file"): by_id(
         "GET /v1/checkpoints/{}/file", _checkpoint
     ),
+    ("GET", "/v1/checkpoints/{checkpoint_id}/graph"): by_id(
+        "GET /v1/checkpoints/{}/graph", _checkpoint
+    ),
     ("DELETE", "/v1/checkpoints/{checkpoint_id}"): by_id(
         "DELETE /v1/checkpoints/{}", lambda w: w.merged_checkpoint
     ),
