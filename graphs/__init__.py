@@ -55,6 +55,7 @@ from graphs.parameter_graph import (
     edge_features,
     from_graph,
     graph_bytes,
+    kernel_shapes,
     kernels_by_shape,
     to_graph,
 )
@@ -108,6 +109,7 @@ __all__ = [
     "infer_architecture",
     "io_fits",
     "io_signature",
+    "kernel_shapes",
     "kernels_by_shape",
     "load",
     "load_checkpoint",

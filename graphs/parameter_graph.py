@@ -80,6 +80,7 @@ __all__ = [
     "edge_features",
     "from_graph",
     "graph_bytes",
+    "kernel_shapes",
     "kernels_by_shape",
     "to_graph",
 ]
@@ -360,6 +361,11 @@ def _layout(arch: Architecture) -> _Layout:
     if cached is None:
         cached = arch._cache["graph_layout"] = _LayoutBuilder(arch, neuron_map(arch)).build()
     return cached
+
+
+def kernel_shapes(arch: Architecture) -> list[tuple[int, int]]:
+    """The distinct ``(kh, kw)`` of the architecture's weight edges, smallest first."""
+    return sorted({(kh, kw) for *_, kh, kw in _layout(arch).edge_place})
 
 
 def _edge_tensors(layout: _Layout) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

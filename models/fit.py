@@ -38,7 +38,8 @@ def default_config(task: str, zoo_name: str | None = None) -> MetanetConfig:
     """Sizes that train in minutes on a small shared CPU (NG-GNN uses 32-64 for INRs).
 
     The INR classifier reads linear layers only, so its edges hold one weight
-    (``max_kernel=1``); the generalization models read 3×3 conv kernels. Both add the
+    (``max_kernel=1``); the generalization models read 3×3 conv kernels (a larger kernel,
+    a 7×7 stem say, reaches them area-resampled to 3×3: ``graphs.to_graph``). Both add the
     per-layer statistics readout: on digits-cnn (seed 0) it, with the ranking loss, lifted
     test τ-b from 0.679 to 0.707, and dropout 0.1 with weight decay 0.01 to 0.715. The
     classifier also reads 64 learned probe points through each INR (:mod:`models.probes`):

@@ -67,8 +67,10 @@ def domain_of(checkpoints: Iterable[Checkpoint], graph_list: Iterable[Data]) -> 
     families: set[str] = set()
     ops: set[str] = set()
     io: set[str] = set()
-    kinds = 0
+    kinds, max_kernel = 0, 1
     for c in checkpoints:
+        kh, kw = _largest_kernel(c)
+        max_kernel = max(max_kernel, kh * kw)
         s = c.architecture.summary()
         families.update(s["families"])
         ops.update(s["op_counts"])
@@ -82,8 +84,14 @@ def domain_of(checkpoints: Iterable[Checkpoint], graph_list: Iterable[Data]) -> 
         "max_nodes": max(s[0] for s in sizes),
         "max_edges": max(s[1] for s in sizes),
         "max_depth": max(s[2] for s in sizes),
+        "max_kernel_entries": max_kernel,
         "checkpoints": kinds,
     }
+
+
+def _largest_kernel(checkpoint: Checkpoint) -> tuple[int, int]:
+    return max(graphs.kernel_shapes(checkpoint.architecture), key=lambda s: s[0] * s[1],
+               default=(1, 1))
 
 
 def domain_issues(domain: dict[str, Any], checkpoint: Checkpoint, graph: Data | None
@@ -98,8 +106,16 @@ def domain_issues(domain: dict[str, Any], checkpoint: Checkpoint, graph: Data | 
         issues.append(f"input/output shapes {graphs.io_signature(s)} differ "
                       f"from the training zoo's {', '.join(domain['io'])}")
     if graph is None:
-        issues.append("its parameter graph cannot be built with this metanetwork's kernel size")
+        issues.append("its parameter graph cannot be built for this metanetwork")
         return issues
+    # Cards from before kernels were sized per layer saw at most their edge-feature width.
+    width = int(graph.edge_attr.shape[1])
+    seen = domain.get("max_kernel_entries", width)
+    kh, kw = _largest_kernel(checkpoint)
+    if kh * kw > seen:
+        resampled = f" (read area-resampled to {width} features)" if kh * kw > width else ""
+        issues.append(f"{kh}×{kw} kernels, training networks had at most {seen} kernel "
+                      f"entries{resampled}")
     if graph.num_nodes > SIZE_SLACK * domain["max_nodes"]:
         issues.append(f"{graph.num_nodes} neurons, training networks had at most "
                       f"{domain['max_nodes']}")
