@@ -283,3 +283,30 @@ def test_metanetwork_output_is_invariant_on_a_7x7_stem_net(max_kernel: int) -> N
         out = model(Batch.from_data_list([g, gp, graph_of(nets[1], max_kernel)]))
     torch.testing.assert_close(out[0], out[1], atol=1e-4, rtol=0)
     assert (out[0] - out[2]).abs().max() > 1e-4  # other weights, another answer
+
+
+def test_domain_check_flags_kernels_larger_than_training_saw() -> None:
+    """A card records the largest kernel its training networks had; a card from before
+    (no entry) saw at most its edge width. Larger kernels are flagged, not unbuildable."""
+    from models.registry import domain_issues, domain_of
+
+    _, stem = stem_net()
+    small = one_by_one_net()
+    domain = domain_of([small], [graph_of(small)])
+    assert domain["max_kernel_entries"] == 1
+    sizes = {"max_nodes": 10**6, "max_edges": 10**9, "max_depth": 1000}
+    wide = {"ops": sorted(stem.architecture.summary()["op_counts"]), "io": []} | sizes
+
+    def issues(domain: dict, width: int) -> list[str]:
+        found = domain_issues(domain, stem, graph_of(stem, width))
+        return [i for i in found if "kernel" in i]
+
+    assert issues(wide | {"max_kernel_entries": 49}, 9) == []
+    assert issues(wide | {"max_kernel_entries": 9}, 49) == [
+        "7×7 kernels, training networks had at most 9 kernel entries"
+    ]
+    assert issues(wide, 9) == [  # an old card: its width
+        "7×7 kernels, training networks had at most 9 kernel entries (read area-resampled to "
+        "9 features)"
+    ]
+    assert issues(wide, 49) == []
