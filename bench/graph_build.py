@@ -129,11 +129,17 @@ def measure(build: Callable[[], object], repeats: int) -> tuple[float, float]:
 
 
 def report(name: str, ckpt: graphs.Checkpoint, max_kernel: int, repeats: int) -> None:
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     first, median = measure(lambda: graphs.to_graph(ckpt, max_kernel=max_kernel), repeats)
     g = graphs.to_graph(ckpt, max_kernel=max_kernel)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux; before stats
     kernel_edges = int((g.edge_type == graphs.EDGE_TYPES["conv"]).sum())
     params = ckpt.architecture.num_parameters()
-    shapes = {s: len(e) for s, (e, _) in graphs.kernels_by_shape(g).items()}
+    shape = g.edge_kernel_shape
+    shapes = {
+        (kh, kw): int(((shape[:, 0] == kh) & (shape[:, 1] == kw)).sum())
+        for kh, kw in [(1, 1), *graphs.kernel_shapes(ckpt.architecture)]
+    }
     print(f"{name}: {params:,} parameters, edge features max_kernel={max_kernel}")
     print(
         f"  build: first {first * 1e3:.2f} ms (incl. layout), median of {repeats} "
@@ -147,6 +153,11 @@ def report(name: str, ckpt: graphs.Checkpoint, max_kernel: int, repeats: int) ->
     print(
         f"  kernel values {g.edge_kernel.numel():,}; edges per kernel shape: "
         + ", ".join(f"{kh}x{kw} {n:,}" for (kh, kw), n in sorted(shapes.items()))
+    )
+    print(
+        f"  peak memory {peak / 2**20:.2f} GiB (of which building the graph "
+        f"{(peak - before) / 2**20:.2f} GiB)",
+        flush=True,
     )
 
 
@@ -194,15 +205,7 @@ def _row(key: str) -> None:
         families()
         return
     name, make, max_kernel, repeats = ROWS[key]
-    ckpt = make()
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    report(name, ckpt, max_kernel, repeats)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    print(
-        f"  peak memory {peak / 2**20:.2f} GiB (of which building the graph "
-        f"{(peak - before) / 2**20:.2f} GiB)",
-        flush=True,
-    )
+    report(name, make(), max_kernel, repeats)
 
 
 def main() -> None:
