@@ -157,7 +157,7 @@ class _Layout:
     node_place: list[tuple[str, int, int]] = field(default_factory=list)  # view, offset, col
     # weight blocks: view, edge offset, count, kernel entries, kernel offset, kh, kw
     edge_place: list[tuple[str, int, int, int, int, int, int]] = field(default_factory=list)
-    tensors: dict[str, torch.Tensor] = field(default_factory=dict)  # per-node tensors
+    tensors: dict[str, torch.Tensor] = field(default_factory=dict)  # structural tensors
     group_ids: list[str] = field(default_factory=list)
 
 
@@ -368,12 +368,26 @@ def kernel_shapes(arch: Architecture) -> list[tuple[int, int]]:
     return sorted({(kh, kw) for *_, kh, kw in _layout(arch).edge_place})
 
 
-def _edge_tensors(layout: _Layout) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``edge_index``, ``edge_type`` and ``edge_kernel_shape``, filled block by block.
+# Graphs up to this many edges keep their structural edge tensors cached (cloned per call:
+# three copies beat a few ops per edge block); larger ones rebuild them, which costs about
+# the same writes as a clone, instead of holding 32 bytes per edge for the architecture's
+# lifetime (a ResNet-50: 500 MB).
+CACHED_EDGES = 1 << 20
 
-    Rebuilt per call rather than cached and cloned: the copy would cost the same writes, and
-    a cache would hold ~28 bytes per edge for as long as the architecture lives.
-    """
+
+def _edge_tensors(layout: _Layout) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``edge_index``, ``edge_type`` and ``edge_kernel_shape`` (see :data:`CACHED_EDGES`)."""
+    if layout.num_edges > CACHED_EDGES:
+        return _fill_edge_tensors(layout)
+    if "edge_index" not in layout.tensors:
+        index, kind, shape = _fill_edge_tensors(layout)
+        layout.tensors.update(edge_index=index, edge_type=kind, edge_kernel_shape=shape)
+    t = layout.tensors
+    return t["edge_index"].clone(), t["edge_type"].clone(), t["edge_kernel_shape"].clone()
+
+
+def _fill_edge_tensors(layout: _Layout) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The structural edge tensors, filled block by block."""
     e = layout.num_edges
     edge_index = torch.empty(2, e, dtype=torch.long)
     edge_type = torch.empty(e, dtype=torch.long)
