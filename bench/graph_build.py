@@ -116,21 +116,24 @@ def transformer(layers: int = 12, dim: int = 768, heads: int = 12) -> graphs.Che
     return graphs.from_module(model.eval(), torch.randn(1, 8, 16))
 
 
-def measure(build: Callable[[], object], repeats: int) -> tuple[float, float]:
-    start = time.perf_counter()
-    build()
-    first = time.perf_counter() - start
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+def measure(build: Callable[[], object], repeats: int) -> tuple[float, float, float, float]:
+    """Wall seconds of the first call and the median of ``repeats`` more, then the same in
+    CPU seconds of this one-thread process (on a shared machine wall time also measures
+    the neighbours)."""
+    wall, cpu = [], []
+    for _ in range(repeats + 1):
+        w, c = time.perf_counter(), time.process_time()
         build()
-        times.append(time.perf_counter() - start)
-    return first, statistics.median(times)
+        wall.append(time.perf_counter() - w)
+        cpu.append(time.process_time() - c)
+    return wall[0], statistics.median(wall[1:]), cpu[0], statistics.median(cpu[1:])
 
 
 def report(name: str, ckpt: graphs.Checkpoint, max_kernel: int, repeats: int) -> None:
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    first, median = measure(lambda: graphs.to_graph(ckpt, max_kernel=max_kernel), repeats)
+    first, median, cpu_first, cpu_median = measure(
+        lambda: graphs.to_graph(ckpt, max_kernel=max_kernel), repeats
+    )
     g = graphs.to_graph(ckpt, max_kernel=max_kernel)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux; before stats
     kernel_edges = int((g.edge_type == graphs.EDGE_TYPES["conv"]).sum())
@@ -143,7 +146,7 @@ def report(name: str, ckpt: graphs.Checkpoint, max_kernel: int, repeats: int) ->
     print(f"{name}: {params:,} parameters, edge features max_kernel={max_kernel}")
     print(
         f"  build: first {first * 1e3:.2f} ms (incl. layout), median of {repeats} "
-        f"{median * 1e3:.2f} ms"
+        f"{median * 1e3:.2f} ms (CPU: {cpu_first * 1e3:.2f} / {cpu_median * 1e3:.2f} ms)"
     )
     print(
         f"  nodes {g.num_nodes:,}  edges {g.edge_index.shape[1]:,} "
@@ -189,7 +192,7 @@ def families() -> None:
         start = time.perf_counter()
         ckpt = graphs.from_module(model, x)
         traced = time.perf_counter() - start
-        first, median = measure(lambda c=ckpt: graphs.to_graph(c), 20)
+        first, median, _, _ = measure(lambda c=ckpt: graphs.to_graph(c), 20)
         g = graphs.to_graph(ckpt)
         print(
             f"  {name}: {ckpt.architecture.num_parameters():,}, "
