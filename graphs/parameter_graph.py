@@ -236,25 +236,34 @@ class _LayoutBuilder:
             self.dense(src, 0, dst, tensor, kind, transposed)
 
     def dense(
-        self, src: int, src_offset: int, dst: int, view: str, kind: str, transposed: bool = False
+        self,
+        src: int,
+        src_offset: int,
+        dst: int,
+        view: str,
+        kind: str,
+        transposed: bool = False,
+        dst_offset: int = 0,
+        dst_size: int | None = None,
     ) -> None:
         shape = self.nmap.views[view].shape
         a, b = self.out.sets[src], self.out.sets[dst]
         n_src = shape[0] if transposed else shape[1]
-        kh, kw = self._place(view, b.size * n_src, tuple(shape[2:]))
+        n_dst = b.size if dst_size is None else dst_size  # a block of the set (grouped conv)
+        kh, kw = self._place(view, n_dst * n_src, tuple(shape[2:]))
         self.out.edges.append(
             (
                 a.offset + src_offset,
                 n_src,
-                b.offset,
-                b.size,
+                b.offset + dst_offset,
+                n_dst,
                 "dense_t" if transposed else "dense",
                 EDGE_TYPES[kind],
                 kh,
                 kw,
             )
         )
-        self.out.num_edges += b.size * n_src
+        self.out.num_edges += n_dst * n_src
 
     def diagonal(
         self,
