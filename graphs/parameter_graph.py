@@ -537,9 +537,12 @@ def from_graph(graph: Data, template: Checkpoint) -> Checkpoint:
     """The checkpoint whose parameter graph is ``graph``, architecture and dtypes from
     ``template`` (integer buffers such as ``num_batches_tracked`` are copied from it).
 
-    Weights come from ``edge_kernel`` (exact for every kernel size); a graph without it (a
-    metanetwork's input graph, or one stored before it existed) is read from ``edge_attr``,
-    which holds a kernel exactly only where it fits that width.
+    Each weight comes from ``edge_attr`` where its kernel fits that width (the v1 contract:
+    edit ``edge_attr``, write the weights back), else from ``edge_kernel``, which holds every
+    kernel exactly (``edge_attr`` holds those resampled). A graph without ``edge_kernel`` (a
+    metanetwork's input graph, or one stored before it existed) inverts only the kernels
+    that fit its width; one without ``edge_attr`` is read from ``edge_kernel`` alone (delete
+    ``edge_attr`` to write back edits made to ``edge_kernel``).
     """
     arch = template.architecture
     layout = _layout(arch)
@@ -554,6 +557,13 @@ def from_graph(graph: Data, template: Checkpoint) -> Checkpoint:
             f"template architecture needs {layout.num_nodes} / {layout.num_edges}"
         )
     kernel = graph.edge_kernel if "edge_kernel" in graph else None
+    attr = graph.edge_attr if "edge_attr" in graph else None
+    if kernel is None and attr is None:
+        raise ArchitectureError("graph has neither edge_kernel nor edge_attr")
+    if attr is not None and attr.shape[0] != layout.num_edges:
+        raise ArchitectureError(
+            f"graph has {attr.shape[0]} edge_attr rows for {layout.num_edges} edges"
+        )
     if kernel is not None and kernel.numel() != layout.num_kernel_values:
         raise ArchitectureError(
             f"graph has {kernel.numel()} kernel entries, the template architecture needs "
@@ -564,13 +574,13 @@ def from_graph(graph: Data, template: Checkpoint) -> Checkpoint:
     for view, offset, col in layout.node_place:
         n = views[view].shape[0]
         views[view] = graph.x[offset : offset + n, col].to(views[view].dtype).clone()
-    width = int(graph.edge_attr.shape[1]) if kernel is None else 0
+    width = 0 if attr is None else int(attr.shape[1])
     for view, offset, n, k, k_off, kh, kw in layout.edge_place:
         v = views[view]
-        if kernel is not None:
+        if k <= width:
+            values = attr[offset : offset + n, :k]
+        elif kernel is not None:
             values = kernel[k_off : k_off + n * k]
-        elif k <= width:
-            values = graph.edge_attr[offset : offset + n, :k]
         else:
             raise ArchitectureError(
                 f"{view}: its {kh}×{kw} kernels were resampled to fit {width} edge features; "

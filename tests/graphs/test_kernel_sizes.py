@@ -205,6 +205,27 @@ def test_a_graph_without_edge_kernel_inverts_only_what_its_width_holds() -> None
                 graphs.from_graph(legacy, ckpt)
 
 
+def test_edited_graphs_write_their_weights_back() -> None:
+    """Kernels that fit ``edge_attr`` are read from it (edit it, as before), the rest from
+    ``edge_kernel``; without ``edge_attr``, everything from ``edge_kernel``."""
+    _, ckpt = stem_net()
+    g = graphs.to_graph(ckpt)  # width 9: the 7×7 and 5×5 kernels only in edge_kernel
+    g.edge_attr = g.edge_attr * 2
+    g.edge_kernel = g.edge_kernel * 3
+    back = graphs.from_graph(g, ckpt)
+    for name in ("mid.weight", "reduce.weight", "fc.weight"):
+        assert torch.equal(back.tensors[name], ckpt.tensors[name] * 2), name
+    for name in ("conv1.weight", "wide.weight"):
+        assert torch.equal(back.tensors[name], ckpt.tensors[name] * 3), name
+    del g.edge_attr
+    back = graphs.from_graph(g, ckpt)
+    for name in ("mid.weight", "conv1.weight", "fc.weight"):
+        assert torch.equal(back.tensors[name], ckpt.tensors[name] * 3), name
+    del g.edge_kernel
+    with pytest.raises(ArchitectureError, match="neither edge_kernel nor edge_attr"):
+        graphs.from_graph(g, ckpt)
+
+
 def test_from_graph_rejects_kernels_of_another_size() -> None:
     _, ckpt = stem_net()
     g = graphs.to_graph(ckpt)
