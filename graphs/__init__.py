@@ -52,8 +52,11 @@ from graphs.parameter_graph import (
     FUNCTION_IDS,
     NODE_FEATURES,
     NODE_TYPES,
+    edge_features,
     from_graph,
     graph_bytes,
+    kernel_shapes,
+    kernels_by_shape,
     to_graph,
 )
 from graphs.permutation import (
@@ -98,6 +101,7 @@ __all__ = [
     "check_permutations",
     "checkpoint_bytes",
     "describe",
+    "edge_features",
     "from_graph",
     "from_module",
     "graph_bytes",
@@ -105,6 +109,8 @@ __all__ = [
     "infer_architecture",
     "io_fits",
     "io_signature",
+    "kernel_shapes",
+    "kernels_by_shape",
     "load",
     "load_checkpoint",
     "neuron_map",

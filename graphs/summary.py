@@ -5,7 +5,6 @@ Backs ``weightscope graph FILE``; kept here so the library (and notebooks) can p
 
 from __future__ import annotations
 
-import math
 import os
 from collections import Counter
 
@@ -16,20 +15,17 @@ from graphs.parameter_graph import DEFAULT_MAX_KERNEL, EDGE_TYPES, graph_bytes, 
 __all__ = ["summary_text"]
 
 
-def summary_text(source: Checkpoint | bytes | str | os.PathLike[str],
-                 max_kernel: int | None = None) -> str:
-    """Architecture summary, group sizes, node/edge counts and graph memory, as text.
-
-    ``max_kernel`` defaults to the largest kernel in the network (at least 9).
-    """
+def summary_text(
+    source: Checkpoint | bytes | str | os.PathLike[str], max_kernel: int = DEFAULT_MAX_KERNEL
+) -> str:
+    """Architecture summary, group sizes, node/edge counts, kernel storage per kernel shape
+    and graph memory (with ``max_kernel``-wide edge features), as text."""
     ckpt = source if isinstance(source, Checkpoint) else load(source)
     arch = ckpt.architecture
     summary = arch.summary()
     nmap = neuron_map(arch)
-    largest = max((math.prod(v.shape[2:]) for v in nmap.views.values() if len(v.shape) > 2),
-                  default=1)
-    kernel = max_kernel or max(DEFAULT_MAX_KERNEL, largest)
-    graph = to_graph(ckpt, max_kernel=kernel)
+    graph = to_graph(ckpt, max_kernel=max_kernel)
+    shapes = Counter(map(tuple, graph.edge_kernel_shape.tolist()))
     ops = ", ".join(f"{op}×{n}" for op, n in summary["op_counts"].items())
     lines = [
         f"architecture v{summary['version']}: {', '.join(summary['families'])}",
@@ -43,15 +39,18 @@ def summary_text(source: Checkpoint | bytes | str | os.PathLike[str],
         state = "permutable" if g.permutable else "fixed"
         lines.append(f"  {g.id}: {g.size} {g.kind} ({state}){extra}")
     lines += [
-        f"parameter graph (max_kernel={kernel}):",
+        f"parameter graph (edge features max_kernel={max_kernel}):",
         f"  nodes: {graph.num_nodes:,}  edges: {graph.edge_index.shape[1]:,}",
+        f"  kernels: {graph.edge_kernel.numel():,} values stored exactly; edges per kernel: "
+        + ", ".join(f"{kh}×{kw}×{n:,}" for (kh, kw), n in sorted(shapes.items())),
         f"  memory: {graph_bytes(graph):,} bytes ({graph_bytes(graph) / 2**20:.1f} MiB)",
-        "  edge types: " + ", ".join(f"{_edge_name(t)}×{n:,}" for t, n in
-                                    sorted(Counter(graph.edge_type.tolist()).items())),
+        "  edge types: "
+        + ", ".join(
+            f"{_edge_name(t)}×{n:,}" for t, n in sorted(Counter(graph.edge_type.tolist()).items())
+        ),
     ]
     if ckpt.metadata:
-        lines.append("metadata: " + ", ".join(f"{k}={v}" for k, v in
-                                              sorted(ckpt.metadata.items())))
+        lines.append("metadata: " + ", ".join(f"{k}={v}" for k, v in sorted(ckpt.metadata.items())))
     return "\n".join(lines)
 
 

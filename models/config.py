@@ -31,6 +31,12 @@ class MetanetConfig:
     ``queries`` > 0 adds an MNTD-style readout (:mod:`models.queries`): that many learned
     ``query_side``² images run through each network, its class log-probabilities on them
     read by a class-symmetric MLP (cards without the key load with it off).
+    ``max_kernel`` is the width of the edge features the edge encoder reads
+    (``graphs.to_graph(..., max_kernel)``): a kernel of at most that many entries arrives
+    zero-padded (the layout every shipped card was trained on), a larger one area-resampled
+    to the largest square that fits, sum kept (a model configured for 3×3 reads a 7×7
+    stem as the 3×3 kernel with the same response to smooth inputs); the domain check flags
+    kernels larger than any seen in training.
     """
 
     task: str = "generalization"

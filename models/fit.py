@@ -38,7 +38,8 @@ def default_config(task: str, zoo_name: str | None = None) -> MetanetConfig:
     """Sizes that train in minutes on a small shared CPU (NG-GNN uses 32-64 for INRs).
 
     The INR classifier reads linear layers only, so its edges hold one weight
-    (``max_kernel=1``); the generalization models read 3×3 conv kernels. Both add the
+    (``max_kernel=1``); the generalization models read 3×3 conv kernels (a larger kernel,
+    a 7×7 stem say, reaches them area-resampled to 3×3: ``graphs.to_graph``). Both add the
     per-layer statistics readout: on digits-cnn (seed 0) it, with the ranking loss, lifted
     test τ-b from 0.679 to 0.707, and dropout 0.1 with weight decay 0.01 to 0.715. The
     classifier also reads 64 learned probe points through each INR (:mod:`models.probes`):
@@ -53,15 +54,40 @@ def default_config(task: str, zoo_name: str | None = None) -> MetanetConfig:
     """
     aggregators = ("mean", "max", "std")
     if task == "classification" and zoo_name == "digits-backdoor":
-        return MetanetConfig(task=task, num_outputs=2, hidden=32, edge_hidden=16, layers=0,
-                             aggregators=aggregators, layer_stats=True, dropout=0.1,
-                             queries=32)
+        return MetanetConfig(
+            task=task,
+            num_outputs=2,
+            hidden=32,
+            edge_hidden=16,
+            layers=0,
+            aggregators=aggregators,
+            layer_stats=True,
+            dropout=0.1,
+            queries=32,
+        )
     if task == "classification":
-        return MetanetConfig(task=task, num_outputs=10, hidden=32, edge_hidden=16, layers=3,
-                             max_kernel=1, aggregators=aggregators, layer_stats=True,
-                             dropout=0.1, probes=64)
-    return MetanetConfig(task=task, num_outputs=1, hidden=32, edge_hidden=16, layers=3,
-                         aggregators=aggregators, layer_stats=True, dropout=0.1)
+        return MetanetConfig(
+            task=task,
+            num_outputs=10,
+            hidden=32,
+            edge_hidden=16,
+            layers=3,
+            max_kernel=1,
+            aggregators=aggregators,
+            layer_stats=True,
+            dropout=0.1,
+            probes=64,
+        )
+    return MetanetConfig(
+        task=task,
+        num_outputs=1,
+        hidden=32,
+        edge_hidden=16,
+        layers=3,
+        aggregators=aggregators,
+        layer_stats=True,
+        dropout=0.1,
+    )
 
 
 def labels_of(zoo: Zoo, num_outputs: int) -> list[str]:
@@ -70,28 +96,36 @@ def labels_of(zoo: Zoo, num_outputs: int) -> list[str]:
     classes = zoo.info.get("classes")
     if classes is not None:
         if len(classes) != num_outputs:
-            raise ValueError(f"zoo {zoo.name!r} has {len(classes)} classes, the config has "
-                             f"{num_outputs} outputs")
+            raise ValueError(
+                f"zoo {zoo.name!r} has {len(classes)} classes, the config has {num_outputs} outputs"
+            )
         return [str(c) for c in classes]
     top = max(int(r["target"]) for r in zoo.rows)
     if top >= num_outputs:
-        raise ValueError(f"zoo {zoo.name!r} has class {top}, the config has only "
-                         f"{num_outputs} outputs")
+        raise ValueError(
+            f"zoo {zoo.name!r} has class {top}, the config has only {num_outputs} outputs"
+        )
     return [str(i) for i in range(num_outputs)]
 
 
 def _target_text(zoo: Zoo) -> str:
     if zoo.name == "digits-backdoor":
-        return ("whether the network was trained on data poisoned with a trigger patch "
-                "(and the trigger works on test images)")
+        return (
+            "whether the network was trained on data poisoned with a trigger patch "
+            "(and the trigger works on test images)"
+        )
     if zoo.task == "classification":
         return "the digit an INR encodes"
     return "test accuracy of the network on the sklearn digits test split"
 
 
-def train_on_zoo(zoo_dir: str | Path, name: str, mcfg: MetanetConfig | None = None,
-                 tcfg: TrainConfig | None = None, progress: bool = True
-                 ) -> tuple[GraphMetanet, dict[str, Any], TrainResult]:
+def train_on_zoo(
+    zoo_dir: str | Path,
+    name: str,
+    mcfg: MetanetConfig | None = None,
+    tcfg: TrainConfig | None = None,
+    progress: bool = True,
+) -> tuple[GraphMetanet, dict[str, Any], TrainResult]:
     """Train on the zoo's train split, early-stop on val, measure on test; the card."""
     zoo = read_zoo(zoo_dir)
     tcfg = tcfg or TrainConfig()
@@ -110,12 +144,19 @@ def train_on_zoo(zoo_dir: str | Path, name: str, mcfg: MetanetConfig | None = No
         "labels": labels_of(zoo, mcfg.num_outputs) if zoo.task == "classification" else [],
         "target": _target_text(zoo),
         "domain": domain_of(load_checkpoints(zoo, train_idx), split["train"]),
-        "zoo": {"name": zoo.name, "command": zoo.command, "seed": zoo.seed,
-                "checkpoints": len(zoo.rows),
-                # what, besides the command, fixes the zoo's bits (ZOOS.md)
-                **{k: zoo.info[k] for k in ("version", "group_size", "device", "torch")
-                   if k in zoo.info},
-                "splits": {s: len(v) for s, v in split.items()}},
+        "zoo": {
+            "name": zoo.name,
+            "command": zoo.command,
+            "seed": zoo.seed,
+            "checkpoints": len(zoo.rows),
+            # what, besides the command, fixes the zoo's bits (ZOOS.md)
+            **{
+                k: zoo.info[k]
+                for k in ("version", "group_size", "device", "torch")
+                if k in zoo.info
+            },
+            "splits": {s: len(v) for s, v in split.items()},
+        },
         "seed": tcfg.seed,
         "train": asdict(tcfg),
         "best_epoch": result.best_epoch,
@@ -128,8 +169,13 @@ def train_on_zoo(zoo_dir: str | Path, name: str, mcfg: MetanetConfig | None = No
     return result.model, card, result
 
 
-def ship(model: GraphMetanet, card: dict[str, Any], zoo_dir: str | Path, out_dir: str | Path,
-         sample: int = 24) -> Path:
+def ship(
+    model: GraphMetanet,
+    card: dict[str, Any],
+    zoo_dir: str | Path,
+    out_dir: str | Path,
+    sample: int = 24,
+) -> Path:
     """Save the metanetwork and a sample of test checkpoints with their predictions, so a
     test can re-evaluate the shipped weights against the card without the zoo."""
     zoo = read_zoo(zoo_dir)
@@ -148,8 +194,9 @@ def ship(model: GraphMetanet, card: dict[str, Any], zoo_dir: str | Path, out_dir
         files.append({"file": row["file"], "target": row["target"]})
     save_metanetwork(model, {**card, "check": {"files": files}}, out_dir)
     loaded = load_from(out_dir, card["name"], torch.device("cpu"))
-    graph_list = zoo_graphs(zoo, model.config.max_kernel, cache=True,
-                            scale_invariant=model.config.scale_invariant)
+    graph_list = zoo_graphs(
+        zoo, model.config.max_kernel, cache=True, scale_invariant=model.config.scale_invariant
+    )
     preds = predict_graphs(loaded.model, [graph_list[int(i)] for i in chosen])
     for f, p in zip(files, preds, strict=True):
         f["prediction"] = [round(float(v), 6) for v in np.atleast_1d(p)]
@@ -167,8 +214,13 @@ class UngraphableItem(ValueError):
         self.split, self.index, self.reason = split, index, reason
 
 
-def classification_conformal(probs: np.ndarray, target: np.ndarray, test_probs: np.ndarray,
-                             test_target: np.ndarray, coverage: float) -> dict[str, float]:
+def classification_conformal(
+    probs: np.ndarray,
+    target: np.ndarray,
+    test_probs: np.ndarray,
+    test_target: np.ndarray,
+    coverage: float,
+) -> dict[str, float]:
     """Split-conformal prediction sets (score 1 - p(true class)), calibrated on ``probs``;
     the set holds every class with p >= 1 - threshold. Reports the measured test coverage
     and the mean set size."""
@@ -176,14 +228,24 @@ def classification_conformal(probs: np.ndarray, target: np.ndarray, test_probs: 
     q = min(conformal_quantile(scores, np.zeros_like(scores), coverage), 1.0)  # 1: all classes
     sets = test_probs >= 1.0 - q
     covered = sets[np.arange(len(test_target)), test_target.astype(int)]
-    return {"coverage": coverage, "threshold": q, "test_coverage": float(covered.mean()),
-            "mean_set_size": float(sets.sum(1).mean())}
+    return {
+        "coverage": coverage,
+        "threshold": q,
+        "test_coverage": float(covered.mean()),
+        "mean_set_size": float(sets.sum(1).mean()),
+    }
 
 
 def train_on_split(
-    checkpoints: dict[str, list[Checkpoint]], targets: dict[str, list[float]], task: str,
-    labels: Sequence[str], mcfg: MetanetConfig, tcfg: TrainConfig, *,
-    device: torch.device | None = None, resume: TrainState | None = None,
+    checkpoints: dict[str, list[Checkpoint]],
+    targets: dict[str, list[float]],
+    task: str,
+    labels: Sequence[str],
+    mcfg: MetanetConfig,
+    tcfg: TrainConfig,
+    *,
+    device: torch.device | None = None,
+    resume: TrainState | None = None,
     on_state: Callable[[TrainState], None] | None = None,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
     on_batch: Callable[[float], None] | None = None,
@@ -204,17 +266,26 @@ def train_on_split(
     split: dict[str, list[Data]] = {}
     for name in SPLIT_NAMES:
         split[name] = []
-        for index, (ckpt, target) in enumerate(zip(checkpoints[name], targets[name],
-                                                   strict=True)):
+        for index, (ckpt, target) in enumerate(zip(checkpoints[name], targets[name], strict=True)):
             try:
                 g = graph_of(ckpt, mcfg.max_kernel, mcfg.scale_invariant)
             except graphs.GraphsError as exc:
                 raise UngraphableItem(name, index, str(exc)) from exc
             g.y = torch.tensor([target], dtype=dtype)
             split[name].append(g)
-    result = train_metanet(split["train"], split["val"], mcfg, tcfg, device=device,
-                           progress=False, on_epoch=on_epoch, resume=resume,
-                           on_state=on_state, on_batch=on_batch, time_budget_s=time_budget_s)
+    result = train_metanet(
+        split["train"],
+        split["val"],
+        mcfg,
+        tcfg,
+        device=device,
+        progress=False,
+        on_epoch=on_epoch,
+        resume=resume,
+        on_state=on_state,
+        on_batch=on_batch,
+        time_budget_s=time_budget_s,
+    )
     model = result.model
     measured = evaluate(model, split["val"], split["test"], tcfg.coverage)
     conformal = measured.get("conformal")
@@ -223,12 +294,18 @@ def train_on_split(
         conformal["half_width"] = 1.0
     if task == "classification":
         conformal = classification_conformal(
-            predict_graphs(model, split["val"]), targets_of(split["val"]),
-            predict_graphs(model, split["test"]), targets_of(split["test"]), tcfg.coverage)
+            predict_graphs(model, split["val"]),
+            targets_of(split["val"]),
+            predict_graphs(model, split["test"]),
+            targets_of(split["test"]),
+            tcfg.coverage,
+        )
     baseline = StatNN(task, seed=tcfg.seed).fit(checkpoints["train"], targets["train"])
-    baseline_test = score(task, _baseline_scores(baseline, task, checkpoints["test"],
-                                                  len(labels)),
-                          np.asarray(targets["test"]))
+    baseline_test = score(
+        task,
+        _baseline_scores(baseline, task, checkpoints["test"], len(labels)),
+        np.asarray(targets["test"]),
+    )
     card = {
         "metrics": {"val": result.val, "test": measured["test"]},
         "baseline": {"name": "statnn", "test": baseline_test},
@@ -245,8 +322,9 @@ def train_on_split(
     return model, card, result
 
 
-def _baseline_scores(baseline: StatNN, task: str, checkpoints: list[Checkpoint],
-                     classes: int) -> np.ndarray:
+def _baseline_scores(
+    baseline: StatNN, task: str, checkpoints: list[Checkpoint], classes: int
+) -> np.ndarray:
     """The baseline's predictions in the form :func:`models.train.score` reads (one-hot
     rows for classification, so its argmax is the predicted class)."""
     pred = baseline.predict(checkpoints)

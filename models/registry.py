@@ -67,8 +67,10 @@ def domain_of(checkpoints: Iterable[Checkpoint], graph_list: Iterable[Data]) -> 
     families: set[str] = set()
     ops: set[str] = set()
     io: set[str] = set()
-    kinds = 0
+    kinds, max_kernel = 0, 1
     for c in checkpoints:
+        kh, kw = _largest_kernel(c)
+        max_kernel = max(max_kernel, kh * kw)
         s = c.architecture.summary()
         families.update(s["families"])
         ops.update(s["op_counts"])
@@ -82,12 +84,18 @@ def domain_of(checkpoints: Iterable[Checkpoint], graph_list: Iterable[Data]) -> 
         "max_nodes": max(s[0] for s in sizes),
         "max_edges": max(s[1] for s in sizes),
         "max_depth": max(s[2] for s in sizes),
+        "max_kernel_entries": max_kernel,
         "checkpoints": kinds,
     }
 
 
-def domain_issues(domain: dict[str, Any], checkpoint: Checkpoint, graph: Data | None
-                  ) -> list[str]:
+def _largest_kernel(checkpoint: Checkpoint) -> tuple[int, int]:
+    return max(
+        graphs.kernel_shapes(checkpoint.architecture), key=lambda s: s[0] * s[1], default=(1, 1)
+    )
+
+
+def domain_issues(domain: dict[str, Any], checkpoint: Checkpoint, graph: Data | None) -> list[str]:
     """Why ``checkpoint`` is outside ``domain`` (empty when it is inside)."""
     s = checkpoint.architecture.summary()
     issues = []
@@ -95,17 +103,31 @@ def domain_issues(domain: dict[str, Any], checkpoint: Checkpoint, graph: Data | 
     if extra_ops:
         issues.append(f"ops never seen in training: {', '.join(extra_ops)}")
     if not graphs.io_fits(s, domain["io"]):
-        issues.append(f"input/output shapes {graphs.io_signature(s)} differ "
-                      f"from the training zoo's {', '.join(domain['io'])}")
+        issues.append(
+            f"input/output shapes {graphs.io_signature(s)} differ "
+            f"from the training zoo's {', '.join(domain['io'])}"
+        )
     if graph is None:
-        issues.append("its parameter graph cannot be built with this metanetwork's kernel size")
+        issues.append("its parameter graph cannot be built for this metanetwork")
         return issues
+    # Cards from before kernels were sized per layer saw at most their edge-feature width.
+    width = int(graph.edge_attr.shape[1])
+    seen = domain.get("max_kernel_entries", width)
+    kh, kw = _largest_kernel(checkpoint)
+    if kh * kw > seen:
+        resampled = f" (read area-resampled to {width} features)" if kh * kw > width else ""
+        issues.append(
+            f"{kh}×{kw} kernels, training networks had at most {seen} kernel entries{resampled}"
+        )
     if graph.num_nodes > SIZE_SLACK * domain["max_nodes"]:
-        issues.append(f"{graph.num_nodes} neurons, training networks had at most "
-                      f"{domain['max_nodes']}")
+        issues.append(
+            f"{graph.num_nodes} neurons, training networks had at most {domain['max_nodes']}"
+        )
     if graph.edge_index.shape[1] > SIZE_SLACK * domain["max_edges"]:
-        issues.append(f"{graph.edge_index.shape[1]} weights (edges), training networks had "
-                      f"at most {domain['max_edges']}")
+        issues.append(
+            f"{graph.edge_index.shape[1]} weights (edges), training networks had "
+            f"at most {domain['max_edges']}"
+        )
     depth = int(graph.node_layer.max())
     if depth > domain["max_depth"]:
         issues.append(f"depth {depth}, training networks had at most {domain['max_depth']}")
@@ -135,8 +157,9 @@ class Metanetwork:
         except graphs.GraphsError:
             return None
 
-    def predict(self, checkpoints: Sequence[CheckpointLike], force: bool = False,
-                batch_size: int = 4096) -> list[Prediction]:
+    def predict(
+        self, checkpoints: Sequence[CheckpointLike], force: bool = False, batch_size: int = 4096
+    ) -> list[Prediction]:
         """One forward per ``batch_size`` graphs; out-of-domain checkpoints raise
         :class:`OutOfDomainError` unless ``force`` (then ``in_domain`` is False)."""
         ckpts = [as_checkpoint(c) for c in checkpoints]
@@ -147,9 +170,13 @@ class Metanetwork:
         return outcomes  # type: ignore[return-value]
 
     @torch.inference_mode()  # cheaper than no_grad: no version counters, no view tracking
-    def answer(self, checkpoints: Sequence[Checkpoint], graph_list: Sequence[Data | None],
-               force: bool | Sequence[bool] = False, batch_size: int = 4096,
-               ) -> list[Prediction | OutOfDomainError]:
+    def answer(
+        self,
+        checkpoints: Sequence[Checkpoint],
+        graph_list: Sequence[Data | None],
+        force: bool | Sequence[bool] = False,
+        batch_size: int = 4096,
+    ) -> list[Prediction | OutOfDomainError]:
         """Per-checkpoint outcomes from graphs the caller already built (a service keeps
         them cached by content hash): an answer, or the refusal, never raised here.
         ``graph_list[i]`` is None when the graph does not fit this metanetwork."""
@@ -160,14 +187,18 @@ class Metanetwork:
             issues = domain_issues(self.card["domain"], ckpt, g)
             if g is None or (issues and not forced):
                 hint = "" if g is None else " (force it for an answer flagged in_domain=false)"
-                outcomes.append(OutOfDomainError(
-                    f"outside the domain of metanetwork {self.name!r}: {'; '.join(issues)}{hint}"))
+                outcomes.append(
+                    OutOfDomainError(
+                        f"outside the domain of metanetwork {self.name!r}: "
+                        f"{'; '.join(issues)}{hint}"
+                    )
+                )
                 continue
             outcomes.append(None)  # answered by the batched forward below
             ready.append((i, g, issues))
         self.model.eval()
         for start in range(0, len(ready), batch_size):
-            chunk = ready[start:start + batch_size]
+            chunk = ready[start : start + batch_size]
             batch = Batch.from_data_list([g for _, g, _ in chunk]).to(self.device)
             out = self.model(batch).float().cpu()
             answers = self._answers(out, [issues for _, _, issues in chunk])
@@ -210,13 +241,14 @@ def save_metanetwork(model: GraphMetanet, card: dict[str, Any], out_dir: str | P
     return path
 
 
-def load_from(directory: str | Path, name: str,
-              device: torch.device | None = None) -> Metanetwork:
+def load_from(directory: str | Path, name: str, device: torch.device | None = None) -> Metanetwork:
     directory = Path(directory)
     card_file = directory / f"{name}.json"
     if not card_file.is_file():
-        raise MetanetworkError(f"no metanetwork {name!r} in {directory}; available: "
-                               f"{', '.join(available(directory)) or 'none'}")
+        raise MetanetworkError(
+            f"no metanetwork {name!r} in {directory}; available: "
+            f"{', '.join(available(directory)) or 'none'}"
+        )
     card = json.loads(card_file.read_text())
     model = GraphMetanet(MetanetConfig.from_dict(card["config"]))
     model.load_state_dict(load_file(str(directory / f"{name}.safetensors")))
@@ -226,8 +258,9 @@ def load_from(directory: str | Path, name: str,
 
 def available(directory: str | Path = BUILTIN_DIR) -> list[str]:
     """Names of the metanetworks in ``directory`` (the built-ins by default)."""
-    return sorted(p.stem for p in Path(directory).glob("*.json")
-                  if (p.with_suffix(".safetensors")).is_file())
+    return sorted(
+        p.stem for p in Path(directory).glob("*.json") if (p.with_suffix(".safetensors")).is_file()
+    )
 
 
 @lru_cache(maxsize=8)
@@ -236,7 +269,8 @@ def load_metanetwork(name: str) -> Metanetwork:
     return load_from(BUILTIN_DIR, name)
 
 
-def predict(name: str, checkpoints: Sequence[CheckpointLike],
-            force: bool = False) -> list[Prediction]:
+def predict(
+    name: str, checkpoints: Sequence[CheckpointLike], force: bool = False
+) -> list[Prediction]:
     """Answers of built-in metanetwork ``name`` for ``checkpoints`` (one batched forward)."""
     return load_metanetwork(name).predict(checkpoints, force=force)

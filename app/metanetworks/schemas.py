@@ -39,7 +39,14 @@ class TrainingConfig(BaseModel):
     hidden: int = Field(default=32, ge=4, le=256, description="node feature width")
     edge_hidden: int = Field(default=16, ge=2, le=128, description="edge feature width")
     layers: int = Field(default=3, ge=1, le=8, description="message-passing layers")
-    max_kernel: int = Field(default=9, ge=1, le=49, description="kernel entries per edge")
+    max_kernel: int = Field(
+        default=9,
+        ge=1,
+        le=49,
+        description="edge feature width: a kernel of at most this many entries is read as it "
+        "is, a larger one area-resampled to the largest square that fits (a 7×7 stem at 9: "
+        "3×3)",
+    )
     fourier: int = Field(
         default=16, ge=1, le=64, description="Fourier features of each scalar weight"
     )

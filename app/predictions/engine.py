@@ -80,7 +80,8 @@ class PredictionEngine:
         return Metanetwork(version.card, model)
 
     def _build_graph(self, path: Path, max_kernel: int, scale_invariant: bool) -> Any:
-        """The parameter graph, or None when the metanetwork's kernel size cannot hold it.
+        """The parameter graph, or None when it cannot be built (kernels wider than the
+        metanetwork's ``max_kernel`` are read area-resampled; the domain check flags them).
 
         Cached by all three arguments: a scale-invariant metanetwork reads the canonical
         form's graph, which must never be served to one that reads the plain graph.

@@ -78,14 +78,22 @@ def test_flatten_linear_edges_carry_pixel_weights() -> None:
     assert torch.equal(g.edge_attr[flat, :4], ckpt.tensors["7.weight"].reshape(15, 4))
 
 
-def test_big_kernels_need_a_bigger_max_kernel() -> None:
+def test_big_kernels_are_stored_exactly_and_resampled_in_edge_attr() -> None:
+    """No kernel-size limit: the 5×5 kernels round-trip through ``edge_kernel``; the default
+    9-wide ``edge_attr`` holds them area-resampled to 3×3 (same sum)."""
     model = nn.Sequential(nn.Conv2d(1, 2, 5), nn.ReLU(), nn.Flatten(), nn.Linear(2, 2))
     ckpt = graphs.from_module(model, torch.randn(1, 1, 5, 5))
-    with pytest.raises(ArchitectureError, match="max_kernel>=25"):
-        graphs.to_graph(ckpt)
-    g = graphs.to_graph(ckpt, max_kernel=25)
+    g = graphs.to_graph(ckpt)
     back = graphs.from_graph(g, ckpt)
     assert torch.equal(back.tensors["0.weight"], ckpt.tensors["0.weight"])
+    conv = g.edge_type == EDGE_TYPES["conv"]
+    w = ckpt.tensors["0.weight"].reshape(2, 25)
+    torch.testing.assert_close(g.edge_attr[conv].sum(1), w.sum(1))
+    wide = graphs.to_graph(ckpt, max_kernel=25)
+    assert torch.equal(wide.edge_attr[conv], w)
+    legacy = Data(x=g.x, edge_index=g.edge_index, edge_attr=g.edge_attr, num_nodes=g.num_nodes)
+    with pytest.raises(ArchitectureError, match="needs the graph's edge_kernel"):
+        graphs.from_graph(legacy, ckpt)
 
 
 def test_from_graph_rejects_a_graph_of_another_architecture() -> None:
@@ -116,14 +124,23 @@ def _signature(g: Data) -> tuple:
     for s, d, e in zip(src.tolist(), dst.tolist(), g.edge_attr.tolist(), strict=True):
         incoming[d].append((*e, *g.x[s].tolist()))
     nodes = sorted(
-        (int(t), int(a), int(di), int(do), int(grp), int(pos), *map(float, row),
-         tuple(sorted(inc)))
+        (int(t), int(a), int(di), int(do), int(grp), int(pos), *map(float, row), tuple(sorted(inc)))
         for t, a, di, do, grp, pos, row, inc in zip(
-            g.node_type, g.node_act, deg_in, deg_out, g.node_group, g.node_pos, g.x, incoming,
-            strict=True))
+            g.node_type,
+            g.node_act,
+            deg_in,
+            deg_out,
+            g.node_group,
+            g.node_pos,
+            g.x,
+            incoming,
+            strict=True,
+        )
+    )
     edges = sorted(
         (int(t), int(g.node_type[s]), int(g.node_type[d]), *map(float, e))
-        for t, s, d, e in zip(g.edge_type, src, dst, g.edge_attr, strict=True))
+        for t, s, d, e in zip(g.edge_type, src, dst, g.edge_attr, strict=True)
+    )
     return tuple(nodes), tuple(edges)
 
 
