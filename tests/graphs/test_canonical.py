@@ -3,7 +3,7 @@
 import _merging_models as M
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
@@ -70,7 +70,9 @@ def test_rescaled_and_sign_flipped_copies_share_one_canonical_form(family, size,
     copy = random_rescaling(c, torch.Generator().manual_seed(seed + 1))
     torch.testing.assert_close(_out(copy, x), _out(c, x), rtol=1e-4, atol=1e-5)
     if canonical_groups(c.architecture):
-        assert any(not torch.allclose(copy.tensors[k], v) for k, v in c.tensors.items())
+        # all-positive signs (2^-11 for the odd nets) draw a no-op copy: not a test of
+        # anything; a rescaling that never moves anything makes hypothesis fail unsatisfied
+        assume(any(not torch.allclose(copy.tensors[k], v) for k, v in c.tensors.items()))
     _close(canonicalize(c), canonicalize(copy))
 
 
