@@ -21,7 +21,7 @@ from torch_geometric.utils import scatter
 
 from graphs import ACTIVATION_IDS, EDGE_TYPES, NODE_FEATURES, NODE_TYPES
 from models.config import MetanetConfig
-from models.layers import GraphLayout, NGConv, both_directions, graph_layout, mlp
+from models.layers import GraphLayout, NGConv, block_order, both_directions, graph_layout, mlp
 from models.probes import probe_activations
 from models.queries import QueryReadout, digit_images
 
@@ -223,10 +223,20 @@ class GraphMetanet(nn.Module):
         if c.probes:
             v = probe_activations(batch, num_graphs, self.probe_points, layout)
             x = x + self.probe_enc(torch.sign(v) * torch.log1p(v.abs()))
-        e = self.edge_enc(batch.edge_attr.float()) + self.edge_type(batch.edge_type)
-        both = None if layout is not None else both_directions(batch.edge_index)
-        for conv in self.convs:
-            x, e = conv(x, batch.edge_index, e, both, layout)
+        if (layout is not None and not torch.is_grad_enabled()
+                and all(conv.fusable() for conv in self.convs)):
+            # inference on one structure: edges in block-major order from the encoder on
+            # (a per-row map, so the rows are permuted before it), every layer fused
+            order = block_order(layout, batch.edge_attr.device)
+            e = self.edge_enc(batch.edge_attr[order].float()) + self.edge_type(
+                batch.edge_type[order])
+            for conv in self.convs:
+                x, e = conv.forward_fused(x, e, layout)
+        else:
+            e = self.edge_enc(batch.edge_attr.float()) + self.edge_type(batch.edge_type)
+            both = None if layout is not None else both_directions(batch.edge_index)
+            for conv in self.convs:
+                x, e = conv(x, batch.edge_index, e, both, layout)
         x = self.out_norm(x)
         features = self.readout(x, batch, num_graphs)
         if c.queries:
