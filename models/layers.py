@@ -15,6 +15,7 @@ Two equivalent ways to run :class:`NGConv`:
 from __future__ import annotations
 
 import math
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
@@ -91,6 +92,7 @@ class GraphLayout:
 #: costs a few Python-dispatched ops per layer)
 MAX_BLOCKS = 256
 _LAYOUTS: OrderedDict[tuple, tuple[tuple[Block, ...], Tensor] | None] = OrderedDict()
+_LAYOUTS_LOCK = threading.Lock()
 _NODE_KEYS = ("node_type", "node_act", "node_layer", "node_pos")
 
 
@@ -178,18 +180,48 @@ def graph_layout(batch: Batch) -> GraphLayout | None:
         else torch.zeros(n, dtype=torch.long)
     first_cpu = first.cpu()
     key = (n, e, ei.device.type, first_cpu.numpy().tobytes(), layer.numpy().tobytes())
-    if key in _LAYOUTS:
-        _LAYOUTS.move_to_end(key)
-        cached = _LAYOUTS[key]
-    else:
-        blocks = decompose(first_cpu, layer)
-        cached = None if blocks is None else (blocks, _in_degree(blocks, n).to(ei.device))
-        _LAYOUTS[key] = cached
-        if len(_LAYOUTS) > 64:
-            _LAYOUTS.popitem(last=False)
+    with _LAYOUTS_LOCK:  # inference sub-batches run in threads (models.runtime)
+        if key in _LAYOUTS:
+            _LAYOUTS.move_to_end(key)
+            cached = _LAYOUTS[key]
+        else:
+            blocks = decompose(first_cpu, layer)
+            cached = None if blocks is None else (blocks, _in_degree(blocks, n).to(ei.device))
+            _LAYOUTS[key] = cached
+            if len(_LAYOUTS) > 64:
+                _LAYOUTS.popitem(last=False)
     if cached is None:
         return None
     return GraphLayout(num_graphs, n, e, cached[0], cached[1])
+
+
+def slice_graphs(batch: Batch, layout: GraphLayout, start: int, stop: int) -> Batch:
+    """Graphs ``start .. stop`` of a batch of one structure, as a batch of their own: node
+    and edge rows are ranges (every graph has ``num_nodes``/``num_edges`` of them) and the
+    indices are shifted, so no graph is taken apart and collated again."""
+    n, m = layout.num_nodes, layout.num_edges
+    out = Batch()
+    for key, value in batch.items():
+        if key == "num_nodes":
+            out[key] = (stop - start) * n
+        elif not isinstance(value, Tensor) or value.dim() == 0:
+            out[key] = value
+        elif key == "edge_index":
+            out[key] = value[:, start * m:stop * m] - start * n
+        elif key == "batch":
+            out[key] = value[start * n:stop * n] - start
+        elif key == "ptr":
+            out[key] = value[start:stop + 1] - start * n
+        elif batch.is_edge_attr(key):
+            out[key] = value[start * m:stop * m]
+        elif batch.is_node_attr(key):
+            out[key] = value[start * n:stop * n]
+        elif value.shape[0] == layout.num_graphs:  # one row per graph (targets)
+            out[key] = value[start:stop]
+        else:
+            raise ValueError(f"cannot slice batch attribute {key!r} by graphs")
+    out._num_graphs = stop - start
+    return out
 
 
 #: without autograd, a block's messages are formed for this many elements (graphs x block

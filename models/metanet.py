@@ -21,9 +21,18 @@ from torch_geometric.utils import scatter
 
 from graphs import ACTIVATION_IDS, EDGE_TYPES, NODE_FEATURES, NODE_TYPES
 from models.config import MetanetConfig
-from models.layers import GraphLayout, NGConv, block_order, both_directions, graph_layout, mlp
+from models.layers import (
+    GraphLayout,
+    NGConv,
+    block_order,
+    both_directions,
+    graph_layout,
+    mlp,
+    slice_graphs,
+)
 from models.probes import probe_activations
 from models.queries import QueryReadout, digit_images
+from models.runtime import map_threads
 
 WEIGHT_EDGE_TYPES = tuple(EDGE_TYPES[k] for k in
                           ("linear", "conv", "flatten_linear", "attn_q", "attn_k", "attn_v",
@@ -76,6 +85,8 @@ class FeatureEncoder(nn.Module):
 
 #: the largest batch one inference pass runs at once (larger ones run in sub-batches)
 INFERENCE_GRAPHS = 256
+#: the fewest graphs a sub-batch of a CPU inference pass on several threads gets
+THREAD_GRAPHS = 32
 
 LAYER_STATS = 15  # per layer: 4 weight statistics, mean/std of 5 node features, presence
 
@@ -200,13 +211,24 @@ class GraphMetanet(nn.Module):
 
     def forward(self, batch: Batch) -> Tensor:
         num_graphs = int(batch.num_graphs)
-        if torch.is_grad_enabled() or num_graphs <= INFERENCE_GRAPHS:
+        if torch.is_grad_enabled():
+            return self._forward(batch)
+        threads = torch.get_num_threads() if batch.x.device.type == "cpu" else 1
+        if num_graphs <= INFERENCE_GRAPHS and (threads == 1 or num_graphs < 2 * THREAD_GRAPHS):
             return self._forward(batch)
         # Without autograd every output depends on its own graph only, so a large batch runs
-        # as sub-batches: memory stays that of INFERENCE_GRAPHS graphs at any batch size
-        graphs = batch.index_select(range(num_graphs))
-        return torch.cat([self._forward(Batch.from_data_list(graphs[i:i + INFERENCE_GRAPHS]))
-                          for i in range(0, num_graphs, INFERENCE_GRAPHS)])
+        # as sub-batches: memory stays that of INFERENCE_GRAPHS graphs at any batch size, and
+        # with several CPU threads the sub-batches run side by side, one thread each
+        size = min(INFERENCE_GRAPHS // threads, -(-num_graphs // threads))
+        size = max(size, min(THREAD_GRAPHS, INFERENCE_GRAPHS))
+        bounds = [(i, min(i + size, num_graphs)) for i in range(0, num_graphs, size)]
+        layout = self.layout_of(batch)
+        if layout is not None:
+            parts = [slice_graphs(batch, layout, a, b) for a, b in bounds]
+        else:
+            graphs = batch.index_select(range(num_graphs))
+            parts = [Batch.from_data_list(graphs[a:b]) for a, b in bounds]
+        return torch.cat(map_threads(self._forward, parts, threads))
 
     def _forward(self, batch: Batch) -> Tensor:
         c = self.config

@@ -215,3 +215,48 @@ def test_large_inference_batches_run_in_sub_batches(monkeypatch: pytest.MonkeyPa
         parts = m(batch)
     assert seen == [2, 2, 1]
     torch.testing.assert_close(parts, whole, atol=1e-6, rtol=1e-5)
+
+
+def test_slice_graphs_is_the_collated_subset() -> None:
+    graphs = [graph_of(checkpoint("siren", seed=s)) for s in range(5)]
+    for i, g in enumerate(graphs):
+        g.y = torch.tensor([i])
+    batch = Batch.from_data_list(graphs)
+    layout = graph_layout(batch)
+    assert layout is not None
+    part = layers.slice_graphs(batch, layout, 1, 4)
+    want = Batch.from_data_list(graphs[1:4])
+    assert part.num_graphs == 3 and part.num_nodes == want.num_nodes
+    for key, value in want.items():
+        torch.testing.assert_close(part[key], value)
+
+
+def test_threaded_sub_batches_give_the_single_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inference on several CPU threads runs sub-batches side by side (same outputs, in
+    order); with autograd on, one pass."""
+    import models.metanet as metanet
+
+    m = model(probes=8).eval()
+    batch = same_structure("siren", 9)
+    monkeypatch.setattr(metanet, "THREAD_GRAPHS", 2)  # 9 graphs -> pieces of 4, 4, 1
+    threads = torch.get_num_threads()
+    with torch.no_grad():
+        torch.set_num_threads(1)
+        whole = m(batch)
+        torch.set_num_threads(2)
+        try:
+            split = m(batch)
+        finally:
+            torch.set_num_threads(threads)
+    torch.testing.assert_close(split, whole, atol=1e-6, rtol=1e-5)
+    mixed = Batch.from_data_list([graph_of(checkpoint(f)) for f in ("siren", "mlp", "siren")]
+                                 * 2)
+    with torch.no_grad():
+        torch.set_num_threads(1)
+        whole = m(mixed)
+        torch.set_num_threads(2)
+        try:
+            split = m(mixed)
+        finally:
+            torch.set_num_threads(threads)
+    torch.testing.assert_close(split, whole, atol=1e-5, rtol=1e-5)
