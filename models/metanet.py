@@ -138,11 +138,16 @@ class GraphMetanet(nn.Module):
     the message passing and the probe pass block by block (:class:`models.layers.GraphLayout`)
     instead of over the edge list; the same function up to float rounding, several times
     faster, and with per-edge temporaries one block at a time. Mixed batches always take the
-    edge-list path. ``set_checkpointing`` says whether a training step recomputes the per-edge
+    edge-list path. Without autograd a batch of one structure runs
+    :meth:`NGConv.forward_fused` (``fuse_layers``, default True; False keeps the unfused
+    block layers, for comparison), and on several CPU threads its sub-batches run side by
+    side (:func:`models.runtime.map_threads`).
+    ``set_checkpointing`` says whether a training step recomputes the per-edge
     messages in the backward pass (the default) instead of keeping them.
     """
 
     use_layout: bool = True
+    fuse_layers: bool = True
 
     def __init__(self, config: MetanetConfig) -> None:
         super().__init__()
@@ -245,7 +250,7 @@ class GraphMetanet(nn.Module):
         if c.probes:
             v = probe_activations(batch, num_graphs, self.probe_points, layout)
             x = x + self.probe_enc(torch.sign(v) * torch.log1p(v.abs()))
-        if (layout is not None and not torch.is_grad_enabled()
+        if (layout is not None and self.fuse_layers and not torch.is_grad_enabled()
                 and all(conv.fusable() for conv in self.convs)):
             # inference on one structure: edges in block-major order from the encoder on
             # (a per-row map, so the rows are permuted before it), every layer fused
