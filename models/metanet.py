@@ -77,8 +77,13 @@ class FeatureEncoder(nn.Module):
         # lin([v, sin, cos]) as three products into one output: no (rows, in + 2F) copy
         d, f = v.shape[1], self.freqs.shape[1]
         w = self.lin.weight
-        # (out of place: autocast casts addmm's operands, not an in-place addmm_'s)
         out = torch.addmm(self.lin.bias, v, w[:, :d].t())
+        if not torch.is_autocast_enabled(v.device.type):
+            # accumulated in place: an out-of-place addmm first copies its (rows, out)
+            # input, a third of the encoder's time on an edge list
+            out.addmm_(torch.sin(proj), w[:, d:d + f].t())
+            return out.addmm_(torch.cos(proj), w[:, d + f:].t())
+        # (out of place: autocast casts addmm's operands, not an in-place addmm_'s)
         out = torch.addmm(out, torch.sin(proj), w[:, d:d + f].t())
         return torch.addmm(out, torch.cos(proj), w[:, d + f:].t())
 
