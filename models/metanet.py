@@ -235,6 +235,8 @@ class GraphMetanet(nn.Module):
         layout = self.layout_of(batch)
         if layout is not None:
             parts = [slice_graphs(batch, layout, a, b) for a, b in bounds]
+        elif num_graphs <= INFERENCE_GRAPHS:
+            return self._forward(batch)  # mixed: not worth collating its graphs anew
         else:
             graphs = batch.index_select(range(num_graphs))
             parts = [Batch.from_data_list(graphs[a:b]) for a, b in bounds]
