@@ -17,7 +17,10 @@ Sections (``--device cpu``, the default):
 * one CPU thread, batch 128: inference and training steps (forward, cross-entropy,
   backward, AdamW) in graphs/s, ours (block path and edge-list path) against NFN;
 * two CPU threads: INR graphs/s of the shipped classifier, collation from built graphs
-  included (graph building from checkpoints is not: bench/graph_build measures it);
+  included (graph building from checkpoints is not: bench/graph_build measures it); ours
+  runs its sub-batches on two single-threaded workers (``models.runtime.map_threads``, what
+  the model does by itself with two torch threads), NFN both ways (two intra-op threads,
+  and two single-threaded workers on halves of each batch);
 * peak memory of a training step at batch 1,024 (ours with and without message
   checkpointing, NFN) and of inference on 1,024 INR graphs.
 
@@ -62,7 +65,7 @@ import graphs
 from models import GraphMetanet, MetanetConfig
 from models.data import graph_of
 from models.registry import BUILTIN_DIR, load_from
-from models.runtime import keep_freed_memory
+from models.runtime import keep_freed_memory, map_threads
 
 BUILTIN = "digits-inr-classifier"
 NFN_CHANNELS = 128
@@ -193,11 +196,14 @@ def autocast(device: torch.device, enabled: bool) -> AbstractContextManager:
 
 
 def ours_steps(batch: Batch, device: torch.device, amp: bool = False,
-               use_layout: bool = True) -> tuple[Callable[[], object], Callable[[], object]]:
-    """(inference, training step) closures for our model on ``batch``."""
+               use_layout: bool = True, fuse: bool = True,
+               ) -> tuple[Callable[[], object], Callable[[], object]]:
+    """(inference, training step) closures for our model on ``batch`` (``fuse`` False:
+    inference through the unfused block layers, the path before NGConv.forward_fused)."""
     infer_model = ours_model(False, device).eval()
     train_model = ours_model(True, device).train()
     infer_model.use_layout = train_model.use_layout = use_layout
+    infer_model.fuse_layers = fuse
     opt = torch.optim.AdamW(train_model.parameters(), lr=1e-4)
     batch = batch.to(device)
 
@@ -249,18 +255,25 @@ def cpu_one_thread(batch_size: int, rounds: int) -> None:
     batch = Batch.from_data_list(data)
     y = batch.y
     ours_i, ours_t = ours_steps(batch, device)
+    unfused_i, _ = ours_steps(batch, device, fuse=False)
     edge_i, edge_t = ours_steps(batch, device, use_layout=False)
     nfn_i, nfn_t = nfn_steps(ckpts, y, device)
-    inf = interleaved({"ours": ours_i, "ours, edge list": edge_i, "nfn": nfn_i}, rounds, device)
+    load = os.getloadavg()[0]
+    inf = interleaved({"ours": ours_i, "unfused": unfused_i, "ours, edge list": edge_i,
+                       "nfn": nfn_i}, rounds, device)
     trn = interleaved({"ours": ours_t, "ours, edge list": edge_t, "nfn": nfn_t}, rounds, device)
     print(f"\nCPU, 1 thread, batch {batch_size} (graphs/s, medians of {rounds} interleaved "
-          "rounds; ratio = ours / NFN)")
-    print(f"{'':<18}{'ours':>10}{'ours, edge list':>17}{'NFN HNPx3':>11}{'ratio':>8}"
-          f"{'target':>8}")
+          f"rounds; ratio = ours / NFN; load average {load:.2f} -> {os.getloadavg()[0]:.2f} "
+          f"on {os.cpu_count()} CPUs)")
+    print(f"{'':<18}{'ours':>10}{'unfused':>9}{'ours, edge list':>17}{'NFN HNPx3':>11}"
+          f"{'ratio':>8}{'target':>8}")
     for name, t, target in (("inference", inf, 3.0), ("training step", trn, 1.5)):
         r = {k: batch_size / v for k, v in t.items()}
-        print(f"{name:<18}{r['ours']:>10,.0f}{r['ours, edge list']:>17,.0f}{r['nfn']:>11,.0f}"
-              f"{r['ours'] / r['nfn']:>7.2f}x{target:>7.1f}x")
+        unfused = f"{r['unfused']:>9,.0f}" if "unfused" in r else f"{'':>9}"
+        print(f"{name:<18}{r['ours']:>10,.0f}{unfused}{r['ours, edge list']:>17,.0f}"
+              f"{r['nfn']:>11,.0f}{r['ours'] / r['nfn']:>7.2f}x{target:>7.1f}x")
+    print("  (unfused: inference through the block layers without NGConv.forward_fused, "
+          "the path before it; training steps never fuse)")
 
 
 def cpu_two_threads(num_graphs: int, batch_size: int, rounds: int) -> None:
@@ -282,12 +295,25 @@ def cpu_two_threads(num_graphs: int, batch_size: int, rounds: int) -> None:
             for f in feats:
                 nfn(f)
 
-    t = interleaved({"ours": ours, "nfn": nfn_run}, rounds, device)
+    halves = [(nfn_inputs(ckpts[i:i + batch_size // 2]),
+               nfn_inputs(ckpts[i + batch_size // 2:i + batch_size]))
+              for i in range(0, num_graphs, batch_size)]
+
+    def nfn_split() -> None:  # NFN given the same two single-threaded workers as ours
+        with torch.inference_mode():
+            for pair in halves:
+                map_threads(nfn, pair, 2)
+
+    load = os.getloadavg()[0]
+    t = interleaved({"ours": ours, "nfn": nfn_run, "nfn-split": nfn_split}, rounds, device)
+    best = min(t["nfn"], t["nfn-split"])
     print(f"\nCPU, 2 threads: {num_graphs} INR graphs in batches of {batch_size}, the "
-          f"shipped {BUILTIN} (probes included, collation included)")
-    print(f"  ours {num_graphs / t['ours']:,.0f} graphs/s (target >= 500), NFN "
-          f"{num_graphs / t['nfn']:,.0f}/s (stacked tensors), ratio "
-          f"{t['nfn'] / t['ours']:.2f}x")
+          f"shipped {BUILTIN} (probes included, collation included; medians of {rounds} "
+          f"interleaved rounds; load average {load:.2f} -> {os.getloadavg()[0]:.2f})")
+    print(f"  ours {num_graphs / t['ours']:,.0f} graphs/s (target >= 500; sub-batches on two "
+          f"single-threaded workers), NFN {num_graphs / t['nfn']:,.0f}/s (2 intra-op "
+          f"threads) / {num_graphs / t['nfn-split']:,.0f}/s (two single-threaded workers), "
+          f"ratio to the faster NFN {best / t['ours']:.2f}x")
 
 
 # --- memory (one subprocess per figure) ------------------------------------------------------
@@ -484,6 +510,8 @@ def main() -> None:
     parser.add_argument("--memory-batch", type=int, default=1024)
     parser.add_argument("--cuda-batches", default="128,1024,8192")
     parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--skip-training", action="store_true",
+                        help="without the CNN-zoo training throughput section")
     parser.add_argument("--measure", help=argparse.SUPPRESS)
     parser.add_argument("--training", action="store_true",
                         help="only the metanetwork training throughput on a CNN zoo")
@@ -524,7 +552,8 @@ def main() -> None:
     cpu_two_threads(args.graphs, 256, max(3, args.rounds // 2))
     if not args.skip_memory:
         cpu_memory(args.memory_batch)
-    training_throughput(args.zoo, args.zoo_size, args.train_epochs, torch.device("cpu"), 2)
+    if not args.skip_training:
+        training_throughput(args.zoo, args.zoo_size, args.train_epochs, torch.device("cpu"), 2)
     print("  (no GPU was lent to the session that measured the figures in README/ZOOS; "
           "--device cuda prints the same row on a GPU)")
 

@@ -21,9 +21,18 @@ from torch_geometric.utils import scatter
 
 from graphs import ACTIVATION_IDS, EDGE_TYPES, NODE_FEATURES, NODE_TYPES
 from models.config import MetanetConfig
-from models.layers import GraphLayout, NGConv, both_directions, graph_layout, mlp
+from models.layers import (
+    GraphLayout,
+    NGConv,
+    block_order,
+    both_directions,
+    graph_layout,
+    mlp,
+    slice_graphs,
+)
 from models.probes import probe_activations
 from models.queries import QueryReadout, digit_images
+from models.runtime import map_threads
 
 WEIGHT_EDGE_TYPES = tuple(EDGE_TYPES[k] for k in
                           ("linear", "conv", "flatten_linear", "attn_q", "attn_k", "attn_v",
@@ -68,14 +77,21 @@ class FeatureEncoder(nn.Module):
         # lin([v, sin, cos]) as three products into one output: no (rows, in + 2F) copy
         d, f = v.shape[1], self.freqs.shape[1]
         w = self.lin.weight
-        # (out of place: autocast casts addmm's operands, not an in-place addmm_'s)
         out = torch.addmm(self.lin.bias, v, w[:, :d].t())
+        if not torch.is_autocast_enabled(v.device.type):
+            # accumulated in place: an out-of-place addmm first copies its (rows, out)
+            # input, a third of the encoder's time on an edge list
+            out.addmm_(torch.sin(proj), w[:, d:d + f].t())
+            return out.addmm_(torch.cos(proj), w[:, d + f:].t())
+        # (out of place: autocast casts addmm's operands, not an in-place addmm_'s)
         out = torch.addmm(out, torch.sin(proj), w[:, d:d + f].t())
         return torch.addmm(out, torch.cos(proj), w[:, d + f:].t())
 
 
 #: the largest batch one inference pass runs at once (larger ones run in sub-batches)
 INFERENCE_GRAPHS = 256
+#: the fewest graphs a sub-batch of a CPU inference pass on several threads gets
+THREAD_GRAPHS = 32
 
 LAYER_STATS = 15  # per layer: 4 weight statistics, mean/std of 5 node features, presence
 
@@ -127,11 +143,16 @@ class GraphMetanet(nn.Module):
     the message passing and the probe pass block by block (:class:`models.layers.GraphLayout`)
     instead of over the edge list; the same function up to float rounding, several times
     faster, and with per-edge temporaries one block at a time. Mixed batches always take the
-    edge-list path. ``set_checkpointing`` says whether a training step recomputes the per-edge
+    edge-list path. Without autograd a batch of one structure runs
+    :meth:`NGConv.forward_fused` (``fuse_layers``, default True; False keeps the unfused
+    block layers, for comparison), and on several CPU threads its sub-batches run side by
+    side (:func:`models.runtime.map_threads`).
+    ``set_checkpointing`` says whether a training step recomputes the per-edge
     messages in the backward pass (the default) instead of keeping them.
     """
 
     use_layout: bool = True
+    fuse_layers: bool = True
 
     def __init__(self, config: MetanetConfig) -> None:
         super().__init__()
@@ -200,13 +221,26 @@ class GraphMetanet(nn.Module):
 
     def forward(self, batch: Batch) -> Tensor:
         num_graphs = int(batch.num_graphs)
-        if torch.is_grad_enabled() or num_graphs <= INFERENCE_GRAPHS:
+        if torch.is_grad_enabled():
+            return self._forward(batch)
+        threads = torch.get_num_threads() if batch.x.device.type == "cpu" else 1
+        if num_graphs <= INFERENCE_GRAPHS and (threads == 1 or num_graphs < 2 * THREAD_GRAPHS):
             return self._forward(batch)
         # Without autograd every output depends on its own graph only, so a large batch runs
-        # as sub-batches: memory stays that of INFERENCE_GRAPHS graphs at any batch size
-        graphs = batch.index_select(range(num_graphs))
-        return torch.cat([self._forward(Batch.from_data_list(graphs[i:i + INFERENCE_GRAPHS]))
-                          for i in range(0, num_graphs, INFERENCE_GRAPHS)])
+        # as sub-batches: memory stays that of INFERENCE_GRAPHS graphs at any batch size, and
+        # with several CPU threads the sub-batches run side by side, one thread each
+        size = min(INFERENCE_GRAPHS // threads, -(-num_graphs // threads))
+        size = max(size, min(THREAD_GRAPHS, INFERENCE_GRAPHS))
+        bounds = [(i, min(i + size, num_graphs)) for i in range(0, num_graphs, size)]
+        layout = self.layout_of(batch)
+        if layout is not None:
+            parts = [slice_graphs(batch, layout, a, b) for a, b in bounds]
+        elif num_graphs <= INFERENCE_GRAPHS:
+            return self._forward(batch)  # mixed: not worth collating its graphs anew
+        else:
+            graphs = batch.index_select(range(num_graphs))
+            parts = [Batch.from_data_list(graphs[a:b]) for a, b in bounds]
+        return torch.cat(map_threads(self._forward, parts, threads))
 
     def _forward(self, batch: Batch) -> Tensor:
         c = self.config
@@ -223,10 +257,20 @@ class GraphMetanet(nn.Module):
         if c.probes:
             v = probe_activations(batch, num_graphs, self.probe_points, layout)
             x = x + self.probe_enc(torch.sign(v) * torch.log1p(v.abs()))
-        e = self.edge_enc(batch.edge_attr.float()) + self.edge_type(batch.edge_type)
-        both = None if layout is not None else both_directions(batch.edge_index)
-        for conv in self.convs:
-            x, e = conv(x, batch.edge_index, e, both, layout)
+        if (layout is not None and self.fuse_layers and not torch.is_grad_enabled()
+                and all(conv.fusable() for conv in self.convs)):
+            # inference on one structure: edges in block-major order from the encoder on
+            # (a per-row map, so the rows are permuted before it), every layer fused
+            order = block_order(layout, batch.edge_attr.device)
+            e = self.edge_enc(batch.edge_attr[order].float()) + self.edge_type(
+                batch.edge_type[order])
+            for conv in self.convs:
+                x, e = conv.forward_fused(x, e, layout)
+        else:
+            e = self.edge_enc(batch.edge_attr.float()) + self.edge_type(batch.edge_type)
+            both = None if layout is not None else both_directions(batch.edge_index)
+            for conv in self.convs:
+                x, e = conv(x, batch.edge_index, e, both, layout)
         x = self.out_norm(x)
         features = self.readout(x, batch, num_graphs)
         if c.queries:

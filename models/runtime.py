@@ -5,6 +5,15 @@ from __future__ import annotations
 import ctypes
 import functools
 import logging
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+import torch
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 log = logging.getLogger(__name__)
 
@@ -37,3 +46,40 @@ def keep_freed_memory() -> bool:
     if not taken:
         log.info("mallopt refused the thresholds; freed memory goes back to the OS")
     return taken
+
+
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def _single_threaded(fn: Callable[[T], R], grad: bool, inference: bool, item: T) -> R:
+    torch.set_num_threads(1)  # this pool thread's own OpenMP/MKL setting
+    # grad and inference modes are thread-local: take the caller's
+    with torch.inference_mode(inference), torch.set_grad_enabled(grad):
+        return fn(item)
+
+
+def map_threads(fn: Callable[[T], R], items: Sequence[T], threads: int) -> list[R]:
+    """``[fn(x) for x in items]`` on ``threads`` pool threads, each running torch ops on
+    one intra-op thread; the caller's thread count is restored afterwards.
+
+    For inference on independent sub-batches: a metanetwork pass is thousands of small ops,
+    and an intra-op team of threads meets at a barrier after every one of them, so on a
+    shared machine each op waits for whichever thread was descheduled (two intra-op
+    threads ran slower than one in bench/metanet_speed). Independent threads never wait
+    for each other; torch releases the GIL inside its ops. The caller's grad and inference
+    modes hold in the pool threads (autocast does not: CPU float32 only).
+    """
+    if threads <= 1 or len(items) <= 1:
+        return [fn(x) for x in items]
+    with _POOLS_LOCK:
+        pool = _POOLS.get(threads)
+        if pool is None:
+            pool = _POOLS[threads] = ThreadPoolExecutor(threads, "metanet-infer")
+    before = torch.get_num_threads()
+    try:
+        task = functools.partial(_single_threaded, fn, torch.is_grad_enabled(),
+                                 torch.is_inference_mode_enabled())
+        return list(pool.map(task, items))
+    finally:
+        torch.set_num_threads(before)  # the process-wide default new threads start from

@@ -9,7 +9,7 @@ from torch_geometric.data import Batch
 import models.layers as layers
 from models import GraphMetanet, MetanetConfig, NGConv
 from models.data import graph_of
-from models.layers import graph_layout
+from models.layers import block_order, graph_layout
 from models.probes import probe_activations
 
 
@@ -67,6 +67,38 @@ def test_block_path_computes_the_edge_list_function(family: str) -> None:
         m.use_layout = False
         edges = m(batch)
     torch.testing.assert_close(blocks, edges, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("family", ["siren", "resnet", "transformer"])
+@pytest.mark.parametrize("update_edges", [True, False])
+def test_fused_layer_computes_the_block_layer(family: str, update_edges: bool) -> None:
+    """``forward_fused`` (folded products, edges in block-major order) against the layer's
+    unfused block path, nodes and edges; resnet and transformer have diagonal blocks."""
+    batch = same_structure(family, 3)
+    layout = graph_layout(batch)
+    assert layout is not None
+    torch.manual_seed(0)
+    conv = NGConv(16, 8, ("sum", "mean", "max", "min", "std", "var"),
+                  update_edges=update_edges).eval()
+    with torch.no_grad():  # non-trivial norm affines and edge biases
+        for p in conv.parameters():
+            p.add_(torch.randn_like(p) * 0.2)
+    x = torch.randn(batch.num_nodes, 16)
+    e = torch.randn(batch.num_edges, 8) * 2 + 0.5
+    order = block_order(layout, e.device)
+    assert sorted(order.tolist()) == list(range(batch.num_edges))
+    with torch.no_grad():
+        x_ref, e_ref = conv(x, batch.edge_index, e, None, layout)
+        x_new, e_new = conv.forward_fused(x, e[order], layout)
+    torch.testing.assert_close(x_new, x_ref, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(e_new, e_ref[order], atol=1e-5, rtol=1e-5)
+
+
+def test_dropout_in_training_mode_is_not_fused() -> None:
+    conv = NGConv(8, 4, dropout=0.1)
+    assert conv.eval().fusable() and not conv.train().fusable()
+    assert NGConv(8, 4).train().fusable()
+    assert not NGConv(8, 4, ("mean", "softmax")).eval().fusable()
 
 
 def test_chunk_size_does_not_change_the_result(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -183,3 +215,49 @@ def test_large_inference_batches_run_in_sub_batches(monkeypatch: pytest.MonkeyPa
         parts = m(batch)
     assert seen == [2, 2, 1]
     torch.testing.assert_close(parts, whole, atol=1e-6, rtol=1e-5)
+
+
+def test_slice_graphs_is_the_collated_subset() -> None:
+    graphs = [graph_of(checkpoint("siren", seed=s)) for s in range(5)]
+    for i, g in enumerate(graphs):
+        g.y = torch.tensor([i])
+    batch = Batch.from_data_list(graphs)
+    layout = graph_layout(batch)
+    assert layout is not None
+    part = layers.slice_graphs(batch, layout, 1, 4)
+    want = Batch.from_data_list(graphs[1:4])
+    assert part.num_graphs == 3 and part.num_nodes == want.num_nodes
+    for key, value in want.items():
+        torch.testing.assert_close(part[key], value)
+
+
+def test_threaded_sub_batches_give_the_single_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inference on several CPU threads runs sub-batches of one structure side by side
+    (same outputs, in order); a mixed batch only above INFERENCE_GRAPHS, re-collated."""
+    import models.metanet as metanet
+
+    m = model(probes=8).eval()
+    batch = same_structure("siren", 9)
+    monkeypatch.setattr(metanet, "THREAD_GRAPHS", 2)  # 9 graphs -> pieces of 4, 4, 1
+    threads = torch.get_num_threads()
+    with torch.no_grad():
+        torch.set_num_threads(1)
+        whole = m(batch)
+        torch.set_num_threads(2)
+        try:
+            split = m(batch)
+        finally:
+            torch.set_num_threads(threads)
+    torch.testing.assert_close(split, whole, atol=1e-6, rtol=1e-5)
+    mixed = Batch.from_data_list([graph_of(checkpoint(f)) for f in ("siren", "mlp", "siren")]
+                                 * 2)
+    monkeypatch.setattr(metanet, "INFERENCE_GRAPHS", 4)  # 6 mixed graphs: re-collated pieces
+    with torch.no_grad():
+        torch.set_num_threads(1)
+        whole = m(mixed)
+        torch.set_num_threads(2)
+        try:
+            split = m(mixed)
+        finally:
+            torch.set_num_threads(threads)
+    torch.testing.assert_close(split, whole, atol=1e-5, rtol=1e-5)
