@@ -26,7 +26,7 @@ import torch
 from graphs.errors import ArchitectureError
 from graphs.io import Checkpoint
 from graphs.neuron_map import neuron_map
-from graphs.parameter_graph import DEFAULT_MAX_KERNEL, EDGE_TYPES, NODE_TYPES, _layout, to_graph
+from graphs.parameter_graph import EDGE_TYPES, NODE_TYPES, _layout, to_graph
 
 __all__ = ["FULL_LIMIT", "MAX_EDGES", "MAX_NODES", "Detail", "picture"]
 
@@ -51,11 +51,7 @@ def picture(
     """The picture as a dict (see the module docstring); ``detail="full"`` on a graph past
     :data:`FULL_LIMIT` raises ``ArchitectureError``."""
     arch = checkpoint.architecture
-    nmap = neuron_map(arch)
-    kernel = max(
-        [DEFAULT_MAX_KERNEL] + [math.prod(v.shape[2:]) for v in nmap.views.values()
-                                if len(v.shape) > 2])  # fmt: skip
-    layout = _layout(arch, kernel)
+    layout = _layout(arch)
     counts = {"outputs": list(arch.outputs), "neuron_count": layout.num_nodes,
               "weight_count": layout.num_edges, "parameter_count": arch.num_parameters(),
               "max_nodes": max_nodes, "max_edges": max_edges}  # fmt: skip
@@ -82,12 +78,12 @@ def picture(
         else f"{layout.num_nodes:,} neurons and {layout.num_edges:,} weights fit in one "
         "drawing: every neuron and weight"
     )
-    return {"detail": "full", "reason": reason, **counts, **_full(checkpoint, kernel),
+    return {"detail": "full", "reason": reason, **counts, **_full(checkpoint),
             "layers": [], "links": []}  # fmt: skip
 
 
-def _full(checkpoint: Checkpoint, kernel: int) -> dict[str, Any]:
-    graph = to_graph(checkpoint, max_kernel=kernel)
+def _full(checkpoint: Checkpoint) -> dict[str, Any]:
+    graph = to_graph(checkpoint, max_kernel=1)  # kernels are read whole from edge_kernel
     nmap = neuron_map(checkpoint.architecture)
     layer = graph.node_layer.tolist()
     types = graph.node_type.tolist()
@@ -116,13 +112,12 @@ def _full(checkpoint: Checkpoint, kernel: int) -> dict[str, Any]:
         kinds = sorted({n["type"] for n in nodes if n["layer"] == col})
         names = sorted({n["group"] for n in nodes if n["layer"] == col})
         columns.append({"index": col, "size": position[col], "types": kinds, "groups": names})
-    attr = graph.edge_attr
     wide = torch.isin(
         graph.edge_type, torch.tensor([EDGE_TYPES["conv"], EDGE_TYPES["flatten_linear"]])
     )
-    value = attr[:, 0].clone()
+    value = graph.edge_attr[:, 0].clone()
     if bool(wide.any()):
-        value[wide] = attr[wide].sum(1) / _kernel_sizes(checkpoint, graph, wide)
+        value[wide] = _kernel_means(graph)[wide]
     src, dst = graph.edge_index.tolist()
     edge_types = graph.edge_type.tolist()
     values = value.tolist()
@@ -133,14 +128,13 @@ def _full(checkpoint: Checkpoint, kernel: int) -> dict[str, Any]:
     return {"columns": columns, "nodes": nodes, "edges": edges}
 
 
-def _kernel_sizes(checkpoint: Checkpoint, graph: Any, wide: torch.Tensor) -> torch.Tensor:
-    """Entries per kernel edge (the padding columns are zeros, so a mean needs the count),
-    from the layout's placement of each weight view."""
-    layout = _layout(checkpoint.architecture, graph.edge_attr.shape[1])
-    sizes = torch.ones(graph.edge_attr.shape[0], dtype=graph.edge_attr.dtype)
-    for _, offset, n, k in layout.edge_place:
-        sizes[offset : offset + n] = k
-    return sizes[wide]
+def _kernel_means(graph: Any) -> torch.Tensor:
+    """The mean of every edge's exact kernel (``edge_kernel``, ragged in edge order)."""
+    shape = graph.edge_kernel_shape.long()
+    counts = shape[:, 0] * shape[:, 1]
+    owner = torch.repeat_interleave(torch.arange(counts.numel()), counts)
+    sums = torch.zeros(counts.numel(), dtype=graph.edge_kernel.dtype)
+    return sums.index_add_(0, owner, graph.edge_kernel) / counts
 
 
 def _layers(checkpoint: Checkpoint) -> dict[str, Any]:
