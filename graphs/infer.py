@@ -18,6 +18,28 @@ strides and paddings, so inference follows fixed conventions and refuses anythin
   or Bottleneck; stride 2 in the first block of ``layer2``-``layer4`` and on the
   ``downsample`` 1×1 conv; a 7×7 stem means stride 2 + ``MaxPool2d(3, 2, 1)``, a 3×3 stem
   (CIFAR variant) stride 1 and no max-pool.
+* **torchvision-style VGGs** (``features.N``, ``classifier.N``; ``vgg11`` ... ``vgg19``, with
+  or without BatchNorm): ``features`` is ``make_layers``: 3×3 convs with padding 1, the
+  BatchNorm at the next index, then ReLU; one missing index after a conv (or its BatchNorm)
+  is that ReLU, two are ReLU + ``MaxPool2d(2)`` (an ``"M"`` of the config). The config's
+  last ``"M"`` follows the last conv and no index shows it: it is assumed (every torchvision
+  config ends with one). Then ``avgpool`` (``AdaptiveAvgPool2d`` to the square that
+  ``classifier.0``'s input implies, (7, 7) for torchvision), flatten, and ``classifier``:
+  linears with ReLU between them, plus ``Dropout(0.5)`` where two indices are missing
+  (torchvision's Linear, ReLU, Dropout). Other kernels
+  (AlexNet's features) or a classifier that does not start at index 0 are refused.
+* **named modules** ``conv1`` ... ``convN`` then ``fc1`` ... ``fcM`` (LeNet-5, the PyTorch
+  MNIST example; ``fc1..fcM`` alone is an MLP that flattens its input), applied in number
+  order with ReLU after every conv and every fc but the last, stride 1, a flatten before
+  ``fc1``. The padding and the 2×2 max-pools are not in the tensors; fc1's input size fixes
+  the spatial arithmetic, so the conventions are tried in this order: padding 0 (the
+  ``nn.Conv2d`` default) then ``kernel//2``, each with a pool after every conv (LeNet-5), after
+  the last conv only (the MNIST example) or none; then per-conv paddings (up to 4 convs).
+  The first that takes a square input of a common size (28, 32, 8, 16, 64, 96, 224; or the
+  given ``input_shape``) exactly to ``fc1.in_features`` is used, and the others that also fit
+  are named in the note; if none fits, :class:`MissingArchitectureError`. LeNet-5 reads as
+  padding 0 on 32×32 (pools after both convs), the MNIST example as padding 0 on 28×28 (one
+  pool after conv2). A final ``log_softmax`` is not reproduced (listed in the notes).
 
 Everything else raises :class:`MissingArchitectureError` explaining how to attach one.
 
@@ -41,6 +63,10 @@ for people), and each can be settled by the caller:
   square size derived from a flatten→linear, or the image shape an MLP flattens. Given
   ``input_shape=`` (per-sample, e.g. ``(1, 8, 8)``) it is used and checked against the
   tensors.
+* ``padding``, ``pooling`` (and ``dropout``): for the VGG and named-module layouts, the
+  conv padding, where the max-pools sit and the dropout rate the layout's conventions (or,
+  for named modules, fc1's arithmetic) chose; ``input_shape=`` settles the named modules'
+  choice where the common sizes cannot.
 """
 
 from __future__ import annotations
@@ -67,7 +93,7 @@ class Inferred:
     """An inferred op graph and everything it rests on that the tensors did not decide."""
 
     architecture: Architecture
-    layout: str  # "resnet", "siren" or "sequential"
+    layout: str  # "resnet", "vgg", "named", "siren" or "sequential"
     assumptions: dict[str, Any]  # e.g. {"activation": "relu", "input_shape": [3, None, None]}
     notes: tuple[str, ...]  # one line per assumption: what was assumed, why, how to settle it
 
@@ -81,9 +107,9 @@ def infer(tensors: dict[str, torch.Tensor], *, activation: str | None = None,
     """
     act = parse_activation(activation) if activation is not None else None
     shape = _parse_shape(input_shape) if input_shape is not None else None
-    for guess in (_resnet, _siren, _sequential):
+    for guess in (_resnet, _vgg, _named, _siren, _sequential):
         try:
-            spec = guess(tensors, act)
+            spec = guess(tensors, act, shape)
         except _NoMatch:
             continue
         if shape is not None:
@@ -261,7 +287,8 @@ def _bn(spec: _Spec, t: dict[str, torch.Tensor], path: str, dims: int, **kw: Any
 _SEQ = re.compile(r"^(.*?)(\d+)\.(weight|bias|running_mean|running_var|num_batches_tracked)$")
 
 
-def _sequential(t: dict[str, torch.Tensor], act: _Act | None) -> _Spec:
+def _sequential(t: dict[str, torch.Tensor], act: _Act | None,
+                shape: list[int | None] | None = None) -> _Spec:
     matches = [_SEQ.match(k) for k in t]
     if not t or not all(matches) or len({m.group(1) for m in matches if m}) != 1:
         raise _NoMatch
@@ -393,12 +420,265 @@ def prev_weight(kinds: list[str], pos: int) -> str | None:
     return None
 
 
+# --- torchvision VGG -----------------------------------------------------------------------
+
+_VGG = re.compile(r"^(features|classifier)\.(\d+)\."
+                  r"(weight|bias|running_mean|running_var|num_batches_tracked)$")
+VGG_DROPOUT = 0.5  # torchvision's VGG(dropout=0.5)
+
+
+def _max_pool(spec: _Spec, dims: int, name: str | None = None) -> str:
+    return spec.add(f"max_pool{dims}d", {"kernel_size": [2] * dims, "stride": [2] * dims,
+                                         "padding": [0] * dims, "dilation": [1] * dims},
+                    name=name)
+
+
+def _indexed(t: dict[str, torch.Tensor], prefix: str) -> list[tuple[int, str]]:
+    """``(index, kind)`` of ``prefix.N.*`` modules in index order: "conv", "linear", "bn"."""
+    out: dict[int, str] = {}
+    for k in t:
+        m = _VGG.match(k)
+        if m is None or m.group(1) != prefix:
+            continue
+        path = f"{prefix}.{m.group(2)}"
+        w = t.get(f"{path}.weight")
+        kind = "bn" if f"{path}.running_mean" in t else \
+            "?" if w is None else "linear" if w.dim() == 2 else "conv" if w.dim() == 4 else "?"
+        if kind == "?":
+            raise _NoMatch
+        out[int(m.group(2))] = kind
+    return sorted(out.items())
+
+
+def _vgg(t: dict[str, torch.Tensor], act: _Act | None,
+         shape: list[int | None] | None = None) -> _Spec:
+    """torchvision's ``VGG``: ``features`` (``make_layers``: 3×3 convs with padding 1, an
+    optional BatchNorm, ReLU, ``"M"`` = MaxPool2d(2)), ``avgpool`` (AdaptiveAvgPool2d),
+    flatten, ``classifier`` (Linear, ReLU, Dropout, ..., Linear)."""
+    if not t or not all(_VGG.match(k) for k in t):
+        raise _NoMatch
+    features, classifier = _indexed(t, "features"), _indexed(t, "classifier")
+    if not features or not classifier or features[0] != (0, "conv") or \
+            classifier[0] != (0, "linear") or any(k != "linear" for _, k in classifier) or \
+            any(k == "linear" for _, k in features):
+        raise _NoMatch
+    convs = [i for i, k in features if k == "conv"]
+    if any(tuple(t[f"features.{i}.weight"].shape[2:]) != (3, 3) for i in convs):
+        raise _NoMatch  # VGG's convs are all 3×3 (AlexNet's features are not)
+    spec = _Spec([], *_default_activation(act, RELU, "torchvision's VGG"))
+    pools: list[str] = []
+    for pos, (i, kind) in enumerate(features):
+        path = f"features.{i}"
+        nxt = features[pos + 1] if pos + 1 < len(features) else None
+        if kind == "bn":
+            if pos == 0 or features[pos - 1][1] != "conv" or features[pos - 1][0] != i - 1:
+                raise _NoMatch
+            _bn(spec, t, path, 2)
+        else:
+            _conv(spec, t, path, 1, 1)
+            if nxt is not None and nxt[1] == "bn":
+                continue
+        if nxt is None:  # the config's last "M": after the last conv, never in the indices
+            spec.act()
+            pools.append(f"features.{i + 2} (assumed: every torchvision config ends with "
+                         "'M', and the indices cannot show it)")
+            _max_pool(spec, 2)
+        elif nxt[0] - i == 2:  # ReLU
+            spec.act()
+        elif nxt[0] - i == 3:  # ReLU, "M"
+            spec.act()
+            pools.append(f"features.{i + 2}")
+            _max_pool(spec, 2)
+        else:
+            raise _NoMatch
+    n_pools = len(pools)
+    spec.input_unknown(t["features.0.weight"].shape[1], 2,
+                       "the VGG pools adaptively before its classifier; any size of at "
+                       f"least {2 ** n_pools} pixels per side works")
+    c = t[f"features.{convs[-1]}.weight"].shape[0]
+    in_features = t["classifier.0.weight"].shape[1]
+    side = math.isqrt(in_features // c) if in_features % c == 0 else 0
+    if side < 1 or c * side * side != in_features:
+        raise MissingArchitectureError(
+            f"tensors look like a torchvision VGG but classifier.0's {in_features} inputs "
+            f"are not features' {c} channels times a square (the avgpool's output); {HOW_TO}")
+    spec.add("adaptive_avg_pool2d", {"output_size": [side, side]}, name="avgpool")
+    spec.add("flatten", {}, name="flatten")
+    dropouts = []
+    for pos, (i, _) in enumerate(classifier):
+        _linear(spec, t, f"classifier.{i}")
+        if pos + 1 == len(classifier):
+            break
+        gap = classifier[pos + 1][0] - i
+        if gap not in (2, 3):
+            raise _NoMatch
+        spec.act()
+        if gap == 3:  # ReLU, Dropout
+            dropouts.append(f"classifier.{i + 2}")
+            spec.add("dropout", {"p": VGG_DROPOUT})
+    spec.assume("padding", 1, "1 on every 3x3 conv (torchvision's make_layers), so a "
+                "conv keeps the size; a state dict does not record it")
+    spec.assume("pooling", f"max_pool2d(2) at {', '.join(pools)}",
+                "the index gaps of features place the pools (two missing indices after a "
+                "conv or its BatchNorm are ReLU + MaxPool2d(2), one is ReLU); max, not average, "
+                f"as torchvision; AdaptiveAvgPool2d(({side}, {side})) before the classifier "
+                f"from classifier.0's {in_features} inputs")
+    if dropouts:
+        spec.assume("dropout", VGG_DROPOUT,
+                    f"Dropout(p={VGG_DROPOUT:g}) at {', '.join(dropouts)} (torchvision's "
+                    "default; p is not recorded); identity in eval, so outputs do not "
+                    "depend on it")
+    return spec
+
+
+# --- named modules: conv1..convN, fc1..fcM (LeNet-5, the PyTorch MNIST example) -------------
+
+_NAMED = re.compile(r"^(conv|fc)([1-9]\d*)\.(weight|bias)$")
+COMMON_SIDES = (28, 32, 8, 16, 64, 96, 224)  # MNIST family, CIFAR/LeNet-5, digits, ..., ImageNet
+_POOLS = ("every", "last", "none")  # a 2x2 max-pool after every conv, after the last, or none
+MAX_MIXED_PADDING = 4  # per-conv padding choices are tried for at most this many convs
+
+
+def _named(t: dict[str, torch.Tensor], act: _Act | None,
+           shape: list[int | None] | None = None) -> _Spec:
+    """``self.conv1 ... self.convN`` then ``self.fc1 ... self.fcM``, applied in number order
+    (``F.relu`` after each but the last fc, ``F.max_pool2d`` and ``torch.flatten`` in
+    ``forward``): the padding and the pools are chosen by the spatial arithmetic that fc1's
+    input size fixes."""
+    found: dict[str, set[int]] = {"conv": set(), "fc": set()}
+    for k in t:
+        m = _NAMED.match(k)
+        if m is None:
+            raise _NoMatch
+        found[m.group(1)].add(int(m.group(2)))
+    n_conv, n_fc = len(found["conv"]), len(found["fc"])
+    if found["conv"] != set(range(1, n_conv + 1)) or found["fc"] != set(range(1, n_fc + 1)) \
+            or not n_fc or any(f"{p}{i}.weight" not in t for p in found for i in found[p]):
+        raise _NoMatch
+    convs = [t[f"conv{i}.weight"] for i in range(1, n_conv + 1)]
+    fcs = [t[f"fc{i}.weight"] for i in range(1, n_fc + 1)]
+    dims = convs[0].dim() - 2 if convs else 0
+    if any(w.dim() != 2 for w in fcs) or any(w.dim() - 2 != dims for w in convs) or \
+            dims not in (0, 1, 2):
+        raise _NoMatch
+    spec = _Spec([], *_default_activation(
+        act, RELU, "after every conv and every fc but the last, as LeNet-5 and the PyTorch "
+        "MNIST example"))
+    if not convs:
+        spec.shape = [fcs[0].shape[1]]
+        spec.assume("input_shape", list(spec.shape),
+                    f"only fc1's input size ({fcs[0].shape[1]}) is known; assumed flat (an "
+                    "image is flattened first); pass input_shape= (e.g. (1, 28, 28)) to fix it")
+        spec.add("flatten", {})
+    else:
+        _named_convs(spec, t, convs, fcs[0].shape[1], dims, shape)
+        spec.add("flatten", {})
+    for i in range(1, n_fc + 1):
+        _linear(spec, t, f"fc{i}")
+        if i < n_fc:
+            spec.act()
+    spec.notes["output"] = (f"output: fc{n_fc}'s raw scores; a forward that ends in "
+                            "log_softmax (the PyTorch MNIST example) is not reproduced (same "
+                            "argmax, logits shifted per sample); dropout holds no tensors and "
+                            "is identity in eval, so it is left out")
+    return spec
+
+
+def _named_convs(spec: _Spec, t: dict[str, torch.Tensor], convs: list[torch.Tensor],
+                 in_features: int, dims: int, shape: list[int | None] | None) -> None:
+    """The convs, ReLUs and pools of the named layout: the first convention (padding 0 or
+    kernel//2; a 2x2 max-pool after every conv, after the last, or none) that takes a
+    common input size (or the given one) exactly to fc1's ``in_features``."""
+    c = convs[-1].shape[0]
+    kernels = [tuple(w.shape[2:]) for w in convs]
+    n = len(convs)
+    tried = [(0, 0), (0, 1), (1, 0), (1, 1), (0, 2), (1, 2)]  # (padding, pools) in preference
+    candidates = [((k,) * n, p) for k, p in tried]
+    if 1 < n <= MAX_MIXED_PADDING:  # e.g. LeNet-5 on 28x28 MNIST: conv1 padding 2, conv2 none
+        candidates += [(tuple((m >> j) & 1 for j in range(n)), p) for p in range(3)
+                       for m in range(1, 2**n - 1)]
+    if shape is not None:
+        if len(shape) != dims + 1:
+            raise MissingArchitectureError(
+                f"input_shape {shape} does not fit conv1 ({dims}-d convs take channels and "
+                f"{dims} spatial size(s)); {HOW_TO}")
+        sizes = [[d for d in shape[1:] if d is not None]]
+    else:
+        sizes = [[s] * dims for s in COMMON_SIDES]
+    fits = [(same, pools, size) for same, pools in candidates for size in sizes
+            if _named_out(size, kernels, same, pools, c) == in_features]
+    if not fits:
+        given = f"the given input_shape {shape}" if shape is not None else \
+            f"a square input of a common size ({', '.join(map(str, COMMON_SIDES))})"
+        raise MissingArchitectureError(
+            f"tensors look like named conv1..conv{n}, fc1.. modules, but no convention "
+            "(padding 0 or kernel//2 per conv; a 2x2 max-pool after every conv, after the "
+            f"last or none) takes {given} to fc1's {in_features} inputs; pass input_shape= "
+            f"or {HOW_TO}")
+    same, pools, size = fits[0]
+    paddings = [k[0] // 2 if s else 0 for k, s in zip(kernels, same, strict=True)]
+    pooled = [f"conv{j + 1}" for j in range(n) if _pooled(j, n, pools)]
+    for j in range(n):
+        _conv(spec, t, f"conv{j + 1}", 1, paddings[j])
+        spec.act()
+        if _pooled(j, n, pools):
+            _max_pool(spec, dims)
+    first = f"{_describe(same, pools, kernels)} on {'x'.join(map(str, size))}"
+    others = list(dict.fromkeys(
+        f"{_describe(s, p, kernels)} on {'x'.join(map(str, z))}" for s, p, z in fits[1:]))
+    others = [o for o in others if o != first]
+    also = f"; also consistent: {' | '.join(others)}" if others else ""
+    settle = "fixed by the given input_shape" if shape is not None else \
+        "pass input_shape= to settle it (square inputs of " + \
+        ", ".join(map(str, COMMON_SIDES)) + " tried)"
+    source = "nn.Conv2d's default, as LeNet-5 and the PyTorch MNIST example" \
+        if not any(paddings) else "kernel//2 where not 0"
+    spec.assume("padding", paddings, f"{paddings} on conv1..conv{n} ({source}), stride 1: "
+                f"with the pooling it is the first convention tried (padding 0, then "
+                f"kernel//2; a pool after every conv, after the last, none) that takes "
+                f"{'x'.join(map(str, size))} inputs to fc1's {in_features}{also}; {settle}")
+    spec.assume("pooling", f"max_pool{dims}d(2) after {', '.join(pooled)}" if pooled else
+                "none", "max, not average (not recorded); placed with the padding by fc1's "
+                "input size (see padding)")
+    if shape is None:
+        spec.shape = [convs[0].shape[1], *size]
+        spec.assume("input_shape", list(spec.shape),
+                    f"derived from fc1's {in_features} inputs with that padding and pooling "
+                    "(see padding); pass input_shape= to settle it")
+    else:
+        spec.shape = list(shape)
+
+
+def _pooled(j: int, n: int, pools: int) -> bool:
+    return pools == 0 or (pools == 1 and j == n - 1)
+
+
+def _describe(same: tuple[int, ...], pools: int, kernels: list[tuple[int, ...]]) -> str:
+    pads = [k[0] // 2 if s else 0 for k, s in zip(kernels, same, strict=True)]
+    return f"padding {pads}, pool {_POOLS[pools]}"
+
+
+def _named_out(size: list[int], kernels: list[tuple[int, ...]], same: tuple[int, ...],
+               pools: int, channels: int) -> int | None:
+    """fc1's input size for a conv stack (stride 1) on ``size``, or None if it vanishes."""
+    n = len(kernels)
+    for j, k in enumerate(kernels):
+        pad = [kk // 2 if same[j] else 0 for kk in k]
+        size = [s + 2 * p - kk + 1 for s, p, kk in zip(size, pad, k, strict=True)]
+        if _pooled(j, n, pools):
+            size = [s // 2 if s >= 2 else 0 for s in size]
+        if min(size) < 1:
+            return None
+    return channels * math.prod(size)
+
+
 # --- SIREN -------------------------------------------------------------------------------
 
 _SIREN = re.compile(r"^(.*?)(\d+)\.(linear\.)?(weight|bias)$")
 
 
-def _siren(t: dict[str, torch.Tensor], act: _Act | None) -> _Spec:
+def _siren(t: dict[str, torch.Tensor], act: _Act | None,
+           shape: list[int | None] | None = None) -> _Spec:
     matches = [_SIREN.match(k) for k in t]
     if not t or not all(matches) or len({m.group(1) for m in matches if m}) != 1:
         raise _NoMatch
@@ -426,7 +706,8 @@ def _siren(t: dict[str, torch.Tensor], act: _Act | None) -> _Spec:
 _BLOCK = re.compile(r"^layer([1-9])\.(\d+)\.")
 
 
-def _resnet(t: dict[str, torch.Tensor], act: _Act | None) -> _Spec:
+def _resnet(t: dict[str, torch.Tensor], act: _Act | None,
+            shape: list[int | None] | None = None) -> _Spec:
     if "conv1.weight" not in t or "fc.weight" not in t or "layer1.0.conv1.weight" not in t:
         raise _NoMatch
     stem = t["conv1.weight"]
