@@ -40,6 +40,8 @@ strides and paddings, so inference follows fixed conventions and refuses anythin
   are named in the note; if none fits, :class:`MissingArchitectureError`. LeNet-5 reads as
   padding 0 on 32×32 (pools after both convs), the MNIST example as padding 0 on 28×28 (one
   pool after conv2). A final ``log_softmax`` is not reproduced (listed in the notes).
+  ``bn{i}`` is a BatchNorm right after ``conv{i}``, before its ReLU (a ``bn`` numbered past
+  the convs is refused).
 
 Everything else raises :class:`MissingArchitectureError` explaining how to attach one.
 
@@ -63,10 +65,10 @@ for people), and each can be settled by the caller:
   square size derived from a flatten→linear, or the image shape an MLP flattens. Given
   ``input_shape=`` (per-sample, e.g. ``(1, 8, 8)``) it is used and checked against the
   tensors.
-* ``padding``, ``pooling`` (and ``dropout``): for the VGG and named-module layouts, the
-  conv padding, where the max-pools sit and the dropout rate the layout's conventions (or,
-  for named modules, fc1's arithmetic) chose; ``input_shape=`` settles the named modules'
-  choice where the common sizes cannot.
+* ``padding``, ``pooling`` (and ``dropout``, ``batchnorm``): for the VGG and named-module
+  layouts, the conv padding, where the max-pools sit, the dropout rate and where a
+  BatchNorm sits, as the layout's conventions (or, for named modules, fc1's arithmetic)
+  chose; ``input_shape=`` settles the named modules' choice where the common sizes cannot.
 """
 
 from __future__ import annotations
@@ -533,7 +535,8 @@ def _vgg(t: dict[str, torch.Tensor], act: _Act | None,
 
 # --- named modules: conv1..convN, fc1..fcM (LeNet-5, the PyTorch MNIST example) -------------
 
-_NAMED = re.compile(r"^(conv|fc)([1-9]\d*)\.(weight|bias)$")
+_NAMED = re.compile(r"^(conv|fc|bn)([1-9]\d*)\."
+                    r"(weight|bias|running_mean|running_var|num_batches_tracked)$")
 COMMON_SIDES = (28, 32, 8, 16, 64, 96, 224)  # MNIST family, CIFAR/LeNet-5, digits, ..., ImageNet
 _POOLS = ("every", "last", "none")  # a 2x2 max-pool after every conv, after the last, or none
 MAX_MIXED_PADDING = 4  # per-conv padding choices are tried for at most this many convs
@@ -544,16 +547,19 @@ def _named(t: dict[str, torch.Tensor], act: _Act | None,
     """``self.conv1 ... self.convN`` then ``self.fc1 ... self.fcM``, applied in number order
     (``F.relu`` after each but the last fc, ``F.max_pool2d`` and ``torch.flatten`` in
     ``forward``): the padding and the pools are chosen by the spatial arithmetic that fc1's
-    input size fixes."""
-    found: dict[str, set[int]] = {"conv": set(), "fc": set()}
+    input size fixes. ``bn{i}`` (BatchNorm) follows ``conv{i}``, before its ReLU."""
+    found: dict[str, set[int]] = {"conv": set(), "fc": set(), "bn": set()}
     for k in t:
         m = _NAMED.match(k)
-        if m is None:
+        if m is None or (m.group(1) != "bn" and m.group(3) not in ("weight", "bias")):
             raise _NoMatch
         found[m.group(1)].add(int(m.group(2)))
     n_conv, n_fc = len(found["conv"]), len(found["fc"])
     if found["conv"] != set(range(1, n_conv + 1)) or found["fc"] != set(range(1, n_fc + 1)) \
-            or not n_fc or any(f"{p}{i}.weight" not in t for p in found for i in found[p]):
+            or not n_fc or not found["bn"] <= found["conv"] \
+            or any(f"{p}{i}.weight" not in t for p in ("conv", "fc") for i in found[p]) \
+            or any(f"bn{i}.weight" not in t and f"bn{i}.running_mean" not in t
+                   for i in found["bn"]):
         raise _NoMatch
     convs = [t[f"conv{i}.weight"] for i in range(1, n_conv + 1)]
     fcs = [t[f"fc{i}.weight"] for i in range(1, n_fc + 1)]
@@ -620,6 +626,8 @@ def _named_convs(spec: _Spec, t: dict[str, torch.Tensor], convs: list[torch.Tens
     pooled = [f"conv{j + 1}" for j in range(n) if _pooled(j, n, pools)]
     for j in range(n):
         _conv(spec, t, f"conv{j + 1}", 1, paddings[j])
+        if f"bn{j + 1}.weight" in t or f"bn{j + 1}.running_mean" in t:
+            _bn(spec, t, f"bn{j + 1}", dims)
         spec.act()
         if _pooled(j, n, pools):
             _max_pool(spec, dims)
@@ -640,6 +648,12 @@ def _named_convs(spec: _Spec, t: dict[str, torch.Tensor], convs: list[torch.Tens
     spec.assume("pooling", f"max_pool{dims}d(2) after {', '.join(pooled)}" if pooled else
                 "none", "max, not average (not recorded); placed with the padding by fc1's "
                 "input size (see padding)")
+    norms = [f"bn{j + 1}" for j in range(n) if f"bn{j + 1}.weight" in t
+             or f"bn{j + 1}.running_mean" in t]
+    if norms:
+        spec.assume("batchnorm", f"{', '.join(norms)} right after conv with the same number, "
+                    "before its ReLU", "conv, BatchNorm, ReLU, pool, the usual order; the "
+                    "names do not record it")
     if shape is None:
         spec.shape = [convs[0].shape[1], *size]
         spec.assume("input_shape", list(spec.shape),

@@ -321,6 +321,33 @@ def test_named_mlp_round_trips_and_says_its_input_is_assumed_flat() -> None:
     assert "input_shape" not in settled.assumptions
 
 
+class CifarNet(nn.Module):
+    """The usual tutorial CIFAR net: padded 3x3 convs with BatchNorm, pool after each."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.bn1 = nn.BatchNorm2d(8)
+        self.conv2 = nn.Conv2d(8, 16, 3, padding=1)
+        self.bn2 = nn.BatchNorm2d(16)
+        self.fc1 = nn.Linear(16 * 8 * 8, 32)
+        self.fc2 = nn.Linear(32, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.max_pool2d(F.relu(self.bn1(self.conv1(x))), 2)
+        x = F.max_pool2d(F.relu(self.bn2(self.conv2(x))), 2)
+        return self.fc2(F.relu(self.fc1(torch.flatten(x, 1))))
+
+
+def test_named_convs_with_batchnorm_and_padding_round_trip() -> None:
+    torch.manual_seed(4)
+    loaded = _roundtrip(_randomize(CifarNet(), 5), torch.randn(2, 3, 32, 32))
+    a = loaded.assumptions
+    assert a["padding"] == [1, 1] and a["input_shape"] == [3, 32, 32]
+    assert a["pooling"] == "max_pool2d(2) after conv1, conv2"
+    assert a["batchnorm"].startswith("bn1, bn2 right after conv")
+
+
 def test_named_convs_that_no_convention_fits_are_refused_until_input_shape_says() -> None:
     class Odd(nn.Module):  # 42x42 inputs, no padding, no pool: fc1 takes 4*40*40
         def __init__(self) -> None:
@@ -351,6 +378,12 @@ def test_named_convs_that_no_convention_fits_are_refused_until_input_shape_says(
             "fc1.weight": torch.zeros(3, 36),
             "head.weight": torch.zeros(2, 3),
         },  # a name outside the layout
+        {  # a BatchNorm numbered past the convs (after fc1?): not guessed
+            "conv1.weight": torch.zeros(4, 1, 3, 3),
+            "fc1.weight": torch.zeros(3, 36),
+            "bn2.running_mean": torch.zeros(3),
+            "bn2.running_var": torch.ones(3),
+        },
     ],
 )
 def test_named_layouts_that_do_not_fit_say_how_to_attach_one(tensors: dict) -> None:
