@@ -31,10 +31,11 @@ strides and paddings, so inference follows fixed conventions and refuses anythin
 * **named modules** ``conv1`` ... ``convN`` then ``fc1`` ... ``fcM`` (LeNet-5, the PyTorch
   MNIST example; ``fc1..fcM`` alone is an MLP that flattens its input), applied in number
   order with ReLU after every conv and every fc but the last, stride 1, a flatten before
-  ``fc1``. The padding and the 2×2 max-pools are not in the tensors; fc1's input size fixes
-  the spatial arithmetic, so the conventions are tried in this order: padding 0 (the
-  ``nn.Conv2d`` default) then ``kernel//2``, each with a pool after every conv (LeNet-5), after
-  the last conv only (the MNIST example) or none; then per-conv paddings (up to 4 convs).
+  ``fc1``; square kernels only. The padding and the 2×2 max-pools are not in the tensors;
+  fc1's input size fixes the spatial arithmetic, so the conventions are tried in this order:
+  padding 0 (the ``nn.Conv2d`` default) then ``kernel//2``, each with a pool after every
+  conv (LeNet-5), after the last conv only (the MNIST example) or none; then per-conv
+  paddings (up to 4 convs).
   The first that takes a square input of a common size (28, 32, 8, 16, 64, 96, 224; or the
   given ``input_shape``) exactly to ``fc1.in_features`` is used, and the others that also fit
   are named in the note; if none fits, :class:`MissingArchitectureError`. LeNet-5 reads as
@@ -565,8 +566,8 @@ def _named(t: dict[str, torch.Tensor], act: _Act | None,
     fcs = [t[f"fc{i}.weight"] for i in range(1, n_fc + 1)]
     dims = convs[0].dim() - 2 if convs else 0
     if any(w.dim() != 2 for w in fcs) or any(w.dim() - 2 != dims for w in convs) or \
-            dims not in (0, 1, 2):
-        raise _NoMatch
+            dims not in (0, 1, 2) or any(len(set(w.shape[2:])) != 1 for w in convs):
+        raise _NoMatch  # square kernels only: one padding per conv
     spec = _Spec([], *_default_activation(
         act, RELU, "after every conv and every fc but the last, as LeNet-5 and the PyTorch "
         "MNIST example"))

@@ -378,6 +378,10 @@ def test_named_convs_that_no_convention_fits_are_refused_until_input_shape_says(
             "fc1.weight": torch.zeros(3, 36),
             "head.weight": torch.zeros(2, 3),
         },  # a name outside the layout
+        {  # a 3x5 kernel: one padding per conv cannot say what kernel//2 would be
+            "conv1.weight": torch.zeros(4, 1, 3, 5),
+            "fc1.weight": torch.zeros(3, 4 * 26 * 24),
+        },
         {  # a BatchNorm numbered past the convs (after fc1?): not guessed
             "conv1.weight": torch.zeros(4, 1, 3, 3),
             "fc1.weight": torch.zeros(3, 36),
