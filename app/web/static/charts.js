@@ -8,7 +8,7 @@
 // The SVG carries its own presentation attributes, so it reads right without charts.css;
 // charts.css only sizes the figure and styles the legend.
 
-import { fmt } from './format.js';
+import { el, fmt } from './format.js';
 
 const SVG = 'http://www.w3.org/2000/svg';
 // Okabe-Ito: distinguishable with the common colour-vision deficiencies.
@@ -30,20 +30,6 @@ export function svg(tag, attrs, ...children) {
   for (const [name, value] of Object.entries(attrs || {})) {
     if (value === null || value === undefined || value === false) continue;
     node.setAttribute(name, String(value));
-  }
-  for (const child of children.flat()) {
-    if (child === null || child === undefined || child === false) continue;
-    node.appendChild(child instanceof Node ? child : document.createTextNode(String(child)));
-  }
-  return node;
-}
-
-function html(tag, attrs, ...children) {
-  const node = document.createElement(tag);
-  for (const [name, value] of Object.entries(attrs || {})) {
-    if (value === null || value === undefined || value === false) continue;
-    if (name === 'class') node.className = value;
-    else node.setAttribute(name, String(value));
   }
   for (const child of children.flat()) {
     if (child === null || child === undefined || child === false) continue;
@@ -147,18 +133,19 @@ function frame(container, { title, kind, width, height, summary }) {
   },
   svg('title', { id: titleId }, title || kind),
   svg('desc', { id: descId }, summary));
-  const figure = html('figure', { class: `ws-chart ws-chart-${kind}`, 'data-chart': kind });
-  if (title) figure.appendChild(html('figcaption', { class: 'ws-chart-title' }, title));
+  const figure = el('figure', { class: `ws-chart ws-chart-${kind}`, 'data-chart': kind });
+  if (title) figure.appendChild(el('figcaption', { class: 'ws-chart-title' }, title));
   figure.appendChild(svgNode);
   container.replaceChildren(figure);
   return { figure, svgNode };
 }
 
-function dataTable(caption, columns, rows) {
-  return html('table', { class: 'visually-hidden ws-chart-data' },
-    html('caption', null, caption),
-    html('thead', null, html('tr', null, columns.map((c) => html('th', { scope: 'col' }, c)))),
-    html('tbody', null, rows.map((r) => html('tr', null, r.map((v) => html('td', null, v))))));
+// The numbers behind a picture, for screen readers: hidden, with a caption and column heads.
+export function dataTable(caption, columns, rows, className = 'ws-chart-data') {
+  return el('table', { class: `visually-hidden ${className}` },
+    el('caption', null, caption),
+    el('thead', null, el('tr', null, columns.map((c) => el('th', { scope: 'col' }, c)))),
+    el('tbody', null, rows.map((r) => el('tr', null, r.map((v) => el('td', null, v))))));
 }
 
 // dashed: true -> dashed, false -> solid, unset -> the series' own pattern (by index).
@@ -184,8 +171,8 @@ function swatch(index, { dashed, box = false } = {}) {
 }
 
 function legend(entries) {
-  return html('ul', { class: 'ws-legend', 'aria-label': 'Legend' },
-    entries.map((e) => html('li', { 'data-series': e.name }, e.swatch, html('span', null, e.name))));
+  return el('ul', { class: 'ws-legend', 'aria-label': 'Legend' },
+    entries.map((e) => el('li', { 'data-series': e.name }, e.swatch, el('span', null, e.name))));
 }
 
 function axes(root, { xs, ys, xTicks, yTicks, xLabels, yLabels, box, xTitle, yTitle }) {

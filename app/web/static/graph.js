@@ -10,8 +10,8 @@
 //
 // Text alternatives: a summary (aria) and a visually hidden table of columns or layers.
 
-import { fmt } from './format.js';
-import { svg } from './charts.js';
+import { el, fmt } from './format.js';
+import { dataTable, svg } from './charts.js';
 
 const NEG = [94, 60, 153]; // #5e3c99 purple (PuOr: readable with colour-vision deficiencies)
 const POS = [230, 97, 1]; // #e66101 orange
@@ -26,20 +26,6 @@ export const NODE_STYLE = {
   norm: { fill: '#F0E442', label: 'normalization (per-neuron scale and shift)' },
   join: { fill: '#CC79A7', label: 'residual join (add)' },
 };
-
-function html(tag, attrs, ...children) {
-  const node = document.createElement(tag);
-  for (const [name, value] of Object.entries(attrs || {})) {
-    if (value === null || value === undefined || value === false) continue;
-    if (name === 'class') node.className = value;
-    else node.setAttribute(name, String(value));
-  }
-  for (const child of children.flat()) {
-    if (child === null || child === undefined || child === false) continue;
-    node.appendChild(child instanceof Node ? child : document.createTextNode(String(child)));
-  }
-  return node;
-}
 
 function int(n) {
   return Number(n).toLocaleString('en-US');
@@ -76,26 +62,19 @@ function scaleLegend(scaleMax, perLayer = false) {
   for (const [text, x] of ticks) {
     s.appendChild(svg('text', { x, y: 32, 'text-anchor': 'middle', 'font-size': 11, fill: INK }, text));
   }
-  return html('div', { class: 'ws-graph-legend-scale' },
+  return el('div', { class: 'ws-graph-legend-scale' },
     s,
-    html('span', null, perLayer
+    el('span', null, perLayer
       ? 'Weight: purple negative, grey near 0, orange positive; darker and wider = larger, relative to the largest weights into the same layer (98th percentile of their magnitude)'
       : `Weight: purple negative, grey near 0, orange positive; darker and wider = larger (saturates at \u00b1${fmt(scaleMax)}, the 98th percentile of all weights\u2019 magnitude)`));
 }
 
 function nodeLegend(kinds) {
-  return html('ul', { class: 'ws-legend', 'aria-label': 'Neuron kinds' },
-    kinds.map((k) => html('li', null,
+  return el('ul', { class: 'ws-legend', 'aria-label': 'Neuron kinds' },
+    kinds.map((k) => el('li', null,
       svg('svg', { width: 16, height: 16, viewBox: '0 0 16 16', 'aria-hidden': 'true', class: 'ws-swatch' },
         svg('circle', { cx: 8, cy: 8, r: 6, fill: NODE_STYLE[k].fill, stroke: INK, 'stroke-width': 1.2 })),
-      html('span', null, NODE_STYLE[k].label))));
-}
-
-function hiddenTable(caption, columns, rows) {
-  return html('table', { class: 'visually-hidden ws-graph-data' },
-    html('caption', null, caption),
-    html('thead', null, html('tr', null, columns.map((c) => html('th', { scope: 'col' }, c)))),
-    html('tbody', null, rows.map((r) => html('tr', null, r.map((v) => html('td', null, v))))));
+      el('span', null, NODE_STYLE[k].label))));
 }
 
 // --- every neuron and weight ------------------------------------------------------------
@@ -192,11 +171,11 @@ function drawFull(container, view, perLayer = false) {
     incoming[e.target].push(i);
     outgoing[e.source].push(i);
   });
-  const info = html('p', { class: 'ws-graph-info', 'aria-live': 'polite' }, 'Hover or focus a neuron or weight to read its value.');
+  const info = el('p', { class: 'ws-graph-info', 'aria-live': 'polite' }, 'Hover or focus a neuron or weight to read its value.');
   let current = null;
   const highlighted = [];
   function clearHighlight() {
-    for (const el of highlighted) el.classList.remove('ws-on');
+    for (const node of highlighted) node.classList.remove('ws-on');
     highlighted.length = 0;
   }
   function describeNeuron(i) {
@@ -252,12 +231,12 @@ function drawFull(container, view, perLayer = false) {
   });
   const kinds = Object.keys(NODE_STYLE).filter((k) => nodes.some((n) => n.kind === k));
   return [
-    html('div', { class: 'ws-graph-scroll' }, root),
+    el('div', { class: 'ws-graph-scroll' }, root),
     info,
-    html('div', { class: 'ws-graph-legends' }, scaleLegend(scaleMax, perLayer), nodeLegend(kinds)),
-    hiddenTable('Columns of the parameter graph', ['Column', 'Kinds', 'Neuron groups', 'Neurons', 'Weights in'],
+    el('div', { class: 'ws-graph-legends' }, scaleLegend(scaleMax, perLayer), nodeLegend(kinds)),
+    dataTable('Columns of the parameter graph', ['Column', 'Kinds', 'Neuron groups', 'Neurons', 'Weights in'],
       columns.map((c) => [String(c.index), c.types.join(', '), c.groups.join(', '), int(c.size),
-        int(edges.filter((e) => nodes[e.target].layer === c.index).length)])),
+        int(edges.filter((e) => nodes[e.target].layer === c.index).length)]), 'ws-graph-data'),
   ];
 }
 
@@ -333,46 +312,46 @@ function drawLayers(container, view) {
     g.appendChild(svg('title', null, `${l.id}: ${l.op}, output ${shapeText(l.shape) || 'shape unknown'}, ${int(l.parameter_count)} parameters${l.parameters.length ? ` (${l.parameters.map((p) => `${p.role} ${shapeText(p.shape)}`).join(', ')})` : ''}`));
     root.appendChild(g);
   });
-  const info = html('p', { class: 'ws-graph-info', 'aria-live': 'polite' }, 'Hover a layer or an arrow to read its parameters.');
+  const info = el('p', { class: 'ws-graph-info', 'aria-live': 'polite' }, 'Hover a layer or an arrow to read its parameters.');
   root.addEventListener('mouseover', (event) => {
     const g = event.target.closest && event.target.closest('.ws-layer, .ws-link');
     const title = g && g.querySelector('title');
     if (title) info.textContent = title.textContent;
   });
-  const key = html('ul', { class: 'ws-legend', 'aria-label': 'Box colours' },
-    [['#d6ecfa', 'input'], ['#fff4d6', 'op with parameters'], ['#f2f2f2', 'op without parameters'], ['#d4efe6', 'output']].map(([fill, text]) => html('li', null,
+  const key = el('ul', { class: 'ws-legend', 'aria-label': 'Box colours' },
+    [['#d6ecfa', 'input'], ['#fff4d6', 'op with parameters'], ['#f2f2f2', 'op without parameters'], ['#d4efe6', 'output']].map(([fill, text]) => el('li', null,
       svg('svg', { width: 22, height: 14, viewBox: '0 0 22 14', 'aria-hidden': 'true', class: 'ws-swatch' }, svg('rect', { x: 1, y: 1, width: 20, height: 12, rx: 3, fill, stroke: INK })),
-      html('span', null, text))));
+      el('span', null, text))));
   return [
-    html('div', { class: 'ws-graph-scroll' }, root),
+    el('div', { class: 'ws-graph-scroll' }, root),
     info,
-    html('div', { class: 'ws-graph-legends' }, key,
-      html('p', { class: 'ws-graph-note' }, 'Arrows: wider = more weights in the target layer; labels give their count and Frobenius norm \u2016w\u2016.')),
-    hiddenTable('Layers', ['Layer', 'Op', 'Output shape', 'Parameters', 'Reads'],
+    el('div', { class: 'ws-graph-legends' }, key,
+      el('p', { class: 'ws-graph-note' }, 'Arrows: wider = more weights in the target layer; labels give their count and Frobenius norm \u2016w\u2016.')),
+    dataTable('Layers', ['Layer', 'Op', 'Output shape', 'Parameters', 'Reads'],
       layers.map((l) => [l.id, l.op, shapeText(l.shape), int(l.parameter_count),
-        links.filter((k) => k.target === l.id).map((k) => k.source).join(', ')])),
+        links.filter((k) => k.target === l.id).map((k) => k.source).join(', ')]), 'ws-graph-data'),
   ];
 }
 
 // drawGraph(container, view): replaces the container's content with the picture. The full
 // drawing has a choice of colour scale: one for the whole network, or one per layer.
 export function drawGraph(container, view, { perLayer = false } = {}) {
-  const figure = html('figure', { class: `ws-graph ws-graph-${view.detail}`, 'data-detail': view.detail });
-  figure.appendChild(html('figcaption', { class: 'ws-chart-title' },
+  const figure = el('figure', { class: `ws-graph ws-graph-${view.detail}`, 'data-detail': view.detail });
+  figure.appendChild(el('figcaption', { class: 'ws-chart-title' },
     view.detail === 'full' ? 'Parameter graph: every neuron and weight' : 'Parameter graph: layer diagram',
-    html('span', { class: 'ws-graph-reason' }, ` \u2014 ${view.reason}`)));
+    el('span', { class: 'ws-graph-reason' }, ` \u2014 ${view.reason}`)));
   if (view.detail === 'full') {
     const id = `ws-graph-scale-${Math.random().toString(36).slice(2)}`;
-    const select = html('select', { id, class: 'ws-graph-scale-mode' },
-      html('option', { value: 'network' }, 'one scale for the whole network'),
-      html('option', { value: 'layer' }, 'one scale per layer'));
+    const select = el('select', { id, class: 'ws-graph-scale-mode' },
+      el('option', { value: 'network' }, 'one scale for the whole network'),
+      el('option', { value: 'layer' }, 'one scale per layer'));
     select.value = perLayer ? 'layer' : 'network';
     select.addEventListener('change', () => {
       drawGraph(container, view, { perLayer: select.value === 'layer' });
       const again = container.querySelector('.ws-graph-scale-mode');
       if (again) again.focus();
     });
-    figure.appendChild(html('p', { class: 'ws-graph-controls' }, html('label', { for: id }, 'Weight colours: '), select));
+    figure.appendChild(el('p', { class: 'ws-graph-controls' }, el('label', { for: id }, 'Weight colours: '), select));
   }
   const parts = view.detail === 'full' ? drawFull(container, view, perLayer) : drawLayers(container, view);
   for (const p of parts) figure.appendChild(p);
