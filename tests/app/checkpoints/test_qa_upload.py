@@ -128,11 +128,13 @@ async def test_a_too_long_filename_is_a_422_naming_the_limit(
 ) -> None:
     name = "a" * (300 if where == "multipart-short" else 5000)
     if where == "query":
-        response = await client.post("/v1/checkpoints", params={"filename": name},
-                                     content=mlp_bytes())
+        response = await client.post(
+            "/v1/checkpoints", params={"filename": name}, content=mlp_bytes()
+        )
     elif where == "header":
-        response = await client.post("/v1/checkpoints", headers={"x-filename": name},
-                                     content=mlp_bytes())
+        response = await client.post(
+            "/v1/checkpoints", headers={"x-filename": name}, content=mlp_bytes()
+        )
     else:
         response = await client.post("/v1/checkpoints", files={"file": (name, mlp_bytes())})
     body = assert_problem(response, 422)
@@ -165,5 +167,6 @@ async def test_openapi_lists_the_checkpoint_formats(client) -> None:
     operation = (await client.get("/openapi.json")).json()["paths"]["/v1/checkpoints"]["get"]
     (format_,) = [p for p in operation["parameters"] if p["name"] == "format"]
     assert "'safetensors', 'pytorch'" in str(format_["schema"]) or {
-        "enum": ["safetensors", "pytorch"], "type": "string"
+        "enum": ["safetensors", "pytorch"],
+        "type": "string",
     } in format_["schema"].get("anyOf", [])

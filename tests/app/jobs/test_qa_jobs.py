@@ -15,9 +15,7 @@ from tests.app.metanetworks._zoo import insert_zoo, save_nets
 pytestmark = pytest.mark.anyio
 
 
-async def test_list_with_an_unknown_kind_is_a_422_naming_the_kinds(
-    client, assert_problem
-) -> None:
+async def test_list_with_an_unknown_kind_is_a_422_naming_the_kinds(client, assert_problem) -> None:
     body = assert_problem(await client.get("/v1/jobs?kind=bogus"), 422, "kind: 'bogus'")
     for kind in ("inspect", "merge", "predict", "train"):
         assert kind in body["detail"]

@@ -16,18 +16,25 @@ def pooled_cnn_bytes(seed: int) -> bytes:
     """A conv net ending in a global pool: inference cannot tell its input's spatial size."""
     torch.manual_seed(seed)
     model = torch.nn.Sequential(
-        torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.Conv2d(4, 4, 3), torch.nn.ReLU(),
-        torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 3),
+        torch.nn.Conv2d(1, 4, 3),
+        torch.nn.ReLU(),
+        torch.nn.Conv2d(4, 4, 3),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(4, 3),
     )
     return to_safetensors_bytes(model.state_dict())
 
 
 def dataset_bytes(channels: int = 1) -> bytes:
     generator = torch.Generator().manual_seed(0)
-    return to_safetensors_bytes({
-        "x": torch.randn(16, channels, 8, 8, generator=generator),
-        "y": torch.randint(0, 3, (16,), generator=generator),
-    })
+    return to_safetensors_bytes(
+        {
+            "x": torch.randn(16, channels, 8, 8, generator=generator),
+            "y": torch.randint(0, 3, (16,), generator=generator),
+        }
+    )
 
 
 async def upload(client, data: bytes, path: str = "/v1/checkpoints") -> dict:
@@ -57,9 +64,7 @@ async def test_data_matching_merge_of_inferred_cnns_takes_the_size_from_the_data
     assert job["result"]["matches"][0]["method"] == method
 
 
-async def test_data_that_cannot_fit_an_inferred_cnn_is_a_clear_422(
-    client, assert_problem
-) -> None:
+async def test_data_that_cannot_fit_an_inferred_cnn_is_a_clear_422(client, assert_problem) -> None:
     ids = [(await upload(client, pooled_cnn_bytes(seed)))["id"] for seed in (1, 2)]
     dataset = await upload(client, dataset_bytes(channels=3), "/v1/datasets")
     response = await client.post(

@@ -13,10 +13,14 @@ pytestmark = pytest.mark.anyio
 
 def mlp_bytes() -> bytes:
     generator = torch.Generator().manual_seed(0)
-    return to_safetensors_bytes({
-        "0.weight": torch.randn(4, 3, generator=generator), "0.bias": torch.zeros(4),
-        "2.weight": torch.randn(2, 4, generator=generator), "2.bias": torch.zeros(2),
-    })
+    return to_safetensors_bytes(
+        {
+            "0.weight": torch.randn(4, 3, generator=generator),
+            "0.bias": torch.zeros(4),
+            "2.weight": torch.randn(2, 4, generator=generator),
+            "2.bias": torch.zeros(2),
+        }
+    )
 
 
 async def test_invalid_body_is_one_entry_per_field_not_a_pydantic_dump(
@@ -29,19 +33,26 @@ async def test_invalid_body_is_one_entry_per_field_not_a_pydantic_dump(
     assert body["type"].endswith(":validation")
     lines = body["detail"].split("; ")
     assert [line.split(":")[0] for line in lines] == [
-        "body.checkpoint_id", "body.metanetwork", "body.force"
+        "body.checkpoint_id",
+        "body.metanetwork",
+        "body.force",
     ]
     assert "valid integer" in lines[0] and "at least 1 character" in lines[1]
     for dump in ("validation errors for", "errors.pydantic.dev", "input_value", "\n"):
         assert dump not in body["detail"]
     assert [e["loc"] for e in body["errors"]] == [
-        ["body", "checkpoint_id"], ["body", "metanetwork"], ["body", "force"]
+        ["body", "checkpoint_id"],
+        ["body", "metanetwork"],
+        ["body", "force"],
     ]
 
 
 async def test_missing_fields_and_bad_json_are_located_too(client, assert_problem) -> None:
     body = assert_problem(await client.post("/v1/predictions", json={}), 422)
-    assert [e["loc"] for e in body["errors"]] == [["body", "checkpoint_id"], ["body", "metanetwork"]]
+    assert [e["loc"] for e in body["errors"]] == [
+        ["body", "checkpoint_id"],
+        ["body", "metanetwork"],
+    ]
     broken = await client.post(
         "/v1/predictions", content=b"{not json", headers={"content-type": "application/json"}
     )
@@ -95,10 +106,12 @@ async def test_metanetwork_filter_by_name_and_by_version(client) -> None:
     builtin = next(m for m in catalog if "cnn" in m["name"])
     name = builtin["name"]
     checkpoint = (await client.post("/v1/checkpoints", content=mlp_bytes())).json()
-    job = (await client.post(
-        "/v1/predictions?wait=120",
-        json={"checkpoint_id": checkpoint["id"], "metanetwork": name, "force": True},
-    )).json()
+    job = (
+        await client.post(
+            "/v1/predictions?wait=120",
+            json={"checkpoint_id": checkpoint["id"], "metanetwork": name, "force": True},
+        )
+    ).json()
     assert job["status"] == "succeeded", job
 
     async def listed(ref: str) -> list[int]:
