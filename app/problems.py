@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -118,6 +118,16 @@ async def _http(_: Request, exc: Exception) -> JSONResponse:
     elif exc.status_code == 405 and detail == "Method Not Allowed":
         detail = "this method is not allowed on this resource"
     return problem_response(exc.status_code, detail, headers=exc.headers)
+
+
+def body_errors(exc: ValidationError) -> list[dict[str, Any]]:
+    """A request body's pydantic errors as ``RequestValidationError`` holds them (located
+    under ``body``), for a route that parses its body itself: raised as one, they answer
+    the same problem as every other invalid request."""
+    return [
+        {**error, "loc": ("body", *error.get("loc", ()))}
+        for error in exc.errors(include_url=False, include_context=False, include_input=False)
+    ]
 
 
 async def _validation(_: Request, exc: Exception) -> JSONResponse:

@@ -542,6 +542,12 @@ def _state_dict(obj: Mapping[object, object], limits: Limits) -> dict[str, torch
 
 def _check_torch_tensor(name: str, value: torch.Tensor, limits: Limits) -> torch.Tensor:
     value = value.detach()  # nn.Parameter and requires_grad tensors become plain tensors
+    if value.is_meta or value.device.type != "cpu":  # map_location="cpu" leaves meta as meta
+        raise CheckpointError(
+            f"tensor {name!r} is on the {value.device.type!r} device and holds no values "
+            "(a model built with device='meta' has shapes only); save the weights of a "
+            "materialized model: torch.save(model.state_dict(), path)"
+        )
     if value.layout != torch.strided or value.is_quantized:
         raise CheckpointError(f"tensor {name!r}: only dense tensors are accepted")
     if value.dtype not in _DTYPE_NAMES:

@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from app.checkpoints import service
 from app.checkpoints.graph_view import graph_view
 from app.checkpoints.schemas import CheckpointOut, GraphView
-from app.checkpoints.upload import clean_filename, receive_upload
+from app.checkpoints.upload import MAX_FILENAME, clean_filename, receive_upload
 from app.deps import ReadSessionDep, ServicesDep, SessionDep
 from app.ids import IdPath
 from app.jobs.events import job_response
@@ -59,8 +59,13 @@ async def upload_checkpoint(
     response: Response,
     services: ServicesDep,
     caller: CallerDep,
-    filename: Annotated[str | None, Query(description="name to record (raw uploads)")] = None,
-    x_filename: Annotated[str | None, Header(description="same, as a header")] = None,
+    filename: Annotated[
+        str | None,
+        Query(max_length=MAX_FILENAME, description="name to record (raw uploads)"),
+    ] = None,
+    x_filename: Annotated[
+        str | None, Header(max_length=MAX_FILENAME, description="same, as a header")
+    ] = None,
     activation: Annotated[
         str | None,
         Query(
@@ -80,10 +85,15 @@ async def upload_checkpoint(
 ) -> CheckpointOut:
     """Upload a safetensors or PyTorch (zip, weights only) checkpoint: a bare state dict, or
     a training checkpoint whose state dict sits under a common key (extras are ignored and
-    listed in ``reading``)."""
-    reading = service.Reading(
-        activation, tuple(int(n) for n in input_shape.split(",")) if input_shape else None
-    )
+    listed in ``reading``).
+
+    The architecture comes from the file itself (a self-describing safetensors file written
+    by ``graphs.save``) or is inferred from the tensor names and shapes, which
+    ``activation`` and ``input_shape`` settle; when neither works the checkpoint is still
+    stored, without one, and ``reading.notes`` says why. A body with a
+    ``Content-Encoding`` (gzip, ...) is refused with 415: send the bytes as they are. A
+    file name is at most 255 characters (422)."""
+    reading = service.Reading.parse(activation, input_shape)  # 422 before the body is read
     temp, part_filename = await receive_upload(
         request, services.blobs, services.settings.max_upload_bytes
     )
@@ -109,7 +119,10 @@ def list_checkpoints(
     caller: CallerDep,
     page: PageDep,
     created: CreatedDep,
-    format: Annotated[str | None, Query(description="safetensors or pytorch")] = None,
+    format: Annotated[
+        Literal["safetensors", "pytorch"] | None,
+        Query(description="only checkpoints uploaded in this format"),
+    ] = None,
     sha256_prefix: Annotated[str | None, Query(max_length=64)] = None,
 ) -> Page[CheckpointOut]:
     return service.list_checkpoints(

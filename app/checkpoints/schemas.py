@@ -35,8 +35,10 @@ class CheckpointOut(BaseModel):
     reading: dict[str, Any] | None = Field(
         default=None,
         description="what reading the file decided: provenance of the architecture "
-        "(declared, traced or inferred), assumptions inference made (e.g. activation, "
-        "input_shape) with notes, what the upload settled (settled), training extras "
+        "(declared, traced or inferred; null when there is none), assumptions inference "
+        "made (e.g. activation, input_shape) with notes (without an architecture, the notes "
+        "say why none was found and how to attach one), what the upload settled (settled), "
+        "training extras "
         "ignored (ignored_keys), the key the state dict was nested under and the wrapper "
         "prefix stripped",
     )

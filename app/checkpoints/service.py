@@ -38,6 +38,7 @@ from app.problems import ProblemError
 from app.quotas import check_stored_bytes
 from app.settings import Settings
 from graphs import ArchitectureError, CheckpointError, MissingArchitectureError
+from graphs.infer import HOW_TO, parse_activation
 from graphs.safe_io import DTYPES, RawCheckpoint, read_checkpoint, to_safetensors_bytes
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,27 @@ class Reading:
 
     activation: str | None = None
     input_shape: tuple[int, ...] | None = None
+
+    @classmethod
+    def parse(cls, activation: str | None, input_shape: str | None) -> Reading:
+        """The upload's query parameters, or a 422 naming the one that cannot be right."""
+        if activation is not None:
+            try:
+                parse_activation(activation)
+            except ArchitectureError as exc:
+                raise ProblemError(422, f"activation: {exc}", slug="validation") from None
+        shape = None
+        if input_shape is not None:
+            parts = input_shape.split(",")
+            if not all(p.strip().isdigit() and int(p) > 0 for p in parts) or len(parts) > 4:
+                raise ProblemError(
+                    422,
+                    f"input_shape: {input_shape!r} is not 1 to 4 positive integers separated "
+                    "by commas (per sample, no batch dimension), e.g. 1,8,8",
+                    slug="validation",
+                )
+            shape = tuple(int(p) for p in parts)
+        return cls(activation, shape)
 
     def given(self) -> dict[str, Any]:
         found = {"activation": self.activation, "input_shape": self.input_shape}
@@ -108,7 +130,7 @@ def store(
     PyTorch file (a worker's ``graphs.load`` reads them as this upload did), and, when the
     upload settled what inference assumes, the tensors with that architecture attached.
     """
-    raw, loaded = _validate(temp.path, reading)
+    raw, loaded, missing = _validate(temp.path, reading)
     tensors = raw.tensors
     data: bytes | None = None  # None: the upload itself is the blob
     if loaded is not None and reading.given():
@@ -128,7 +150,7 @@ def store(
         tensor_count=len(tensors),
         parameter_count=sum(math.prod(t.shape) for t in tensors.values()),
         dtype_summary=dtype_summary(tensors),
-        reading=_reading_record(raw, loaded, reading),
+        reading=_reading_record(raw, loaded, reading, missing),
     )
     if lineage is not None:  # unset, the column is NULL rather than JSON null
         checkpoint.lineage = lineage
@@ -161,7 +183,7 @@ def check_same_reading(checkpoint: Checkpoint, created: bool, reading: Reading) 
 
 
 def _reading_record(
-    raw: RawCheckpoint, loaded: graphs.Loaded | None, reading: Reading
+    raw: RawCheckpoint, loaded: graphs.Loaded | None, reading: Reading, missing: str | None
 ) -> dict[str, Any]:
     record: dict[str, Any] = {
         "provenance": loaded.provenance if loaded else None,
@@ -175,21 +197,50 @@ def _reading_record(
             "notes": list(loaded.notes),
             "prefix_stripped": loaded.prefix_stripped or None,
         }
+    else:  # stored without an architecture: say why, and how to attach one
+        record["notes"] = [
+            f"architecture: none, so it cannot be predicted on or merged: {missing}"
+        ]
     return record
 
 
-def _validate(path: Path, reading: Reading) -> tuple[RawCheckpoint, graphs.Loaded | None]:
-    """The file's tensors and, when one is known, how it reads with its architecture."""
+# How an HTTP upload attaches an architecture (the library's own hint names the ``arch``
+# argument of ``graphs.load``, which the upload does not have).
+HTTP_HOW_TO = (
+    "attach one to the file before uploading it: save the model with "
+    "graphs.save(module, path, example_input), or write an op graph you have into the file "
+    "with graphs.save_checkpoint(graphs.load(path, arch=op_graph_json), new_path); the "
+    "upload reads the architecture from the file itself (its activation= and input_shape= "
+    "parameters only settle an inferred nn.Sequential, SIREN or ResNet layout)"
+)
+
+
+def missing_architecture_text(error: MissingArchitectureError) -> str:
+    """The library's reason, with the way to attach an architecture over HTTP."""
+    text = str(error)
+    if HOW_TO in text:
+        return text.replace(HOW_TO, HTTP_HOW_TO)
+    return f"{text}; {HTTP_HOW_TO}"
+
+
+def _validate(
+    path: Path, reading: Reading
+) -> tuple[RawCheckpoint, graphs.Loaded | None, str | None]:
+    """The file's tensors and, when one is known, how it reads with its architecture;
+    else why none was found."""
     try:
         raw = read_checkpoint(path)
         try:
-            return raw, graphs.load_checkpoint(
+            loaded = graphs.load_checkpoint(
                 raw, activation=reading.activation, input_shape=reading.input_shape
             )
-        except MissingArchitectureError:
+            return raw, loaded, None
+        except MissingArchitectureError as exc:
             if reading.given():
-                raise
-            return raw, None
+                raise ProblemError(
+                    422, missing_architecture_text(exc), slug="invalid-architecture"
+                ) from None
+            return raw, None, missing_architecture_text(exc)
     except CheckpointError as exc:
         raise ProblemError(422, str(exc), slug="invalid-checkpoint") from None
     except ArchitectureError as exc:

@@ -3,6 +3,11 @@
 Accepts ``multipart/form-data`` (field ``file``) or a raw body
 (``application/octet-stream``). Nothing is ever held whole in memory, and the temp file is
 removed on every failure path.
+
+A ``Content-Encoding`` other than ``identity`` is refused (415) before a byte is read:
+decoding would let a small compressed body grow past the size limit (a zip bomb), and
+checkpoints barely compress anyway. File names are limited to ``MAX_FILENAME`` characters
+(422 past that, never silently cut).
 """
 
 from __future__ import annotations
@@ -23,12 +28,18 @@ log = logging.getLogger(__name__)
 
 MULTIPART_OVERHEAD = 64 * 1024  # boundaries and part headers around the file
 COPY_CHUNK = 1024 * 1024
+MAX_FILENAME = 255  # characters of a file name, as most file systems allow
+CONTENT_ENCODING_REFUSED = (
+    "uploads are not decoded: send the file's bytes as they are, without Content-Encoding "
+    "(a compressed body could expand past the size limit, and checkpoints barely compress)"
+)
 
 
 async def receive_upload(
     request: Request, blobs: BlobStore, max_bytes: int
 ) -> tuple[TempBlob, str | None]:
     """Stream the body into a temp blob; returns it with the multipart filename, if any."""
+    check_content_encoding(request)
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     multipart = media_type == "multipart/form-data"
     if not multipart and media_type not in ("", "application/octet-stream"):
@@ -59,6 +70,32 @@ async def receive_upload(
     return temp, filename
 
 
+def check_content_encoding(request: Request) -> None:
+    """415 for a body with any ``Content-Encoding`` but ``identity``."""
+    encodings = [
+        e.strip().lower()
+        for value in request.headers.getlist("content-encoding")
+        for e in value.split(",")
+        if e.strip()
+    ]
+    refused = [e for e in encodings if e != "identity"]
+    if refused:
+        raise ProblemError(
+            415,
+            f"Content-Encoding {', '.join(refused)} is not accepted; {CONTENT_ENCODING_REFUSED}",
+            slug="unsupported-content-encoding",
+        )
+
+
+def check_filename_length(name: str | None, where: str = "filename") -> None:
+    if name is not None and len(name) > MAX_FILENAME:
+        raise ProblemError(
+            422,
+            f"{where} is too long: {len(name)} characters, the limit is {MAX_FILENAME}",
+            slug="validation",
+        )
+
+
 async def _receive_multipart(request: Request, temp: TempBlob, allowed: int) -> str | None:
     parser = MultiPartParser(
         request.headers, _capped(request.stream(), allowed), max_files=1, max_fields=16
@@ -66,6 +103,13 @@ async def _receive_multipart(request: Request, temp: TempBlob, allowed: int) -> 
     try:
         form = await parser.parse()
     except MultiPartException as exc:
+        if "header size" in str(exc.__cause__ or ""):  # python-multipart's cap on one line
+            raise ProblemError(
+                422,
+                "a multipart part header is too long: the file name is too long (the limit "
+                f"is {MAX_FILENAME} characters)",
+                slug="validation",
+            ) from None
         raise ProblemError(
             400, f"malformed multipart body: {exc.message}", slug="bad-multipart"
         ) from None
@@ -75,6 +119,7 @@ async def _receive_multipart(request: Request, temp: TempBlob, allowed: int) -> 
             raise ProblemError(
                 422, "multipart body has no file field named 'file'", slug="missing-file"
             )
+        check_filename_length(part.filename, "the file part's filename")
         while chunk := await part.read(COPY_CHUNK):
             temp.write(chunk)
         return part.filename
@@ -97,7 +142,7 @@ def clean_filename(name: str | None) -> str | None:
         return None
     printable = "".join(ch for ch in name if ord(ch) >= 32 and ord(ch) != 127)
     base = PurePosixPath(printable.replace("\\", "/")).name.strip()
-    return base[:255] or None
+    return base[:MAX_FILENAME] or None
 
 
 def _too_large(max_bytes: int) -> ProblemError:

@@ -43,8 +43,10 @@ EVENT_STREAM = {
 def create_job(
     body: JobCreate, session: SessionDep, services: ServicesDep, caller: CallerDep
 ) -> Response:
-    """Queue a job of any registered kind (the domain routes queue theirs too)."""
-    job = service.submit_job(session, services, caller.tenant_id, body.kind, body.params)
+    """Queue a job of any registered kind (the domain routes queue theirs too). The tenant
+    is the API key's, never a parameter."""
+    params = service.caller_params(body.kind, body.params, caller.tenant_id)
+    job = service.submit_job(session, services, caller.tenant_id, body.kind, params)
     return job_response(job, status.HTTP_202_ACCEPTED, location=True)
 
 
@@ -53,7 +55,10 @@ def list_jobs(
     session: ReadSessionDep,
     caller: CallerDep,
     page: PageDep,
-    kind: Annotated[str | None, Query(description="only jobs of this kind")] = None,
+    kind: Annotated[
+        str | None,
+        Query(max_length=64, description="only jobs of this kind (one of the registered kinds)"),
+    ] = None,
     status: Annotated[JobStatus | None, Query(description="only jobs in this status")] = None,
 ) -> Page[JobOut]:
     return service.list_jobs(session, caller.tenant_id, page, kind, status)

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, create_model
 from sqlalchemy.orm import Session
 
 from app.db import SessionFactory
@@ -95,6 +95,35 @@ class JobKind:
     # deletes the jobs (``DELETE /v1/jobs/{id}``): a job and what it produced go together.
     forget: Callable[[Session, list[int]], None] | None = None
 
+
+# A params field of this name is the submitting tenant's id: the service sets it from the
+# API key, and a caller never sends it (``JobKind.request_model`` leaves it out).
+TENANT_FIELD = "tenant_id"
+
+
+def request_model(kind: JobKind) -> type[BaseModel]:
+    """What a caller sends as the kind's params: its params model less ``TENANT_FIELD``."""
+    fields = kind.params_model.model_fields
+    if TENANT_FIELD not in fields:
+        return kind.params_model
+    cached = _REQUEST_MODELS.get(kind.params_model)
+    if cached is None:
+        kept = {
+            name: (field.annotation, field)
+            for name, field in fields.items()
+            if name != TENANT_FIELD
+        }
+        cached = create_model(  # type: ignore[call-overload]
+            f"{kind.params_model.__name__}Request",
+            __config__=kind.params_model.model_config,
+            __doc__=kind.params_model.__doc__,
+            **kept,
+        )
+        _REQUEST_MODELS[kind.params_model] = cached
+    return cached  # type: ignore[no-any-return]
+
+
+_REQUEST_MODELS: dict[type[BaseModel], type[BaseModel]] = {}
 
 KINDS: dict[str, JobKind] = {}
 

@@ -19,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from app.deps import Services
 from app.jobs import repository
 from app.jobs.events import outcome_response, read_job, wait_for_job
-from app.jobs.kind import KINDS, queue_name
+from app.jobs.kind import KINDS, TENANT_FIELD, queue_name
 from app.jobs.schemas import JobOut
 from app.models import Job, JobStatus
 from app.owned import owned_or_404
@@ -55,6 +55,23 @@ def _validated(
     except ValueError as exc:
         raise ProblemError(422, str(exc), slug="validation") from None
     return parsed.model_dump(mode="json")
+
+
+def caller_params(kind_name: str, params: dict[str, Any], tenant_id: int) -> dict[str, Any]:
+    """The params a caller sent (``POST /v1/jobs``) with what the service sets itself: a
+    kind whose params carry the tenant (``TENANT_FIELD``) gets the API key's; a caller
+    naming one is refused, like any other unknown parameter."""
+    kind = KINDS.get(kind_name)
+    if kind is None or TENANT_FIELD not in kind.params_model.model_fields:
+        return params
+    if TENANT_FIELD in params:
+        raise ProblemError(
+            422,
+            f"invalid params for {kind_name}: {TENANT_FIELD}: not a parameter; the tenant "
+            "is always the one of the API key that makes the request",
+            slug="validation",
+        )
+    return {**params, TENANT_FIELD: tenant_id}
 
 
 def submit_job(
@@ -111,6 +128,12 @@ def list_jobs(
     kind: str | None,
     status: JobStatus | None,
 ) -> Page[JobOut]:
+    if kind is not None and kind not in KINDS:
+        raise ProblemError(
+            422,
+            f"kind: {kind!r} is not a job kind; one of: {', '.join(sorted(KINDS))}",
+            slug="validation",
+        )
     query = matching(Job, tenant_id=tenant_id, kind=kind, status=status)
     return paginate(session, query, page, _out)
 

@@ -23,7 +23,8 @@ class MergeCreate(BaseModel):
         min_length=2,
         max_length=MAX_INPUTS,
         examples=[[1, 2]],
-        description="checkpoint ids; the first is the reference the others are aligned to",
+        description="checkpoint ids; the first is the reference the others are aligned to "
+        "(the merged file takes its dtype; a fusion's takes the target's)",
     )
     method: Literal["weight", "activation", "ste", "ot", "clafusion"] = Field(
         default="weight",
@@ -122,6 +123,15 @@ class StagedFile(BaseModel):
     size: int = Field(description="its size in bytes")
 
 
+class MergeDtypes(BaseModel):
+    """Which dtypes went in and which one the merged file holds: the merge computes in
+    float32 and stores the result in the reference's dtype (the first input's; a fusion's
+    target's), so inputs of other dtypes are converted."""
+
+    inputs: list[str] = Field(description="each input's floating dtype (F16, BF16, F32 ...)")
+    result: str = Field(description="the merged file's floating dtype: the reference's")
+
+
 class MergeResult(BaseModel):
     """What a merge found (the ``merge`` job's result); curves, barriers and scores need a
     dataset."""
@@ -138,6 +148,9 @@ class MergeResult(BaseModel):
     )
     fusion: FusionSummary | None = Field(default=None, description="fusions (ot, clafusion)")
     rounds: int | None = Field(default=None, description="rounds of a many-input merge")
+    dtypes: MergeDtypes | None = Field(
+        default=None, description="the inputs' dtypes and the merged file's (the reference's)"
+    )
     merged: MergedScores | None = Field(default=None, description="the merged network's scores")
     curves: Curves | None = Field(default=None, description="interpolation curves (two inputs)")
     barrier: float | None = Field(default=None, description="loss barrier of the aligned path")

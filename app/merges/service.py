@@ -10,6 +10,7 @@ is removed again unless another checkpoint already had those bytes.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from dataclasses import dataclass
@@ -101,11 +102,12 @@ def _check_dataset(
 ) -> None:
     dataset = owned_or_404(session, Dataset, dataset_id, tenant_id, "dataset")
     inputs = list(summary.get("inputs", {}).values())
-    if len(inputs) != 1 or list(inputs[0]) != list(dataset.x_shape[1:]):
+    if len(inputs) != 1 or not _fits(inputs[0], dataset.x_shape[1:]):
         raise ProblemError(
             422,
             f"dataset {dataset_id} has samples of shape {dataset.x_shape[1:]}, the "
-            f"architecture takes {inputs[0] if len(inputs) == 1 else inputs}",
+            f"architecture takes {_shape_text(inputs[0]) if len(inputs) == 1 else inputs}"
+            f"{_unknown_sizes_note(inputs)}",
             slug="dataset-mismatch",
         )
     outputs = list(summary.get("outputs", {}).values())
@@ -116,6 +118,27 @@ def _check_dataset(
             f"output has shape {outputs[0] if len(outputs) == 1 else outputs}",
             slug="dataset-mismatch",
         )
+
+
+def _fits(expected: list[int | None], sample: list[int]) -> bool:
+    """A sample shape fits an input shape where every known size is equal (None, a size
+    inference could not tell, takes the data's)."""
+    return len(expected) == len(sample) and all(
+        e is None or e == s for e, s in zip(expected, sample, strict=True)
+    )
+
+
+def _shape_text(shape: list[int | None]) -> str:
+    return "[" + ", ".join("any" if d is None else str(d) for d in shape) + "]"
+
+
+def _unknown_sizes_note(inputs: list[list[int | None]]) -> str:
+    if not any(d is None for shape in inputs for d in shape):
+        return ""
+    return (
+        " (an 'any' size was not decided by the checkpoint's inferred architecture and "
+        "is taken from the data; the known sizes must match)"
+    )
 
 
 # --- the worker side ---------------------------------------------------------------------
@@ -182,6 +205,12 @@ def run(ctx: JobContext) -> dict[str, Any]:
         )
         merged_checkpoint, matches = many.checkpoint, many.matches[1:]
         result["rounds"] = many.rounds
+    reference = inputs.checkpoints[params.target if params.method in FUSION_METHODS else 0]
+    merged_checkpoint = _in_dtypes_of(merged_checkpoint, reference)
+    result["dtypes"] = {
+        "inputs": [_dtype_name(c.tensors) for c in inputs.checkpoints],
+        "result": _dtype_name(merged_checkpoint.tensors),
+    }
     lineage = merging.lineage(merged_checkpoint)
     assert lineage is not None
     result["matches"] = [_match_summary(m) for m in matches]
@@ -198,6 +227,27 @@ def run(ctx: JobContext) -> dict[str, Any]:
     clock.timings["total_ms"] = (time.perf_counter() - clock.started) * 1000
     result["timings"] = clock.timings | {"device": device.type}
     return result
+
+
+def _in_dtypes_of(merged: Any, reference: Any) -> Any:
+    """The merged checkpoint with each floating tensor in the dtype of the reference's
+    tensor of the same name (merging computes in float32, whatever the inputs hold): an
+    fp16 reference gives an fp16 result, whatever the other inputs' dtypes."""
+    tensors = {}
+    for name, tensor in merged.tensors.items():
+        like = reference.tensors.get(name)
+        if like is not None and like.is_floating_point() and tensor.is_floating_point():
+            tensor = tensor.to(like.dtype)
+        tensors[name] = tensor
+    return dataclasses.replace(merged, tensors=tensors)
+
+
+def _dtype_name(tensors: dict[str, torch.Tensor]) -> str:
+    """The floating dtype (safetensors name) holding most of the elements."""
+    summary = checkpoint_service.dtype_summary(
+        {k: t for k, t in tensors.items() if t.is_floating_point()} or tensors
+    )
+    return max(summary, key=lambda name: summary[name])
 
 
 def _load(ctx: JobContext, params: MergeCreate, blobs: BlobStore) -> Inputs:

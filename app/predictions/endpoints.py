@@ -6,6 +6,8 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response, status
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from app.checkpoints import service as checkpoints_service
@@ -18,7 +20,7 @@ from app.jobs.service import accept_job
 from app.pagination import CreatedDep, Page, PageDep
 from app.predictions import service
 from app.predictions.schemas import PredictionCreate, PredictionOut
-from app.problems import PROBLEM, ProblemError
+from app.problems import PROBLEM, ProblemError, body_errors
 from app.tenancy import CallerDep
 
 router = APIRouter(prefix="/v1/predictions", tags=["predictions"])
@@ -71,10 +73,12 @@ async def create_prediction(
             raise ProblemError(
                 422, "multipart prediction requests need ?metanetwork=NAME", slug="validation"
             )
+        # before the body is read: a request refused for its metanetwork stores nothing
+        await run_in_threadpool(service.require_metanetwork, services, metanetwork, caller)
         temp, part_filename = await receive_upload(
             request, services.blobs, services.settings.max_upload_bytes
         )
-        checkpoint, _ = await run_in_threadpool(
+        checkpoint, created = await run_in_threadpool(
             checkpoints_service.ingest,
             services.session_factory,
             services.blobs,
@@ -84,13 +88,21 @@ async def create_prediction(
             clean_filename(part_filename),
         )
         body = PredictionCreate(checkpoint_id=checkpoint.id, metanetwork=metanetwork, force=force)
+        try:
+            return await accept_job(
+                services, caller.tenant_id, "predict", body.model_dump(mode="json"), wait
+            )
+        except ProblemError:  # refused (no architecture, out of domain): keep nothing new
+            if created:
+                await run_in_threadpool(
+                    service.forget_upload, services, caller.tenant_id, checkpoint.id
+                )
+            raise
     elif media_type in ("application/json", ""):
         try:
             body = PredictionCreate.model_validate_json(await request.body())
-        except ValueError as exc:
-            raise ProblemError(
-                422, f"invalid prediction request: {exc}", slug="validation"
-            ) from None
+        except ValidationError as exc:
+            raise RequestValidationError(body_errors(exc)) from None
     else:
         raise ProblemError(
             415,
@@ -109,7 +121,14 @@ def list_predictions(
     page: PageDep,
     created: CreatedDep,
     checkpoint_id: IdQuery = None,
-    metanetwork: str | None = None,
+    metanetwork: Annotated[
+        str | None,
+        Query(
+            max_length=140,
+            description="only answers of this metanetwork: NAME (any version) or NAME@N "
+            "(version N, N >= 1)",
+        ),
+    ] = None,
 ) -> Page[PredictionOut]:
     return service.list_predictions(
         session, caller.tenant_id, page, created, checkpoint_id, metanetwork

@@ -4,8 +4,9 @@ a finished job leaves, reading them back, and deleting them."""
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import false
 from sqlalchemy.orm import Session
 
 from app.blobs import BlobStore
@@ -22,6 +23,10 @@ from app.predictions import repository
 from app.predictions.schemas import PredictionCreate, PredictionOut
 from app.problems import ProblemError
 from app.settings import Settings
+
+if TYPE_CHECKING:
+    from app.deps import Services
+    from app.tenancy import Caller
 
 
 def check(session: Session, params: PredictionCreate, settings: Settings, tenant_id: int) -> None:
@@ -52,6 +57,24 @@ def check(session: Session, params: PredictionCreate, settings: Settings, tenant
             "force=true for an answer flagged in_domain=false)",
             slug="out-of-domain",
         )
+
+
+def require_metanetwork(services: Services, ref: str, caller: Caller) -> None:
+    """404 (naming the ones there are) unless ``ref`` names a metanetwork of the caller's."""
+    with read_session(services.session_factory) as session:
+        metanetworks.require(session, ref, caller.tenant_id)
+
+
+def forget_upload(services: Services, tenant_id: int, checkpoint_id: int) -> None:
+    """Delete the checkpoint an upload-and-ask request stored before its prediction was
+    refused: a refused request leaves nothing behind."""
+    from app.checkpoints.service import delete_checkpoint
+
+    with services.session_factory() as session:
+        try:
+            delete_checkpoint(session, services.blobs, tenant_id, checkpoint_id)
+        except ProblemError:  # meanwhile used, or deleted, by another request: keep it
+            session.rollback()
 
 
 def _assumed(reading: dict[str, Any] | None) -> str:
@@ -152,10 +175,30 @@ def list_predictions(
     checkpoint_id: int | None = None,
     metanetwork: str | None = None,
 ) -> Page[PredictionOut]:
-    query = matching(
-        Prediction, tenant_id=tenant_id, checkpoint_id=checkpoint_id, metanetwork=metanetwork
-    )
+    query = matching(Prediction, tenant_id=tenant_id, checkpoint_id=checkpoint_id)
+    if metanetwork is not None:
+        query = _of_metanetwork(session, query, tenant_id, metanetwork)
     return paginate(session, created.within(query, Prediction.created_at), page, _out)
+
+
+def _of_metanetwork(session: Session, query: Any, tenant_id: int, ref: str) -> Any:
+    """Filter on ``NAME`` (any version) or ``NAME@N`` (the answers of version N); a 422
+    names the parameter when ``ref`` is neither."""
+    try:
+        name, number = metanetworks.parse_ref(ref)
+    except ValueError as exc:
+        raise ProblemError(
+            422,
+            f"metanetwork: {exc}; the filter takes NAME or NAME@N (N >= 1)",
+            slug="validation",
+        ) from None
+    query = query.where(Prediction.metanetwork == name)
+    if number is None:
+        return query
+    row = metanetworks.resolve(session, ref, tenant_id)
+    if row is None:  # no such version: nothing answered with it
+        return query.where(false())
+    return query.where(Prediction.metanetwork_version == metanetworks.version_label(row))
 
 
 def _out(rows: list[Prediction]) -> list[PredictionOut]:
