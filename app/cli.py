@@ -99,9 +99,7 @@ def worker() -> None:
 
 
 @db.command("upgrade")
-def db_upgrade(
-    revision: str = typer.Argument("head"), as_json: bool = JSON_OPTION
-) -> None:
+def db_upgrade(revision: str = typer.Argument("head"), as_json: bool = JSON_OPTION) -> None:
     """Apply migrations up to REVISION (default: head)."""
     from app.migrate import upgrade
 
@@ -171,8 +169,9 @@ def merge(
     out: str | None = typer.Option(None, "--out", help="where to write the merged checkpoint"),
     data: str | None = typer.Option(None, help="safetensors file with x, y for the curves"),
     method: str = typer.Option(
-        "weight", help="weight | activation | ste | ot | clafusion | none (ste needs --data; "
-        "ot fuses different widths, clafusion MLPs of different depths)"
+        "weight",
+        help="weight | activation | ste | ot | clafusion | none (ste needs --data; "
+        "ot fuses different widths, clafusion MLPs of different depths)",
     ),
     canonical: bool = typer.Option(
         False, help="weight matching of canonical forms (ReLU scales, odd-activation signs)"
@@ -215,7 +214,7 @@ def merge(
                 progress.update(0, 1, "aligning and evaluating")
                 result, curve = merge_files(
                     a, b, out, data, method, lam, bn, canonical=canonical  # type: ignore[arg-type]
-                )
+                )  # fmt: skip
                 progress.update(1, 1, "done")
         except (graphs.GraphsError, ValueError, OSError) as exc:
             typer.echo(f"error: {exc}", err=True)
@@ -240,8 +239,11 @@ def train(
     task: str | None = typer.Argument(
         None, help="classification or generalization (local training only)"
     ),
-    zoo: str = typer.Option(..., help="zoo directory (manifest.jsonl + zoo.json), or with "
-                            "--server the id of a zoo on the service"),
+    zoo: str = typer.Option(
+        ...,
+        help="zoo directory (manifest.jsonl + zoo.json), or with "
+        "--server the id of a zoo on the service",
+    ),
     name: str | None = typer.Option(None, help="metanetwork name (default from the zoo)"),
     seed: int = typer.Option(0),
     epochs: int | None = typer.Option(None, help="epochs (default 100; the server's 50)"),
@@ -250,13 +252,17 @@ def train(
     out: str | None = typer.Option(None, help="ship weights + card + test sample here"),
     threads: int = typer.Option(0, help="torch CPU threads (0: torch's default)"),
     scale_invariant: bool = typer.Option(
-        False, "--scale-invariant",
-        help="read each network's canonical form under ReLU scaling and sign flips"),
+        False,
+        "--scale-invariant",
+        help="read each network's canonical form under ReLU scaling and sign flips",
+    ),
     server: str | None = typer.Option(
-        None, help="train on this Weightscope service (URL) as a job; --zoo is a zoo id"),
+        None, help="train on this Weightscope service (URL) as a job; --zoo is a zoo id"
+    ),
     follow: bool = typer.Option(False, "--follow", help="with --server: show the progress"),
-    api_key: str | None = typer.Option(None, envvar="WEIGHTSCOPE_API_KEY",
-                                       help="with --server: the API key"),
+    api_key: str | None = typer.Option(
+        None, envvar="WEIGHTSCOPE_API_KEY", help="with --server: the API key"
+    ),
     as_json: bool = ALWAYS_JSON,
 ) -> None:
     """Train a graph metanetwork on a zoo: locally (print its test metrics as JSON), or
@@ -265,8 +271,7 @@ def train(
         _train_remote(server, zoo, name, epochs, seed, hidden, layers, follow, api_key)
         return
     if task is None:
-        typer.echo("error: local training needs TASK (classification or generalization)",
-                   err=True)
+        typer.echo("error: local training needs TASK (classification or generalization)", err=True)
         raise typer.Exit(2)
     epochs = 100 if epochs is None else epochs
     import torch
@@ -275,17 +280,35 @@ def train(
     from models import commands
 
     try:
-        card = commands.train(task, zoo, name, seed, epochs, hidden, layers, out, threads=threads,
-                              scale_invariant=scale_invariant)
+        card = commands.train(
+            task,
+            zoo,
+            name,
+            seed,
+            epochs,
+            hidden,
+            layers,
+            out,
+            threads=threads,
+            scale_invariant=scale_invariant,
+        )
     except (ValueError, OSError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     typer.echo(card_summary(card, "cuda" if torch.cuda.is_available() else "cpu"))
 
 
-def _train_remote(server: str, zoo: str, name: str | None, epochs: int | None, seed: int,
-                  hidden: int | None, layers: int | None, follow: bool,
-                  api_key: str | None) -> None:
+def _train_remote(
+    server: str,
+    zoo: str,
+    name: str | None,
+    epochs: int | None,
+    seed: int,
+    hidden: int | None,
+    layers: int | None,
+    follow: bool,
+    api_key: str | None,
+) -> None:
     import httpx
 
     from app.metanetworks.remote import RemoteError
@@ -294,11 +317,15 @@ def _train_remote(server: str, zoo: str, name: str | None, epochs: int | None, s
     if not zoo.isdigit() or name is None:
         typer.echo("error: with --server, --zoo is a zoo id and --name is required", err=True)
         raise typer.Exit(2)
-    config = {"seed": seed} | ({"hidden": hidden} if hidden else {}) | (
-        {"layers": layers} if layers else {})
+    config = (
+        {"seed": seed}
+        | ({"hidden": hidden} if hidden else {})
+        | ({"layers": layers} if layers else {})
+    )
     try:
-        train_remote(server, int(zoo), name, epochs, config, follow=follow, api_key=api_key,
-                     echo=typer.echo)
+        train_remote(
+            server, int(zoo), name, epochs, config, follow=follow, api_key=api_key, echo=typer.echo
+        )
     except RemoteError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None

@@ -338,7 +338,8 @@ class Client:
         ``curve_points``, ``canonical``, ``solver``, ``target``. The stored merge."""
         ids = [c if isinstance(c, int) else self.upload(c).id for c in checkpoints]
         dataset_id = (
-            dataset if dataset is None or isinstance(dataset, int)
+            dataset
+            if dataset is None or isinstance(dataset, int)
             else self.upload_dataset(dataset).id
         )
         body = {"checkpoints": ids, "method": method, "lam": lam, "dataset_id": dataset_id}

@@ -58,7 +58,8 @@ def keys_create(
         return
     typer.echo(
         f"key {created.key_id} for tenant {created.tenant_name!r} (id {created.tenant_id})"
-        f"{', admin' if admin else ''}; store it now, it is not shown again:", err=True
+        f"{', admin' if admin else ''}; store it now, it is not shown again:",
+        err=True,
     )
     typer.echo(created.token)
 
@@ -81,8 +82,14 @@ def keys_list(as_json: bool = typer.Option(False, "--json", help="print JSON")) 
     typer.echo("id\tname\ttenant\tprefix\tadmin\tcreated\tlast_used\trevoked")
     for key in found:
         cells = (
-            key.id, key.name, key.tenant, key.prefix + "…", "yes" if key.admin else "no",
-            _when(key.created_at), _when(key.last_used_at), _when(key.revoked_at),
+            key.id,
+            key.name,
+            key.tenant,
+            key.prefix + "…",
+            "yes" if key.admin else "no",
+            _when(key.created_at),
+            _when(key.last_used_at),
+            _when(key.revoked_at),
         )
         typer.echo("\t".join(str(cell) for cell in cells))
 

@@ -21,10 +21,20 @@ from models.registry import (
 )
 
 
-def train(task: str, zoo_dir: str | Path, name: str | None = None, seed: int = 0,
-          epochs: int = 100, hidden: int | None = None, layers: int | None = None,
-          out: str | Path | None = None, sample: int = 24, threads: int = 0,
-          progress: bool = True, scale_invariant: bool = False) -> dict[str, Any]:
+def train(
+    task: str,
+    zoo_dir: str | Path,
+    name: str | None = None,
+    seed: int = 0,
+    epochs: int = 100,
+    hidden: int | None = None,
+    layers: int | None = None,
+    out: str | Path | None = None,
+    sample: int = 24,
+    threads: int = 0,
+    progress: bool = True,
+    scale_invariant: bool = False,
+) -> dict[str, Any]:
     """Train a metanetwork for ``task`` on a zoo; ship it into ``out`` if given. The card.
 
     ``scale_invariant`` turns on :attr:`MetanetConfig.scale_invariant` over the task's
@@ -48,8 +58,9 @@ def train(task: str, zoo_dir: str | Path, name: str | None = None, seed: int = 0
     return card
 
 
-def predict(file: str | Path, metanetwork: str | None = None,
-            force: bool = False) -> list[Prediction]:
+def predict(
+    file: str | Path, metanetwork: str | None = None, force: bool = False
+) -> list[Prediction]:
     """Answers for one checkpoint: the named built-in, or every built-in whose domain holds
     it (an error listing why none does)."""
     ckpt = graphs.load(file)
