@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from app.settings import Settings
+from app.cli_errors import database_errors, load_settings
 
 if TYPE_CHECKING:
     from app.db import SessionFactory
@@ -19,17 +19,19 @@ keys_cli = typer.Typer(help="API keys and tenants (on the database, not through 
 
 @contextmanager
 def _database() -> Iterator[SessionFactory]:
-    """The configured database, upgraded to head first (like ``serve``)."""
+    """The configured database, upgraded to head first (like ``serve``); its failures are
+    one line and exit 2."""
     from app.db import create_db_engine, create_session_factory
     from app.migrate import upgrade
 
-    settings = Settings()
-    upgrade(settings.database_url)
-    engine = create_db_engine(settings.database_url)
-    try:
-        yield create_session_factory(engine)
-    finally:
-        engine.dispose()
+    settings = load_settings()
+    with database_errors(settings.database_url):
+        upgrade(settings.database_url)
+        engine = create_db_engine(settings.database_url)
+        try:
+            yield create_session_factory(engine)
+        finally:
+            engine.dispose()
 
 
 @keys_cli.command("create")

@@ -49,16 +49,22 @@ def labels_csv(zoo_dir: Path) -> tuple[dict[str, Any], str, str, list[str]]:
         ["file", "label" if task == "classification" else "target"] + (["group"] if grouped else [])
     )
     files = []
-    for row in rows:
-        target = row["target"]
-        value = (
-            (classes[int(target)] if classes else str(int(target)))
-            if task == "classification"
-            else repr(float(target))
-        )
-        group = [f"image-{row['labels']['image']}"] if grouped else []
-        writer.writerow([row["file"], value, *group])
-        files.append(row["file"])
+    for number, row in enumerate(rows, 1):
+        try:
+            target = row["target"]
+            value = (
+                (classes[int(target)] if classes else str(int(target)))
+                if task == "classification"
+                else repr(float(target))
+            )
+            group = [f"image-{row['labels']['image']}"] if grouped else []
+            writer.writerow([row["file"], value, *group])
+            files.append(str(row["file"]))
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            what = f"no {exc}" if isinstance(exc, KeyError) else str(exc)
+            raise PushError(
+                f"{zoo_dir / 'manifest.jsonl'} row {number} is not a zoo manifest row: {what}"
+            ) from None
     return info, task, out.getvalue(), files
 
 
