@@ -5,17 +5,20 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 import typer
 
+from app.cli_errors import database_errors, fail, load_settings, safe_url, settings_problem
 from app.keys_cli import keys_cli
-from app.settings import Settings
 
 if TYPE_CHECKING:
     from app.client import Client
+    from app.settings import Settings
 
 T = TypeVar("T")
 
@@ -35,7 +38,7 @@ app.add_typer(keys_cli, name="keys")
 def _logging() -> None:
     from app.logs import configure_logging
 
-    configure_logging(Settings().log_format)
+    configure_logging(load_settings().log_format)
 
 
 @app.command()
@@ -51,9 +54,10 @@ def serve(
 
     _logging()
     bind = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
-    settings = Settings(**bind)  # type: ignore[arg-type]
-    upgrade(settings.database_url)
-    _refuse_unauthenticated_bind(settings)
+    settings = load_settings(**bind)
+    with database_errors(settings.database_url):
+        upgrade(settings.database_url)
+        _refuse_unauthenticated_bind(settings)
     logging.getLogger("alembic").setLevel(logging.WARNING)  # /readyz checks the revision often
     # access_log off: app.logs.RequestIds writes one line per request, with its id
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, access_log=False)
@@ -86,7 +90,7 @@ def worker() -> None:
     from app.tasks import load_tasks, task_modules
 
     _logging()
-    settings = Settings()
+    settings = load_settings()
     configure_torch(settings, embedded=False)
     load_tasks(task_modules(settings))
     session_factory = create_session_factory(create_db_engine(settings.database_url))
@@ -99,14 +103,13 @@ def worker() -> None:
 
 
 @db.command("upgrade")
-def db_upgrade(
-    revision: str = typer.Argument("head"), as_json: bool = JSON_OPTION
-) -> None:
+def db_upgrade(revision: str = typer.Argument("head"), as_json: bool = JSON_OPTION) -> None:
     """Apply migrations up to REVISION (default: head)."""
     from app.migrate import upgrade
 
-    settings = Settings()
-    upgrade(settings.database_url, revision)
+    settings = load_settings()
+    with database_errors(settings.database_url):
+        upgrade(settings.database_url, revision)
     _echo_revision(revision, settings.database_url, as_json)
 
 
@@ -117,8 +120,9 @@ def db_downgrade(
     """Revert migrations down to REVISION."""
     from app.migrate import downgrade
 
-    settings = Settings()
-    downgrade(settings.database_url, revision)
+    settings = load_settings()
+    with database_errors(settings.database_url):
+        downgrade(settings.database_url, revision)
     _echo_revision(revision, settings.database_url, as_json)
 
 
@@ -129,15 +133,17 @@ def db_current(as_json: bool = JSON_OPTION) -> None:
     from app.formatting import print_json
     from app.migrate import current_revision, head_revision
 
-    engine = create_db_engine(Settings().database_url)
-    try:
-        current, head = current_revision(engine), head_revision()
-        if as_json:
-            print_json({"current": current, "head": head})
-        else:
-            typer.echo(f"current: {current}  head: {head}")
-    finally:
-        engine.dispose()
+    url = load_settings().database_url
+    with database_errors(url):
+        engine = create_db_engine(url)
+        try:
+            current, head = current_revision(engine), head_revision()
+        finally:
+            engine.dispose()
+    if as_json:
+        print_json({"current": current, "head": head})
+    else:
+        typer.echo(f"current: {current}  head: {head}")
 
 
 @app.command()
@@ -147,10 +153,8 @@ def graph(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Print a checkpoint's architecture, neuron groups and parameter-graph size."""
-    from pathlib import Path
-
     import graphs
-    from app.formatting import print_json
+    from app.formatting import graph_text, print_json
 
     try:
         architecture = Path(arch).read_text() if arch else None
@@ -158,7 +162,7 @@ def graph(
         if as_json:
             print_json({"architecture": ckpt.architecture.summary(), "metadata": ckpt.metadata})
         else:
-            typer.echo(graphs.summary_text(ckpt))
+            typer.echo(graph_text(ckpt))
     except (graphs.GraphsError, OSError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -171,8 +175,9 @@ def merge(
     out: str | None = typer.Option(None, "--out", help="where to write the merged checkpoint"),
     data: str | None = typer.Option(None, help="safetensors file with x, y for the curves"),
     method: str = typer.Option(
-        "weight", help="weight | activation | ste | ot | clafusion | none (ste needs --data; "
-        "ot fuses different widths, clafusion MLPs of different depths)"
+        "weight",
+        help="weight | activation | ste | ot | clafusion | none (ste needs --data; "
+        "ot fuses different widths, clafusion MLPs of different depths)",
     ),
     canonical: bool = typer.Option(
         False, help="weight matching of canonical forms (ReLU scales, odd-activation signs)"
@@ -186,10 +191,10 @@ def merge(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Align B to A (Git Re-Basin), write the merge, print naive vs aligned barriers."""
-    from pathlib import Path
-
     from app.formatting import StepProgress, console, local_merge_result, merge_report, print_json
 
+    if out is not None:
+        _check_out(out)  # before any work, here or on the server
     if server is not None:
         with _client(server, api_key) as client, StepProgress("merge") as progress:
             row = client.merge([Path(a), Path(b)], method=method, lam=lam,
@@ -215,7 +220,7 @@ def merge(
                 progress.update(0, 1, "aligning and evaluating")
                 result, curve = merge_files(
                     a, b, out, data, method, lam, bn, canonical=canonical  # type: ignore[arg-type]
-                )
+                )  # fmt: skip
                 progress.update(1, 1, "done")
         except (graphs.GraphsError, ValueError, OSError) as exc:
             typer.echo(f"error: {exc}", err=True)
@@ -240,8 +245,11 @@ def train(
     task: str | None = typer.Argument(
         None, help="classification or generalization (local training only)"
     ),
-    zoo: str = typer.Option(..., help="zoo directory (manifest.jsonl + zoo.json), or with "
-                            "--server the id of a zoo on the service"),
+    zoo: str = typer.Option(
+        ...,
+        help="zoo directory (manifest.jsonl + zoo.json), or with "
+        "--server the id of a zoo on the service",
+    ),
     name: str | None = typer.Option(None, help="metanetwork name (default from the zoo)"),
     seed: int = typer.Option(0),
     epochs: int | None = typer.Option(None, help="epochs (default 100; the server's 50)"),
@@ -250,13 +258,17 @@ def train(
     out: str | None = typer.Option(None, help="ship weights + card + test sample here"),
     threads: int = typer.Option(0, help="torch CPU threads (0: torch's default)"),
     scale_invariant: bool = typer.Option(
-        False, "--scale-invariant",
-        help="read each network's canonical form under ReLU scaling and sign flips"),
+        False,
+        "--scale-invariant",
+        help="read each network's canonical form under ReLU scaling and sign flips",
+    ),
     server: str | None = typer.Option(
-        None, help="train on this Weightscope service (URL) as a job; --zoo is a zoo id"),
+        None, help="train on this Weightscope service (URL) as a job; --zoo is a zoo id"
+    ),
     follow: bool = typer.Option(False, "--follow", help="with --server: show the progress"),
-    api_key: str | None = typer.Option(None, envvar="WEIGHTSCOPE_API_KEY",
-                                       help="with --server: the API key"),
+    api_key: str | None = typer.Option(
+        None, envvar="WEIGHTSCOPE_API_KEY", help="with --server: the API key"
+    ),
     as_json: bool = ALWAYS_JSON,
 ) -> None:
     """Train a graph metanetwork on a zoo: locally (print its test metrics as JSON), or
@@ -265,8 +277,7 @@ def train(
         _train_remote(server, zoo, name, epochs, seed, hidden, layers, follow, api_key)
         return
     if task is None:
-        typer.echo("error: local training needs TASK (classification or generalization)",
-                   err=True)
+        typer.echo("error: local training needs TASK (classification or generalization)", err=True)
         raise typer.Exit(2)
     epochs = 100 if epochs is None else epochs
     import torch
@@ -275,17 +286,35 @@ def train(
     from models import commands
 
     try:
-        card = commands.train(task, zoo, name, seed, epochs, hidden, layers, out, threads=threads,
-                              scale_invariant=scale_invariant)
+        card = commands.train(
+            task,
+            zoo,
+            name,
+            seed,
+            epochs,
+            hidden,
+            layers,
+            out,
+            threads=threads,
+            scale_invariant=scale_invariant,
+        )
     except (ValueError, OSError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     typer.echo(card_summary(card, "cuda" if torch.cuda.is_available() else "cpu"))
 
 
-def _train_remote(server: str, zoo: str, name: str | None, epochs: int | None, seed: int,
-                  hidden: int | None, layers: int | None, follow: bool,
-                  api_key: str | None) -> None:
+def _train_remote(
+    server: str,
+    zoo: str,
+    name: str | None,
+    epochs: int | None,
+    seed: int,
+    hidden: int | None,
+    layers: int | None,
+    follow: bool,
+    api_key: str | None,
+) -> None:
     import httpx
 
     from app.metanetworks.remote import RemoteError
@@ -294,11 +323,15 @@ def _train_remote(server: str, zoo: str, name: str | None, epochs: int | None, s
     if not zoo.isdigit() or name is None:
         typer.echo("error: with --server, --zoo is a zoo id and --name is required", err=True)
         raise typer.Exit(2)
-    config = {"seed": seed} | ({"hidden": hidden} if hidden else {}) | (
-        {"layers": layers} if layers else {})
+    config = (
+        {"seed": seed}
+        | ({"hidden": hidden} if hidden else {})
+        | ({"layers": layers} if layers else {})
+    )
     try:
-        train_remote(server, int(zoo), name, epochs, config, follow=follow, api_key=api_key,
-                     echo=typer.echo)
+        train_remote(
+            server, int(zoo), name, epochs, config, follow=follow, api_key=api_key, echo=typer.echo
+        )
     except RemoteError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -314,22 +347,33 @@ def predict(
         None, help="metanetwork name (default: every one whose domain holds FILE)"
     ),
     force: bool = typer.Option(False, help="answer out-of-domain checkpoints, flagged"),
+    activation: str | None = typer.Option(
+        None,
+        help="an inferred architecture's activation: relu, gelu, gelu(tanh), silu, tanh, "
+        "sigmoid, leaky_relu(0.2), sine(30)",
+    ),
+    input_shape: str | None = typer.Option(
+        None, "--input-shape", help="an inferred architecture's per-sample input shape, e.g. 1,8,8"
+    ),
     server: str | None = typer.Option(
         None, help="ask this Weightscope service (URL) instead of answering locally"
     ),
     api_key: str | None = API_KEY_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Answer for a checkpoint with the metanetworks, locally (built-ins) or on a server."""
-    from pathlib import Path
+    """Answer for a checkpoint with the metanetworks, locally (built-ins) or on a server.
 
+    --activation and --input-shape settle what an inferred architecture (a plain state
+    dict) cannot say, like an upload's ?activation= and ?input_shape=."""
     from app.formatting import StepProgress, prediction_line, print_json
 
+    shape = _input_shape(input_shape)
     if server is not None:
         with _client(server, api_key) as client, StepProgress("predict") as progress:
             answers = [
                 a.model_dump(mode="json")
                 for a in client.predict(Path(file), metanetwork, force=force,
+                                        activation=activation, input_shape=shape,
                                         progress=progress.job)
             ]  # fmt: skip
     else:
@@ -338,7 +382,13 @@ def predict(
         from models import commands
 
         try:
-            answers = [asdict(answer) for answer in commands.predict(file, metanetwork, force)]
+            found = commands.predict(file, metanetwork, force, activation=activation,
+                                     input_shape=shape)  # fmt: skip
+            # the version a service records for the same built-in: both print alike
+            answers = [
+                asdict(a) | {"metanetwork_version": commands.builtin_version(a.metanetwork)}
+                for a in found
+            ]
         except (ValueError, OSError) as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from None
@@ -347,6 +397,38 @@ def predict(
         return
     for answer in answers:
         typer.echo(prediction_line(answer))
+
+
+INPUT_SHAPE = re.compile(r"\d{1,6}(,\d{1,6}){0,3}")  # as the upload's ?input_shape=
+
+
+def _input_shape(text: str | None) -> tuple[int, ...] | None:
+    """``--input-shape 1,8,8`` as sizes (one line and exit 2 when it is not one)."""
+    if text is None:
+        return None
+    compact = text.replace(" ", "")
+    shape = tuple(int(n) for n in compact.split(",")) if INPUT_SHAPE.fullmatch(compact) else ()
+    if not shape or 0 in shape:
+        raise fail(f"--input-shape {text!r}: 1 to 4 positive sizes joined by commas, e.g. 1,8,8")
+    return shape
+
+
+def _check_out(out: str) -> None:
+    """Refuse an ``--out`` that cannot be written (a folder that is not there, not
+    writable, or a directory in its place): one line and exit 2, nothing created."""
+    import tempfile
+
+    path = Path(out)
+    folder = path.parent
+    if path.is_dir():
+        raise fail(f"--out {out} is a directory")
+    if not folder.is_dir():
+        raise fail(f"--out {out}: no such directory {folder}")
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=f".{path.name}.", suffix=".tmp"):
+            pass
+    except OSError as exc:
+        raise fail(f"--out {out}: cannot write in {folder}: {exc.strerror or exc}") from None
 
 
 @app.command()
@@ -394,15 +476,9 @@ def _echo_revision(revision: str, url: str, as_json: bool) -> None:
     from app.formatting import print_json
 
     if as_json:
-        print_json({"revision": revision, "database": _safe_url(url)})
+        print_json({"revision": revision, "database": safe_url(url)})
     else:
-        typer.echo(f"database at {revision}: {_safe_url(url)}")
-
-
-def _safe_url(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
+        typer.echo(f"database at {revision}: {safe_url(url)}")
 
 
 zoo_cli = typer.Typer(help="Model zoos: reproducible zoos of small networks on sklearn digits.")
@@ -479,8 +555,7 @@ def zoo_push(
         with rich_or_plain_progress() as progress:
             created = push_zoo(directory, server, name, api_key, progress)
     except PushError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
+        raise fail(str(exc)) from None
     if as_json:
         typer.echo(json.dumps(created))
         return
@@ -490,4 +565,17 @@ def zoo_push(
 
 
 def main() -> None:
-    app()
+    """The ``weightscope`` command (and ``python -m app.cli``). Settings a command reads
+    that are invalid are one line naming the setting, and exit status 2."""
+    try:
+        app()
+    except ValueError as exc:
+        problem = settings_problem(exc)
+        if problem is None:
+            raise
+        typer.echo(f"error: {problem}", err=True)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()

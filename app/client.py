@@ -13,11 +13,14 @@ subclass built from its problem+json document; a job that failed or was canceled
 
 from __future__ import annotations
 
+import io
 import json
+import os
+import secrets
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 import httpx
 from pydantic import BaseModel
@@ -33,7 +36,8 @@ from app.zoos.schemas import ZooItemOut, ZooOut
 
 Model = TypeVar("Model", bound=BaseModel)
 Progress = Callable[[JobOut], None]
-FileLike = str | Path | bytes
+# a path, the file's bytes, or a file object opened in binary mode (open(p, "rb"), BytesIO)
+FileLike = str | Path | bytes | IO[bytes]
 
 
 class WeightscopeError(Exception):
@@ -197,16 +201,14 @@ class Client:
         *,
         filename: str | None = None,
         activation: str | None = None,
-        input_shape: tuple[int, ...] | None = None,
+        input_shape: Sequence[int] | None = None,
     ) -> CheckpointOut:
-        """Store a checkpoint (a path, or the file's bytes); the same bytes again give the
-        same record. ``activation`` / ``input_shape`` settle an inferred architecture."""
+        """Store a checkpoint (a path, the file's bytes, or a binary file object); the same
+        bytes again give the same record. ``activation`` / ``input_shape`` (e.g.
+        ``(1, 8, 8)``) settle an inferred architecture (``?activation=`` /
+        ``?input_shape=``)."""
         name, content = _read(file, filename)
-        params: dict[str, str] = {}
-        if activation:
-            params["activation"] = activation
-        if input_shape:
-            params["input_shape"] = ",".join(map(str, input_shape))
+        params = _reading(activation, input_shape)
         response = self._request(
             "POST", "/v1/checkpoints", params=params, files={"file": (name, content)}
         )
@@ -223,10 +225,11 @@ class Client:
         return self._pages("/v1/checkpoints", CheckpointOut, filters)
 
     def download(self, checkpoint_id: int, to: str | Path | None = None) -> bytes:
-        """The stored safetensors file's bytes (also written to ``to`` when given)."""
+        """The stored safetensors file's bytes (also written to ``to`` when given: whole,
+        or not at all; :class:`WeightscopeError` when it cannot be written)."""
         content = self._request("GET", f"/v1/checkpoints/{checkpoint_id}/file").content
         if to is not None:
-            Path(to).write_bytes(content)
+            _write_whole(Path(to), content)
         return content
 
     def delete_checkpoint(self, checkpoint_id: int) -> None:
@@ -266,11 +269,23 @@ class Client:
         metanetwork: str | None = None,
         *,
         force: bool = False,
+        activation: str | None = None,
+        input_shape: Sequence[int] | None = None,
         progress: Progress | None = None,
     ) -> list[PredictionResult]:
         """Answers for a checkpoint (a file to upload, or a stored checkpoint's id): the
         named metanetwork's, or every one whose domain holds it (:class:`OutOfDomain` when
-        none does; ``force`` then asks them all, answers flagged ``in_domain=false``)."""
+        none does; ``force`` then asks them all, answers flagged ``in_domain=false``).
+        ``activation`` / ``input_shape`` settle a file's inferred architecture, as in
+        :meth:`upload` (a stored checkpoint was settled when it was uploaded)."""
+        settled = activation is not None or input_shape is not None
+        if settled and isinstance(checkpoint, int):
+            raise TypeError(
+                "activation= and input_shape= apply to a file being uploaded; checkpoint "
+                f"{checkpoint} is stored already, with the reading it was uploaded with"
+            )
+        if settled:  # the multipart prediction route takes no reading: upload, then ask
+            checkpoint = self.upload(checkpoint, activation=activation, input_shape=input_shape).id
         if metanetwork is not None and not isinstance(checkpoint, int):
             name, content = _read(checkpoint, None)
             job = self._job(
@@ -338,7 +353,8 @@ class Client:
         ``curve_points``, ``canonical``, ``solver``, ``target``. The stored merge."""
         ids = [c if isinstance(c, int) else self.upload(c).id for c in checkpoints]
         dataset_id = (
-            dataset if dataset is None or isinstance(dataset, int)
+            dataset
+            if dataset is None or isinstance(dataset, int)
             else self.upload_dataset(dataset).id
         )
         body = {"checkpoints": ids, "method": method, "lam": lam, "dataset_id": dataset_id}
@@ -533,11 +549,54 @@ class Client:
                 return
 
 
+def _reading(activation: str | None, input_shape: Sequence[int] | None) -> dict[str, str]:
+    """The upload's query parameters that settle an inferred architecture."""
+    params: dict[str, str] = {}
+    if activation:
+        params["activation"] = activation
+    if input_shape:
+        params["input_shape"] = ",".join(str(int(n)) for n in input_shape)
+    return params
+
+
 def _read(file: FileLike, filename: str | None) -> tuple[str, bytes]:
-    if isinstance(file, bytes):
-        return filename or "upload.safetensors", file
+    """The upload's name and bytes: of a path, of bytes, or read from a binary file
+    object (from its position; its ``name`` when it has one)."""
+    if isinstance(file, bytes | bytearray | memoryview):
+        return filename or "upload.safetensors", bytes(file)
+    if not isinstance(file, str | os.PathLike):
+        return _read_object(file, filename)
     path = Path(file)
     try:
         return filename or path.name, path.read_bytes()
     except OSError as exc:
         raise WeightscopeError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def _read_object(file: Any, filename: str | None) -> tuple[str, bytes]:
+    mode = getattr(file, "mode", None)
+    if isinstance(file, io.TextIOBase) or (isinstance(mode, str) and "b" not in mode):
+        raise TypeError("a checkpoint file object must be opened in binary mode: open(path, 'rb')")
+    if not callable(getattr(file, "read", None)):
+        raise TypeError(
+            f"a checkpoint is a path, bytes or a binary file object, not {type(file).__name__}"
+        )
+    content = file.read()
+    if isinstance(content, str):
+        raise TypeError("a checkpoint file object must be opened in binary mode: open(path, 'rb')")
+    name = getattr(file, "name", None)
+    default = Path(name).name if isinstance(name, str) and name else "upload.safetensors"
+    return filename or default, bytes(content)
+
+
+def _write_whole(path: Path, content: bytes) -> None:
+    """Write ``content`` to ``path`` through a temporary file beside it, so that a failed
+    write leaves neither a partial file nor the temporary one."""
+    temp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    try:
+        with open(temp, "xb") as out:  # the usual permissions, unlike mkstemp's 0600
+            out.write(content)
+        os.replace(temp, path)
+    except OSError as exc:
+        temp.unlink(missing_ok=True)
+        raise WeightscopeError(f"cannot write {path}: {exc.strerror or exc}") from None

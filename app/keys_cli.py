@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from app.settings import Settings
+from app.cli_errors import database_errors, load_settings
 
 if TYPE_CHECKING:
     from app.db import SessionFactory
@@ -19,17 +19,19 @@ keys_cli = typer.Typer(help="API keys and tenants (on the database, not through 
 
 @contextmanager
 def _database() -> Iterator[SessionFactory]:
-    """The configured database, upgraded to head first (like ``serve``)."""
+    """The configured database, upgraded to head first (like ``serve``); its failures are
+    one line and exit 2."""
     from app.db import create_db_engine, create_session_factory
     from app.migrate import upgrade
 
-    settings = Settings()
-    upgrade(settings.database_url)
-    engine = create_db_engine(settings.database_url)
-    try:
-        yield create_session_factory(engine)
-    finally:
-        engine.dispose()
+    settings = load_settings()
+    with database_errors(settings.database_url):
+        upgrade(settings.database_url)
+        engine = create_db_engine(settings.database_url)
+        try:
+            yield create_session_factory(engine)
+        finally:
+            engine.dispose()
 
 
 @keys_cli.command("create")
@@ -58,7 +60,8 @@ def keys_create(
         return
     typer.echo(
         f"key {created.key_id} for tenant {created.tenant_name!r} (id {created.tenant_id})"
-        f"{', admin' if admin else ''}; store it now, it is not shown again:", err=True
+        f"{', admin' if admin else ''}; store it now, it is not shown again:",
+        err=True,
     )
     typer.echo(created.token)
 
@@ -81,8 +84,14 @@ def keys_list(as_json: bool = typer.Option(False, "--json", help="print JSON")) 
     typer.echo("id\tname\ttenant\tprefix\tadmin\tcreated\tlast_used\trevoked")
     for key in found:
         cells = (
-            key.id, key.name, key.tenant, key.prefix + "…", "yes" if key.admin else "no",
-            _when(key.created_at), _when(key.last_used_at), _when(key.revoked_at),
+            key.id,
+            key.name,
+            key.tenant,
+            key.prefix + "…",
+            "yes" if key.admin else "no",
+            _when(key.created_at),
+            _when(key.last_used_at),
+            _when(key.revoked_at),
         )
         typer.echo("\t".join(str(cell) for cell in cells))
 

@@ -200,6 +200,21 @@ class Settings(BaseSettings):
     def _rate_limit_notation(cls, value: str) -> str:
         return _checked_rate_limit(value)
 
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        """A URL SQLAlchemy can parse, with a dialect it has (its driver is imported only
+        on connecting); empty means the SQLite default."""
+        if value:
+            from sqlalchemy.engine import make_url
+            from sqlalchemy.exc import ArgumentError
+
+            try:
+                make_url(value).get_dialect()
+            except ArgumentError as exc:
+                raise ValueError(f"not a database URL SQLAlchemy can use ({exc})") from None
+        return value
+
     @field_validator(
         "quota_stored_bytes", "quota_jobs_in_flight", "quota_training_seconds", mode="before"
     )

@@ -3,6 +3,8 @@ prints the results."""
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -12,6 +14,7 @@ from models.config import TrainConfig
 from models.data import read_zoo
 from models.fit import default_config, ship, train_on_zoo
 from models.registry import (
+    BUILTIN_DIR,
     Metanetwork,
     OutOfDomainError,
     Prediction,
@@ -21,10 +24,20 @@ from models.registry import (
 )
 
 
-def train(task: str, zoo_dir: str | Path, name: str | None = None, seed: int = 0,
-          epochs: int = 100, hidden: int | None = None, layers: int | None = None,
-          out: str | Path | None = None, sample: int = 24, threads: int = 0,
-          progress: bool = True, scale_invariant: bool = False) -> dict[str, Any]:
+def train(
+    task: str,
+    zoo_dir: str | Path,
+    name: str | None = None,
+    seed: int = 0,
+    epochs: int = 100,
+    hidden: int | None = None,
+    layers: int | None = None,
+    out: str | Path | None = None,
+    sample: int = 24,
+    threads: int = 0,
+    progress: bool = True,
+    scale_invariant: bool = False,
+) -> dict[str, Any]:
     """Train a metanetwork for ``task`` on a zoo; ship it into ``out`` if given. The card.
 
     ``scale_invariant`` turns on :attr:`MetanetConfig.scale_invariant` over the task's
@@ -48,11 +61,18 @@ def train(task: str, zoo_dir: str | Path, name: str | None = None, seed: int = 0
     return card
 
 
-def predict(file: str | Path, metanetwork: str | None = None,
-            force: bool = False) -> list[Prediction]:
+def predict(
+    file: str | Path,
+    metanetwork: str | None = None,
+    force: bool = False,
+    *,
+    activation: str | None = None,
+    input_shape: Sequence[int] | None = None,
+) -> list[Prediction]:
     """Answers for one checkpoint: the named built-in, or every built-in whose domain holds
-    it (an error listing why none does)."""
-    ckpt = graphs.load(file)
+    it (an error listing why none does). ``activation`` / ``input_shape`` settle an
+    inferred architecture, as an upload's ``?activation=`` / ``?input_shape=`` do."""
+    ckpt = graphs.load(file, activation=activation, input_shape=input_shape)
     names = [metanetwork] if metanetwork else available()
     nets: list[Metanetwork] = [load_metanetwork(n) for n in names]
     if metanetwork is None:
@@ -69,3 +89,14 @@ def predict(file: str | Path, metanetwork: str | None = None,
             raise OutOfDomainError(f"no built-in metanetwork covers this checkpoint ({detail})")
         nets = inside or nets
     return [net.predict([ckpt], force=force)[0] for net in nets]
+
+
+def builtin_version(name: str) -> str | None:
+    """The version a service records for built-in ``name`` (``metanetwork_version`` of its
+    predictions): the card's version and the sha256 prefix of its weights; None without a
+    version in the card (the service then numbers it)."""
+    card = load_metanetwork(name).card
+    if "version" not in card:
+        return None
+    weights = (BUILTIN_DIR / f"{name}.safetensors").read_bytes()
+    return f"{card['version']}+{hashlib.sha256(weights).hexdigest()[:12]}"

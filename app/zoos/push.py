@@ -45,16 +45,26 @@ def labels_csv(zoo_dir: Path) -> tuple[dict[str, Any], str, str, list[str]]:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     grouped = any("image" in (row.get("labels") or {}) for row in rows)
-    writer.writerow(["file", "label" if task == "classification" else "target"]
-                    + (["group"] if grouped else []))
+    writer.writerow(
+        ["file", "label" if task == "classification" else "target"] + (["group"] if grouped else [])
+    )
     files = []
-    for row in rows:
-        target = row["target"]
-        value = (classes[int(target)] if classes else str(int(target))) \
-            if task == "classification" else repr(float(target))
-        group = [f"image-{row['labels']['image']}"] if grouped else []
-        writer.writerow([row["file"], value, *group])
-        files.append(row["file"])
+    for number, row in enumerate(rows, 1):
+        try:
+            target = row["target"]
+            value = (
+                (classes[int(target)] if classes else str(int(target)))
+                if task == "classification"
+                else repr(float(target))
+            )
+            group = [f"image-{row['labels']['image']}"] if grouped else []
+            writer.writerow([row["file"], value, *group])
+            files.append(str(row["file"]))
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            what = f"no {exc}" if isinstance(exc, KeyError) else str(exc)
+            raise PushError(
+                f"{zoo_dir / 'manifest.jsonl'} row {number} is not a zoo manifest row: {what}"
+            ) from None
     return info, task, out.getvalue(), files
 
 
@@ -131,8 +141,7 @@ def plain_progress(stream: IO[str] | None = None, every: float = 0.1) -> Progres
         fraction = sent / total if total else 1.0
         if fraction >= 1.0 or fraction - shown[0] >= every:
             shown[0] = fraction
-            print(f"uploaded {sent:,} of {total:,} bytes ({fraction:.0%})", file=stream,
-                  flush=True)
+            print(f"uploaded {sent:,} of {total:,} bytes ({fraction:.0%})", file=stream, flush=True)
 
     return report
 
@@ -148,9 +157,13 @@ def rich_or_plain_progress() -> Iterator[Progress]:
     from rich.progress import Progress as Bar
 
     with Bar(
-        "[progress.description]{task.description}", BarColumn(), DownloadColumn(),
-        TransferSpeedColumn(), TimeRemainingColumn(),
-        console=Console(stderr=True), transient=True,  # stdout is for the zoo id
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,  # stdout is for the zoo id
     ) as bar:
         task = bar.add_task("upload", total=None)
         yield lambda sent, total: bar.update(task, completed=sent, total=total)

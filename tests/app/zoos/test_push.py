@@ -96,12 +96,12 @@ def test_push_a_classification_zoo_with_named_classes_and_image_groups(server, t
 
     again = CliRunner().invoke(cli, ["zoo", "push", str(folder), "--server", server,
                                      "--name", "screening"])
-    assert again.exit_code == 1 and "409" in again.output and "exists already" in again.output
+    assert again.exit_code == 2 and "409" in again.output and "exists already" in again.output
 
 
 def test_push_refuses_a_folder_that_is_not_a_zoo(tmp_path) -> None:
     result = CliRunner().invoke(cli, ["zoo", "push", str(tmp_path), "--server", "http://x"])
-    assert result.exit_code == 1 and "not a zoo built by" in result.output
+    assert result.exit_code == 2 and "not a zoo built by" in result.output
 
 
 def test_progress_is_a_bar_on_a_terminal_and_lines_elsewhere(monkeypatch, capsys) -> None:
