@@ -87,8 +87,12 @@ from graphs.errors import ArchitectureError, MissingArchitectureError
 
 __all__ = ["Inferred", "activation_text", "infer", "infer_architecture", "parse_activation"]
 
-HOW_TO = ("attach one: save with graphs.save(module, path, example_input), or send the op "
-          "graph JSON as the 'arch' argument")
+# How to attach an architecture, for library users; the service appends its own hint (an
+# upload reads the architecture from the file, so it is written there before uploading).
+HOW_TO = ("attach one: save the model with graphs.save(module, path, example_input), which "
+          "writes its op graph into the file, or give the op graph yourself with "
+          "graphs.load(path, arch=op_graph_json) (graphs.save_checkpoint(loaded, new_path) "
+          "then writes it into a file)")
 
 
 @dataclass(frozen=True)
