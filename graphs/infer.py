@@ -28,6 +28,11 @@ strides and paddings, so inference follows fixed conventions and refuses anythin
   linears with ReLU between them, plus ``Dropout(0.5)`` where two indices are missing
   (torchvision's Linear, ReLU, Dropout). Other kernels
   (AlexNet's features) or a classifier that does not start at index 0 are refused.
+* **CIFAR VGGs** as kuangliu/pytorch-cifar writes them (``features.N`` as above, always
+  with BatchNorm, closed by a parameter-free ``AvgPool2d(1, 1)``, the identity; then one
+  ``classifier`` Linear, ``classifier.weight``): no adaptive pool, so ``classifier``'s
+  input fixes the input size: ``side · 2^pools`` per side of a square (512 features of 512
+  channels after 5 pools: 3×32×32), listed as the ``input_shape`` assumption.
 * **named modules** ``conv1`` ... ``convN`` then ``fc1`` ... ``fcM`` (LeNet-5, the PyTorch
   MNIST example; ``fc1..fcM`` alone is an MLP that flattens its input), applied in number
   order with ReLU after every conv and every fc but the last, stride 1, a flatten before
@@ -457,14 +462,24 @@ def _indexed(t: dict[str, torch.Tensor], prefix: str) -> list[tuple[int, str]]:
     return sorted(out.items())
 
 
+_CIFAR_HEAD = ("classifier.weight", "classifier.bias")  # pytorch-cifar: one Linear(512, 10)
+
+
 def _vgg(t: dict[str, torch.Tensor], act: _Act | None,
          shape: list[int | None] | None = None) -> _Spec:
     """torchvision's ``VGG``: ``features`` (``make_layers``: 3×3 convs with padding 1, an
     optional BatchNorm, ReLU, ``"M"`` = MaxPool2d(2)), ``avgpool`` (AdaptiveAvgPool2d),
-    flatten, ``classifier`` (Linear, ReLU, Dropout, ..., Linear)."""
-    if not t or not all(_VGG.match(k) for k in t):
+    flatten, ``classifier`` (Linear, ReLU, Dropout, ..., Linear). Or the CIFAR VGG of
+    kuangliu/pytorch-cifar: the same ``features`` (closed by a parameter-free
+    ``AvgPool2d(1, 1)``), flattened straight into one ``classifier`` Linear."""
+    if not t or not all(_VGG.match(k) or k in _CIFAR_HEAD for k in t):
         raise _NoMatch
+    cifar = "classifier.weight" in t
     features, classifier = _indexed(t, "features"), _indexed(t, "classifier")
+    if cifar:
+        if classifier or t["classifier.weight"].dim() != 2:
+            raise _NoMatch
+        classifier = [(0, "linear")]
     if not features or not classifier or features[0] != (0, "conv") or \
             classifier[0] != (0, "linear") or any(k != "linear" for _, k in classifier) or \
             any(k == "linear" for _, k in features):
@@ -472,7 +487,9 @@ def _vgg(t: dict[str, torch.Tensor], act: _Act | None,
     convs = [i for i, k in features if k == "conv"]
     if any(tuple(t[f"features.{i}.weight"].shape[2:]) != (3, 3) for i in convs):
         raise _NoMatch  # VGG's convs are all 3×3 (AlexNet's features are not)
-    spec = _Spec([], *_default_activation(act, RELU, "torchvision's VGG"))
+    family = "pytorch-cifar" if cifar else "torchvision"
+    source, make = f"{family}'s VGG", f"{family}'s {'_make_layers' if cifar else 'make_layers'}"
+    spec = _Spec([], *_default_activation(act, RELU, source))
     pools: list[str] = []
     for pos, (i, kind) in enumerate(features):
         path = f"features.{i}"
@@ -487,7 +504,7 @@ def _vgg(t: dict[str, torch.Tensor], act: _Act | None,
                 continue
         if nxt is None:  # the config's last "M": after the last conv, never in the indices
             spec.act()
-            pools.append(f"features.{i + 2} (assumed: every torchvision config ends with "
+            pools.append(f"features.{i + 2} (assumed: every {family} config ends with "
                          "'M', and the indices cannot show it)")
             _max_pool(spec, 2)
         elif nxt[0] - i == 2:  # ReLU
@@ -499,20 +516,39 @@ def _vgg(t: dict[str, torch.Tensor], act: _Act | None,
         else:
             raise _NoMatch
     n_pools = len(pools)
-    spec.input_unknown(t["features.0.weight"].shape[1], 2,
-                       "the VGG pools adaptively before its classifier; any size of at "
-                       f"least {2 ** n_pools} pixels per side works")
+    in_channels = t["features.0.weight"].shape[1]
     c = t[f"features.{convs[-1]}.weight"].shape[0]
-    in_features = t["classifier.0.weight"].shape[1]
+    head = "classifier" if cifar else "classifier.0"
+    in_features = t[f"{head}.weight"].shape[1]
     side = math.isqrt(in_features // c) if in_features % c == 0 else 0
     if side < 1 or c * side * side != in_features:
+        made_by = "its flattened features" if cifar else "the avgpool's output"
         raise MissingArchitectureError(
-            f"tensors look like a torchvision VGG but classifier.0's {in_features} inputs "
-            f"are not features' {c} channels times a square (the avgpool's output); {HOW_TO}")
-    spec.add("adaptive_avg_pool2d", {"output_size": [side, side]}, name="avgpool")
-    spec.add("flatten", {}, name="flatten")
+            f"tensors look like a {source} but {head}'s {in_features} inputs are not "
+            f"features' {c} channels times a square ({made_by}); {HOW_TO}")
+    if cifar:
+        size = side * 2 ** n_pools
+        spec.shape = [in_channels, size, size]
+        spec.assume("input_shape", list(spec.shape),
+                    f"derived from classifier's {in_features} inputs: {n_pools} 2x2 "
+                    f"max-pools take {size}x{size} to features' {c}x{side}x{side} (so does "
+                    f"any side up to {size + 2 ** n_pools - 1}, pools round down); square "
+                    "assumed; pass input_shape= to settle it")
+        spec.add("flatten", {}, name="flatten")
+        _linear(spec, t, "classifier")
+        closing = ("the closing AvgPool2d(kernel_size=1, stride=1) of features is the "
+                   "identity and left out; the classifier flattens features' output "
+                   "directly")
+    else:
+        spec.input_unknown(in_channels, 2,
+                           "the VGG pools adaptively before its classifier; any size of at "
+                           f"least {2 ** n_pools} pixels per side works")
+        spec.add("adaptive_avg_pool2d", {"output_size": [side, side]}, name="avgpool")
+        spec.add("flatten", {}, name="flatten")
+        closing = (f"AdaptiveAvgPool2d(({side}, {side})) before the classifier from "
+                   f"classifier.0's {in_features} inputs")
     dropouts = []
-    for pos, (i, _) in enumerate(classifier):
+    for pos, (i, _) in enumerate(classifier if not cifar else []):
         _linear(spec, t, f"classifier.{i}")
         if pos + 1 == len(classifier):
             break
@@ -523,13 +559,12 @@ def _vgg(t: dict[str, torch.Tensor], act: _Act | None,
         if gap == 3:  # ReLU, Dropout
             dropouts.append(f"classifier.{i + 2}")
             spec.add("dropout", {"p": VGG_DROPOUT})
-    spec.assume("padding", 1, "1 on every 3x3 conv (torchvision's make_layers), so a "
-                "conv keeps the size; a state dict does not record it")
+    spec.assume("padding", 1, f"1 on every 3x3 conv ({make}), so a conv keeps the size; a "
+                "state dict does not record it")
     spec.assume("pooling", f"max_pool2d(2) at {', '.join(pools)}",
                 "the index gaps of features place the pools (two missing indices after a "
                 "conv or its BatchNorm are ReLU + MaxPool2d(2), one is ReLU); max, not average, "
-                f"as torchvision; AdaptiveAvgPool2d(({side}, {side})) before the classifier "
-                f"from classifier.0's {in_features} inputs")
+                f"as {make}; {closing}")
     if dropouts:
         spec.assume("dropout", VGG_DROPOUT,
                     f"Dropout(p={VGG_DROPOUT:g}) at {', '.join(dropouts)} (torchvision's "
