@@ -71,8 +71,10 @@ for people), and each can be settled by the caller:
   square size derived from a flatten→linear, or the image shape an MLP flattens. Given
   ``input_shape=`` (per-sample, e.g. ``(1, 8, 8)``) it is used and checked against the
   tensors.
-* ``padding``, ``pooling`` (and ``dropout``, ``batchnorm``): for the VGG and named-module
-  layouts, the conv padding, where the max-pools sit, the dropout rate and where a
+* ``padding``, ``pooling`` (and ``dropout``, ``batchnorm``): for every layout with convs
+  (``nn.Sequential`` CNNs, ResNets, VGGs, named modules), the conv padding (per conv in
+  order for ``nn.Sequential`` CNNs and named modules; ``kernel//2`` for ResNets, 1 for VGGs),
+  where the pools sit (module indices or names; ``none``), the dropout rate and where a
   BatchNorm sits, as the layout's conventions (or, for named modules, fc1's arithmetic)
   chose; ``input_shape=`` settles the named modules' choice where the common sizes cannot.
 """
@@ -340,6 +342,9 @@ def _sequential(t: dict[str, torch.Tensor], act: _Act | None,
             raise _NoMatch
     if conv_dims > 0 and order[0] != 0:
         raise _NoMatch
+    paddings: list[int] = []
+    max_pools: list[str] = []  # the module indices where the gaps put MaxPool(2)
+    global_pool = ""  # the adaptive average pool before the first linear, if any
     prev = None
     for pos, i in enumerate(order):
         path, kind = f"{prefix}{i}", kinds[pos]
@@ -352,6 +357,7 @@ def _sequential(t: dict[str, torch.Tensor], act: _Act | None,
             if t[f"{path}.weight"].dim() - 2 != conv_dims or prev == "linear":
                 raise _NoMatch
             _conv(spec, t, path, 1, k // 2)
+            paddings.append(k // 2)
         else:
             _linear(spec, t, path)
         gap_end = order[pos + 1] if pos + 1 < len(order) else i + 1
@@ -371,6 +377,7 @@ def _sequential(t: dict[str, torch.Tensor], act: _Act | None,
             spec.act()
             if gap == 3:
                 spec.add(f"adaptive_avg_pool{conv_dims}d", {"output_size": [side] * conv_dims})
+                global_pool = f"adaptive_avg_pool{conv_dims}d({side}) at {prefix}{i + 2}"
             else:
                 spec.shape = [spec.shape[0], *[side * 2**n_pools] * conv_dims]
                 spec.assume("input_shape", list(spec.shape),
@@ -387,9 +394,21 @@ def _sequential(t: dict[str, torch.Tensor], act: _Act | None,
                                               "padding": [0] * conv_dims,
                                               "dilation": [1] * conv_dims})
             n_pools += 1
+            max_pools.append(f"{prefix}{i + 2}")
         elif gap != 0:
             raise _NoMatch
         prev = kind if kind != "bn" else prev
+    if paddings:
+        spec.assume("padding", paddings, f"{paddings} on the convs in order: kernel//2, "
+                    "stride 1 (the layout's convention: a conv keeps the size); a state dict "
+                    "does not record it")
+        pools = [f"max_pool{conv_dims}d(2) at {', '.join(max_pools)}"] if max_pools else []
+        pools += [global_pool] if global_pool else []
+        spec.assume("pooling", "; ".join(pools) or "none",
+                    "the index gaps place the pools (module indices): two missing indices "
+                    "between convs are ReLU + MaxPool(2), max not average; three before the "
+                    "first linear are ReLU, AdaptiveAvgPool, Flatten; one is ReLU (two before "
+                    "the first linear: ReLU, Flatten)")
     return spec
 
 
@@ -801,4 +820,15 @@ def _resnet(t: dict[str, torch.Tensor], act: _Act | None,
     spec.add("adaptive_avg_pool2d", {"output_size": [1, 1]}, name="avgpool")
     spec.add("flatten", {}, name="flatten")
     _linear(spec, t, "fc")
+    stem_conv = f"{k // 2} on the {k}x{k} stem, stride {2 if big else 1}"
+    spec.assume("padding", "kernel//2", f"kernel//2 on every conv ({stem_conv}, 1 on 3x3, 0 on "
+                "1x1), stride 2 in the first block of layer2-layer4 (a BasicBlock's conv1, a "
+                "Bottleneck's conv2) and its downsample, as torchvision; a state dict does not "
+                "record them")
+    spec.assume("pooling", ("max_pool2d(3, 2, 1) at maxpool; " if big else "") +
+                "adaptive_avg_pool2d(1) at avgpool",
+                "as torchvision: " + ("MaxPool2d(3, stride 2, padding 1) after a 7x7 stem"
+                                      if big else f"no max-pool after a {k}x{k} stem") +
+                ", AdaptiveAvgPool2d((1, 1)) before fc (average, global); neither holds "
+                "tensors")
     return spec
