@@ -28,6 +28,11 @@ strides and paddings, so inference follows fixed conventions and refuses anythin
   linears with ReLU between them, plus ``Dropout(0.5)`` where two indices are missing
   (torchvision's Linear, ReLU, Dropout). Other kernels
   (AlexNet's features) or a classifier that does not start at index 0 are refused.
+* **CIFAR VGGs** as kuangliu/pytorch-cifar writes them (``features.N`` as above, always
+  with BatchNorm, closed by a parameter-free ``AvgPool2d(1, 1)``, the identity; then one
+  ``classifier`` Linear, ``classifier.weight``): no adaptive pool, so ``classifier``'s
+  input fixes the input size: ``side · 2^pools`` per side of a square (512 features of 512
+  channels after 5 pools: 3×32×32), listed as the ``input_shape`` assumption.
 * **named modules** ``conv1`` ... ``convN`` then ``fc1`` ... ``fcM`` (LeNet-5, the PyTorch
   MNIST example; ``fc1..fcM`` alone is an MLP that flattens its input), applied in number
   order with ReLU after every conv and every fc but the last, stride 1, a flatten before
@@ -66,8 +71,10 @@ for people), and each can be settled by the caller:
   square size derived from a flatten→linear, or the image shape an MLP flattens. Given
   ``input_shape=`` (per-sample, e.g. ``(1, 8, 8)``) it is used and checked against the
   tensors.
-* ``padding``, ``pooling`` (and ``dropout``, ``batchnorm``): for the VGG and named-module
-  layouts, the conv padding, where the max-pools sit, the dropout rate and where a
+* ``padding``, ``pooling`` (and ``dropout``, ``batchnorm``): for every layout with convs
+  (``nn.Sequential`` CNNs, ResNets, VGGs, named modules), the conv padding (per conv in
+  order for ``nn.Sequential`` CNNs and named modules; ``kernel//2`` for ResNets, 1 for VGGs),
+  where the pools sit (module indices or names; ``none``), the dropout rate and where a
   BatchNorm sits, as the layout's conventions (or, for named modules, fc1's arithmetic)
   chose; ``input_shape=`` settles the named modules' choice where the common sizes cannot.
 """
@@ -87,8 +94,12 @@ from graphs.errors import ArchitectureError, MissingArchitectureError
 
 __all__ = ["Inferred", "activation_text", "infer", "infer_architecture", "parse_activation"]
 
-HOW_TO = ("attach one: save with graphs.save(module, path, example_input), or send the op "
-          "graph JSON as the 'arch' argument")
+# How to attach an architecture, for library users; the service appends its own hint (an
+# upload reads the architecture from the file, so it is written there before uploading).
+HOW_TO = ("attach one: save the model with graphs.save(module, path, example_input), which "
+          "writes its op graph into the file, or give the op graph yourself with "
+          "graphs.load(path, arch=op_graph_json) (graphs.save_checkpoint(loaded, new_path) "
+          "then writes it into a file)")
 
 
 @dataclass(frozen=True)
@@ -331,6 +342,9 @@ def _sequential(t: dict[str, torch.Tensor], act: _Act | None,
             raise _NoMatch
     if conv_dims > 0 and order[0] != 0:
         raise _NoMatch
+    paddings: list[int] = []
+    max_pools: list[str] = []  # the module indices where the gaps put MaxPool(2)
+    global_pool = ""  # the adaptive average pool before the first linear, if any
     prev = None
     for pos, i in enumerate(order):
         path, kind = f"{prefix}{i}", kinds[pos]
@@ -343,6 +357,7 @@ def _sequential(t: dict[str, torch.Tensor], act: _Act | None,
             if t[f"{path}.weight"].dim() - 2 != conv_dims or prev == "linear":
                 raise _NoMatch
             _conv(spec, t, path, 1, k // 2)
+            paddings.append(k // 2)
         else:
             _linear(spec, t, path)
         gap_end = order[pos + 1] if pos + 1 < len(order) else i + 1
@@ -362,6 +377,7 @@ def _sequential(t: dict[str, torch.Tensor], act: _Act | None,
             spec.act()
             if gap == 3:
                 spec.add(f"adaptive_avg_pool{conv_dims}d", {"output_size": [side] * conv_dims})
+                global_pool = f"adaptive_avg_pool{conv_dims}d({side}) at {prefix}{i + 2}"
             else:
                 spec.shape = [spec.shape[0], *[side * 2**n_pools] * conv_dims]
                 spec.assume("input_shape", list(spec.shape),
@@ -378,9 +394,21 @@ def _sequential(t: dict[str, torch.Tensor], act: _Act | None,
                                               "padding": [0] * conv_dims,
                                               "dilation": [1] * conv_dims})
             n_pools += 1
+            max_pools.append(f"{prefix}{i + 2}")
         elif gap != 0:
             raise _NoMatch
         prev = kind if kind != "bn" else prev
+    if paddings:
+        spec.assume("padding", paddings, f"{paddings} on the convs in order: kernel//2, "
+                    "stride 1 (the layout's convention: a conv keeps the size); a state dict "
+                    "does not record it")
+        pools = [f"max_pool{conv_dims}d(2) at {', '.join(max_pools)}"] if max_pools else []
+        pools += [global_pool] if global_pool else []
+        spec.assume("pooling", "; ".join(pools) or "none",
+                    "the index gaps place the pools (module indices): two missing indices "
+                    "between convs are ReLU + MaxPool(2), max not average; three before the "
+                    "first linear are ReLU, AdaptiveAvgPool, Flatten; one is ReLU (two before "
+                    "the first linear: ReLU, Flatten)")
     return spec
 
 
@@ -453,14 +481,24 @@ def _indexed(t: dict[str, torch.Tensor], prefix: str) -> list[tuple[int, str]]:
     return sorted(out.items())
 
 
+_CIFAR_HEAD = ("classifier.weight", "classifier.bias")  # pytorch-cifar: one Linear(512, 10)
+
+
 def _vgg(t: dict[str, torch.Tensor], act: _Act | None,
          shape: list[int | None] | None = None) -> _Spec:
     """torchvision's ``VGG``: ``features`` (``make_layers``: 3×3 convs with padding 1, an
     optional BatchNorm, ReLU, ``"M"`` = MaxPool2d(2)), ``avgpool`` (AdaptiveAvgPool2d),
-    flatten, ``classifier`` (Linear, ReLU, Dropout, ..., Linear)."""
-    if not t or not all(_VGG.match(k) for k in t):
+    flatten, ``classifier`` (Linear, ReLU, Dropout, ..., Linear). Or the CIFAR VGG of
+    kuangliu/pytorch-cifar: the same ``features`` (closed by a parameter-free
+    ``AvgPool2d(1, 1)``), flattened straight into one ``classifier`` Linear."""
+    if not t or not all(_VGG.match(k) or k in _CIFAR_HEAD for k in t):
         raise _NoMatch
+    cifar = "classifier.weight" in t
     features, classifier = _indexed(t, "features"), _indexed(t, "classifier")
+    if cifar:
+        if classifier or t["classifier.weight"].dim() != 2:
+            raise _NoMatch
+        classifier = [(0, "linear")]
     if not features or not classifier or features[0] != (0, "conv") or \
             classifier[0] != (0, "linear") or any(k != "linear" for _, k in classifier) or \
             any(k == "linear" for _, k in features):
@@ -468,7 +506,9 @@ def _vgg(t: dict[str, torch.Tensor], act: _Act | None,
     convs = [i for i, k in features if k == "conv"]
     if any(tuple(t[f"features.{i}.weight"].shape[2:]) != (3, 3) for i in convs):
         raise _NoMatch  # VGG's convs are all 3×3 (AlexNet's features are not)
-    spec = _Spec([], *_default_activation(act, RELU, "torchvision's VGG"))
+    family = "pytorch-cifar" if cifar else "torchvision"
+    source, make = f"{family}'s VGG", f"{family}'s {'_make_layers' if cifar else 'make_layers'}"
+    spec = _Spec([], *_default_activation(act, RELU, source))
     pools: list[str] = []
     for pos, (i, kind) in enumerate(features):
         path = f"features.{i}"
@@ -483,7 +523,7 @@ def _vgg(t: dict[str, torch.Tensor], act: _Act | None,
                 continue
         if nxt is None:  # the config's last "M": after the last conv, never in the indices
             spec.act()
-            pools.append(f"features.{i + 2} (assumed: every torchvision config ends with "
+            pools.append(f"features.{i + 2} (assumed: every {family} config ends with "
                          "'M', and the indices cannot show it)")
             _max_pool(spec, 2)
         elif nxt[0] - i == 2:  # ReLU
@@ -495,20 +535,39 @@ def _vgg(t: dict[str, torch.Tensor], act: _Act | None,
         else:
             raise _NoMatch
     n_pools = len(pools)
-    spec.input_unknown(t["features.0.weight"].shape[1], 2,
-                       "the VGG pools adaptively before its classifier; any size of at "
-                       f"least {2 ** n_pools} pixels per side works")
+    in_channels = t["features.0.weight"].shape[1]
     c = t[f"features.{convs[-1]}.weight"].shape[0]
-    in_features = t["classifier.0.weight"].shape[1]
+    head = "classifier" if cifar else "classifier.0"
+    in_features = t[f"{head}.weight"].shape[1]
     side = math.isqrt(in_features // c) if in_features % c == 0 else 0
     if side < 1 or c * side * side != in_features:
+        made_by = "its flattened features" if cifar else "the avgpool's output"
         raise MissingArchitectureError(
-            f"tensors look like a torchvision VGG but classifier.0's {in_features} inputs "
-            f"are not features' {c} channels times a square (the avgpool's output); {HOW_TO}")
-    spec.add("adaptive_avg_pool2d", {"output_size": [side, side]}, name="avgpool")
-    spec.add("flatten", {}, name="flatten")
+            f"tensors look like a {source} but {head}'s {in_features} inputs are not "
+            f"features' {c} channels times a square ({made_by}); {HOW_TO}")
+    if cifar:
+        size = side * 2 ** n_pools
+        spec.shape = [in_channels, size, size]
+        spec.assume("input_shape", list(spec.shape),
+                    f"derived from classifier's {in_features} inputs: {n_pools} 2x2 "
+                    f"max-pools take {size}x{size} to features' {c}x{side}x{side} (so does "
+                    f"any side up to {size + 2 ** n_pools - 1}, pools round down); square "
+                    "assumed; pass input_shape= to settle it")
+        spec.add("flatten", {}, name="flatten")
+        _linear(spec, t, "classifier")
+        closing = ("the closing AvgPool2d(kernel_size=1, stride=1) of features is the "
+                   "identity and left out; the classifier flattens features' output "
+                   "directly")
+    else:
+        spec.input_unknown(in_channels, 2,
+                           "the VGG pools adaptively before its classifier; any size of at "
+                           f"least {2 ** n_pools} pixels per side works")
+        spec.add("adaptive_avg_pool2d", {"output_size": [side, side]}, name="avgpool")
+        spec.add("flatten", {}, name="flatten")
+        closing = (f"AdaptiveAvgPool2d(({side}, {side})) before the classifier from "
+                   f"classifier.0's {in_features} inputs")
     dropouts = []
-    for pos, (i, _) in enumerate(classifier):
+    for pos, (i, _) in enumerate(classifier if not cifar else []):
         _linear(spec, t, f"classifier.{i}")
         if pos + 1 == len(classifier):
             break
@@ -519,13 +578,12 @@ def _vgg(t: dict[str, torch.Tensor], act: _Act | None,
         if gap == 3:  # ReLU, Dropout
             dropouts.append(f"classifier.{i + 2}")
             spec.add("dropout", {"p": VGG_DROPOUT})
-    spec.assume("padding", 1, "1 on every 3x3 conv (torchvision's make_layers), so a "
-                "conv keeps the size; a state dict does not record it")
+    spec.assume("padding", 1, f"1 on every 3x3 conv ({make}), so a conv keeps the size; a "
+                "state dict does not record it")
     spec.assume("pooling", f"max_pool2d(2) at {', '.join(pools)}",
                 "the index gaps of features place the pools (two missing indices after a "
                 "conv or its BatchNorm are ReLU + MaxPool2d(2), one is ReLU); max, not average, "
-                f"as torchvision; AdaptiveAvgPool2d(({side}, {side})) before the classifier "
-                f"from classifier.0's {in_features} inputs")
+                f"as {make}; {closing}")
     if dropouts:
         spec.assume("dropout", VGG_DROPOUT,
                     f"Dropout(p={VGG_DROPOUT:g}) at {', '.join(dropouts)} (torchvision's "
@@ -762,4 +820,15 @@ def _resnet(t: dict[str, torch.Tensor], act: _Act | None,
     spec.add("adaptive_avg_pool2d", {"output_size": [1, 1]}, name="avgpool")
     spec.add("flatten", {}, name="flatten")
     _linear(spec, t, "fc")
+    stem_conv = f"{k // 2} on the {k}x{k} stem, stride {2 if big else 1}"
+    spec.assume("padding", "kernel//2", f"kernel//2 on every conv ({stem_conv}, 1 on 3x3, 0 on "
+                "1x1), stride 2 in the first block of layer2-layer4 (a BasicBlock's conv1, a "
+                "Bottleneck's conv2) and its downsample, as torchvision; a state dict does not "
+                "record them")
+    spec.assume("pooling", ("max_pool2d(3, 2, 1) at maxpool; " if big else "") +
+                "adaptive_avg_pool2d(1) at avgpool",
+                "as torchvision: " + ("MaxPool2d(3, stride 2, padding 1) after a 7x7 stem"
+                                      if big else f"no max-pool after a {k}x{k} stem") +
+                ", AdaptiveAvgPool2d((1, 1)) before fc (average, global); neither holds "
+                "tensors")
     return spec

@@ -38,7 +38,7 @@ from app.problems import ProblemError
 from app.quotas import check_stored_bytes
 from app.settings import Settings
 from graphs import ArchitectureError, CheckpointError, MissingArchitectureError
-from graphs.infer import HOW_TO, parse_activation
+from graphs.infer import parse_activation
 from graphs.safe_io import DTYPES, RawCheckpoint, read_checkpoint, to_safetensors_bytes
 
 log = logging.getLogger(__name__)
@@ -204,23 +204,18 @@ def _reading_record(
     return record
 
 
-# How an HTTP upload attaches an architecture (the library's own hint names the ``arch``
-# argument of ``graphs.load``, which the upload does not have).
+# What an HTTP upload adds to the library's hint (graphs.infer.HOW_TO, which names the
+# library calls): the upload has no arch field, it reads the architecture from the file.
 HTTP_HOW_TO = (
-    "attach one to the file before uploading it: save the model with "
-    "graphs.save(module, path, example_input), or write an op graph you have into the file "
-    "with graphs.save_checkpoint(graphs.load(path, arch=op_graph_json), new_path); the "
-    "upload reads the architecture from the file itself (its activation= and input_shape= "
-    "parameters only settle an inferred nn.Sequential, SIREN or ResNet layout)"
+    "over HTTP, attach it to the file before uploading (an upload reads the architecture "
+    "from the file itself and takes no op graph of its own; its activation= and "
+    "input_shape= only settle an inferred layout)"
 )
 
 
 def missing_architecture_text(error: MissingArchitectureError) -> str:
-    """The library's reason, with the way to attach an architecture over HTTP."""
-    text = str(error)
-    if HOW_TO in text:
-        return text.replace(HOW_TO, HTTP_HOW_TO)
-    return f"{text}; {HTTP_HOW_TO}"
+    """The library's reason and hint, with what differs over HTTP."""
+    return f"{error}; {HTTP_HOW_TO}"
 
 
 def _validate(

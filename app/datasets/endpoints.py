@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Request, Response, status
 from starlette.concurrency import run_in_threadpool
 
 from app.checkpoints.endpoints import UPLOAD_BODY
-from app.checkpoints.upload import clean_filename, receive_upload
+from app.checkpoints.upload import MAX_FILENAME, clean_filename, receive_upload
 from app.datasets import service
 from app.datasets.schemas import DatasetOut
 from app.deps import ReadSessionDep, ServicesDep, SessionDep
@@ -29,14 +29,22 @@ router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
     responses={200: {"model": DatasetOut}, 413: PROBLEM, 415: PROBLEM, 422: PROBLEM},
 )
 async def upload_dataset(
-    request: Request, response: Response, services: ServicesDep, caller: CallerDep
+    request: Request,
+    response: Response,
+    services: ServicesDep,
+    caller: CallerDep,
+    filename: Annotated[
+        str | None,
+        Query(max_length=MAX_FILENAME, description="name to record (raw uploads)"),
+    ] = None,
 ) -> DatasetOut:
     """Upload a safetensors file with ``x`` (float, samples first) and ``y`` (int class
-    indices); 201 new, 200 when the same bytes were already stored."""
+    indices); 201 new, 200 when the same bytes were already stored. A file name is at most
+    255 characters (422), as for checkpoints."""
     temp, part_filename = await receive_upload(
         request, services.blobs, services.settings.max_dataset_bytes
     )
-    name = clean_filename(request.query_params.get("filename") or part_filename)
+    name = clean_filename(filename or part_filename)
     dataset, created = await run_in_threadpool(
         service.ingest_dataset,
         services.session_factory,
@@ -75,8 +83,6 @@ def delete_dataset(
     ] = False,
 ) -> Response:
     """Delete a dataset; its file goes once no record names the same bytes."""
-    job_ids = service.delete_dataset(
-        session, services.blobs, caller.tenant_id, dataset_id, cascade
-    )
+    job_ids = service.delete_dataset(session, services.blobs, caller.tenant_id, dataset_id, cascade)
     services.notifier.deleted(job_ids)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import pytest
 import torch
 from _graph_models import ResNet, mlp, randomize_norms, siren
@@ -88,3 +90,20 @@ def test_siren_reference_layout() -> None:
 def test_unknown_layouts_say_how_to_attach_an_architecture(tensors: dict) -> None:
     with pytest.raises(MissingArchitectureError, match="attach one"):
         graphs.load(to_safetensors_bytes(tensors))
+
+
+def test_the_hint_names_the_library_calls_that_attach_an_architecture(tmp_path) -> None:
+    """The hint names real calls (no vague 'arch' argument), and the one it names works."""
+    model = nn.Sequential(OrderedDict(encoder=nn.Linear(3, 3, bias=False)))
+    path = tmp_path / "plain.safetensors"
+    path.write_bytes(to_safetensors_bytes(model.state_dict()))
+    with pytest.raises(MissingArchitectureError) as error:
+        graphs.load(path)
+    hint = str(error.value)
+    assert "'arch'" not in hint
+    assert "graphs.save(module, path, example_input)" in hint
+    assert "graphs.load(path, arch=op_graph_json)" in hint
+    assert "graphs.save_checkpoint(" in hint
+    op_graph_json = graphs.describe(model, torch.randn(1, 3)).to_json()
+    graphs.save_checkpoint(graphs.load(path, arch=op_graph_json), tmp_path / "attached.st")
+    assert graphs.load(tmp_path / "attached.st").architecture.to_json() == op_graph_json

@@ -1,9 +1,11 @@
 """Inference of checkpoints written the way popular code writes them: torchvision's VGG
-(``features``/``avgpool``/``classifier``), LeNet-5 and the PyTorch MNIST example (named
+(``features``/``avgpool``/``classifier``), the CIFAR VGG of kuangliu/pytorch-cifar
+(``features`` then one ``classifier`` Linear), LeNet-5 and the PyTorch MNIST example (named
 ``conv1..convN``, ``fc1..fcM`` modules used in number order).
 
-torchvision is not installed here: the modules below copy its ``VGG``/``make_layers`` and
-the two examples' ``__init__``/``forward`` (same parameter names, same forward)."""
+torchvision is not installed here: the modules below copy its ``VGG``/``make_layers``,
+pytorch-cifar's ``VGG``/``_make_layers`` and the two examples' ``__init__``/``forward``
+(same parameter names, same forward)."""
 
 from __future__ import annotations
 
@@ -246,6 +248,113 @@ def test_vgg_whose_classifier_does_not_fit_the_features_is_refused() -> None:
     tensors = VGG(make_layers([4, "M"]), num_classes=2, hidden=8, channels=4).state_dict()
     tensors["classifier.0.weight"] = torch.zeros(8, 4 * 7 * 7 + 1)
     with pytest.raises(MissingArchitectureError, match=r"classifier\.0's 197 inputs"):
+        graphs.infer(tensors)
+
+
+# --- kuangliu/pytorch-cifar models/vgg.py, as written there ---------------------------------
+
+# fmt: off
+cfg: dict[str, list[Any]] = {
+    "VGG11": [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
+    "VGG13": [64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
+    "VGG16": [
+        64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"
+    ],
+    "VGG19": [
+        64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M",
+        512, 512, 512, 512, "M", 512, 512, 512, 512, "M",
+    ],
+}
+# fmt: on
+
+
+class CifarVGG(nn.Module):
+    def __init__(self, vgg_name: str) -> None:
+        super().__init__()
+        self.features = self._make_layers(cfg[vgg_name])
+        self.classifier = nn.Linear(512, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.features(x)
+        out = out.view(out.size(0), -1)
+        out = self.classifier(out)
+        return out
+
+    def _make_layers(self, cfg: list[Any]) -> nn.Sequential:
+        layers: list[nn.Module] = []
+        in_channels = 3
+        for x in cfg:
+            if x == "M":
+                layers += [nn.MaxPool2d(kernel_size=2, stride=2)]
+            else:
+                layers += [
+                    nn.Conv2d(in_channels, x, kernel_size=3, padding=1),
+                    nn.BatchNorm2d(x),
+                    nn.ReLU(inplace=True),
+                ]
+                in_channels = x
+        layers += [nn.AvgPool2d(kernel_size=1, stride=1)]
+        return nn.Sequential(*layers)
+
+
+@pytest.mark.parametrize("name", ["VGG11", "VGG16"])
+def test_cifar_vgg_round_trips_with_its_conventions_listed(name: str) -> None:
+    torch.manual_seed(6)
+    model = _randomize(CifarVGG(name), 7)
+    loaded = _roundtrip(model, torch.randn(2, 3, 32, 32))
+    arch = loaded.architecture
+    ops = [n.op for n in arch.nodes]
+    convs = sum(1 for v in cfg[name] if v != "M")
+    assert ops.count("conv2d") == ops.count("batchnorm2d") == ops.count("relu") == convs
+    assert ops.count("max_pool2d") == 5 and ops[-2:] == ["flatten", "linear"]
+    assert "adaptive_avg_pool2d" not in ops and "dropout" not in ops
+    assert arch.num_parameters() == sum(t.numel() for t in model.state_dict().values())
+    a = loaded.assumptions
+    assert a["activation"] == "relu" and a["padding"] == 1
+    assert a["input_shape"] == [3, 32, 32]  # 512 features = 512 channels x 1x1 after 5 pools
+    want = [f"features.{i}" for i, m in enumerate(model.features) if isinstance(m, nn.MaxPool2d)]
+    assert a["pooling"].startswith(f"max_pool2d(2) at {', '.join(want)}")
+    assert "dropout" not in a
+    pooling = next(n for n in loaded.notes if n.startswith("pooling:"))
+    assert "AvgPool2d(kernel_size=1, stride=1)" in pooling  # the identity, left out, said so
+    shape = next(n for n in loaded.notes if n.startswith("input_shape:"))
+    assert "classifier's 512 inputs" in shape and "input_shape=" in shape
+
+
+def test_cifar_vgg_input_size_is_settled_by_input_shape() -> None:
+    """5 pools round 32..63 down to 1: a 48x48 input gives the same 512 features."""
+    torch.manual_seed(8)
+    loaded = _roundtrip(
+        _randomize(CifarVGG("VGG11"), 9), torch.randn(1, 3, 48, 48), input_shape=(3, 48, 48)
+    )
+    assert "input_shape" not in loaded.assumptions
+    assert list(loaded.architecture.inputs[0].shape) == [3, 48, 48]
+
+
+@pytest.mark.parametrize("name", ["VGG13", "VGG19"])
+def test_cifar_vgg_names_and_shapes(name: str) -> None:
+    with torch.device("meta"):
+        model = CifarVGG(name)
+    inferred = graphs.infer(model.state_dict())
+    assert inferred.layout == "vgg"
+    arch = inferred.architecture
+    assert arch.shapes[arch.outputs[0]] == (10,)
+    assert arch.num_parameters() == sum(t.numel() for t in model.state_dict().values())
+
+
+def test_cifar_vgg_whose_classifier_does_not_fit_the_features_is_refused() -> None:
+    with torch.device("meta"):
+        tensors = CifarVGG("VGG11").state_dict()
+        tensors["classifier.weight"] = torch.empty(10, 513)
+    with pytest.raises(MissingArchitectureError, match=r"classifier's 513 inputs"):
+        graphs.infer(tensors)
+
+
+def test_cifar_vgg_with_an_indexed_classifier_too_is_not_guessed() -> None:
+    with torch.device("meta"):
+        tensors = CifarVGG("VGG11").state_dict()
+        tensors["classifier.0.weight"] = torch.empty(10, 512)
+    with pytest.raises(MissingArchitectureError, match="attach one"):
         graphs.infer(tensors)
 
 

@@ -216,8 +216,24 @@ def test_resnet_lists_activation_and_unknown_input_size(tmp_path: Path) -> None:
     model = randomize_norms(ResNet((8, 16), (1, 1), classes=3, stem_kernel=3),
                             torch.Generator().manual_seed(1))
     loaded = graphs.load_checkpoint(write(tmp_path, model.state_dict()))
-    assert loaded.assumptions == {"activation": "relu", "input_shape": [3, None, None]}
+    assert loaded.assumptions == {
+        "activation": "relu", "input_shape": [3, None, None], "padding": "kernel//2",
+        "pooling": "adaptive_avg_pool2d(1) at avgpool"}
+    assert all(any(n.startswith(f"{k}: ") for n in loaded.notes) for k in loaded.assumptions)
+    assert "no max-pool after a 3x3 stem" in " ".join(loaded.notes)
     assert rebuilt_matches(loaded, model, torch.randn(2, 3, 8, 8))
+
+
+def test_imagenet_resnet_lists_its_stem_pool(tmp_path: Path) -> None:
+    model = randomize_norms(ResNet((8, 16), (1, 1), classes=3, stem_kernel=7),
+                            torch.Generator().manual_seed(2))
+    loaded = graphs.load_checkpoint(write(tmp_path, model.state_dict()))
+    assert loaded.assumptions["pooling"] == (
+        "max_pool2d(3, 2, 1) at maxpool; adaptive_avg_pool2d(1) at avgpool")
+    assert loaded.assumptions["padding"] == "kernel//2"
+    padding = next(n for n in loaded.notes if n.startswith("padding: "))
+    assert "3 on the 7x7 stem, stride 2" in padding
+    assert rebuilt_matches(loaded, model, torch.randn(2, 3, 32, 32))
 
 
 @pytest.mark.parametrize("text", ["softmax", "relu(2)", "sine(x)", "gelu(exact)", "sine(inf)",
@@ -260,18 +276,24 @@ def test_input_shape_override_fixes_the_spatial_size(tmp_path: Path) -> None:
     model = global_pool_cnn()
     loaded = graphs.load_checkpoint(write(tmp_path, model.state_dict()), input_shape=(3, 9, 9))
     assert loaded.architecture.inputs[0].shape == (3, 9, 9)
-    assert loaded.assumptions == {"activation": "relu"}
+    # Conv(0) ReLU(1) Conv(2) ReLU(3) AdaptiveAvgPool2d(4) Flatten(5) Linear(6)
+    assert loaded.assumptions == {
+        "activation": "relu", "padding": [1, 1], "pooling": "adaptive_avg_pool2d(1) at 4"}
     assert rebuilt_matches(loaded, model, torch.randn(2, 3, 9, 9))
 
 
 def test_flattened_conv_net_lists_the_derived_input_size(tmp_path: Path) -> None:
     model = flatten_cnn()
     loaded = graphs.load_checkpoint(write(tmp_path, model.state_dict()))
-    assert loaded.assumptions == {"activation": "relu", "input_shape": [1, 8, 8]}
+    # Conv(0) ReLU(1) MaxPool2d(2) Conv(3, kernel 5) ReLU(4) Flatten(5) Linear(6)
+    assert loaded.assumptions == {"activation": "relu", "input_shape": [1, 8, 8],
+                                  "padding": [1, 2], "pooling": "max_pool2d(2) at 2"}
     assert "assuming a square input" in " ".join(loaded.notes)
     settled = graphs.load_checkpoint(write(tmp_path, model.state_dict()), input_shape=(1, 8, 8),
                                      activation="relu")
-    assert (settled.assumptions, settled.notes) == ({}, ())
+    # what no parameter settles stays listed: the layout's padding and pooling conventions
+    assert settled.assumptions == {"padding": [1, 2], "pooling": "max_pool2d(2) at 2"}
+    assert [n.split(":")[0] for n in settled.notes] == ["padding", "pooling"]
     assert rebuilt_matches(settled, model, torch.randn(2, 1, 8, 8))
 
 
@@ -306,6 +328,27 @@ def test_overrides_are_refused_for_a_declared_architecture(tmp_path: Path) -> No
         assert str(excinfo.value) == (
             "activation= and input_shape= settle an inferred architecture only; this "
             "checkpoint's architecture is given (arch or file metadata) and already fixes both")
+
+
+def test_a_prefixed_conv_stack_names_its_pools_by_module_path(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential()
+    model.add_module("net", nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(4, 4, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(4, 8, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 2 * 2, 3)))
+    loaded = graphs.load_checkpoint(write(tmp_path, model.state_dict()))
+    assert loaded.assumptions["padding"] == [1, 2, 1]
+    assert loaded.assumptions["pooling"] == "max_pool2d(2) at net.3, net.6"
+    assert loaded.assumptions["input_shape"] == [1, 8, 8]
+    assert rebuilt_matches(loaded, model, torch.randn(2, 1, 8, 8))
+
+
+def test_a_conv_stack_without_pools_says_none(tmp_path: Path) -> None:
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 2, 1))
+    loaded = graphs.load_checkpoint(write(tmp_path, model.state_dict()))
+    assert loaded.assumptions["padding"] == [1, 0]
+    assert loaded.assumptions["pooling"] == "none"
 
 
 def test_a_stack_that_starts_with_a_norm_is_an_unknown_layout_not_a_crash(

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 import torch
 
+from app.checkpoints.service import HTTP_HOW_TO
 from graphs.errors import CheckpointError
 from graphs.infer import HOW_TO
 from graphs.safe_io import read_checkpoint, to_safetensors_bytes
@@ -64,8 +65,9 @@ async def test_upload_without_architecture_says_why_and_how_to_attach_one(client
     assert response.json()["architecture"] is None
     (note,) = response.json()["reading"]["notes"]
     assert "match no known layout" in note  # the MissingArchitectureError's reason
+    assert note.endswith(f"{HOW_TO}; {HTTP_HOW_TO}")  # the library's hint, then HTTP's
     assert "graphs.save(" in note and "graphs.save_checkpoint(" in note  # how to attach one
-    assert "'arch'" not in note and HOW_TO not in note  # the upload has no arch field
+    assert "'arch'" not in note and "before uploading" in note  # the upload has no arch field
 
 
 async def test_settling_an_unknown_layout_names_no_arch_field(client, assert_problem) -> None:
@@ -73,6 +75,7 @@ async def test_settling_an_unknown_layout_names_no_arch_field(client, assert_pro
     response = await client.post("/v1/checkpoints?activation=tanh", content=unknown)
     body = assert_problem(response, 422, "match no known layout")
     assert "'arch'" not in body["detail"] and "graphs.save(" in body["detail"]
+    assert body["detail"].endswith(HTTP_HOW_TO)
 
 
 @pytest.mark.parametrize(
