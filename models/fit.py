@@ -16,7 +16,7 @@ from torch_geometric.data import Data
 import graphs
 from graphs import Checkpoint
 from models.config import MetanetConfig, TrainConfig
-from models.data import Zoo, graph_of, load_checkpoints, read_zoo, zoo_graphs
+from models.data import Zoo, graph_of, load_checkpoints, read_zoo, zoo_cache_file, zoo_graphs
 from models.metanet import GraphMetanet
 from models.metrics import conformal_quantile
 from models.registry import domain_of, load_from, save_metanetwork
@@ -30,6 +30,7 @@ from models.train import (
     targets_of,
     train_metanet,
 )
+from models.triggers import cached_trigger_features
 
 MODEL_VERSION = "1.0"
 
@@ -63,7 +64,7 @@ def default_config(task: str, zoo_name: str | None = None) -> MetanetConfig:
             aggregators=aggregators,
             layer_stats=True,
             dropout=0.1,
-            queries=32,
+            triggers=20,
         )
     if task == "classification":
         return MetanetConfig(
@@ -133,6 +134,11 @@ def train_on_zoo(
     if mcfg.task != zoo.task:
         raise ValueError(f"zoo {zoo.name!r} is a {zoo.task} zoo, the config is for {mcfg.task}")
     all_graphs = zoo_graphs(zoo, mcfg.max_kernel, scale_invariant=mcfg.scale_invariant)
+    if mcfg.triggers:  # searched once per zoo and settings, then read by every training run
+        readout = GraphMetanet(mcfg).trigger_readout
+        readout.init_digits()
+        stem = f"trigger-features-{readout.key()}{'-si' if mcfg.scale_invariant else ''}"
+        cached_trigger_features(all_graphs, readout, zoo_cache_file(zoo, stem), progress)
     split = {s: [all_graphs[i] for i in zoo.split_indices(s)] for s in ("train", "val", "test")}
     result = train_metanet(split["train"], split["val"], mcfg, tcfg, progress=progress)
     measured = evaluate(result.model, split["val"], split["test"], tcfg.coverage)
