@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import shutil
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -30,7 +31,7 @@ from models.train import (
     targets_of,
     train_metanet,
 )
-from models.triggers import cached_trigger_features
+from models.triggers import attach_trigger_features, cached_trigger_features
 
 MODEL_VERSION = "1.0"
 
@@ -120,6 +121,10 @@ def _target_text(zoo: Zoo) -> str:
     return "test accuracy of the network on the sklearn digits test split"
 
 
+def print_search_progress(done: int, total: int) -> None:
+    print(f"trigger search: {done}/{total} networks", file=sys.stderr, flush=True)
+
+
 def train_on_zoo(
     zoo_dir: str | Path,
     name: str,
@@ -138,7 +143,8 @@ def train_on_zoo(
         readout = GraphMetanet(mcfg).trigger_readout
         readout.init_digits()
         stem = f"trigger-features-{readout.key()}{'-si' if mcfg.scale_invariant else ''}"
-        cached_trigger_features(all_graphs, readout, zoo_cache_file(zoo, stem), progress)
+        cached_trigger_features(all_graphs, readout, zoo_cache_file(zoo, stem),
+                                print_search_progress if progress else None)
     split = {s: [all_graphs[i] for i in zoo.split_indices(s)] for s in ("train", "val", "test")}
     result = train_metanet(split["train"], split["val"], mcfg, tcfg, progress=progress)
     measured = evaluate(result.model, split["val"], split["test"], tcfg.coverage)
@@ -255,6 +261,7 @@ def train_on_split(
     on_state: Callable[[TrainState], None] | None = None,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
     on_batch: Callable[[float], None] | None = None,
+    on_search: Callable[[int, int], None] | None = None,
     time_budget_s: float | None = None,
 ) -> tuple[GraphMetanet, dict[str, Any], TrainResult]:
     """Train on in-memory train/val/test checkpoints with their targets (class indices into
@@ -263,8 +270,9 @@ def train_on_split(
     (metrics, baseline, conformal, curves, domain) and the training result.
 
     ``resume``/``on_state``/``on_batch``/``time_budget_s`` are :func:`train_metanet`'s: a
-    service saves each epoch's state and resumes a run cut short from it. The caller
-    checks that every split is large enough (and every class present in each).
+    service saves each epoch's state and resumes a run cut short from it. With
+    ``mcfg.triggers`` every item is searched first, ``on_search(done, total)`` following it.
+    The caller checks that every split is large enough (and every class present in each).
     """
     if mcfg.task != task:
         raise ValueError(f"the config is for {mcfg.task}, the zoo is {task}")
@@ -279,6 +287,12 @@ def train_on_split(
                 raise UngraphableItem(name, index, str(exc)) from exc
             g.y = torch.tensor([target], dtype=dtype)
             split[name].append(g)
+    if mcfg.triggers:  # once per item up front, not once per epoch
+        readout = GraphMetanet(mcfg).trigger_readout
+        readout.init_digits()
+        if device is not None:
+            readout.to(device)
+        attach_trigger_features(readout, [g for n in SPLIT_NAMES for g in split[n]], on_search)
     result = train_metanet(
         split["train"],
         split["val"],

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import os
-import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -214,9 +214,11 @@ class TriggerReadout(nn.Module):
 
 
 @torch.no_grad()
-def attach_trigger_features(readout: TriggerReadout, graphs: list[Data]) -> None:
+def attach_trigger_features(readout: TriggerReadout, graphs: list[Data],
+                            on_progress: Callable[[int, int], None] | None = None) -> None:
     """Store each graph's search result on it (``trigger_features``, ``trigger_key``) unless
-    it holds one for the same settings: training then never repeats a search per epoch."""
+    it holds one for the same settings: training then never repeats a search per epoch.
+    ``on_progress(done, total)`` follows the graphs searched (a zoo takes minutes on a CPU)."""
     key = readout.key()
     todo = [g for g in graphs if getattr(g, "trigger_key", None) != key]
     for start in range(0, len(todo), GRAPH_CHUNK):
@@ -226,10 +228,12 @@ def attach_trigger_features(readout: TriggerReadout, graphs: list[Data]) -> None
         for g, f in zip(part, feats, strict=True):
             g.trigger_features = f[None].clone()
             g.trigger_key = key
+        if on_progress is not None:
+            on_progress(start + len(part), len(todo))
 
 
 def cached_trigger_features(graphs: list[Data], readout: TriggerReadout, cache_file: Path,
-                            progress: bool = False) -> None:
+                            on_progress: Callable[[int, int], None] | None = None) -> None:
     """:func:`attach_trigger_features` with the results kept in ``cache_file`` (one row per
     graph, in order): a zoo's search runs once, whatever trains on it afterwards."""
     if cache_file.is_file():
@@ -238,11 +242,7 @@ def cached_trigger_features(graphs: list[Data], readout: TriggerReadout, cache_f
             for g, f in zip(graphs, stored, strict=True):
                 g.trigger_features, g.trigger_key = f[None].clone(), readout.key()
             return
-    for start in range(0, len(graphs), GRAPH_CHUNK):
-        attach_trigger_features(readout, graphs[start : start + GRAPH_CHUNK])
-        if progress:
-            print(f"trigger search: {min(start + GRAPH_CHUNK, len(graphs))}/{len(graphs)}",
-                  file=sys.stderr, flush=True)
+    attach_trigger_features(readout, graphs, on_progress)
     tmp = cache_file.with_suffix(f".{os.getpid()}.tmp")  # concurrent writers
     torch.save(torch.cat([g.trigger_features for g in graphs]), tmp)
     tmp.replace(cache_file)

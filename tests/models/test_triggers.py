@@ -159,3 +159,4 @@ def test_cards_without_the_key_load_with_the_search_off() -> None:
     d.pop("triggers")
     d.pop("trigger_window")
     assert MetanetConfig.from_dict(d).triggers == 0
+
