@@ -31,6 +31,10 @@ class MetanetConfig:
     ``queries`` > 0 adds an MNTD-style readout (:mod:`models.queries`): that many learned
     ``query_side``² images run through each network, its class log-probabilities on them
     read by a class-symmetric MLP (cards without the key load with it off).
+    ``triggers`` > 0 adds a trigger search (:mod:`models.triggers`): for every
+    ``trigger_window``² window of a ``query_side``² image and every class, that many Adam
+    steps fit a patch that sends fixed digits to the class; the best attack rates per class
+    are read by an MLP (cards without the key load with it off).
     ``max_kernel`` is the width of the edge features the edge encoder reads
     (``graphs.to_graph(..., max_kernel)``): a kernel of at most that many entries arrives
     zero-padded (the layout every shipped card was trained on), a larger one area-resampled
@@ -58,6 +62,8 @@ class MetanetConfig:
     scale_invariant: bool = False
     queries: int = 0
     query_side: int = 8
+    triggers: int = 0
+    trigger_window: int = 3
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:

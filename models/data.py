@@ -104,3 +104,9 @@ def zoo_graphs(zoo: Zoo, max_kernel: int = graphs.DEFAULT_MAX_KERNEL,
     for g, r in zip(out, zoo.rows, strict=True):
         g.y = torch.tensor([r["target"]], dtype=dtype)
     return out
+
+
+def zoo_cache_file(zoo: Zoo, stem: str) -> Path:
+    """A cache file in the zoo's folder whose name changes when its manifest does."""
+    digest = hashlib.sha256((zoo.path / "manifest.jsonl").read_bytes()).hexdigest()[:16]
+    return zoo.path / f".{stem}-{digest}.pt"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import shutil
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -16,7 +17,7 @@ from torch_geometric.data import Data
 import graphs
 from graphs import Checkpoint
 from models.config import MetanetConfig, TrainConfig
-from models.data import Zoo, graph_of, load_checkpoints, read_zoo, zoo_graphs
+from models.data import Zoo, graph_of, load_checkpoints, read_zoo, zoo_cache_file, zoo_graphs
 from models.metanet import GraphMetanet
 from models.metrics import conformal_quantile
 from models.registry import domain_of, load_from, save_metanetwork
@@ -30,6 +31,7 @@ from models.train import (
     targets_of,
     train_metanet,
 )
+from models.triggers import attach_trigger_features, cached_trigger_features
 
 MODEL_VERSION = "1.0"
 
@@ -63,7 +65,7 @@ def default_config(task: str, zoo_name: str | None = None) -> MetanetConfig:
             aggregators=aggregators,
             layer_stats=True,
             dropout=0.1,
-            queries=32,
+            triggers=20,
         )
     if task == "classification":
         return MetanetConfig(
@@ -119,6 +121,10 @@ def _target_text(zoo: Zoo) -> str:
     return "test accuracy of the network on the sklearn digits test split"
 
 
+def print_search_progress(done: int, total: int) -> None:
+    print(f"trigger search: {done}/{total} networks", file=sys.stderr, flush=True)
+
+
 def train_on_zoo(
     zoo_dir: str | Path,
     name: str,
@@ -133,6 +139,12 @@ def train_on_zoo(
     if mcfg.task != zoo.task:
         raise ValueError(f"zoo {zoo.name!r} is a {zoo.task} zoo, the config is for {mcfg.task}")
     all_graphs = zoo_graphs(zoo, mcfg.max_kernel, scale_invariant=mcfg.scale_invariant)
+    if mcfg.triggers:  # searched once per zoo and settings, then read by every training run
+        readout = GraphMetanet(mcfg).trigger_readout
+        readout.init_digits()
+        stem = f"trigger-features-{readout.key()}{'-si' if mcfg.scale_invariant else ''}"
+        cached_trigger_features(all_graphs, readout, zoo_cache_file(zoo, stem),
+                                print_search_progress if progress else None)
     split = {s: [all_graphs[i] for i in zoo.split_indices(s)] for s in ("train", "val", "test")}
     result = train_metanet(split["train"], split["val"], mcfg, tcfg, progress=progress)
     measured = evaluate(result.model, split["val"], split["test"], tcfg.coverage)
@@ -249,6 +261,7 @@ def train_on_split(
     on_state: Callable[[TrainState], None] | None = None,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
     on_batch: Callable[[float], None] | None = None,
+    on_search: Callable[[int, int], None] | None = None,
     time_budget_s: float | None = None,
 ) -> tuple[GraphMetanet, dict[str, Any], TrainResult]:
     """Train on in-memory train/val/test checkpoints with their targets (class indices into
@@ -257,8 +270,9 @@ def train_on_split(
     (metrics, baseline, conformal, curves, domain) and the training result.
 
     ``resume``/``on_state``/``on_batch``/``time_budget_s`` are :func:`train_metanet`'s: a
-    service saves each epoch's state and resumes a run cut short from it. The caller
-    checks that every split is large enough (and every class present in each).
+    service saves each epoch's state and resumes a run cut short from it. With
+    ``mcfg.triggers`` every item is searched first, ``on_search(done, total)`` following it.
+    The caller checks that every split is large enough (and every class present in each).
     """
     if mcfg.task != task:
         raise ValueError(f"the config is for {mcfg.task}, the zoo is {task}")
@@ -273,6 +287,12 @@ def train_on_split(
                 raise UngraphableItem(name, index, str(exc)) from exc
             g.y = torch.tensor([target], dtype=dtype)
             split[name].append(g)
+    if mcfg.triggers:  # once per item up front, not once per epoch
+        readout = GraphMetanet(mcfg).trigger_readout
+        readout.init_digits()
+        if device is not None:
+            readout.to(device)
+        attach_trigger_features(readout, [g for n in SPLIT_NAMES for g in split[n]], on_search)
     result = train_metanet(
         split["train"],
         split["val"],

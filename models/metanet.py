@@ -33,6 +33,7 @@ from models.layers import (
 from models.probes import probe_activations
 from models.queries import QueryReadout, digit_images
 from models.runtime import map_threads
+from models.triggers import TriggerReadout
 
 WEIGHT_EDGE_TYPES = tuple(EDGE_TYPES[k] for k in
                           ("linear", "conv", "flatten_linear", "attn_q", "attn_k", "attn_v",
@@ -179,6 +180,10 @@ class GraphMetanet(nn.Module):
             self.query_readout = QueryReadout(c.queries, c.query_side, c.readout_outputs, h,
                                               c.dropout)
             readout += self.query_readout.out_dim
+        if c.triggers:
+            self.trigger_readout = TriggerReadout(c.triggers, c.trigger_window, c.query_side,
+                                                  c.readout_outputs, h, c.dropout)
+            readout += h
         if c.layer_stats:
             width = c.max_layer * LAYER_STATS
             self.register_buffer("stats_mean", torch.zeros(width))
@@ -209,6 +214,8 @@ class GraphMetanet(nn.Module):
             # a seeded draw of digits (the images the digits zoos' networks read)
             seed = int(torch.randint(0, 1 << 30, ()).item())
             self.query_readout.init_images(digit_images(self.config.queries, seed))
+        if self.config.triggers:
+            self.trigger_readout.init_digits()
         if self.config.layer_stats:
             stats = torch.cat([self.signed_log_stats(b, int(b.num_graphs)) for b in
                                DataLoader(graphs, batch_size=256)])
@@ -276,6 +283,8 @@ class GraphMetanet(nn.Module):
         if c.queries:
             features = torch.cat([features, self.query_readout(batch, num_graphs, layout)],
                                  dim=-1)
+        if c.triggers:
+            features = torch.cat([features, self.trigger_readout(batch, num_graphs)], dim=-1)
         if c.layer_stats:
             s = (self.signed_log_stats(batch, num_graphs) - self.stats_mean) / self.stats_std
             features = torch.cat([features, self.stats_mlp(s)], dim=-1)

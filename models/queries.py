@@ -79,9 +79,11 @@ def chain_activations(batch: Batch, num_graphs: int, images: Tensor) -> Tensor |
     """:func:`models.probes.probe_activations` for batches of plain conv/linear chains, as
     grouped convolutions and batched matrix products over the graphs of one structure.
 
-    Returns ``(num_nodes, P)`` values of the last layer's neurons (zero elsewhere), or None
-    when some graph is not such a chain (the caller takes the general pass). Same function
-    as the general pass up to float rounding (tests/models/test_queries.py).
+    ``images`` is ``(P, S)`` (the same P inputs for every graph) or ``(P, num_graphs, S)``
+    (each graph its own, e.g. a trigger search's stamped digits). Returns ``(num_nodes, P)``
+    values of the last layer's neurons (zero elsewhere), or None when some graph is not such
+    a chain (the caller takes the general pass). Same function as the general pass up to
+    float rounding (tests/models/test_queries.py).
     """
     if not bool((conv_probe_supported(batch, num_graphs)
                  | probe_supported(batch, num_graphs)).all()):
@@ -105,7 +107,8 @@ def chain_activations(batch: Batch, num_graphs: int, images: Tensor) -> Tensor |
         groups.setdefault(key, []).append(g)
     fn, table = _functions(batch)
     bias_all, param_all = batch.x[:, 0].to(images.dtype), batch.x[:, 5].to(images.dtype)
-    num_points, side = images.shape[0], math.isqrt(images.shape[1])
+    per_graph = images.dim() == 3
+    num_points, side = images.shape[0], math.isqrt(images.shape[-1])
     out = images.new_zeros(batch.num_nodes, num_points)
     dev = images.device
     for key, members in groups.items():
@@ -124,10 +127,14 @@ def chain_activations(batch: Batch, num_graphs: int, images: Tensor) -> Tensor |
                 w = w.view(count * b.rows, b.cols, 3, 3)
                 if (h is None and b.cols != 1) or (h is not None and h.dim() != 4):
                     return None  # not one input image, or a convolution after a linear layer
-                x = images.view(num_points, 1, side, side) if h is None else h
-                # the first layer reads the same images for every graph: one plain convolution
+                if h is None and per_graph:
+                    x = images[:, gi].reshape(num_points, count, side, side)
+                else:
+                    x = images.view(num_points, 1, side, side) if h is None else h
+                # shared images: the first layer is one plain convolution for every graph
+                shared = h is None and not per_graph
                 pre = F.conv2d(x, w, bias.reshape(-1), stride=CONV_STRIDE, padding=CONV_PADDING,
-                               groups=1 if h is None else count)
+                               groups=1 if shared else count)
                 s_out = pre.shape[-1]
                 rows = pre.view(num_points, count * b.rows, s_out * s_out).transpose(0, 1)
                 act = _activate(rows.reshape(count * b.rows, -1), fn[nodes.reshape(-1)],
@@ -136,9 +143,9 @@ def chain_activations(batch: Batch, num_graphs: int, images: Tensor) -> Tensor |
             else:
                 w = batch.edge_attr[edges, 0].to(images.dtype).view(count, b.rows, b.cols)
                 if h is None:
-                    if b.cols != images.shape[1]:
+                    if b.cols != images.shape[-1]:
                         return None
-                    x = images[:, None, :].expand(-1, count, -1)
+                    x = images[:, gi] if per_graph else images[:, None, :].expand(-1, count, -1)
                 elif h.dim() == 4:
                     x = h.mean((-1, -2)).view(num_points, count, b.cols)
                 else:

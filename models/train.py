@@ -36,6 +36,7 @@ from models.metrics import (
     regression_metrics,
 )
 from models.runtime import keep_freed_memory
+from models.triggers import attach_trigger_features
 
 
 def default_device() -> torch.device:
@@ -228,6 +229,8 @@ def train_metanet(train: Sequence[Data], val: Sequence[Data], mcfg: MetanetConfi
     model = GraphMetanet(mcfg)
     model.fit_normalization(train)
     model.to(device)
+    if mcfg.triggers:  # a deterministic function of each checkpoint: searched once, not per epoch
+        attach_trigger_features(model.trigger_readout, [*train, *val])
     opt = torch.optim.AdamW(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
     loader_gen = torch.Generator().manual_seed(tcfg.seed)
     aug_gen = torch.Generator().manual_seed(tcfg.seed + 1)

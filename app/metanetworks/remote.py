@@ -52,6 +52,8 @@ def events(client: httpx.Client, job_id: int) -> Iterator[dict[str, Any]]:
 
 def epoch_line(detail: dict[str, Any] | None) -> str:
     """``epoch 3/50  loss 0.4120  val accuracy 0.8750  eta 12s`` (what is known so far)."""
+    if detail and detail.get("phase") == "trigger search":
+        return f"trigger search {detail['searched']}/{detail['items']} networks"
     if not detail or "epoch" not in detail:
         return "starting"
     parts = [f"epoch {detail['epoch']}/{detail['epochs']}"]

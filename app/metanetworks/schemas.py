@@ -38,7 +38,12 @@ class TrainingConfig(BaseModel):
 
     hidden: int = Field(default=32, ge=4, le=256, description="node feature width")
     edge_hidden: int = Field(default=16, ge=2, le=128, description="edge feature width")
-    layers: int = Field(default=3, ge=1, le=8, description="message-passing layers")
+    layers: int = Field(
+        default=3,
+        ge=0,
+        le=8,
+        description="message-passing layers (0: only the readouts below read the network)",
+    )
     max_kernel: int = Field(
         default=9,
         ge=1,
@@ -57,6 +62,18 @@ class TrainingConfig(BaseModel):
     scale_invariant: bool = Field(
         default=False,
         description="read each network's canonical form under ReLU scaling and sign flips",
+    )
+    triggers: int = Field(
+        default=0,
+        ge=0,
+        le=100,
+        description="backdoor screening of 8×8-image CNNs: Adam steps of a trigger search "
+        "(for every window and class, a patch fitted to send fixed digits to the class; the "
+        "best attack rates are read); 0 turns it off. Searched once per item before training: "
+        "about a second per network on a CPU core",
+    )
+    trigger_window: int = Field(
+        default=3, ge=1, le=8, description="side of the square patch the trigger search fits"
     )
     batch_size: int = Field(default=64, ge=1, le=1024, description="networks per step")
     lr: float = Field(default=1e-3, gt=0.0, le=1.0, description="AdamW learning rate")

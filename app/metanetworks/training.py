@@ -186,6 +186,8 @@ def _train(
         dropout=c.dropout,
         layer_stats=c.layer_stats,
         scale_invariant=c.scale_invariant,
+        triggers=c.triggers,
+        trigger_window=c.trigger_window,
     )
     tcfg = TrainConfig(
         epochs=params.epochs,
@@ -248,6 +250,10 @@ def _train(
             on_state=on_state,
             on_epoch=on_epoch,
             on_batch=lambda fraction: ctx.progress(fraction),
+            on_search=lambda done, total: ctx.progress(
+                resumed_epoch / params.epochs,
+                {"phase": "trigger search", "searched": done, "items": total},
+            ),
             time_budget_s=params.time_budget_s,
         )
     except UngraphableItem as exc:

@@ -124,5 +124,23 @@ def test_named_classes_come_from_zoo_json(tmp_path: Path) -> None:
         train_on_zoo(zoo_dir, "toy-bd", MetanetConfig(task="classification", num_outputs=3,
                      hidden=16, edge_hidden=8, layers=2, fourier=4), tcfg, progress=False)
     cfg = default_config("classification", "digits-backdoor")
-    assert (cfg.num_outputs, cfg.max_kernel, cfg.query_side) == (2, 9, 8) and cfg.queries > 0
+    assert (cfg.num_outputs, cfg.max_kernel, cfg.query_side) == (2, 9, 8) and cfg.triggers > 0
     assert default_config("classification").num_outputs == 10
+
+
+def test_a_trigger_search_metanetwork_trains_ships_and_answers(tmp_path: Path) -> None:
+    """The search runs once per zoo (a cache file beside the graphs), and the shipped model
+    answers through the registry (inference mode) with the search run on the new input."""
+    zoo_dir = write_zoo(tmp_path / "zoo", "classification", n=20)
+    _, tcfg = small("classification")
+    tcfg.epochs = 1
+    mcfg = MetanetConfig(task="classification", num_outputs=10, hidden=8, edge_hidden=4,
+                         layers=0, fourier=2, layer_stats=True, triggers=2)
+    model, card, _ = train_on_zoo(zoo_dir, "toy-triggers", mcfg, tcfg, progress=False)
+    assert len(list(zoo_dir.glob(".trigger-features-*.pt"))) == 1
+    out = tmp_path / "builtin"
+    ship(model, card, zoo_dir, out, sample=3)
+    loaded = load_from(out, "toy-triggers", torch.device("cpu"))
+    assert loaded.model.config.triggers == 2
+    p = loaded.predict([zoo_dir / "000000.safetensors"])
+    assert abs(sum(p[0].probabilities.values()) - 1) < 1e-5

@@ -55,3 +55,10 @@ async def test_train_follow_as_a_client(server: str, settings: Settings, tmp_pat
 
     again = runner.invoke(cli, ["train", "--server", server, "--zoo", "999", "--name", "x"])
     assert again.exit_code == 2 and "404" in again.output and "zoo 999" in again.output
+
+
+def test_the_training_progress_line_names_the_search() -> None:
+    from app.metanetworks.remote import epoch_line
+
+    line = epoch_line({"phase": "trigger search", "searched": 64, "items": 1474})
+    assert line == "trigger search 64/1474 networks"

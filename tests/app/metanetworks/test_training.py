@@ -259,3 +259,36 @@ async def test_sigkilled_worker_resumes_training_and_yields_one_version(
     assert [r["epoch"] for r in card["curves"]] == list(range(40))
     assert card["resumed_from_epoch"] == result["resumed_from_epoch"]
     blobs_match_rows(settings)
+
+
+async def test_a_trigger_search_metanetwork_trains_and_answers(
+    client: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    """``config.triggers`` over HTTP: the search runs on every item before training (its
+    phase on the job's progress), and predictions run it on the new checkpoint."""
+    cnns = []
+    for c, label in enumerate(("small", "large")):
+        for i, split in enumerate(["train"] * 12 + ["val"] * 4 + ["test"] * 4):
+            torch.manual_seed(100 * c + i)
+            net = nn.Sequential(nn.Conv2d(1, 3, 3, 2, 1), nn.ReLU(), nn.Conv2d(3, 4, 3, 2, 1),
+                                nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                                nn.Linear(4, 10))
+            with torch.no_grad():
+                for p in net.parameters():
+                    p.mul_(3.0 if c else 0.3)
+            path = tmp_path / f"{label}-{i}.safetensors"
+            graphs.save(net, path, torch.zeros(1, 1, 8, 8))
+            cnns.append((path, label, split))
+    zoo = await create_zoo(client, cnns, name="cnn-scales")
+    config = {**TINY, "layers": 0, "triggers": 2}
+    job = (await client.post("/v1/metanetworks?wait=300", json={
+        "name": "screen", "zoo_id": zoo["id"], "epochs": 2, "config": config})).json()
+    job = await finish(client, job)
+    assert job["status"] == "succeeded", job["error"]
+    card = (await client.get("/v1/metanetworks/screen")).json()["card"]
+    assert card["config"]["triggers"] == 2 and card["config"]["layers"] == 0
+    checkpoint = (await client.get("/v1/checkpoints", params={"limit": 1})).json()["items"][0]
+    predicted = await finish(client, (await client.post("/v1/predictions?wait=60", json={
+        "checkpoint_id": checkpoint["id"], "metanetwork": "screen"})).json())
+    assert predicted["status"] == "succeeded", predicted["error"]
+    assert predicted["result"]["label"] in ("small", "large")

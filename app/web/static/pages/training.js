@@ -74,6 +74,9 @@ export async function render(root, params) {
       charts.loss.append(lossName, [d.epoch, d.train_loss]);
       if (Number.isFinite(d.val)) charts.val.append(valName, [d.epoch, d.val]);
     }
+    if (d.phase === 'trigger search' && Number.isFinite(d.searched)) {
+      epochText.textContent = `Trigger search before training: ${d.searched} of ${d.items} networks`;
+    }
     if (Number.isFinite(d.epoch) && d.epoch > 0) {
       const parts = [`Epoch ${d.epoch} of ${d.epochs ?? p.epochs}`];
       if (Number.isFinite(d.train_loss)) parts.push(`training loss ${fmt(d.train_loss)}`);
