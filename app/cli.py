@@ -265,6 +265,9 @@ def train(
     server: str | None = typer.Option(
         None, help="train on this Weightscope service (URL) as a job; --zoo is a zoo id"
     ),
+    triggers: int | None = typer.Option(
+        None, help="with --server: trigger-search steps (backdoor screening; 0 turns it off)"
+    ),
     follow: bool = typer.Option(False, "--follow", help="with --server: show the progress"),
     api_key: str | None = typer.Option(
         None, envvar="WEIGHTSCOPE_API_KEY", help="with --server: the API key"
@@ -274,7 +277,7 @@ def train(
     """Train a graph metanetwork on a zoo: locally (print its test metrics as JSON), or
     on a service with --server (a train job; --follow shows epochs, loss, ETA)."""
     if server is not None:
-        _train_remote(server, zoo, name, epochs, seed, hidden, layers, follow, api_key)
+        _train_remote(server, zoo, name, epochs, seed, hidden, layers, triggers, follow, api_key)
         return
     if task is None:
         typer.echo("error: local training needs TASK (classification or generalization)", err=True)
@@ -312,6 +315,7 @@ def _train_remote(
     seed: int,
     hidden: int | None,
     layers: int | None,
+    triggers: int | None,
     follow: bool,
     api_key: str | None,
 ) -> None:
@@ -326,7 +330,8 @@ def _train_remote(
     config = (
         {"seed": seed}
         | ({"hidden": hidden} if hidden else {})
-        | ({"layers": layers} if layers else {})
+        | ({"layers": layers} if layers is not None else {})
+        | ({"triggers": triggers} if triggers is not None else {})
     )
     try:
         train_remote(
