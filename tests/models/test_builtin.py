@@ -13,7 +13,7 @@ from models import OutOfDomainError, load_metanetwork
 from models.registry import BUILTIN_DIR, available
 
 BUILTINS = ("digits-inr-classifier", "digits-cnn-generalization",
-            "digits-mixed-generalization")
+            "digits-mixed-generalization", "digits-cnn-backdoor")
 
 
 def samples(name: str) -> tuple[list[graphs.Checkpoint], list[dict]]:
@@ -40,7 +40,7 @@ def test_card_matches_a_re_evaluation(name: str) -> None:
     if card["task"] == "classification":
         probs = np.array([[p.probabilities[k] for k in card["labels"]] for p in preds])
         np.testing.assert_allclose(probs, [f["prediction"] for f in files], atol=1e-4)
-        acc = float(np.mean([int(p.label) for p in preds] == targets))
+        acc = float(np.mean([card["labels"].index(p.label) for p in preds] == targets))
         expected = card["metrics"]["test"]["accuracy"]
     else:
         values = np.array([p.value for p in preds])
