@@ -87,13 +87,21 @@ def worker() -> None:
     from app.db import create_db_engine, create_session_factory
     from app.device import configure_torch, worker_queues
     from app.jobs.worker import JobWorker
+    from app.migrate import current_revision, head_revision
     from app.tasks import load_tasks, task_modules
 
-    _logging()
     settings = load_settings()
+    engine = create_db_engine(settings.database_url)
+    # a worker polls tables that only a migrated database has: say so now, not per poll
+    with database_errors(settings.database_url):
+        revision = current_revision(engine)
+    if revision != head_revision():
+        raise fail(f"database {safe_url(settings.database_url)} is at revision {revision}, "
+                   "not head: run `weightscope db upgrade` (or `weightscope serve`) first")
+    _logging()
     configure_torch(settings, embedded=False)
     load_tasks(task_modules(settings))
-    session_factory = create_session_factory(create_db_engine(settings.database_url))
+    session_factory = create_session_factory(engine)
     if settings.queue != "procrastinate":
         JobWorker(session_factory, settings).run_forever()
         return

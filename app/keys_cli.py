@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from app.cli_errors import database_errors, load_settings
+from app.cli_errors import database_errors, fail, load_settings
 
 if TYPE_CHECKING:
     from app.db import SessionFactory
@@ -107,8 +107,7 @@ def keys_revoke(
     with _database() as session_factory:
         revoked = revoke_key(session_factory, key_id)
     if not revoked:
-        typer.echo(f"error: no active key {key_id}", err=True)
-        raise typer.Exit(1)
+        raise fail(f"no active key {key_id}")
     typer.echo(json.dumps({"id": key_id, "revoked": True}) if as_json else f"key {key_id} revoked")
 
 

@@ -138,7 +138,7 @@ def test_database_failures_are_one_line(monkeypatch: pytest.MonkeyPatch, tmp_pat
     unreachable = "postgresql+psycopg://someone:hunter2@127.0.0.1:9/nothing"
     monkeypatch.setenv("WEIGHTSCOPE_DATABASE_URL", unreachable)
     for command in (["db", "current"], ["db", "upgrade"], ["db", "downgrade", "base"],
-                    ["keys", "list"]):  # fmt: skip
+                    ["keys", "list"], ["worker"]):  # fmt: skip
         line = one_line_error(CliRunner().invoke(cli, command), "127.0.0.1")
         assert "hunter2" not in line and "***" in line
 
@@ -149,6 +149,8 @@ def test_database_failures_are_one_line(monkeypatch: pytest.MonkeyPatch, tmp_pat
 
     monkeypatch.setenv("WEIGHTSCOPE_DATABASE_URL", f"sqlite:///{tmp_path / 'ok.sqlite'}")
     one_line_error(CliRunner().invoke(cli, ["db", "downgrade", "nonsense"]), "nonsense")
+    # a worker on a database nobody migrated says so instead of failing every poll
+    one_line_error(CliRunner().invoke(cli, ["worker"]), "not head: run `weightscope db upgrade`")
 
 
 # --- merge --out, zoo push, graph -------------------------------------------------------

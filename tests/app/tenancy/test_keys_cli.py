@@ -53,7 +53,8 @@ async def test_create_list_revoke(run, settings: Settings, files: Files) -> None
         revoked = run("keys", "revoke", rows[0][0])
         assert revoked.exit_code == 0 and "revoked" in revoked.stdout
         assert (await client.get(f"/v1/checkpoints/{stored['id']}")).status_code == 401
-    assert run("keys", "revoke", rows[0][0]).exit_code == 1  # already revoked
+    again = run("keys", "revoke", rows[0][0])  # already revoked: one line, exit 2
+    assert again.exit_code == 2 and again.stderr.strip() == f"error: no active key {rows[0][0]}"
     assert run("keys", "list").stdout.splitlines()[1].split("\t")[7] != "-"
 
 
