@@ -350,7 +350,7 @@ def loro_run(zoo_dir: Path, held_out: str, seed: int, args: argparse.Namespace) 
         out["seconds"]["nfn"] = round(time.perf_counter() - t0, 1)
     if "ours" in args.methods:
         t0 = time.perf_counter()
-        mcfg = default_config(zoo.task, "digits-cnn")
+        mcfg = replace(default_config(zoo.task, "digits-cnn"), **json.loads(args.config))
         tcfg = replace(TrainConfig(), epochs=args.epochs, seed=seed, warmup_epochs=1)
         graph_list = zoo_graphs(zoo, mcfg.max_kernel)
         part = {s: [graph_list[i] for i in v] for s, v in idx.items()}
@@ -359,6 +359,7 @@ def loro_run(zoo_dir: Path, held_out: str, seed: int, args: argparse.Namespace) 
         metrics = regression_metrics(pred, y[idx["test"]])
         out["ours"] = {k: metrics[k] for k in ("tau_b", "r2", "mae")}
         out["ours"]["best_epoch"] = result.best_epoch
+        out["ours"]["config"] = json.loads(args.config)
         out["seconds"]["ours"] = round(time.perf_counter() - t0, 1)
     return out
 
@@ -502,6 +503,9 @@ def main() -> None:
     )
     parser.add_argument("--held-out", nargs="*", default=None,
                         help="with --loro: only these held-out recipes (default: all)")
+    parser.add_argument("--config", default="{}",
+                        help="with --loro: JSON of MetanetConfig fields that replace the "
+                        "digits-cnn-generalization configuration's for ours")
     parser.add_argument("--shipped", action="store_true",
                         help="with --loro: also score the shipped generalization predictors "
                         "on each recipe's networks")

@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from app.checkpoints import service
 from app.checkpoints.graph_view import graph_view
 from app.checkpoints.schemas import CheckpointOut, GraphView
-from app.checkpoints.upload import MAX_FILENAME, clean_filename, receive_upload
+from app.checkpoints.upload import MAX_FILENAME, FilenameQuery, clean_filename, receive_upload
 from app.deps import ReadSessionDep, ServicesDep, SessionDep
 from app.ids import IdPath
 from app.jobs.events import job_response
@@ -59,10 +59,7 @@ async def upload_checkpoint(
     response: Response,
     services: ServicesDep,
     caller: CallerDep,
-    filename: Annotated[
-        str | None,
-        Query(max_length=MAX_FILENAME, description="name to record (raw uploads)"),
-    ] = None,
+    filename: FilenameQuery = None,
     x_filename: Annotated[
         str | None, Header(max_length=MAX_FILENAME, description="same, as a header")
     ] = None,

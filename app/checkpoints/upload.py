@@ -16,7 +16,9 @@ import fcntl
 import logging
 from collections.abc import AsyncIterator
 from pathlib import PurePosixPath
+from typing import Annotated
 
+from fastapi import Query
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
@@ -29,6 +31,10 @@ log = logging.getLogger(__name__)
 MULTIPART_OVERHEAD = 64 * 1024  # boundaries and part headers around the file
 COPY_CHUNK = 1024 * 1024
 MAX_FILENAME = 255  # characters of a file name, as most file systems allow
+#: the ``?filename=`` of a raw upload (checkpoints and datasets alike)
+FilenameQuery = Annotated[
+    str | None, Query(max_length=MAX_FILENAME, description="name to record (raw uploads)")
+]
 CONTENT_ENCODING_REFUSED = (
     "uploads are not decoded: send the file's bytes as they are, without Content-Encoding "
     "(a compressed body could expand past the size limit, and checkpoints barely compress)"

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Request, Response, status
 from starlette.concurrency import run_in_threadpool
 
 from app.checkpoints.endpoints import UPLOAD_BODY
-from app.checkpoints.upload import MAX_FILENAME, clean_filename, receive_upload
+from app.checkpoints.upload import FilenameQuery, clean_filename, receive_upload
 from app.datasets import service
 from app.datasets.schemas import DatasetOut
 from app.deps import ReadSessionDep, ServicesDep, SessionDep
@@ -33,10 +33,7 @@ async def upload_dataset(
     response: Response,
     services: ServicesDep,
     caller: CallerDep,
-    filename: Annotated[
-        str | None,
-        Query(max_length=MAX_FILENAME, description="name to record (raw uploads)"),
-    ] = None,
+    filename: FilenameQuery = None,
 ) -> DatasetOut:
     """Upload a safetensors file with ``x`` (float, samples first) and ``y`` (int class
     indices); 201 new, 200 when the same bytes were already stored. A file name is at most
