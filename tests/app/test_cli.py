@@ -9,18 +9,13 @@ from __future__ import annotations
 import io
 import json
 import os
-import socket
 import subprocess
 import sys
-import threading
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 import torch
-import uvicorn
 from safetensors.torch import save_file
 from torch import nn
 from typer.testing import CliRunner
@@ -29,7 +24,6 @@ import graphs
 from app import cli as cli_module
 from app.cli import app as cli
 from app.client import Client
-from app.main import create_app
 from app.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -66,24 +60,6 @@ def sequential_cnn(tmp_path: Path) -> Path:
     path = tmp_path / "sequential.safetensors"
     save_file(state, str(path))
     return path
-
-
-@pytest.fixture
-def server(settings: Settings) -> Iterator[str]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
-    instance = uvicorn.Server(config)
-    thread = threading.Thread(target=instance.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not instance.started:
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    instance.should_exit = True
-    thread.join(10)
 
 
 # --- python -m app.cli, settings and databases -----------------------------------------

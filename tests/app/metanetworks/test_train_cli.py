@@ -4,41 +4,17 @@ stream (not a terminal: plain lines), then the version and its metrics beside th
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from _zoo import create_zoo, save_nets
 from typer.testing import CliRunner
 
 from app.cli import app as cli
-from app.main import create_app
 from app.settings import Settings
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def server(settings: Settings) -> Iterator[str]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
-    instance = uvicorn.Server(config)
-    thread = threading.Thread(target=instance.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not instance.started:
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    instance.should_exit = True
-    thread.join(20)
 
 
 async def test_train_follow_as_a_client(server: str, settings: Settings, tmp_path: Path) -> None:

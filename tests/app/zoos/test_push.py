@@ -4,42 +4,17 @@ from __future__ import annotations
 
 import io
 import json
-import socket
 import sys
-import threading
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from _zoo_files import sample_files
 from typer.testing import CliRunner
 
 import graphs
 from app.cli import app as cli
-from app.main import create_app
-from app.settings import Settings
 from app.zoos.push import labels_csv
-
-
-@pytest.fixture
-def server(settings: Settings) -> Iterator[str]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
-    instance = uvicorn.Server(config)
-    thread = threading.Thread(target=instance.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not instance.started:
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    instance.should_exit = True
-    thread.join(10)
 
 
 def zoo_folder(root: Path, name: str, task: str, rows: list[dict], files: dict[str, bytes],
