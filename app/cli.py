@@ -162,7 +162,7 @@ def graph(
 ) -> None:
     """Print a checkpoint's architecture, neuron groups and parameter-graph size."""
     import graphs
-    from app.formatting import graph_text, print_json
+    from app.formatting import print_json
 
     try:
         architecture = Path(arch).read_text() if arch else None
@@ -170,7 +170,7 @@ def graph(
         if as_json:
             print_json({"architecture": ckpt.architecture.summary(), "metadata": ckpt.metadata})
         else:
-            typer.echo(graph_text(ckpt))
+            typer.echo(graphs.summary_text(ckpt))
     except (graphs.GraphsError, OSError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None

@@ -53,29 +53,6 @@ def prediction_line(p: Mapping[str, Any]) -> str:
     return f"{head}: {answer}{flag}"
 
 
-def shape_text(shape: Sequence[int | None]) -> str:
-    """A tensor shape as the summaries print kernels and blocks: ``1×8×8`` (``?``: any)."""
-    return "×".join("?" if size is None else str(size) for size in shape)
-
-
-def graph_text(ckpt: Any) -> str:
-    """``weightscope graph``: the library's summary (``graphs.summary_text``), with each
-    input's neuron group shown as the input's whole shape (``input_1: input 1×8×8
-    (fixed)``) instead of the size of the one axis the group indexes (``8 input``)."""
-    import graphs
-
-    lines = graphs.summary_text(ckpt).splitlines()
-    inputs = ckpt.architecture.summary()["inputs"]
-    for group in graphs.neuron_map(ckpt.architecture).groups.values():
-        if group.kind != "input" or group.id not in inputs:
-            continue
-        state = "permutable" if group.permutable else "fixed"
-        said = f"  {group.id}: {group.size} input ({state})"
-        honest = f"  {group.id}: input {shape_text(inputs[group.id])} ({state})"
-        lines = [honest if line == said else line for line in lines]
-    return "\n".join(lines)
-
-
 def merge_lines(merge: Mapping[str, Any]) -> list[str]:
     """What a merge found: its matching, its barriers and the merged network's scores
     (the keys of a merge job's result, ``MergeResult``; absent ones are skipped)."""

@@ -37,7 +37,12 @@ def summary_text(
     for g in nmap.groups.values():
         extra = f" blocks={g.blocks[0]}×{g.blocks[1]}" if g.blocks else ""
         state = "permutable" if g.permutable else "fixed"
-        lines.append(f"  {g.id}: {g.size} {g.kind} ({state}){extra}")
+        if g.kind == "input" and g.id in summary["inputs"]:
+            # the input's whole shape: its group indexes one axis (8 rows of a 1×8×8 image)
+            shape = "×".join("?" if n is None else str(n) for n in summary["inputs"][g.id])
+            lines.append(f"  {g.id}: input {shape} ({state}){extra}")
+        else:
+            lines.append(f"  {g.id}: {g.size} {g.kind} ({state}){extra}")
     lines += [
         f"parameter graph (edge features max_kernel={max_kernel}):",
         f"  nodes: {graph.num_nodes:,}  edges: {graph.edge_index.shape[1]:,}",

@@ -22,6 +22,8 @@ def test_summary_text_reports_groups_and_graph_size(tmp_path: Path) -> None:
     assert f"{graphs.graph_bytes(graph):,} bytes" in text
     assert "conv1: 3 hidden (permutable)" in text and "fc: 4 output (fixed)" in text
     assert "metadata: label=cat" in text
+    shape = "×".join(map(str, x.shape[1:]))  # the input's whole per-sample shape
+    assert f": input {shape} (fixed)" in text and " input (fixed)" not in text
 
 
 def test_cli_graph_command(tmp_path: Path) -> None:
