@@ -155,8 +155,9 @@ def graph_layout(batch: Batch) -> GraphLayout | None:
     """The :class:`GraphLayout` of ``batch`` if all its graphs share one structure, else None.
 
     Checks, on every call, that every graph has the same node count, the same local
-    ``edge_index`` and the same node types, activations, layers and positions as the first
-    (one comparison over the edge list: no trust in how the batch was built). The block
+    ``edge_index``, the same edge types and the same node types, activations, layers and
+    positions as the first (one comparison over the edge list: no trust in how the batch
+    was built). The block
     decomposition of a structure is cached.
     """
     num_graphs = int(batch.num_graphs)
@@ -176,6 +177,10 @@ def graph_layout(batch: Batch) -> GraphLayout | None:
         v = getattr(batch, key, None)
         if v is not None and num_graphs > 1 and not bool((v.view(num_graphs, n) == v[:n]).all()):
             return None
+    types = getattr(batch, "edge_type", None)
+    if types is not None and num_graphs > 1 and not bool(
+            (types.view(num_graphs, e) == types[:e]).all()):
+        return None
     layer = batch.node_layer[:n].cpu() if getattr(batch, "node_layer", None) is not None \
         else torch.zeros(n, dtype=torch.long)
     first_cpu = first.cpu()
@@ -546,6 +551,18 @@ def block_order(layout: GraphLayout, device: torch.device) -> Tensor:
                       for b in layout.blocks])
 
 
+def add_to_blocks(edges: Tensor, layout: GraphLayout, values: Tensor) -> Tensor:
+    """``edges`` (block order, :func:`block_order`) plus ``values``, one graph's per-edge rows
+    (every graph of a layout has the same edge types), added in place block by block:
+    broadcast over the graphs instead of gathered for every edge of the batch."""
+    g, start = layout.num_graphs, 0
+    for b in layout.blocks:
+        rows = g * b.size
+        edges[start:start + rows].view(g, b.size, -1).add_(values[b.e0:b.e0 + b.size])
+        start += rows
+    return edges
+
+
 def _accumulate(acc: list[Tensor], kinds: list[int], raw_stats: list[list[Tensor]],
                 block: Block, shifts: Tensor) -> None:
     """Add one block's unshifted per-direction statistics into the layer's ``acc``, with
@@ -578,15 +595,14 @@ def _layer_norm(x: Tensor, eps: float) -> Tensor:
 
 def _fused_chunk(raw: Tensor, eps: float, w_cat: Tensor, b_cat: Tensor, delta: Tensor,
                  recv: Tensor, send: Tensor, block: Block, kinds: list[int],
-                 outs: list[list[Tensor]], edge_terms: tuple[Tensor, ...] | None,
-                 out_edges: Tensor | None) -> None:
+                 outs: list[list[Tensor]], edge_terms: tuple[Tensor, ...] | None) -> None:
     """One chunk of :meth:`NGConv.forward_fused`: ``raw`` ``(graphs, size, K)`` edges of one
     block (contiguous), normalised once, then ONE product gives every per-edge linear term
     (``w_cat``: FiLM scale and shift and the edge MLP's first layer, with the norm's affine
     and ``edge_in`` folded in). Messages of both directions are formed in one buffer and
     reduced into ``outs`` (unshifted, as :func:`_block_stats_into`); ``edge_terms``
-    ``(src term, dst term, second-layer weight^T, bias)`` finish the edge update into
-    ``out_edges`` (``raw`` + MLP)."""
+    ``(src term, dst term, second-layer weight^T, bias)`` finish the edge update in place
+    (``raw`` += MLP)."""
     g, k, hid = raw.shape[0], raw.shape[-1], recv.shape[-1]
     flat = raw.reshape(-1, k)
     y = torch.addmm(b_cat, _layer_norm(flat, eps), w_cat)
@@ -619,7 +635,7 @@ def _fused_chunk(raw: Tensor, eps: float, w_cat: Tensor, b_cat: Tensor, delta: T
                 torch.amin(msg, dim, out=out)
         if 1 in kinds and dim >= 0:  # last: squares the messages in place
             torch.sum(msg.square_(), dim, out=outs[d][kinds.index(1)])
-    if edge_terms is None or out_edges is None:
+    if edge_terms is None:
         return
     hs, hd, w2, b2 = edge_terms
     src, dst = hs[:, s_rng], hd[:, d_rng]
@@ -630,9 +646,9 @@ def _fused_chunk(raw: Tensor, eps: float, w_cat: Tensor, b_cat: Tensor, delta: T
     else:
         u = torch.add(yv[..., 2 * hid:], src[:, None]).add_(dst[:, :, None])
     u = nn.functional.silu(u, inplace=True)
-    out = out_edges.view(-1, k)
-    torch.addmm(b2, u.reshape(-1, k), w2, out=out)
-    out.add_(flat)
+    # in place: the chunk was read at the start and is still in cache (an out= product into
+    # a fresh buffer first copied the bias into memory nothing had touched yet)
+    flat.addmm_(u.reshape(-1, k), w2).add_(b2)
 
 
 # --- the layer -------------------------------------------------------------------------------
@@ -847,8 +863,9 @@ class NGConv(MessagePassing):
     @torch.no_grad()
     def forward_fused(self, x: Tensor, edges: Tensor,
                       layout: GraphLayout) -> tuple[Tensor, Tensor]:
-        """Inference with edge features in :func:`block_order` (returned in that order too):
-        the function of :meth:`forward` on a layout, up to float rounding.
+        """Inference with edge features in :func:`block_order` (returned in that order too,
+        updated in place: ``edges`` is consumed): the function of :meth:`forward` on a
+        layout, up to float rounding.
 
         Every per-edge linear map is folded into one ``K x (2H + K)`` product per chunk: the
         edge norm's affine into FiLM and ``edge_in``, ``edge_in`` and the endpoint terms into
@@ -889,12 +906,10 @@ class NGConv(MessagePassing):
             kinds = [i for i in range(4) if stats[i]]
             acc = [x.new_zeros(g, n, hid) if i < 2 else
                    x.new_full((g, n, hid), -math.inf if i == 2 else math.inf) for i in kinds]
-            out_edges = torch.empty_like(edges) if self.update_edges else edges
             start = 0
             for b in layout.blocks:
                 rows = g * b.size
                 block_in = edges[start:start + rows].view(g, b.size, k)
-                block_out = out_edges[start:start + rows].view(g, b.size, k)
                 start += rows
                 raw_stats = [[x.new_empty(g, r.stop - r.start, hid) for _ in kinds]
                              for r in _receivers(b)]
@@ -903,12 +918,11 @@ class NGConv(MessagePassing):
                                  recv[c], send[c], b, kinds,
                                  [[t[c] for t in d] for d in raw_stats],
                                  None if edge_terms is None else
-                                 (edge_terms[0][c], edge_terms[1][c], *edge_terms[2:]),
-                                 block_out[c] if self.update_edges else None)
+                                 (edge_terms[0][c], edge_terms[1][c], *edge_terms[2:]))
                 _accumulate(acc, kinds, raw_stats, b, shifts)
             agg = self._finish(dict(zip(kinds, acc, strict=True)), layout.in_degree)
             x = x + self.update_mlp(torch.cat([h, agg.view(g * n, -1)], dim=-1))
-        return x, out_edges
+        return x, edges
 
     def _finish(self, acc: dict[int, Tensor], degree: Tensor) -> Tensor:
         """The aggregators from the accumulated statistics, as torch_geometric defines them

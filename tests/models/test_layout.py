@@ -7,6 +7,7 @@ from _nets import FAMILIES, checkpoint
 from torch_geometric.data import Batch
 
 import models.layers as layers
+from graphs import EDGE_TYPES
 from models import GraphMetanet, MetanetConfig, NGConv
 from models.data import graph_of
 from models.layers import block_order, graph_layout
@@ -55,6 +56,11 @@ def test_mixed_or_relabelled_batches_take_the_edge_list_path() -> None:
     perm = torch.randperm(g.num_nodes, generator=torch.Generator().manual_seed(0))
     h.edge_index = perm[g.edge_index]  # same graph, other node labels
     assert graph_layout(Batch.from_data_list([g, h])) is None
+    retyped = g.clone()  # same wiring, another edge type on one edge: not one structure
+    retyped.edge_type = g.edge_type.clone()
+    retyped.edge_type[0] = (int(g.edge_type[0]) + 1) % len(EDGE_TYPES)
+    assert graph_layout(Batch.from_data_list([g, g.clone()])) is not None
+    assert graph_layout(Batch.from_data_list([g, retyped])) is None
 
 
 @pytest.mark.parametrize("family", FAMILIES)
