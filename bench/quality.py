@@ -465,6 +465,23 @@ def loro_main(args: argparse.Namespace) -> None:
         results = [json.loads(line) for line in lines if line.strip()]
         results = [r for r in results if "loro" in r]
     loro_table(results, shipped_on_recipes(zoo_dir) if args.shipped else None)
+    measured_on_recipes(read_zoo(zoo_dir))
+
+
+def measured_on_recipes(zoo: Zoo) -> None:
+    """τ-b of what the zoo measured while training (not predicted from weights): how far a
+    network's own training accuracy and its test loss order each recipe's test accuracy,
+    a reference for what a function-level reading could reach (near-chance networks, whose
+    order is noise, cap every column)."""
+    print("\nmeasured, not predicted (τ-b against test accuracy on every network of the recipe)")
+    for recipe in sorted({recipe_of(r) for r in zoo.rows}):
+        rows = [r for r in zoo.rows if recipe_of(r) == recipe]
+        y = np.array([r["target"] for r in rows])
+        train_acc = np.array([r["metrics"]["train_accuracy"] for r in rows])
+        test_loss = np.array([r["metrics"]["test_loss"] for r in rows])
+        print(f"  {recipe:<20}n={len(rows):<6}own train accuracy {kendall_tau_b(train_acc, y):.3f}"
+              f"  -test loss {kendall_tau_b(-test_loss, y):.3f}  at chance (≤ 0.12) "
+              f"{int((y <= 0.12).sum())}")
 
 
 def main() -> None:
