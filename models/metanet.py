@@ -75,27 +75,19 @@ class FeatureEncoder(nn.Module):
     def forward(self, v: Tensor) -> Tensor:
         v = v / self.scale
         v = torch.sign(v) * torch.log1p(v.abs())
+        proj = 2 * math.pi * v @ self.freqs
+        # lin([v, sin, cos]) as three products into one output: no (rows, in + 2F) copy
         d, f = v.shape[1], self.freqs.shape[1]
         w = self.lin.weight
-        w_v = w[:, :d].t()
-        if torch.is_autocast_enabled(v.device.type):
-            # out of place: autocast casts addmm's operands, not an in-place addmm_'s
-            proj = 2 * math.pi * v @ self.freqs
-            out = torch.addmm(self.lin.bias, v, w_v)
-            out = torch.addmm(out, torch.sin(proj), w[:, d:d + f].t())
-            return torch.addmm(out, torch.cos(proj), w[:, d + f:].t())
-        # one input column (an INR's weights): outer products as broadcast multiplies, not
-        # K = 1 matrix products (the same single rounding per element)
-        if d == 1:
-            proj = (2 * math.pi * v) * self.freqs
-            out = torch.addcmul(self.lin.bias, v, w_v)
-        else:
-            proj = 2 * math.pi * v @ self.freqs
-            out = torch.addmm(self.lin.bias, v, w_v)
-        # lin([v, sin, cos]) as three products into one output: no (rows, in + 2F) copy;
-        # accumulated in place: an out-of-place addmm first copies its (rows, out) input
-        out.addmm_(torch.sin(proj), w[:, d:d + f].t())
-        return out.addmm_(torch.cos(proj), w[:, d + f:].t())
+        out = torch.addmm(self.lin.bias, v, w[:, :d].t())
+        if not torch.is_autocast_enabled(v.device.type):
+            # accumulated in place: an out-of-place addmm first copies its (rows, out)
+            # input, a third of the encoder's time on an edge list
+            out.addmm_(torch.sin(proj), w[:, d:d + f].t())
+            return out.addmm_(torch.cos(proj), w[:, d + f:].t())
+        # (out of place: autocast casts addmm's operands, not an in-place addmm_'s)
+        out = torch.addmm(out, torch.sin(proj), w[:, d:d + f].t())
+        return torch.addmm(out, torch.cos(proj), w[:, d + f:].t())
 
 
 #: the largest batch one inference pass runs at once (larger ones run in sub-batches)
