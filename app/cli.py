@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,6 +18,8 @@ from app.cli_errors import database_errors, fail, load_settings, safe_url, setti
 from app.keys_cli import keys_cli
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
     from app.client import Client
     from app.settings import Settings
 
@@ -78,6 +81,26 @@ def _refuse_unauthenticated_bind(settings: Settings) -> None:
         engine.dispose()
 
 
+#: how long ``weightscope worker`` waits for an unreachable database before it gives up
+WORKER_START_WAIT_S = 15.0
+
+
+def _revision_when_reachable(engine: Engine, wait_s: float) -> str | None:
+    """The database's revision, retrying connection failures for up to ``wait_s``."""
+    from sqlalchemy.exc import OperationalError
+
+    from app.migrate import current_revision
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return current_revision(engine)
+        except OperationalError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.5)
+
+
 @app.command()
 def worker() -> None:
     """Run a job worker in this process (scale-out: one per GPU, CUDA_VISIBLE_DEVICES).
@@ -87,14 +110,15 @@ def worker() -> None:
     from app.db import create_db_engine, create_session_factory
     from app.device import configure_torch, worker_queues
     from app.jobs.worker import JobWorker
-    from app.migrate import current_revision, head_revision
+    from app.migrate import head_revision
     from app.tasks import load_tasks, task_modules
 
     settings = load_settings()
     engine = create_db_engine(settings.database_url)
-    # a worker polls tables that only a migrated database has: say so now, not per poll
+    # a worker polls tables that only a migrated database has: say so now, not per poll;
+    # a database that is restarting gets WORKER_START_WAIT_S to come back
     with database_errors(settings.database_url):
-        revision = current_revision(engine)
+        revision = _revision_when_reachable(engine, WORKER_START_WAIT_S)
     if revision != head_revision():
         raise fail(f"database {safe_url(settings.database_url)} is at revision {revision}, "
                    "not head: run `weightscope db upgrade` (or `weightscope serve`) first")

@@ -111,6 +111,7 @@ def test_main_reports_invalid_settings_of_any_command(
 
 
 def test_database_failures_are_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(cli_module, "WORKER_START_WAIT_S", 0.0)  # a worker waits for a restart
     unreachable = "postgresql+psycopg://someone:hunter2@127.0.0.1:9/nothing"
     monkeypatch.setenv("WEIGHTSCOPE_DATABASE_URL", unreachable)
     for command in (["db", "current"], ["db", "upgrade"], ["db", "downgrade", "base"],
@@ -127,6 +128,27 @@ def test_database_failures_are_one_line(monkeypatch: pytest.MonkeyPatch, tmp_pat
     one_line_error(CliRunner().invoke(cli, ["db", "downgrade", "nonsense"]), "nonsense")
     # a worker on a database nobody migrated says so instead of failing every poll
     one_line_error(CliRunner().invoke(cli, ["worker"]), "not head: run `weightscope db upgrade`")
+
+
+def test_a_worker_waits_for_a_restarting_database(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    import app.migrate
+
+    monkeypatch.setattr(cli_module.time, "sleep", lambda _: None)
+    answers: list[object] = [OperationalError("connect", {}, Exception("refused"))] * 2 + ["abc"]
+
+    def current_revision(engine: object) -> object:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    monkeypatch.setattr(app.migrate, "current_revision", current_revision)
+    assert cli_module._revision_when_reachable(None, wait_s=60) == "abc"  # type: ignore[arg-type]
+    answers[:] = [OperationalError("connect", {}, Exception("refused"))] * 2
+    with pytest.raises(OperationalError):  # past the wait: the caller's one-line error
+        cli_module._revision_when_reachable(None, wait_s=0)  # type: ignore[arg-type]
 
 
 # --- merge --out, zoo push, graph -------------------------------------------------------
