@@ -920,13 +920,25 @@ class NGConv(MessagePassing):
                                  None if edge_terms is None else
                                  (edge_terms[0][c], edge_terms[1][c], *edge_terms[2:]))
                 _accumulate(acc, kinds, raw_stats, b, shifts)
-            agg = self._finish(dict(zip(kinds, acc, strict=True)), layout.in_degree)
-            x = x + self.update_mlp(torch.cat([h, agg.view(g * n, -1)], dim=-1))
+            # the update MLP's first layer as one product per input part: no (nodes, width)
+            # concatenation of h and the aggregators (two copies of every node row per layer)
+            parts = self._aggregates(dict(zip(kinds, acc, strict=True)), layout.in_degree)
+            first = self.update_mlp[0]
+            w = first.weight
+            z = torch.addmm(first.bias, h, w[:, :hid].t())
+            for i, part in enumerate(parts, start=1):
+                z.addmm_(part.reshape(g * n, hid), w[:, i * hid:(i + 1) * hid].t())
+            x = x + self.update_mlp[1:](z)
         return x, edges
 
     def _finish(self, acc: dict[int, Tensor], degree: Tensor) -> Tensor:
         """The aggregators from the accumulated statistics, as torch_geometric defines them
-        (empty neighbourhoods give 0; std clamps the variance at 1e-5 and zeroes it there)."""
+        (empty neighbourhoods give 0; std clamps the variance at 1e-5 and zeroes it there),
+        side by side in the aggregators' order."""
+        return torch.cat(self._aggregates(acc, degree), dim=-1)
+
+    def _aggregates(self, acc: dict[int, Tensor], degree: Tensor) -> list[Tensor]:
+        """:meth:`_finish`'s parts, one per aggregator."""
         cnt = degree.to(acc[next(iter(acc))].dtype)[None, :, None]
         has = cnt > 0
         mean = acc[0] / cnt.clamp(min=1) if 0 in acc else None
@@ -947,7 +959,7 @@ class NGConv(MessagePassing):
                 outs.append(torch.where(has, acc[2], 0.0))
             else:
                 outs.append(torch.where(has, acc[3], 0.0))
-        return torch.cat(outs, dim=-1)
+        return outs
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}({self.hidden}, edge={self.edge_hidden})"
