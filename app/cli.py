@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,7 +17,6 @@ from app.cli_errors import database_errors, fail, load_settings, safe_url, setti
 from app.keys_cli import keys_cli
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import Engine
 
     from app.client import Client
     from app.settings import Settings
@@ -85,32 +83,16 @@ def _refuse_unauthenticated_bind(settings: Settings) -> None:
 WORKER_START_WAIT_S = 15.0
 
 
-def _revision_when_reachable(engine: Engine, wait_s: float) -> str | None:
-    """The database's revision, retrying connection failures for up to ``wait_s``."""
-    from sqlalchemy.exc import OperationalError
-
-    from app.migrate import current_revision
-
-    deadline = time.monotonic() + wait_s
-    while True:
-        try:
-            return current_revision(engine)
-        except OperationalError:
-            if time.monotonic() >= deadline:
-                raise
-            time.sleep(0.5)
-
-
 @app.command()
 def worker() -> None:
     """Run a job worker in this process (scale-out: one per GPU, CUDA_VISIBLE_DEVICES).
 
     With WEIGHTSCOPE_QUEUE=procrastinate it serves the procrastinate queues of its device
     class (cpu; cpu and gpu on a GPU); otherwise it polls the jobs table."""
-    from app.db import create_db_engine, create_session_factory
+    from app.db import create_db_engine, create_session_factory, when_reachable
     from app.device import configure_torch, worker_queues
     from app.jobs.worker import JobWorker
-    from app.migrate import head_revision
+    from app.migrate import current_revision, head_revision
     from app.tasks import load_tasks, task_modules
 
     settings = load_settings()
@@ -118,7 +100,7 @@ def worker() -> None:
     # a worker polls tables that only a migrated database has: say so now, not per poll;
     # a database that is restarting gets WORKER_START_WAIT_S to come back
     with database_errors(settings.database_url):
-        revision = _revision_when_reachable(engine, WORKER_START_WAIT_S)
+        revision = when_reachable(lambda: current_revision(engine), WORKER_START_WAIT_S)
     if revision != head_revision():
         raise fail(f"database {safe_url(settings.database_url)} is at revision {revision}, "
                    "not head: run `weightscope db upgrade` (or `weightscope serve`) first")
@@ -127,10 +109,16 @@ def worker() -> None:
     load_tasks(task_modules(settings))
     session_factory = create_session_factory(engine)
     if settings.queue != "procrastinate":
-        JobWorker(session_factory, settings).run_forever()
+        JobWorker(session_factory, settings).run_forever(start_wait_s=WORKER_START_WAIT_S)
         return
-    from app.jobs.procrastinate_queue import run_procrastinate_worker
+    import psycopg
 
+    from app.jobs.procrastinate_queue import ensure_schema, run_procrastinate_worker
+
+    try:
+        when_reachable(lambda: ensure_schema(settings.database_url), WORKER_START_WAIT_S)
+    except psycopg.Error as exc:
+        raise fail(f"database {safe_url(settings.database_url)}: {exc}") from None
     run_procrastinate_worker(session_factory, settings, worker_queues(settings))
 
 

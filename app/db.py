@@ -12,10 +12,11 @@ https://docs.sqlalchemy.org/en/20/dialects/sqlite.html#serializable-isolation-sa
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from sqlalchemy import Connection, Engine, create_engine, event
@@ -23,6 +24,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
+
+T = TypeVar("T")
 
 SessionFactory = sessionmaker[Session]
 
@@ -98,3 +101,16 @@ def database_unreachable(exc: BaseException) -> bool:
     if isinstance(exc, OperationalError | InterfaceError):
         return True
     return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
+
+
+def when_reachable(step: Callable[[], T], wait_s: float) -> T:
+    """``step()``, retried while the database cannot be reached (:func:`database_unreachable`)
+    for up to ``wait_s``: a process starting beside a restarting database waits for it."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return step()
+        except Exception as exc:
+            if not database_unreachable(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.5)

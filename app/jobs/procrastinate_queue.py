@@ -234,7 +234,8 @@ async def _retry_stalled(app: procrastinate.App, settings: Settings) -> None:
 def run_procrastinate_worker(
     session_factory: SessionFactory, settings: Settings, queues: list[str]
 ) -> None:
-    """Serve ``queues`` until SIGINT/SIGTERM: one job at a time (one process per GPU)."""
+    """Serve ``queues`` until SIGINT/SIGTERM: one job at a time (one process per GPU). The
+    caller has applied procrastinate's schema (:func:`ensure_schema`)."""
     app = procrastinate.App(
         connector=procrastinate.PsycopgConnector(conninfo=conninfo(settings.database_url))
     )
@@ -257,7 +258,6 @@ def run_procrastinate_worker(
             finally:
                 retrying.cancel()
 
-    ensure_schema(settings.database_url)
     serve_worker_metrics(settings.worker_metrics_port)
     asyncio.run(main())
 

@@ -289,8 +289,9 @@ def new_worker_id() -> str:
 
 
 def register_worker(session_factory: SessionFactory, worker_id: str) -> None:
+    """Add the worker's row; again is harmless (a start retried after an outage)."""
     with session_scope(session_factory) as session:
-        session.add(Worker(id=worker_id, hostname=socket.gethostname(), pid=os.getpid()))
+        session.merge(Worker(id=worker_id, hostname=socket.gethostname(), pid=os.getpid()))
 
 
 def unregister_worker(session_factory: SessionFactory, worker_id: str) -> None:

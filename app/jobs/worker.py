@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 
-from app.db import SessionFactory, database_unreachable, session_scope
+from app.db import SessionFactory, database_unreachable, session_scope, when_reachable
 from app.jobs import repository
 from app.jobs.runner import Notify, run_job
 from app.metrics import serve_worker_metrics
@@ -61,10 +61,11 @@ class JobWorker:
         repository.unregister_worker(self.session_factory, self.id)
         log.info("job worker %s stopped", self.id)
 
-    def run_forever(self) -> None:
-        """Foreground mode for ``weightscope worker``: run until interrupted."""
+    def run_forever(self, start_wait_s: float = 0.0) -> None:
+        """Foreground mode for ``weightscope worker``: run until interrupted; a database
+        that cannot be reached at the start gets ``start_wait_s`` to come back."""
         serve_worker_metrics(self.settings.worker_metrics_port)
-        self.start()
+        when_reachable(self.start, start_wait_s)
         try:
             while not self._stop.wait(1.0):
                 pass

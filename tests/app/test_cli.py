@@ -131,24 +131,25 @@ def test_database_failures_are_one_line(monkeypatch: pytest.MonkeyPatch, tmp_pat
 
 
 def test_a_worker_waits_for_a_restarting_database(monkeypatch: pytest.MonkeyPatch) -> None:
+    import psycopg
     from sqlalchemy.exc import OperationalError
 
-    import app.migrate
+    import app.db
+    from app.db import when_reachable
 
-    monkeypatch.setattr(cli_module.time, "sleep", lambda _: None)
-    answers: list[object] = [OperationalError("connect", {}, Exception("refused"))] * 2 + ["abc"]
+    monkeypatch.setattr(app.db.time, "sleep", lambda _: None)
+    refused = [OperationalError("connect", {}, Exception("refused")),
+               psycopg.OperationalError("the database system is shutting down")]
 
-    def current_revision(engine: object) -> object:
-        answer = answers.pop(0)
-        if isinstance(answer, Exception):
-            raise answer
-        return answer
+    def step() -> str:
+        if refused:
+            raise refused.pop(0)
+        return "abc"
 
-    monkeypatch.setattr(app.migrate, "current_revision", current_revision)
-    assert cli_module._revision_when_reachable(None, wait_s=60) == "abc"  # type: ignore[arg-type]
-    answers[:] = [OperationalError("connect", {}, Exception("refused"))] * 2
-    with pytest.raises(OperationalError):  # past the wait: the caller's one-line error
-        cli_module._revision_when_reachable(None, wait_s=0)  # type: ignore[arg-type]
+    assert when_reachable(step, wait_s=60) == "abc"
+    refused[:] = [psycopg.OperationalError("refused")] * 2
+    with pytest.raises(psycopg.OperationalError):  # past the wait: the caller's one-line error
+        when_reachable(step, wait_s=0)
 
 
 # --- merge --out, zoo push, graph -------------------------------------------------------
