@@ -91,3 +91,31 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://weightscope") as client:
         yield client
+
+
+@pytest.fixture
+def server(settings: Settings) -> Iterator[str]:
+    """The app (with its embedded worker) served by uvicorn on a free loopback port, in a
+    thread of this process; its base URL (for the CLI and the client)."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    from app.main import create_app
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+    instance = uvicorn.Server(config)
+    thread = threading.Thread(target=instance.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not instance.started:
+        assert time.monotonic() < deadline, "server did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    instance.should_exit = True
+    thread.join(20)

@@ -1,18 +1,14 @@
 """Fixtures: real SQLite files, real PostgreSQL (fresh schema per test, skipped where there
-is no server), migrations applied the way production does, the ASGI app over HTTP, and the
-app served by uvicorn on a loopback port (``server``) for the CLI and client."""
+is no server), migrations applied the way production does, and the ASGI app over HTTP
+(``server``, the app on a loopback port, is shared from tests/conftest.py)."""
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from sqlalchemy import func, select
 
 from app.blobs import BlobStore
@@ -57,27 +53,6 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
     settings = make_settings(tmp_path / "data", database_url)
     upgrade(settings.database_url)
     return settings
-
-
-@pytest.fixture
-def server(settings: Settings) -> Iterator[str]:
-    """The app (with its embedded worker) on a free loopback port; its base URL."""
-    from app.main import create_app
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
-    instance = uvicorn.Server(config)
-    thread = threading.Thread(target=instance.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not instance.started:
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    instance.should_exit = True
-    thread.join(20)
 
 
 @pytest.fixture

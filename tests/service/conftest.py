@@ -105,33 +105,6 @@ def settings(tmp_path: Path, files: Files) -> Settings:
     return settings
 
 
-@pytest.fixture
-def server(settings: Settings) -> Iterator[str]:
-    """The app served by uvicorn on a loopback port (embedded worker); its URL."""
-    import socket
-    import threading
-
-    import uvicorn
-
-    from app.main import create_app
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
-    instance = uvicorn.Server(config)
-    thread = threading.Thread(target=instance.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while not instance.started:
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.05)
-    yield url
-    instance.should_exit = True
-    thread.join(10)
-
-
 def assert_problem(response: httpx.Response, status: int, fragment: str = "") -> dict:
     assert response.status_code == status, response.text
     assert response.headers["content-type"].startswith("application/problem+json")
