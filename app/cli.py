@@ -17,7 +17,6 @@ from app.cli_errors import database_errors, fail, load_settings, safe_url, setti
 from app.keys_cli import keys_cli
 
 if TYPE_CHECKING:
-
     from app.client import Client
     from app.settings import Settings
 
@@ -111,14 +110,10 @@ def worker() -> None:
     if settings.queue != "procrastinate":
         JobWorker(session_factory, settings).run_forever(start_wait_s=WORKER_START_WAIT_S)
         return
-    import psycopg
-
     from app.jobs.procrastinate_queue import ensure_schema, run_procrastinate_worker
 
-    try:
+    with database_errors(settings.database_url):
         when_reachable(lambda: ensure_schema(settings.database_url), WORKER_START_WAIT_S)
-    except psycopg.Error as exc:
-        raise fail(f"database {safe_url(settings.database_url)}: {exc}") from None
     run_procrastinate_worker(session_factory, settings, worker_queues(settings))
 
 

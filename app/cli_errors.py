@@ -69,6 +69,7 @@ def load_settings(**values: object) -> Settings:
 def database_errors(url: str) -> Iterator[None]:
     """Failures of the database at ``url`` (unreachable, refused, a revision alembic does
     not know, a folder it cannot create) become one line and exit 2."""
+    import psycopg
     from alembic.util.exc import CommandError
     from sqlalchemy.exc import SQLAlchemyError
 
@@ -77,6 +78,8 @@ def database_errors(url: str) -> Iterator[None]:
     except SQLAlchemyError as exc:
         cause = getattr(exc, "orig", None) or exc
         raise fail(f"database {safe_url(url)}: {first_line(str(cause))}") from None
+    except psycopg.Error as exc:  # psycopg used directly (procrastinate's schema)
+        raise fail(f"database {safe_url(url)}: {first_line(str(exc))}") from None
     except CommandError as exc:
         raise fail(f"database {safe_url(url)}: {exc}") from None
     except OSError as exc:

@@ -157,8 +157,7 @@ def graph_layout(batch: Batch) -> GraphLayout | None:
     Checks, on every call, that every graph has the same node count, the same local
     ``edge_index``, the same edge types and the same node types, activations, layers and
     positions as the first (one comparison over the edge list: no trust in how the batch
-    was built). The block
-    decomposition of a structure is cached.
+    was built). The block decomposition of a structure is cached.
     """
     num_graphs = int(batch.num_graphs)
     n_total, ei = int(batch.num_nodes), batch.edge_index
@@ -173,14 +172,11 @@ def graph_layout(batch: Batch) -> GraphLayout | None:
     first = local[:, 0]
     if num_graphs > 1 and not bool((local == first[:, None]).all()):
         return None
-    for key in _NODE_KEYS:
+    for key, per_graph in [*((k, n) for k in _NODE_KEYS), ("edge_type", e)]:
         v = getattr(batch, key, None)
-        if v is not None and num_graphs > 1 and not bool((v.view(num_graphs, n) == v[:n]).all()):
+        if v is not None and num_graphs > 1 and not bool(
+                (v.view(num_graphs, per_graph) == v[:per_graph]).all()):
             return None
-    types = getattr(batch, "edge_type", None)
-    if types is not None and num_graphs > 1 and not bool(
-            (types.view(num_graphs, e) == types[:e]).all()):
-        return None
     layer = batch.node_layer[:n].cpu() if getattr(batch, "node_layer", None) is not None \
         else torch.zeros(n, dtype=torch.long)
     first_cpu = first.cpu()

@@ -152,6 +152,19 @@ def test_a_worker_waits_for_a_restarting_database(monkeypatch: pytest.MonkeyPatc
         when_reachable(step, wait_s=0)
 
 
+def test_a_psycopg_failure_is_one_line_too(capsys: pytest.CaptureFixture[str]) -> None:
+    import psycopg
+    import typer
+
+    from app.cli_errors import database_errors
+
+    with pytest.raises(typer.Exit) as exited, database_errors("postgresql://u:secret@h/db"):
+        raise psycopg.OperationalError("connection refused\nmore detail")
+    assert exited.value.exit_code == 2
+    said = "error: database postgresql://u:***@h/db: connection refused\n"
+    assert capsys.readouterr().err == said
+
+
 # --- merge --out, zoo push, graph -------------------------------------------------------
 
 
