@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import logging
 import os
 import shutil
 import uuid
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 TEMP_PREFIX = ".tmp-"
 
@@ -103,6 +106,23 @@ class BlobStore:
             for p in self.root.glob("??/*")
             if p.is_file() and len(p.parent.name + p.name) == 64
         )
+
+    def sweep_temp_files(self) -> int:
+        """Remove the temp files of writes cut short by a killed process; returns how many.
+        A live writer holds its file's lock (``TempBlob``), so another process still
+        writing on the same store keeps its files."""
+        removed = 0
+        for path in self.root.glob(f"{TEMP_PREFIX}*"):
+            try:
+                with open(path, "rb") as file:
+                    fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    path.unlink()
+                    removed += 1
+            except (BlockingIOError, FileNotFoundError):  # in use, or finished meanwhile
+                continue
+            except OSError as exc:
+                log.warning("could not remove the partial write %s: %s", path, exc)
+        return removed
 
     def files(self) -> list[Path]:
         """Every file under the root, temp files included (for checks and tests)."""

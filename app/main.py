@@ -19,7 +19,6 @@ from app import blob_refs
 from app.auth import AdminOnly, Authenticator, check_startup
 from app.blobs import BlobStore
 from app.checkpoints.endpoints import router as checkpoints_router
-from app.checkpoints.upload import sweep_temp_files
 from app.control_characters import RefuseControlCharacters
 from app.datasets.endpoints import router as datasets_router
 from app.db import create_db_engine, create_session_factory
@@ -96,7 +95,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             stack.callback(engine.dispose)
             stack.callback(queue.close)
             await run_in_threadpool(_with_database, _database_startup, settings, services)
-            swept = await run_in_threadpool(sweep_temp_files, services.blobs)
+            swept = await run_in_threadpool(services.blobs.sweep_temp_files)
             if swept:
                 log.info("removed %d partial upload file(s) left by an earlier run", swept)
             warn_if_untrusted_bind(settings)

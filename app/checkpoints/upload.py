@@ -12,7 +12,6 @@ checkpoints barely compress anyway. File names are limited to ``MAX_FILENAME`` c
 
 from __future__ import annotations
 
-import fcntl
 import logging
 from collections.abc import AsyncIterator
 from pathlib import PurePosixPath
@@ -23,7 +22,7 @@ from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 
-from app.blobs import TEMP_PREFIX, BlobStore, BlobTooLarge, TempBlob
+from app.blobs import BlobStore, BlobTooLarge, TempBlob
 from app.problems import ProblemError
 
 log = logging.getLogger(__name__)
@@ -155,22 +154,4 @@ def _too_large(max_bytes: int) -> ProblemError:
     return ProblemError(
         413, f"upload exceeds the limit of {max_bytes} bytes", slug="payload-too-large"
     )
-
-
-def sweep_temp_files(blobs: BlobStore) -> int:
-    """Remove the temp files of uploads cut short by a killed process; returns how many.
-    A live writer holds its file's lock (``TempBlob``), so a worker process still writing
-    on the same store keeps its files."""
-    removed = 0
-    for path in blobs.root.glob(f"{TEMP_PREFIX}*"):
-        try:
-            with open(path, "rb") as file:
-                fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                path.unlink()
-                removed += 1
-        except (BlockingIOError, FileNotFoundError):  # in use, or finished meanwhile
-            continue
-        except OSError as exc:
-            log.warning("could not remove the partial upload %s: %s", path, exc)
-    return removed
 

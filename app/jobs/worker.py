@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 
+from app.blobs import BlobStore
 from app.db import SessionFactory, database_unreachable, session_scope, when_reachable
 from app.jobs import repository
 from app.jobs.runner import Notify, run_job
@@ -42,6 +43,10 @@ class JobWorker:
     def start(self) -> None:
         repository.register_worker(self.session_factory, self.id)
         repository.recover_stale_jobs(self.session_factory, self._stale_after)
+        # a worker starting may be the replacement of one killed mid-write
+        swept = BlobStore(self.settings.blob_dir).sweep_temp_files()
+        if swept:
+            log.info("removed %d partial file(s) left by a killed process", swept)
         for target, name in ((self._heartbeat_loop, "heartbeat"), (self._work_loop, "jobs")):
             thread = threading.Thread(target=target, name=f"worker-{name}", daemon=True)
             thread.start()

@@ -15,7 +15,6 @@ import torch
 from prometheus_client.parser import text_string_to_metric_families
 
 from app.blobs import TEMP_PREFIX, BlobStore
-from app.checkpoints.upload import sweep_temp_files
 from app.main import create_app
 from app.settings import Settings
 from graphs.safe_io import to_safetensors_bytes
@@ -250,7 +249,7 @@ def test_sweep_removes_abandoned_temp_files_and_keeps_live_ones(tmp_path: Path) 
     live = blobs.temp()  # an upload still being written (locked)
     live.write(b"streaming")
     finished = blobs.put_bytes(b"a blob")
-    assert sweep_temp_files(blobs) == 1
+    assert blobs.sweep_temp_files() == 1
     assert not abandoned.exists() and live.path.exists() and blobs.exists(finished)
     live.discard()
 

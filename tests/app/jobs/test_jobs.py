@@ -10,6 +10,7 @@ import pytest
 import torch
 from pydantic import BaseModel
 
+from app.blobs import TEMP_PREFIX, BlobStore
 from app.db import session_scope
 from app.jobs import repository, runner
 from app.jobs.kind import KINDS, JobContext, JobKind, JobLost
@@ -234,3 +235,19 @@ def test_failing_job_records_the_error(session_factory, settings, monkeypatch) -
     with session_factory() as session:
         job = session.get_one(Job, job_id)
         assert (job.status, job.error) == (JobStatus.failed, "checkpoint has no usable tensors")
+
+
+def test_starting_worker_removes_what_a_killed_one_was_writing(session_factory, settings) -> None:
+    """A replacement worker starts beside the temp file of the write its predecessor was
+    killed in (a training state, say): no one would ever remove it otherwise."""
+    blobs = BlobStore(settings.blob_dir)
+    abandoned = blobs.root / f"{TEMP_PREFIX}killed-mid-write"
+    abandoned.write_bytes(b"partial")
+    live = blobs.temp()  # another process still writing keeps its file
+    worker = JobWorker(session_factory, settings)
+    worker.start()
+    try:
+        assert not abandoned.exists() and live.path.exists()
+    finally:
+        worker.stop()
+        live.discard()
