@@ -14,6 +14,7 @@ import math
 from collections.abc import Iterable
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.data import Batch, Data
 from torch_geometric.loader import DataLoader
@@ -30,6 +31,7 @@ from models.layers import (
     graph_layout,
     mlp,
     slice_graphs,
+    type_mask,
 )
 from models.probes import probe_activations
 from models.queries import QueryReadout, digit_images
@@ -43,7 +45,7 @@ WEIGHT_EDGE_TYPES = tuple(EDGE_TYPES[k] for k in
 
 def is_weight_edge(edge_type: Tensor) -> Tensor:
     """Edges that carry a weight entry (not the identity edges of residuals, norms, pairs)."""
-    return torch.isin(edge_type, torch.tensor(WEIGHT_EDGE_TYPES, device=edge_type.device))
+    return type_mask(edge_type, WEIGHT_EDGE_TYPES)
 
 
 def robust_scale(values: Tensor) -> Tensor:
@@ -98,7 +100,8 @@ THREAD_GRAPHS = 32
 LAYER_STATS = 15  # per layer: 4 weight statistics, mean/std of 5 node features, presence
 
 
-def layer_statistics(batch: Batch, num_graphs: int, max_layer: int) -> Tensor:
+def layer_statistics(batch: Batch, num_graphs: int, max_layer: int,
+                     layout: GraphLayout | None = None) -> Tensor:
     """Per-layer weight and neuron statistics of each graph, ``(num_graphs, max_layer * 15)``.
 
     Unterthiner et al.'s statistics, computed from the graph itself: for each depth (the
@@ -107,8 +110,11 @@ def layer_statistics(batch: Batch, num_graphs: int, max_layer: int) -> Tensor:
     but ``act_param``, plus a presence flag. Aggregates over whole layers are unchanged by
     any neuron permutation, so this branch keeps the model invariant; it hands the readout
     the global scale information that message passing from local neighbourhoods only
-    approximates.
+    approximates. With a ``layout`` (graphs of one structure) the sums are products with
+    one graph's slot matrix instead of scatters over the batch's edges.
     """
+    if layout is not None:
+        return _layout_statistics(batch, layout, max_layer)
     dev = batch.x.device
     slots = num_graphs * max_layer
     layer = batch.node_layer.clamp(0, max_layer - 1)
@@ -133,6 +139,39 @@ def layer_statistics(batch: Batch, num_graphs: int, max_layer: int) -> Tensor:
     out = torch.cat([s1[:, None], (s2 - s1 * s1).clamp_min(0).sqrt()[:, None], sa[:, None],
                      mx[:, None], xm, xs, (cnt > 0).float()[:, None].to(dev)], dim=1)
     return out.view(num_graphs, max_layer * LAYER_STATS)
+
+
+def _layout_statistics(batch: Batch, layout: GraphLayout, max_layer: int) -> Tensor:
+    """:func:`layer_statistics` of graphs of one structure: every graph's edges and nodes
+    fall in the same slots, so one graph's one-hot slot matrices serve the whole batch."""
+    g, n, m = layout.num_graphs, layout.num_nodes, layout.num_edges
+    layer = batch.node_layer[:n].clamp(0, max_layer - 1)
+    eslot = layer[batch.edge_index[1, :m]]
+    weight = is_weight_edge(batch.edge_type[:m])
+    e_onehot = F.one_hot(eslot, max_layer).float() * weight[:, None]
+    has = (batch.node_type[:n] != NODE_TYPES["input"]).float()
+    n_onehot = F.one_hot(layer, max_layer).float() * has[:, None]
+
+    e = batch.edge_attr.float().view(g, m, -1)
+    a = e.abs()
+    per_edge = torch.stack([(e != 0).sum(2, dtype=e.dtype), e.sum(2), (e * e).sum(2),
+                            a.sum(2)], dim=1)  # (g, 4, m)
+    sums = per_edge @ e_onehot  # (g, 4, L)
+    count = sums[:, 0].clamp_min(1)
+    s1, s2, sa = sums[:, 1] / count, sums[:, 2] / count, sums[:, 3] / count
+    peak = a.amax(2)
+    mx = e.new_zeros(g, max_layer)
+    for slot in torch.unique(eslot[weight]).tolist():
+        mx[:, slot] = peak[:, (eslot == slot) & weight].amax(1)
+
+    x = batch.x.float()[:, :5].view(g, n, 5).transpose(1, 2)  # (g, 5, n)
+    cnt = n_onehot.sum(0)  # (L,)
+    xm = (x @ n_onehot) / cnt.clamp_min(1)  # (g, 5, L)
+    xs = ((x * x) @ n_onehot / cnt.clamp_min(1) - xm * xm).clamp_min(0).sqrt()
+    out = torch.cat([s1[:, :, None], (s2 - s1 * s1).clamp_min(0).sqrt()[:, :, None],
+                     sa[:, :, None], mx[:, :, None], xm.transpose(1, 2), xs.transpose(1, 2),
+                     (cnt > 0).float().expand(g, -1)[:, :, None]], dim=2)
+    return out.reshape(g, max_layer * LAYER_STATS)
 
 
 class GraphMetanet(nn.Module):
@@ -223,8 +262,9 @@ class GraphMetanet(nn.Module):
             self.stats_mean.copy_(stats.mean(0))
             self.stats_std.copy_(stats.std(0).clamp_min(1e-3))
 
-    def signed_log_stats(self, batch: Batch, num_graphs: int) -> Tensor:
-        s = layer_statistics(batch, num_graphs, self.config.max_layer)
+    def signed_log_stats(self, batch: Batch, num_graphs: int,
+                         layout: GraphLayout | None = None) -> Tensor:
+        s = layer_statistics(batch, num_graphs, self.config.max_layer, layout)
         return torch.sign(s) * torch.log1p(s.abs() * 100)
 
     def forward(self, batch: Batch) -> Tensor:
@@ -287,7 +327,8 @@ class GraphMetanet(nn.Module):
         if c.triggers:
             features = torch.cat([features, self.trigger_readout(batch, num_graphs)], dim=-1)
         if c.layer_stats:
-            s = (self.signed_log_stats(batch, num_graphs) - self.stats_mean) / self.stats_std
+            s = self.signed_log_stats(batch, num_graphs, layout)
+            s = (s - self.stats_mean) / self.stats_std
             features = torch.cat([features, self.stats_mlp(s)], dim=-1)
         return self.head(features)
 

@@ -42,7 +42,7 @@ from torch_geometric.data import Batch
 from torch_geometric.utils import scatter
 
 from graphs import ACTIVATION_IDS, EDGE_TYPES, FUNCTION_IDS, NODE_TYPES, OPS
-from models.layers import GraphLayout
+from models.layers import GraphLayout, type_mask
 
 _SUPPORTED_NODES = tuple(NODE_TYPES[k] for k in ("input", "linear", "add"))
 _CONV_NODES = tuple(NODE_TYPES[k] for k in ("input", "conv", "linear"))
@@ -76,19 +76,17 @@ def _functions(batch: Batch) -> tuple[Tensor, dict]:
 
 def probe_supported(batch: Batch, num_graphs: int) -> Tensor:
     """Per graph: does it hold only linear layers, inputs and residual adds?"""
-    bad = ~torch.isin(batch.node_type,
-                      torch.tensor(_SUPPORTED_NODES, device=batch.node_type.device))
+    bad = ~type_mask(batch.node_type, _SUPPORTED_NODES)
     any_bad = scatter(bad.float(), batch.batch, 0, dim_size=num_graphs, reduce="max")
     return any_bad == 0
 
 
 def conv_probe_supported(batch: Batch, num_graphs: int) -> Tensor:
     """Per graph: is it a chain of convolutions (from one input channel) into linear layers?"""
-    dev = batch.node_type.device
-    bad = ~torch.isin(batch.node_type, torch.tensor(_CONV_NODES, device=dev))
+    bad = ~type_mask(batch.node_type, _CONV_NODES)
     any_bad = scatter(bad.float(), batch.batch, 0, dim_size=num_graphs, reduce="max")
     src = batch.edge_index[0]
-    bad_edge = ~torch.isin(batch.edge_type, torch.tensor(_CONV_EDGES, device=dev))
+    bad_edge = ~type_mask(batch.edge_type, _CONV_EDGES)
     any_bad_edge = scatter(bad_edge.float(), batch.batch[src], 0, dim_size=num_graphs,
                            reduce="max")
     inputs = scatter((batch.node_type == NODE_TYPES["input"]).float(), batch.batch, 0,

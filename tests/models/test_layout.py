@@ -11,6 +11,7 @@ from graphs import EDGE_TYPES
 from models import GraphMetanet, MetanetConfig, NGConv
 from models.data import graph_of
 from models.layers import block_order, graph_layout
+from models.metanet import layer_statistics
 from models.probes import probe_activations
 
 
@@ -123,6 +124,17 @@ def test_probe_blocks_match_the_edge_list_probes() -> None:
     dense = probe_activations(batch, 4, points, graph_layout(batch))
     sparse = probe_activations(batch, 4, points)
     torch.testing.assert_close(dense, sparse, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_layer_statistics_of_one_structure_match_the_edge_list_ones(family: str) -> None:
+    batch = same_structure(family, 3)
+    layout = graph_layout(batch)
+    assert layout is not None
+    torch.testing.assert_close(layer_statistics(batch, 3, 16, layout),
+                               layer_statistics(batch, 3, 16), atol=1e-6, rtol=1e-5)
+    shallow = layer_statistics(batch, 3, 2, layout)  # deeper layers share the last slot
+    torch.testing.assert_close(shallow, layer_statistics(batch, 3, 2), atol=1e-6, rtol=1e-5)
 
 
 @pytest.mark.parametrize("family", ["siren", "resnet", "transformer"])
