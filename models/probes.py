@@ -58,8 +58,11 @@ _FUNCTIONS = {i: OPS[name].apply for name, i in FUNCTION_IDS.items()}
 
 def _activate(pre: Tensor, act: Tensor, param: Tensor, table: dict) -> Tensor:
     """Each node's own function (``node_fn`` or ``node_act``; 0 = identity) on its row."""
+    ids = torch.unique(act).tolist()
+    if len(ids) == 1:  # one function for every row (a layer of one MLP): no row gathers
+        return pre if ids[0] == 0 else table[ids[0]](pre, param[:, None])
     out = pre
-    for a in torch.unique(act).tolist():
+    for a in ids:
         if a == 0:
             continue
         rows = act == a
@@ -230,19 +233,23 @@ def _probe_blocks(batch: Batch, layout: GraphLayout, points: Tensor) -> Tensor:
     one = Batch(x=batch.x[:n], node_type=batch.node_type[:n], batch=batch.batch[:n],
                 node_pos=batch.node_pos[:n], node_layer=batch.node_layer[:n],
                 node_act=batch.node_act[:n])
-    values = points.new_zeros(g, n, num_points)
     if not bool(probe_supported(one, 1)[0]):
-        return values.view(g * n, num_points)
+        return points.new_zeros(g * n, num_points)
     is_input = one.node_type == NODE_TYPES["input"]
     rank = one.node_pos - one.node_pos[is_input].min() if bool(is_input.any()) else one.node_pos
     take = (is_input & (rank >= 0) & (rank < dims)).nonzero()[:, 0]
-    values = values.index_copy(1, take, points[:, rank[take]].t().expand(g, -1, -1))
+    inputs = points[:, rank[take]].t().expand(g, -1, -1)
     fn, table = _functions(batch)
     fn = fn[:n]
     weight = batch.edge_attr[:, 0].to(points.dtype).view(g, m)
     bias = batch.x[:, 0].to(points.dtype).view(g, n)
     layer = one.node_layer
-    for depth in range(1, int(layer.max()) + 1 if n else 1):
+    depths = range(1, int(layer.max()) + 1 if n else 1)
+    if n and bool((layer[1:] >= layer[:-1]).all()):
+        return _probe_layers(layout, inputs, take, weight, bias, fn, one.x[:, 5], table,
+                             layer, depths)
+    values = points.new_zeros(g, n, num_points).index_copy(1, take, inputs)
+    for depth in depths:
         blocks = [b for b in layout.blocks if b.dst_layer == depth]
         if not blocks:
             continue
@@ -250,15 +257,61 @@ def _probe_blocks(batch: Batch, layout: GraphLayout, points: Tensor) -> Tensor:
         for b in blocks:
             w = weight[:, b.e0:b.e0 + b.size]
             src = values[:, b.s0:b.s0 + b.cols]
-            if b.diagonal:
-                part = w[:, :, None] * src
-            else:
-                part = torch.bmm(w.reshape(g, b.rows, b.cols), src)
+            part = w[:, :, None] * src if b.diagonal else torch.bmm(
+                w.reshape(g, b.rows, b.cols), src)
             pre = pre.slice_scatter(pre[:, b.d0:b.d0 + b.rows] + part, 1, b.d0, b.d0 + b.rows)
         idx = (layer == depth).nonzero()[:, 0]
-        rows = pre[:, idx] + bias[:, idx, None]
-        # _activate works on rows = nodes: put the graphs beside the points
-        flat = rows.transpose(0, 1).reshape(len(idx), g * num_points)
-        out = _activate(flat, fn[idx], one.x[idx, 5].to(points.dtype), table)
-        values = values.index_copy(1, idx, out.view(len(idx), g, num_points).transpose(0, 1))
+        out = _activate_rows(pre[:, idx] + bias[:, idx, None], fn[idx],
+                             one.x[idx, 5].to(points.dtype), table)
+        values = values.index_copy(1, idx, out)
     return values.view(g * n, num_points)
+
+
+def _activate_rows(rows: Tensor, fn: Tensor, param: Tensor, table: dict) -> Tensor:
+    """:func:`_activate` on ``(graphs, nodes, P)`` pre-activations of the same nodes."""
+    g, k, p = rows.shape
+    # _activate works on rows = nodes: put the graphs beside the points
+    flat = rows.transpose(0, 1).reshape(k, g * p)
+    return _activate(flat, fn, param, table).view(k, g, p).transpose(0, 1)
+
+
+def _probe_layers(layout: GraphLayout, inputs: Tensor, take: Tensor, weight: Tensor,
+                  bias: Tensor, fn: Tensor, param: Tensor, table: dict, layer: Tensor,
+                  depths: range) -> Tensor:
+    """:func:`_probe_blocks` when the nodes come layer by layer (``graphs.to_graph``'s
+    order): each layer's values are one ``(graphs, width, P)`` tensor, a block reads a slice
+    of them where its sources lie in one layer, and the result is one concatenation, instead
+    of whole ``(graphs, nodes, P)`` copies per layer."""
+    g = weight.shape[0]
+    num_points = inputs.shape[-1]
+    starts = [0, *(torch.searchsorted(layer, torch.tensor(list(depths), device=layer.device))
+                   .tolist()), layout.num_nodes]
+    width0 = starts[1]
+    values = [inputs.new_zeros(g, width0, num_points).index_copy(1, take, inputs)]
+
+    def sources(s0: int, cols: int) -> Tensor:
+        d = int(layer[s0])
+        if int(layer[s0 + cols - 1]) == d:
+            return values[d][:, s0 - starts[d]:s0 - starts[d] + cols]
+        return torch.cat(values, 1)[:, s0:s0 + cols]  # sources across layers (rare)
+
+    for depth in depths:
+        a, z = starts[depth], starts[depth + 1]
+        pre = None
+        for b in (b for b in layout.blocks if b.dst_layer == depth):
+            w = weight[:, b.e0:b.e0 + b.size]
+            src = sources(b.s0, b.cols)
+            part = w[:, :, None] * src if b.diagonal else torch.bmm(
+                w.reshape(g, b.rows, b.cols), src)
+            if pre is None and b.d0 == a and b.rows == z - a:
+                pre = part
+                continue
+            if pre is None:
+                pre = inputs.new_zeros(g, z - a, num_points)
+            pre = pre.slice_scatter(pre[:, b.d0 - a:b.d0 - a + b.rows] + part, 1,
+                                    b.d0 - a, b.d0 - a + b.rows)
+        if pre is None:
+            pre = inputs.new_zeros(g, z - a, num_points)
+        values.append(_activate_rows(pre + bias[:, a:z, None], fn[a:z],
+                                     param[a:z].to(inputs.dtype), table))
+    return torch.cat(values, 1).view(g * layout.num_nodes, num_points)

@@ -4,7 +4,7 @@ where it applies, and a training pass that keeps no per-edge message for backwar
 import pytest
 import torch
 from _nets import FAMILIES, checkpoint
-from torch_geometric.data import Batch
+from torch_geometric.data import Batch, Data
 
 import models.layers as layers
 from graphs import EDGE_TYPES
@@ -118,12 +118,36 @@ def test_chunk_size_does_not_change_the_result(monkeypatch: pytest.MonkeyPatch) 
     torch.testing.assert_close(whole, one, atol=1e-6, rtol=1e-5)
 
 
-def test_probe_blocks_match_the_edge_list_probes() -> None:
-    batch = same_structure("siren", 4)
+def output_first(graph: Data) -> Data:
+    """The same network with its last node numbered first: one structure still, but the
+    nodes no longer come layer by layer."""
+    n = graph.num_nodes
+    order = torch.cat([torch.tensor([n - 1]), torch.arange(n - 1)])  # new -> old
+    new_id = torch.empty_like(order)
+    new_id[order] = torch.arange(n)
+    out = graph.clone()
+    for key in ("x", "node_type", "node_act", "node_layer", "node_pos"):
+        out[key] = graph[key][order]
+    out.edge_index = new_id[graph.edge_index]
+    return out
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("relabel", [False, True])
+def test_probe_blocks_match_the_edge_list_probes(family: str, relabel: bool) -> None:
+    graphs = [graph_of(checkpoint(family, seed=s)) for s in range(4)]
+    batch = Batch.from_data_list([output_first(g) for g in graphs] if relabel else graphs)
+    layout = graph_layout(batch)
+    assert layout is not None
+    layer = batch.node_layer[:layout.num_nodes]
+    layer_by_layer = bool((layer[1:] >= layer[:-1]).all())
+    assert layer_by_layer is not relabel  # the two ways of _probe_blocks
     points = torch.rand(5, 2, generator=torch.Generator().manual_seed(1)) * 2 - 1
-    dense = probe_activations(batch, 4, points, graph_layout(batch))
+    dense = probe_activations(batch, 4, points, layout)
     sparse = probe_activations(batch, 4, points)
     torch.testing.assert_close(dense, sparse, atol=1e-5, rtol=1e-5)
+    if family in ("mlp", "siren"):
+        assert dense.abs().sum() > 0
 
 
 @pytest.mark.parametrize("family", FAMILIES)
