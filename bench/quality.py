@@ -47,10 +47,28 @@ PAD_WIDTH = 16
 METHODS = ("statnn", "nfn", "ours", "ours_si")
 
 
+#: test accuracy at or below this is chance on the ten digits (a network that did not learn)
+CHANCE = 0.12
+
+
 def scores(task: str, pred: np.ndarray, y: np.ndarray) -> dict[str, float]:
     if task == "classification":
         return {"accuracy": accuracy(pred, y)}
-    return {"tau_b": kendall_tau_b(pred, y), "r2": r2(pred, y)}
+    return {"tau_b": kendall_tau_b(pred, y), "r2": r2(pred, y), **chance_scores(pred, y)}
+
+
+def chance_scores(pred: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """Where a τ-b is won or lost when many networks sit at chance: τ-b among the networks
+    above chance, and the AUC of predicting a learned network above one at chance (pairs of
+    networks both at chance are ordered by test-set noise, which caps every τ-b)."""
+    pred, y = np.asarray(pred, dtype=float).ravel(), np.asarray(y, dtype=float).ravel()
+    learned, at_chance = pred[y > CHANCE], pred[y <= CHANCE]
+    out = {"tau_b_learned": kendall_tau_b(learned, y[y > CHANCE]) if len(learned) > 1
+           else float("nan")}
+    out["auc_learned"] = (float((learned[:, None] > at_chance[None, :]).mean()
+                                + 0.5 * (learned[:, None] == at_chance[None, :]).mean())
+                          if len(learned) and len(at_chance) else float("nan"))
+    return out
 
 
 # --- NFN (nfn package) -------------------------------------------------------------------
@@ -351,15 +369,18 @@ def loro_run(zoo_dir: Path, held_out: str, seed: int, args: argparse.Namespace) 
     if "ours" in args.methods:
         t0 = time.perf_counter()
         mcfg = replace(default_config(zoo.task, "digits-cnn"), **json.loads(args.config))
-        tcfg = replace(TrainConfig(), epochs=args.epochs, seed=seed, warmup_epochs=1)
-        graph_list = zoo_graphs(zoo, mcfg.max_kernel)
+        tcfg = replace(TrainConfig(), epochs=args.epochs, seed=seed, warmup_epochs=1,
+                       **json.loads(args.train_config))
+        graph_list = zoo_graphs(zoo, mcfg.max_kernel, scale_invariant=mcfg.scale_invariant)
         part = {s: [graph_list[i] for i in v] for s, v in idx.items()}
         result = train_metanet(part["train"], part["val"], mcfg, tcfg, progress=False)
         pred = predict_graphs(result.model, part["test"])
         metrics = regression_metrics(pred, y[idx["test"]])
         out["ours"] = {k: metrics[k] for k in ("tau_b", "r2", "mae")}
+        out["ours"].update(chance_scores(pred, y[idx["test"]]))
         out["ours"]["best_epoch"] = result.best_epoch
         out["ours"]["config"] = json.loads(args.config)
+        out["ours"]["train_config"] = json.loads(args.train_config)
         out["seconds"]["ours"] = round(time.perf_counter() - t0, 1)
     return out
 
@@ -379,7 +400,8 @@ def shipped_on_recipes(zoo_dir: Path) -> list[dict]:
     for name in SHIPPED_GENERALIZATION:
         loaded = load_from(BUILTIN_DIR, name, torch.device("cpu"))
         card_zoo = loaded.card["zoo"]
-        graph_list = zoo_graphs(zoo, loaded.model.config.max_kernel)
+        graph_list = zoo_graphs(zoo, loaded.model.config.max_kernel,
+                                scale_invariant=loaded.model.config.scale_invariant)
         for recipe in sorted({recipe_of(r) for r in zoo.rows}):
             same_zoo = card_zoo["name"] == zoo.name and card_zoo["seed"] == zoo.seed
             # a predictor trained on this zoo is scored on its test split only
@@ -391,7 +413,7 @@ def shipped_on_recipes(zoo_dir: Path) -> list[dict]:
                         f"{card_zoo['seed']}", "recipe": recipe, "n": len(idx),
                         "seen_recipe": same_zoo or (recipe == "adamw-constant" and card_zoo[
                             "name"] in ("digits-cnn", "digits-mixed")),
-                        "tau_b": m["tau_b"], "r2": m["r2"]})
+                        "tau_b": m["tau_b"], "r2": m["r2"], **chance_scores(pred, y[idx])})
     return out
 
 
@@ -430,6 +452,25 @@ def loro_table(results: list[dict], shipped: list[dict] | None) -> None:
             print(f"  {s['shipped']:<30}{s['recipe']:<20}n={s['n']:<6}tau_b {s['tau_b']:.3f}  "
                   f"r2 {s['r2']:+.3f}  {'seen' if s['seen_recipe'] else 'held out'}"
                   f"  (trained on {s['trained_on']})")
+            print(f"  {'':<30}{'':<20}above chance: tau_b {s['tau_b_learned']:.3f}, AUC "
+                  f"learned over chance {s['auc_learned']:.3f}")
+    chance_table(merge_loro(results))
+
+
+def chance_table(merged: list[dict]) -> None:
+    """Per held-out recipe and method (runs that recorded it): τ-b above chance and the AUC
+    of learned over chance networks, mean over seeds."""
+    rows = [(r["held_out"], k, r[k]) for r in merged for k in ("statnn", "ours")
+            if r.get(k) and "auc_learned" in r[k]]
+    if not rows:
+        return
+    print(f"\nwhere τ-b is lost (test accuracy ≤ {CHANCE} is chance): τ-b among the networks "
+          "above chance, AUC of a learned network over one at chance; mean over seeds")
+    for recipe, method in sorted({(a, b) for a, b, _ in rows}):
+        got = [m for a, b, m in rows if (a, b) == (recipe, method)]
+        print(f"  {recipe:<20}{method:<8}seeds {len(got)}  above chance "
+              f"{np.mean([m['tau_b_learned'] for m in got]):.3f}  AUC "
+              f"{np.mean([m['auc_learned'] for m in got]):.3f}")
 
 
 def merge_loro(results: list[dict]) -> list[dict]:
@@ -480,8 +521,8 @@ def measured_on_recipes(zoo: Zoo) -> None:
         train_acc = np.array([r["metrics"]["train_accuracy"] for r in rows])
         test_loss = np.array([r["metrics"]["test_loss"] for r in rows])
         print(f"  {recipe:<20}n={len(rows):<6}own train accuracy {kendall_tau_b(train_acc, y):.3f}"
-              f"  -test loss {kendall_tau_b(-test_loss, y):.3f}  at chance (≤ 0.12) "
-              f"{int((y <= 0.12).sum())}")
+              f"  -test loss {kendall_tau_b(-test_loss, y):.3f}  at chance (≤ {CHANCE}) "
+              f"{int((y <= CHANCE).sum())}")
 
 
 def main() -> None:
@@ -523,6 +564,9 @@ def main() -> None:
     parser.add_argument("--config", default="{}",
                         help="with --loro: JSON of MetanetConfig fields that replace the "
                         "digits-cnn-generalization configuration's for ours")
+    parser.add_argument("--train-config", default="{}",
+                        help="with --loro: JSON of TrainConfig fields for ours (e.g. "
+                        '\'{"rank_loss": 2.0}\')')
     parser.add_argument("--shipped", action="store_true",
                         help="with --loro: also score the shipped generalization predictors "
                         "on each recipe's networks")
