@@ -42,7 +42,7 @@ from torch_geometric.data import Batch
 from torch_geometric.utils import scatter
 
 from graphs import ACTIVATION_IDS, EDGE_TYPES, FUNCTION_IDS, NODE_TYPES, OPS
-from models.layers import GraphLayout, type_mask
+from models.layers import Block, GraphLayout, type_mask
 
 _SUPPORTED_NODES = tuple(NODE_TYPES[k] for k in ("input", "linear", "add"))
 _CONV_NODES = tuple(NODE_TYPES[k] for k in ("input", "conv", "linear"))
@@ -255,16 +255,22 @@ def _probe_blocks(batch: Batch, layout: GraphLayout, points: Tensor) -> Tensor:
             continue
         pre = points.new_zeros(g, n, num_points)
         for b in blocks:
-            w = weight[:, b.e0:b.e0 + b.size]
-            src = values[:, b.s0:b.s0 + b.cols]
-            part = w[:, :, None] * src if b.diagonal else torch.bmm(
-                w.reshape(g, b.rows, b.cols), src)
+            part = _block_product(weight, b, values[:, b.s0:b.s0 + b.cols])
             pre = pre.slice_scatter(pre[:, b.d0:b.d0 + b.rows] + part, 1, b.d0, b.d0 + b.rows)
         idx = (layer == depth).nonzero()[:, 0]
         out = _activate_rows(pre[:, idx] + bias[:, idx, None], fn[idx],
                              one.x[idx, 5].to(points.dtype), table)
         values = values.index_copy(1, idx, out)
     return values.view(g * n, num_points)
+
+
+def _block_product(weight: Tensor, block: Block, src: Tensor) -> Tensor:
+    """One block's contribution to its destinations' pre-activations: ``weight`` is the
+    batch's ``(graphs, edges)`` weights, ``src`` the sources' ``(graphs, cols, P)`` values."""
+    w = weight[:, block.e0:block.e0 + block.size]
+    if block.diagonal:
+        return w[:, :, None] * src
+    return torch.bmm(w.reshape(weight.shape[0], block.rows, block.cols), src)
 
 
 def _activate_rows(rows: Tensor, fn: Tensor, param: Tensor, table: dict) -> Tensor:
@@ -286,8 +292,7 @@ def _probe_layers(layout: GraphLayout, inputs: Tensor, take: Tensor, weight: Ten
     num_points = inputs.shape[-1]
     starts = [0, *(torch.searchsorted(layer, torch.tensor(list(depths), device=layer.device))
                    .tolist()), layout.num_nodes]
-    width0 = starts[1]
-    values = [inputs.new_zeros(g, width0, num_points).index_copy(1, take, inputs)]
+    values = [inputs.new_zeros(g, starts[1], num_points).index_copy(1, take, inputs)]
 
     def sources(s0: int, cols: int) -> Tensor:
         d = int(layer[s0])
@@ -299,10 +304,7 @@ def _probe_layers(layout: GraphLayout, inputs: Tensor, take: Tensor, weight: Ten
         a, z = starts[depth], starts[depth + 1]
         pre = None
         for b in (b for b in layout.blocks if b.dst_layer == depth):
-            w = weight[:, b.e0:b.e0 + b.size]
-            src = sources(b.s0, b.cols)
-            part = w[:, :, None] * src if b.diagonal else torch.bmm(
-                w.reshape(g, b.rows, b.cols), src)
+            part = _block_product(weight, b, sources(b.s0, b.cols))
             if pre is None and b.d0 == a and b.rows == z - a:
                 pre = part
                 continue
