@@ -136,9 +136,17 @@ def layer_statistics(batch: Batch, num_graphs: int, max_layer: int,
     xm = xm / cnt.clamp_min(1)[:, None]
     xs = scatter(x * x * has[:, None], node_slot, 0, dim_size=slots, reduce="sum")
     xs = (xs / cnt.clamp_min(1)[:, None] - xm * xm).clamp_min(0).sqrt()
-    out = torch.cat([s1[:, None], (s2 - s1 * s1).clamp_min(0).sqrt()[:, None], sa[:, None],
-                     mx[:, None], xm, xs, (cnt > 0).float()[:, None].to(dev)], dim=1)
-    return out.view(num_graphs, max_layer * LAYER_STATS)
+    return _stat_columns(s1, s2, sa, mx, xm, xs, cnt.to(dev)).view(
+        num_graphs, max_layer * LAYER_STATS)
+
+
+def _stat_columns(s1: Tensor, s2: Tensor, sa: Tensor, mx: Tensor, xm: Tensor, xs: Tensor,
+                  cnt: Tensor) -> Tensor:
+    """The ``LAYER_STATS`` columns of each (graph, layer) slot, from per-slot ``(..., )``
+    weight moments and ``(..., 5)`` node-feature means and stds."""
+    return torch.cat([s1[..., None], (s2 - s1 * s1).clamp_min(0).sqrt()[..., None],
+                      sa[..., None], mx[..., None], xm, xs, (cnt > 0).float()[..., None]],
+                     dim=-1)
 
 
 def _layout_statistics(batch: Batch, layout: GraphLayout, max_layer: int) -> Tensor:
@@ -168,9 +176,8 @@ def _layout_statistics(batch: Batch, layout: GraphLayout, max_layer: int) -> Ten
     cnt = n_onehot.sum(0)  # (L,)
     xm = (x @ n_onehot) / cnt.clamp_min(1)  # (g, 5, L)
     xs = ((x * x) @ n_onehot / cnt.clamp_min(1) - xm * xm).clamp_min(0).sqrt()
-    out = torch.cat([s1[:, :, None], (s2 - s1 * s1).clamp_min(0).sqrt()[:, :, None],
-                     sa[:, :, None], mx[:, :, None], xm.transpose(1, 2), xs.transpose(1, 2),
-                     (cnt > 0).float().expand(g, -1)[:, :, None]], dim=2)
+    out = _stat_columns(s1, s2, sa, mx, xm.transpose(1, 2), xs.transpose(1, 2),
+                        cnt.expand(g, -1))
     return out.reshape(g, max_layer * LAYER_STATS)
 
 
