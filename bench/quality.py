@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from sklearn.metrics import roc_auc_score
 from torch import nn
 
 from graphs import Checkpoint
@@ -62,12 +63,11 @@ def chance_scores(pred: np.ndarray, y: np.ndarray) -> dict[str, float]:
     above chance, and the AUC of predicting a learned network above one at chance (pairs of
     networks both at chance are ordered by test-set noise, which caps every τ-b)."""
     pred, y = np.asarray(pred, dtype=float).ravel(), np.asarray(y, dtype=float).ravel()
-    learned, at_chance = pred[y > CHANCE], pred[y <= CHANCE]
-    out = {"tau_b_learned": kendall_tau_b(learned, y[y > CHANCE]) if len(learned) > 1
+    learned = y > CHANCE
+    out = {"tau_b_learned": kendall_tau_b(pred[learned], y[learned]) if learned.sum() > 1
            else float("nan")}
-    out["auc_learned"] = (float((learned[:, None] > at_chance[None, :]).mean()
-                                + 0.5 * (learned[:, None] == at_chance[None, :]).mean())
-                          if len(learned) and len(at_chance) else float("nan"))
+    out["auc_learned"] = (float(roc_auc_score(learned, pred)) if 0 < learned.sum() < len(y)
+                          else float("nan"))
     return out
 
 
