@@ -30,7 +30,9 @@ class MetanetConfig:
     written before the option existed lack the key and load with it off.
     ``queries`` > 0 adds an MNTD-style readout (:mod:`models.queries`): that many learned
     ``query_side``² images run through each network, its class log-probabilities on them
-    read by a class-symmetric MLP (cards without the key load with it off).
+    read by a class-symmetric MLP (cards without the key load with it off);
+    ``query_classes`` reads them class by class instead (class ``c`` is the same class in
+    every network of the domain) and starts the queries from training-split digits only.
     ``triggers`` > 0 adds a trigger search (:mod:`models.triggers`): for every
     ``trigger_window``² window of a ``query_side``² image and every class, that many Adam
     steps fit a patch that sends fixed digits to the class; the best attack rates per class
@@ -62,6 +64,7 @@ class MetanetConfig:
     scale_invariant: bool = False
     queries: int = 0
     query_side: int = 8
+    query_classes: bool = False
     triggers: int = 0
     trigger_window: int = 3
 

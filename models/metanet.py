@@ -225,7 +225,7 @@ class GraphMetanet(nn.Module):
         readout = (4 + c.readout_outputs) * h
         if c.queries:
             self.query_readout = QueryReadout(c.queries, c.query_side, c.readout_outputs, h,
-                                              c.dropout)
+                                              c.dropout, by_class=c.query_classes)
             readout += self.query_readout.out_dim
         if c.triggers:
             self.trigger_readout = TriggerReadout(c.triggers, c.trigger_window, c.query_side,
@@ -260,7 +260,8 @@ class GraphMetanet(nn.Module):
         if self.config.queries and self.config.query_side == 8:
             # a seeded draw of digits (the images the digits zoos' networks read)
             seed = int(torch.randint(0, 1 << 30, ()).item())
-            self.query_readout.init_images(digit_images(self.config.queries, seed))
+            self.query_readout.init_images(digit_images(self.config.queries, seed,
+                                                        train_only=self.config.query_classes))
         if self.config.triggers:
             self.trigger_readout.init_digits()
         if self.config.layer_stats:

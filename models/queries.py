@@ -178,33 +178,55 @@ def output_logits(batch: Batch, num_graphs: int, values: Tensor, classes: int
     return out, present
 
 
-def digit_images(count: int, seed: int = 0) -> Tensor:
+#: the digits zoos' fixed train/test split of sklearn's digits (``zoo.data.digits_split``;
+#: models may not import zoo, tests/models/test_queries.py checks the two agree)
+DIGITS_SPLIT_SEED, DIGITS_TEST_FRACTION = 0, 0.25
+
+
+def digit_images(count: int, seed: int = 0, train_only: bool = False) -> Tensor:
     """``(count, 64)`` sklearn digits in [0, 1] (a seeded draw): the queries' starting point.
 
     Queries that start as digits get answers the networks were trained to give, which a
     trigger then moves; queries from noise plateaued early in the first attempt (ZOOS.md).
+    ``train_only`` draws from the zoos' training split alone: a readout that knows each
+    query's class (``query_classes``) must not start from images the targets were scored on.
     """
     from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
 
-    images = torch.tensor(load_digits().images / 16.0, dtype=torch.float32).flatten(1)
+    digits = load_digits()
+    images = torch.tensor(digits.images / 16.0, dtype=torch.float32).flatten(1)
+    if train_only:
+        keep, _ = train_test_split(range(len(images)), test_size=DIGITS_TEST_FRACTION,
+                                   random_state=DIGITS_SPLIT_SEED, stratify=digits.target)
+        images = images[torch.tensor(sorted(keep))]
     pick = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:count]
     return images[pick]
 
 
 class QueryReadout(nn.Module):
-    """``(num_graphs, 2 * hidden)`` features from the network's answers to learned queries.
+    """``(num_graphs, out_dim)`` features from the network's answers to learned queries.
 
     ``queries`` images of ``side × side`` pixels in (0, 1) (the digits' range: a sigmoid of
     a stored logit), initialised from :meth:`init_images`; graphs the conv-chain pass cannot
     read get zero features (and a zero flag in the last column of the class profile).
+    ``by_class`` reads the whole (class × query) table of log-probabilities and answers
+    (the argmax class of each query) instead of the class-symmetric profiles: where class
+    ``c`` means the same in every network of the domain (digit ``c``), which class answers
+    each query is what a network's accuracy is made of, and a symmetric readout cannot see
+    it. Queries that start as training digits make this an accuracy on a small learned
+    probe set: the prediction still reads nothing but the checkpoint.
     """
 
     def __init__(self, queries: int, side: int, classes: int, hidden: int,
-                 dropout: float = 0.0) -> None:
+                 dropout: float = 0.0, by_class: bool = False) -> None:
         super().__init__()
-        self.side, self.classes = side, classes
+        self.side, self.classes, self.by_class = side, classes, by_class
         self.query_logits = nn.Parameter(torch.randn(queries, side * side) / QUERY_GAIN)
-        self.class_mlp = mlp([queries, hidden, hidden], dropout)
+        if by_class:
+            self.class_mlp = mlp([2 * classes * queries, 2 * hidden, 2 * hidden], dropout)
+        else:
+            self.class_mlp = mlp([queries, hidden, hidden], dropout)
         self.out_dim = 2 * hidden
 
     @torch.no_grad()
@@ -226,9 +248,15 @@ class QueryReadout(nn.Module):
         absent = ~present[..., None]
         logits = logits.clamp(-MAX_LOGIT, MAX_LOGIT).masked_fill(absent, -ABSENT)
         logp = torch.log_softmax(logits, dim=1).masked_fill(absent, 0.0)
+        ok = (conv_probe_supported(batch, num_graphs) | probe_supported(batch, num_graphs))
+        ok = ok & present.any(1)
+        if self.by_class:
+            # the class each query is answered with (no gradient) beside the log-probabilities:
+            # accuracy is counted in answers, which a smooth log-probability blurs
+            answers = F.one_hot(logits.argmax(1), self.classes).transpose(1, 2)
+            table = torch.cat([logp, answers.to(logp.dtype).masked_fill(absent, 0.0)], dim=1)
+            return torch.where(ok[:, None], self.class_mlp(table.flatten(1)), 0.0)
         z = self.class_mlp(logp)  # (graphs, classes, hidden): one profile per class
         top = z.masked_fill(absent, -ABSENT).max(1).values
         mean = z.masked_fill(absent, 0.0).sum(1) / present.sum(1, keepdim=True).clamp_min(1)
-        ok = (conv_probe_supported(batch, num_graphs) | probe_supported(batch, num_graphs))
-        ok = ok & present.any(1)
         return torch.where(ok[:, None], torch.cat([top, mean], dim=-1), 0.0)
