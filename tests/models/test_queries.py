@@ -56,12 +56,14 @@ def test_unreadable_graphs_get_zero_query_features() -> None:
 
 
 @settings(max_examples=10, deadline=None)
-@given(seed=st.integers(0, 10_000), family=st.sampled_from(["cnn", "mlp"]))
-def test_query_features_are_invariant_to_hidden_permutations(seed: int, family: str) -> None:
+@given(seed=st.integers(0, 10_000), family=st.sampled_from(["cnn", "mlp"]),
+       by_class=st.booleans())
+def test_query_features_are_invariant_to_hidden_permutations(seed: int, family: str,
+                                                             by_class: bool) -> None:
     ckpt = checkpoint(family, seed=seed % 50, width=3 + seed % 4)
     permuted = graphs.random_permutation(ckpt, torch.Generator().manual_seed(seed))
     torch.manual_seed(seed)
-    readout = QueryReadout(6, 8, 10, 8)
+    readout = QueryReadout(6, 8, 10, 8, by_class=by_class)
     with torch.no_grad():
         a = readout(batch_of([ckpt]), 1)
         b = readout(batch_of([permuted]), 1)
@@ -94,3 +96,37 @@ def test_configs_without_queries_keep_their_state_dict() -> None:
     d = cfg.to_dict()
     del d["queries"], d["query_side"]
     assert set(GraphMetanet(MetanetConfig.from_dict(d)).state_dict()) == keys
+
+
+def test_class_readout_tells_which_class_answered() -> None:
+    """Swapping two output neurons (the network now calls a 3 what it called a 5) leaves the
+    class-symmetric features as they were and changes the class-by-class ones."""
+    ckpt = checkpoint("cnn", seed=7)
+    swapped = graphs.Checkpoint(dict(ckpt.tensors), ckpt.architecture)
+    last = [k for k in ckpt.tensors if k.endswith("weight")][-1]
+    for key in (last, last.replace("weight", "bias")):
+        t = ckpt.tensors[key].clone()
+        t[[3, 5]] = t[[5, 3]]
+        swapped.tensors[key] = t
+    feats = {}
+    for by_class in (False, True):
+        torch.manual_seed(0)
+        readout = QueryReadout(6, 8, 10, 8, by_class=by_class)
+        readout.init_images(digit_images(6, train_only=True))
+        with torch.no_grad():
+            feats[by_class] = (readout(batch_of([ckpt]), 1), readout(batch_of([swapped]), 1))
+    torch.testing.assert_close(*feats[False], atol=1e-5, rtol=1e-5)
+    assert (feats[True][0] - feats[True][1]).abs().max() > 1e-3
+
+
+def test_train_only_queries_never_start_from_a_test_digit() -> None:
+    """``train_only`` reproduces the zoos' fixed digits split (models may not import zoo)."""
+    from zoo.data import digits_split
+
+    split = digits_split()
+    train = digit_images(5000, train_only=True)
+    assert len(train) == len(split.x_train)
+    key = {tuple(r.tolist()) for r in split.x_train.flatten(1)}
+    assert all(tuple(r.tolist()) in key for r in train)
+    test = {tuple(r.tolist()) for r in split.x_test.flatten(1)}
+    assert not any(tuple(r.tolist()) in test for r in train)
