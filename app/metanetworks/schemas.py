@@ -75,6 +75,22 @@ class TrainingConfig(BaseModel):
     trigger_window: int = Field(
         default=3, ge=1, le=8, description="side of the square patch the trigger search fits"
     )
+    queries: int = Field(
+        default=0,
+        ge=0,
+        le=256,
+        description="learned query images run through each network (CNNs on square images, "
+        "MLPs on flat inputs of query_side² values), its answers read beside the graph; 0 "
+        "turns them off. At query_side 8 they start as sklearn digits",
+    )
+    query_side: int = Field(
+        default=8, ge=1, le=32, description="side of the query images (inputs of side² values)"
+    )
+    query_classes: bool = Field(
+        default=False,
+        description="read the answers class by class (output c means the same class in every "
+        "network of the zoo) instead of symmetrically in the classes",
+    )
     batch_size: int = Field(default=64, ge=1, le=1024, description="networks per step")
     lr: float = Field(default=1e-3, gt=0.0, le=1.0, description="AdamW learning rate")
     weight_decay: float = Field(default=0.01, ge=0.0, le=1.0, description="AdamW weight decay")

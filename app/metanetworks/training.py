@@ -188,6 +188,9 @@ def _train(
         scale_invariant=c.scale_invariant,
         triggers=c.triggers,
         trigger_window=c.trigger_window,
+        queries=c.queries,
+        query_side=c.query_side,
+        query_classes=c.query_classes,
     )
     tcfg = TrainConfig(
         epochs=params.epochs,

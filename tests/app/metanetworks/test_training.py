@@ -156,11 +156,14 @@ async def test_a_regression_metanetwork_answers_with_intervals(
     zoo = await client.post("/v1/zoos", json={"name": "acc", "task": "regression",
                                               "items": items})
     assert zoo.status_code == 201, zoo.text
+    # learned queries read class by class (4-input MLPs: 2×2 "images")
+    config = TINY | {"queries": 3, "query_side": 2, "query_classes": True}
     job = await finish(client, (await client.post("/v1/metanetworks", json={
-        "name": "acc", "zoo_id": zoo.json()["id"], "epochs": 2, "config": TINY})).json())
+        "name": "acc", "zoo_id": zoo.json()["id"], "epochs": 2, "config": config})).json())
     assert job["status"] == "succeeded", job["error"]
     card = (await client.get("/v1/metanetworks/acc")).json()["card"]
     assert card["task"] == "generalization"
+    assert (card["config"]["queries"], card["config"]["query_classes"]) == (3, True)
     assert {"tau_b", "r2", "mae"} <= card["metrics"]["test"].keys()
     assert {"tau_b", "r2", "mae"} <= card["baseline"]["test"].keys()
     assert card["conformal"]["half_width"] >= 0 and 0 <= card["conformal"]["test_coverage"] <= 1
